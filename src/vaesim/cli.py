@@ -1,0 +1,69 @@
+"""The ``vaesim`` command: a thin dispatcher, one subcommand per job.
+
+Each job's arguments live beside its code, in ``vaesim.<stage>.commands``,
+which defines ``register(subparsers)``; every registered subparser sets
+``func`` (called with the parsed namespace, returning an exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from vaesim import __version__
+
+# Order is the order shown in --help.
+COMMAND_MODULES = (
+    "vaesim.study.demo_command",
+    "vaesim.study.commands",
+    "vaesim.report.commands",
+    "vaesim.training.commands",
+    "vaesim.data.commands",
+)
+
+
+class UserError(Exception):
+    """An error caused by input: printed as one clear message, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vaesim",
+        description=(
+            "How do VAEs learn? Train families of VAEs with checkpoints, record every "
+            "layer on a probe set, compare layers with CKA and Procrustes, store every "
+            "score, and report the findings."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"vaesim {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished work is kept; rerun the same command to resume.", file=sys.stderr)
+        return 130
+    except (UserError, FileNotFoundError, ValueError, TypeError) as error:
+        if args.verbose >= 2:
+            raise
+        print(f"vaesim: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""The training loop: one loop for every objective, resumable, seeded.
+
+A run directory holds ``config.json``, ``checkpoints/step_XXXXXXXX.{safetensors,json}``,
+``metrics.jsonl`` and, once finished, ``DONE``. Rerunning a finished run does
+nothing; rerunning a killed one restarts from its last complete checkpoint
+and ends with the same weights as an uninterrupted run (CPU, same seed):
+batches come from per-epoch permutations derived from ``(seed, epoch)``, and
+the checkpoint restores weights, both optimisers and every RNG state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from vaesim.models.architectures import VAE, build_vae
+from vaesim.models.losses import kl_per_dimension, reconstruction_loss
+from vaesim.models.objectives import Objective, make_objective, objective_params
+from vaesim.training.checkpoint import (
+    join_optimizer_state,
+    list_checkpoints,
+    model_state,
+    read_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
+from vaesim.training.config import TrainConfig, checkpoint_steps
+from vaesim.training.images import check_image_source
+from vaesim.training.metrics import MetricsWriter, truncate_metrics
+from vaesim.utils import atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+DONE_FILE = "DONE"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the run's last good checkpoint is kept."""
+
+
+class EpochOrder:
+    """Batch indices for every step from per-epoch permutations seeded by ``(seed, epoch)``.
+
+    Step t (0-based) reads positions ``t*B .. t*B + B - 1`` of the endless
+    concatenation of epoch permutations, so any step's batch is known without
+    replaying earlier ones (resume needs no saved iterator state).
+    """
+
+    def __init__(self, seed: int, size: int) -> None:
+        self.seed, self.size = int(seed), int(size)
+        self._cache: dict[int, np.ndarray] = {}
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        if epoch not in self._cache:
+            if len(self._cache) >= 2:
+                self._cache.pop(min(self._cache))
+            self._cache[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.size)
+        return self._cache[epoch]
+
+    def batch(self, step: int, batch_size: int) -> np.ndarray:
+        """int64 (batch_size,) dataset indices of step ``step``."""
+        start, end = step * batch_size, (step + 1) * batch_size
+        parts = []
+        while start < end:
+            epoch, offset = divmod(start, self.size)
+            take = min(end - start, self.size - offset)
+            parts.append(self.permutation(epoch)[offset : offset + take])
+            start += take
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def build_objective(config: TrainConfig, dataset_size: int) -> Objective:
+    """The configured objective; FactorVAE gets the latent size, stratified TC the dataset size."""
+    params = dict(config.params)
+    valid = objective_params(config.objective)
+    if "latent_dim" in valid:
+        params.setdefault("latent_dim", config.latent_dim)
+    if "dataset_size" in valid and params.get("sampling") == "stratified":
+        params.setdefault("dataset_size", dataset_size)
+    return make_objective(config.objective, **params)
+
+
+def load_dataset(config: TrainConfig):
+    """``vaesim.data.get_dataset(config.dataset, config.dataset_root)``."""
+    from vaesim.data import get_dataset
+
+    return get_dataset(config.dataset, config.dataset_root)
+
+
+def _check_run_dir(run_dir: Path, config: TrainConfig) -> None:
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        return
+    saved = json.loads(path.read_text())
+    if saved != json.loads(json.dumps(config.to_dict())):
+        changed = sorted(k for k in set(saved) | set(config.to_dict()) if saved.get(k) != json.loads(json.dumps(config.to_dict())).get(k))
+        raise ValueError(
+            f"train: {run_dir} holds a run with a different config (fields {changed} differ); "
+            "use a new output directory or delete this one to retrain"
+        )
+
+
+def _resolve_device(device) -> torch.device:
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+class _Monitor:
+    """Posterior-collapse monitor (claim 3): linear CKA(mean, sample) and active dimensions on a fixed probe batch."""
+
+    def __init__(self, config: TrainConfig, dataset, device: torch.device) -> None:
+        count = min(config.monitor_size, len(dataset))
+        indices = np.sort(np.random.default_rng([config.seed, 7919]).choice(len(dataset), count, replace=False))
+        self.images = torch.from_numpy(dataset.images(indices)).to(device)
+        generator = torch.Generator().manual_seed(config.seed)
+        self.noise = torch.randn(count, config.latent_dim, generator=generator).to(device)
+        self.threshold = config.active_threshold
+
+    @torch.no_grad()
+    def measure(self, model: VAE) -> dict:
+        from vaesim.similarity import linear_cka
+
+        was_training = model.training
+        model.eval()
+        out = model(self.images, noise=self.noise)
+        model.train(was_training)
+        kl_dim = kl_per_dimension(out.mean, out.logvar)
+        return {
+            "cka_mean_sample": float(linear_cka(out.mean.double().cpu().numpy(), out.sample.double().cpu().numpy())),
+            "active_dims": int((kl_dim > self.threshold).sum()),
+        }
+
+
+def _restore(run_dir, step, model, objective, optimizer) -> dict:
+    tensors, meta = read_checkpoint(run_dir, step)
+    if meta["model"] != model.config():
+        raise ValueError(
+            f"train: checkpoint {step} of {run_dir} holds a model {meta['model']}, but this run builds "
+            f"{model.config()}; was the dataset changed? Use a new output directory"
+        )
+    model.load_state_dict(model_state(tensors))
+    objective.load_state_dict({k[len("objective.") :]: v for k, v in tensors.items() if k.startswith("objective.")})
+    optimizer.load_state_dict(join_optimizer_state(tensors, meta["optimizer"]["vae"], "optimizer.vae"))
+    if objective.optimizer() is not None:
+        objective.optimizer().load_state_dict(
+            join_optimizer_state(tensors, meta["optimizer"]["objective"], "optimizer.objective")
+        )
+    set_rng_state(meta["rng"])
+    return meta
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    dataset=None,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+    callback: Callable[[int], None] | None = None,
+) -> Path:
+    """Train (or resume, or skip if finished) the run ``config`` in ``run_dir``; return ``run_dir``.
+
+    dataset: anything with ``__len__``, ``num_channels`` and
+    ``images(indices) -> float32 (B, C, 64, 64)``; default
+    ``vaesim.data.get_dataset(config.dataset, config.dataset_root)``.
+    device: default CUDA when available, else CPU.
+    callback: called with the number of finished steps after every update
+    (progress hooks, tests that simulate a crash).
+    Raises :class:`TrainingDiverged` when the loss stops being finite.
+    """
+    run_dir = Path(run_dir)
+    _check_run_dir(run_dir, config)
+    if (run_dir / DONE_FILE).is_file():
+        logger.info("%s is finished; nothing to do", run_dir)
+        return run_dir
+    if dataset is None:
+        dataset = load_dataset(config)
+    check_image_source(dataset)
+    device = _resolve_device(device)
+    schedule = checkpoint_steps(config.checkpoints, config.steps)
+    logged_steps = set(schedule)
+
+    # Build: seeded model, objective and optimiser
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    random.seed(config.seed)
+    model = build_vae(config.architecture, int(dataset.num_channels), config.latent_dim).to(device)
+    objective = build_objective(config, len(dataset)).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.adam_betas, eps=config.adam_eps)
+
+    # Resume from the last complete checkpoint, or start afresh
+    run_dir.mkdir(parents=True, exist_ok=True)
+    done = list_checkpoints(run_dir)
+    start = 0
+    if done:
+        _restore(run_dir, done[-1], model, objective, optimizer)
+        start = done[-1]
+        logger.info("%s: resuming from step %d", run_dir, start)
+    else:
+        atomic_write_json(run_dir / CONFIG_FILE, config.to_dict())
+    truncate_metrics(run_dir, start if done else -1)
+    meta = {"config": config.to_dict(), "objective": {"name": objective.name, "params": objective.params()}}
+    writer = MetricsWriter(run_dir)
+    if start == 0 and 0 in logged_steps and 0 not in done:
+        save_checkpoint(run_dir, 0, model=model, objective=objective, optimizer=optimizer, meta={**meta, "losses": {}})
+
+    monitor = _Monitor(config, dataset, device) if config.monitor_every else None
+    order = EpochOrder(config.seed, len(dataset))
+    bar = tqdm(total=config.steps, initial=start, disable=not progress, desc=run_dir.name, unit="step", dynamic_ncols=True)
+    interval_losses: list[torch.Tensor] = []
+    interval_start = start
+    last_row: dict = {}
+    model.train()
+    try:
+        for step in range(start, config.steps):
+            # Batch: the step's indices from the seeded epoch order
+            images = torch.from_numpy(dataset.images(order.batch(step, config.batch_size))).to(device, non_blocking=True)
+
+            # Forward: shared reconstruction + KL, then the objective's regulariser
+            out = model(images)
+            reconstruction = reconstruction_loss(images, out.logits, config.reconstruction).mean()
+            kl_dim = kl_per_dimension(out.mean, out.logvar)  # (D,)
+            kl = kl_dim.sum()
+            regularizer, terms = objective.regularizer(kl, out.mean, out.logvar, out.sample, step)
+            loss = reconstruction + regularizer
+
+            # Update the VAE, then whatever the objective trains itself (FactorVAE's discriminator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            terms.update(objective.extra_step(out.sample.detach()))
+            finished = step + 1
+            interval_losses.append(loss.detach())
+            bar.update(1)
+            if callback is not None:
+                callback(finished)
+
+            # Log (one device-to-host transfer per logged step), check for NaN, checkpoint
+            monitor_due = monitor is not None and finished % config.monitor_every == 0
+            if not (finished % config.log_every == 0 or finished in logged_steps or finished == 1 or monitor_due):
+                continue
+            _check_finite(interval_losses, interval_start, run_dir)
+            interval_losses, interval_start = [], finished
+            names = ["loss", "reconstruction", "kl", *terms]
+            values = torch.stack([loss.detach(), reconstruction.detach(), kl.detach(), *(t.detach() for t in terms.values())])
+            row = {"step": finished, **dict(zip(names, values.tolist()))}
+            row["elbo"] = row["reconstruction"] + row["kl"]
+            row.update({f"kl_dim_{i}": v for i, v in enumerate(kl_dim.detach().tolist())})
+            if monitor_due:
+                row.update(monitor.measure(model))
+            writer.write(row)
+            last_row = row
+            bar.set_postfix(loss=f"{row['loss']:.1f}", rec=f"{row['reconstruction']:.1f}", kl=f"{row['kl']:.2f}", refresh=False)
+            if finished in logged_steps:
+                writer.sync()
+                save_checkpoint(run_dir, finished, model=model, objective=objective, optimizer=optimizer, meta={**meta, "losses": row})
+    finally:
+        bar.close()
+        writer.close()
+    atomic_write_json(run_dir / DONE_FILE, {"step": config.steps, "losses": last_row, "finished_at": time.time()})
+    logger.info("%s: finished %d steps", run_dir, config.steps)
+    return run_dir
+
+
+def _check_finite(losses: list[torch.Tensor], first_step: int, run_dir: Path) -> None:
+    if not losses:
+        return
+    values = torch.stack(losses).cpu()
+    bad = ~torch.isfinite(values)
+    if bool(bad.any()):
+        step = first_step + int(bad.to(torch.int8).argmax()) + 1
+        kept = list_checkpoints(run_dir)
+        raise TrainingDiverged(
+            f"training diverged: the loss became {values[bad][0].item()} at step {step} of {run_dir}; "
+            f"the last good checkpoint is step {kept[-1] if kept else 'none'}. "
+            "Lower the learning rate or the regularisation strength, or check the data for NaN"
+        )

@@ -1,5 +1,79 @@
-"""Subcommands of this stage (filled in by the issue that builds the stage)."""
+"""``vaesim data download NAME`` and ``vaesim data info NAME``."""
+
+from __future__ import annotations
+
+import argparse
 
 
 def register(subparsers) -> None:
-    """Add this stage's subcommands to the ``vaesim`` parser."""
+    """Add ``vaesim data ...`` to the ``vaesim`` parser."""
+    from vaesim.data.registry import DATASETS
+
+    data = subparsers.add_parser("data", help="datasets: download files, show factors and where files go")
+    sub = data.add_subparsers(dest="data_command", metavar="ACTION")
+    names = list(DATASETS)
+
+    download = sub.add_parser("download", help="fetch a dataset's public files (resumable, SHA-256 verified)")
+    download.add_argument("name", choices=names, metavar="NAME", help=f"one of: {', '.join(names)}")
+    download.add_argument("--root", default=None, help="data root (default $VAESIM_DATA or ~/.cache/vaesim/data)")
+    download.add_argument("--variant", default=None, help="mpi3d only: real (default), realistic or toy")
+    download.add_argument("--url", default=None, help="download from this URL instead (a mirror)")
+    download.add_argument("--sha256", default=None, help="expected SHA-256 of the file (hex)")
+    download.add_argument("--timeout", type=float, default=10.0, help="network timeout in seconds (default 10)")
+    download.set_defaults(func=_download)
+
+    info = sub.add_parser("info", help="factors, sizes, expected file locations and whether they are present")
+    info.add_argument("name", choices=names, metavar="NAME", help=f"one of: {', '.join(names)}")
+    info.add_argument("--root", default=None, help="data root (default $VAESIM_DATA or ~/.cache/vaesim/data)")
+    info.set_defaults(func=_info)
+
+    data.set_defaults(func=lambda args: (data.print_help(), 0)[1])
+
+
+def _download(args: argparse.Namespace) -> int:
+    from vaesim.cli import UserError
+    from vaesim.data.download import DownloadError, download_dataset
+
+    if args.sha256 is not None and (len(args.sha256) != 64 or any(c not in "0123456789abcdefABCDEF" for c in args.sha256)):
+        raise UserError(f"--sha256: expected 64 hexadecimal characters, got {args.sha256!r}")
+    try:
+        paths = download_dataset(
+            args.name, args.root, variant=args.variant, sha256=args.sha256, url=args.url, timeout=args.timeout
+        )
+    except DownloadError as error:
+        raise UserError(str(error)) from None
+    if not paths:
+        print(f"{args.name}: nothing to download (built in)")
+    for path in paths:
+        print(f"ok {path}")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from vaesim.data.download import sources
+    from vaesim.data.registry import dataset_dir, expected_files, get_spec
+
+    spec = get_spec(args.name)
+    print(f"{spec.name}: {spec.description}")
+    print(f"  channels: {spec.num_channels}")
+    total = 1
+    for name, size in zip(spec.factor_names, spec.factor_sizes):
+        print(f"  factor {name}: {size}")
+        total *= size
+    print(f"  factor combinations: {total}")
+    if spec.folder is None:
+        print("  files: none needed (procedural or shipped with a package)")
+        return 0
+    print(f"  folder: {dataset_dir(args.name, args.root)}")
+    all_found = True
+    for pattern, found in expected_files(args.name, args.root):
+        count = f"{len(found)} found" if any(ch in pattern for ch in "*?[") else ("found" if found else "MISSING")
+        if not found or len(found) < spec.min_count:
+            all_found = False
+            count += f" (expected {spec.min_count})" if spec.min_count > 1 else ""
+        print(f"  {pattern}: {count}")
+    for remote in sources(args.name):
+        checksum = remote.sha256 or "unknown (size check only; pass --sha256 to pin one)"
+        print(f"  source {remote.url}\n    sha256 {checksum}")
+    print("  status: " + ("ready" if all_found else f"missing files: run `vaesim data download {args.name}`"))
+    return 0

@@ -1,0 +1,78 @@
+"""Cars3D (Reed et al. 2015): ``car_*_mesh.mat`` files, one per car model.
+
+Each MATLAB v5 file holds ``im``: uint8 (128, 128, 3, 24, 4) = (H, W, RGB,
+azimuth, elevation). Files are taken in sorted name order (183 in the
+official archive ``nips2015-analogy-data.tar.gz``, folder ``data/cars``).
+Factors: elevation 4, azimuth 24, object 183 (disentanglement_lib's order);
+item order is C-order over (elevation, azimuth, object), object fastest:
+item (e, a, o) is ``im[:, :, :, a, e]`` of the o-th file. Images are resized
+to 64x64 with an antialiased bilinear filter (:func:`resize_uint8`).
+``scipy.io.loadmat`` reads only the ``im`` variable and executes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from vaesim.data.base import GroundTruthDataset
+from vaesim.data.grid import resize_uint8
+
+logger = logging.getLogger(__name__)
+
+PATTERN = "car_*_mesh.mat"
+FACTOR_NAMES = ("elevation", "azimuth", "object")
+FACTOR_SIZES = (4, 24, 183)
+
+
+def read_mesh(path: Path) -> np.ndarray:
+    """One car file -> uint8 (elevation, azimuth, 3, H, W)."""
+    import scipy.io
+
+    try:
+        content = scipy.io.loadmat(path, variable_names=["im"])
+    except (ValueError, OSError, TypeError, NotImplementedError) as error:
+        raise ValueError(f"{path}: expected a MATLAB v5 file with 'im', could not read it ({error}): download it again") from None
+    if "im" not in content:
+        raise ValueError(f"{path}: expected a variable 'im', found {sorted(k for k in content if not k.startswith('__'))}")
+    im = content["im"]
+    if im.ndim != 5 or im.shape[2] != 3 or im.shape[0] != im.shape[1]:
+        raise ValueError(f"{path}: 'im' has shape {im.shape}, expected (H, H, 3, azimuth, elevation) e.g. (128, 128, 3, 24, 4)")
+    if im.dtype != np.uint8:
+        raise ValueError(f"{path}: 'im' has dtype {im.dtype}, expected uint8")
+    return np.ascontiguousarray(im.transpose(4, 3, 2, 0, 1))
+
+
+class Cars3D(GroundTruthDataset):
+    name = "cars3d"
+    factor_names = FACTOR_NAMES
+    num_channels = 3
+    description = "Cars3D: renderings of 183 car models at 4 elevations x 24 azimuths"
+
+    def __init__(self, root: str | Path | None = None, *, directory: str | Path | None = None):
+        from vaesim.data.registry import dataset_dir, require_files
+
+        if directory is None:
+            require_files("cars3d", root)
+            directory = dataset_dir("cars3d", root)
+        self.directory = Path(directory)
+        self.files = sorted(self.directory.glob(PATTERN))
+        if not self.files:
+            raise FileNotFoundError(f"{self.directory}: no {PATTERN} files found")
+        meshes = []
+        for path in self.files:
+            mesh = read_mesh(path)  # (E, A, 3, H, W)
+            if meshes and mesh.shape != meshes[0].shape:
+                raise ValueError(f"{path}: 'im' has grid {mesh.shape}, expected {meshes[0].shape} like {self.files[0].name}")
+            elevations, azimuths = mesh.shape[:2]
+            meshes.append(resize_uint8(mesh.reshape(elevations * azimuths, *mesh.shape[2:])).reshape(elevations, azimuths, 3, 64, 64))
+        stacked = np.stack(meshes, axis=2)  # (E, A, O, 3, 64, 64)
+        self.factor_sizes = tuple(int(s) for s in stacked.shape[:3])
+        if self.factor_sizes != FACTOR_SIZES:
+            logger.warning("%s: factor sizes %s differ from the official %s", self.directory, self.factor_sizes, FACTOR_SIZES)
+        self._images = stacked.reshape(-1, 3, 64, 64)
+
+    def _uint8_images(self, indices: np.ndarray) -> np.ndarray:
+        return self._images[indices]

@@ -1,0 +1,174 @@
+"""Dataset names, where their files live, and ``get_dataset``.
+
+Root directory: ``root=`` if given, else ``$VAESIM_DATA``, else
+``~/.cache/vaesim/data``. Each dataset has its own folder below it:
+
+=====================  ==============================================================
+dsprites (+ variants)  ``<root>/dsprites/dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz``
+shapes3d               ``<root>/shapes3d/3dshapes.h5``
+smallnorb              ``<root>/smallnorb/smallnorb-*-{dat,cat,info}.mat`` (or ``.mat.gz``)
+cars3d                 ``<root>/cars3d/car_*_mesh.mat``
+mpi3d                  ``<root>/mpi3d/mpi3d_{real,realistic,toy}.npz``
+dsprites-procedural    ``<root>/dsprites-procedural/`` (optional render cache)
+digits                 shipped with scikit-learn
+=====================  ==============================================================
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from vaesim.data import cars3d, dsprites, mpi3d, procedural, shapes3d, smallnorb
+from vaesim.data.base import GroundTruthDataset
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Static facts about a dataset (usable without its files)."""
+
+    name: str
+    factor_names: tuple[str, ...]
+    factor_sizes: tuple[int, ...]
+    num_channels: int
+    folder: str | None  # sub-folder of the root holding its files; None: nothing on disk
+    files: tuple[str, ...]  # file names or glob patterns expected in the folder
+    description: str
+    build: Callable[..., GroundTruthDataset]
+    min_count: int = 1  # for glob patterns: how many files are expected
+
+
+def _official_or_procedural_variant(variant: str):
+    def build(root=None, **options):
+        return dsprites.make_variant(variant, root, **options)
+
+    return build
+
+
+def _build_digits(root=None, **options):
+    from vaesim.data.digits import Digits
+
+    return Digits(root, **options)
+
+
+_DSPRITES_FACTORS = (procedural.FACTOR_NAMES, procedural.FACTOR_SIZES)
+
+DATASETS: dict[str, DatasetSpec] = {
+    "dsprites": DatasetSpec(
+        "dsprites", *_DSPRITES_FACTORS, 1, "dsprites", (dsprites.FILENAME,),
+        "dSprites, official file (Matthey et al. 2017)", dsprites.DSprites,
+    ),
+    "dsprites-procedural": DatasetSpec(
+        "dsprites-procedural", *_DSPRITES_FACTORS, 1, None, (),
+        "dSprites grid re-rendered procedurally (offline default; not pixel-identical to the official file)",
+        procedural.ProceduralDSprites,
+    ),
+    "color-dsprites": DatasetSpec(
+        "color-dsprites", *_DSPRITES_FACTORS, 3, None, (),
+        "dSprites tinted by a random colour in [0.5, 1]^3 (base='procedural' default, or 'official')",
+        _official_or_procedural_variant("color"),
+    ),
+    "noisy-dsprites": DatasetSpec(
+        "noisy-dsprites", *_DSPRITES_FACTORS, 3, None, (),
+        "dSprites on a uniform-noise background (base='procedural' default, or 'official')",
+        _official_or_procedural_variant("noisy"),
+    ),
+    "shapes3d": DatasetSpec(
+        "shapes3d", shapes3d.FACTOR_NAMES, shapes3d.FACTOR_SIZES, 3, "shapes3d", (shapes3d.FILENAME,),
+        "Shapes3D (Burgess & Kim 2018)", shapes3d.Shapes3D,
+    ),
+    "smallnorb": DatasetSpec(
+        "smallnorb", smallnorb.FACTOR_NAMES, smallnorb.FACTOR_SIZES, 1, "smallnorb", tuple(smallnorb.filenames()),
+        "smallNORB, both splits, left camera (LeCun et al. 2004)", smallnorb.SmallNORB,
+    ),
+    "cars3d": DatasetSpec(
+        "cars3d", cars3d.FACTOR_NAMES, cars3d.FACTOR_SIZES, 3, "cars3d", (cars3d.PATTERN,),
+        "Cars3D (Reed et al. 2015)", cars3d.Cars3D, min_count=183,
+    ),
+    "mpi3d": DatasetSpec(
+        "mpi3d", mpi3d.FACTOR_NAMES, mpi3d.VARIANT_SIZES["real"], 3, "mpi3d", (mpi3d.filename("real"),),
+        "MPI3D real (Gondal et al. 2019); variant='toy'/'realistic' for the others", mpi3d.MPI3D,
+    ),
+    "digits": DatasetSpec(
+        "digits", ("digit",), (10,), 1, None, (), "scikit-learn handwritten digits upsampled to 64x64", _build_digits,
+    ),
+}
+
+
+def default_root() -> Path:
+    """``$VAESIM_DATA`` or ``~/.cache/vaesim/data``."""
+    env = os.environ.get("VAESIM_DATA")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "vaesim" / "data"
+
+
+def get_spec(name: str) -> DatasetSpec:
+    if not isinstance(name, str):
+        raise TypeError(f"dataset name: expected a string, got {type(name).__name__}")
+    if name not in DATASETS:
+        raise ValueError(f"dataset name: expected one of {', '.join(DATASETS)}, got {name!r}")
+    return DATASETS[name]
+
+
+def dataset_dir(name: str, root: str | os.PathLike | None = None) -> Path:
+    """Folder of a dataset's files: ``<root>/<folder>``."""
+    spec = get_spec(name)
+    base = Path(root).expanduser() if root is not None else default_root()
+    return base / (spec.folder or name)
+
+
+def expected_files(name: str, root=None) -> list[tuple[str, list[Path]]]:
+    """(pattern, files found) for each expected file or glob pattern."""
+    spec = get_spec(name)
+    directory = dataset_dir(name, root)
+    found = []
+    for pattern in spec.files:
+        if any(ch in pattern for ch in "*?["):
+            matches = sorted(directory.glob(pattern))
+        else:
+            matches = [p for p in (directory / pattern, directory / (pattern + ".gz")) if p.exists()][:1]
+        found.append((pattern, matches))
+    return found
+
+
+def require_files(name: str, root=None) -> list[Path]:
+    """Paths of a dataset's files; FileNotFoundError naming what is missing, where, and the fix.
+
+    Returns ``[]`` for procedural or packaged datasets.
+    """
+    spec = get_spec(name)
+    directory = dataset_dir(name, root)
+    paths, missing = [], []
+    for pattern, matches in expected_files(name, root):
+        if not matches:
+            missing.append(pattern)
+        elif len(matches) < spec.min_count:
+            missing.append(f"{pattern} ({len(matches)} of {spec.min_count} files present)")
+        paths.extend(matches)
+    if missing:
+        from vaesim.data.download import source_hint
+
+        raise FileNotFoundError(
+            f"dataset {name!r}: missing {', '.join(missing)} in {directory}. "
+            f"Fix: `vaesim data download {name} --root {directory.parent}`, or get the files from "
+            f"{source_hint(name)} and put them in {directory}"
+            + ("; or use 'dsprites-procedural' (no download)" if name == "dsprites" else "")
+        )
+    return paths
+
+
+def get_dataset(name: str, root: str | os.PathLike | None = None, **options) -> GroundTruthDataset:
+    """Build a dataset by name (see ``DATASETS``); ``options`` go to its constructor.
+
+    Options: ``dsprites-procedural``: ``cache``; colour/noisy: ``base``
+    ("procedural" | "official"), ``seed``; ``shapes3d``: ``in_memory``;
+    ``mpi3d``: ``variant``, ``factor_sizes``.
+    """
+    spec = get_spec(name)
+    try:
+        return spec.build(root, **options)
+    except TypeError as error:
+        if "unexpected keyword" in str(error):
+            raise TypeError(f"get_dataset({name!r}): {error}; see help(vaesim.data.get_dataset) for options") from None
+        raise

@@ -1,0 +1,378 @@
+"""All layer pairs of many model pairs: summarise each (model, layer) once, batch the pairs.
+
+Cost model (``n`` examples, ``M`` (model, layer) summaries, width ``p``):
+
+* per summary, once: centring (``n p``) and the centred Gram via a symmetric
+  rank-k update (``n^2 p`` flops), plus a QR (``~2 n^2 p``) when Procrustes is
+  asked for and ``p > n``;
+* CKA pair phase: every ``<Kc_i, Kc_j>`` comes from one blocked product of the
+  packed Grams, ``G G^T`` with ``G`` ``(M, n(n+1)/2)`` (about ``M^2 n^2 / 2``
+  flops in total, i.e. ``n^2/2`` per layer pair): negligible next to the
+  Grams unless ``M`` reaches thousands. ``G`` is streamed in row blocks of the
+  triangle, so memory stays at ``block_bytes`` whatever ``M`` is, and packed
+  Grams may be memory-mapped from disk;
+* Procrustes pair phase: ``F_a^T F_b`` for all layers of a model pair in one
+  product, then a values-only SVD per layer pair (``O(min(n, p)^3)``).
+
+Debiased CKA reuses the same ``<Kc_i, Kc_j>`` plus ``diag(Kc_i).diag(Kc_j)``
+and traces (unbiased HSIC of centred Grams, Song et al. 2012).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from itertools import combinations_with_replacement
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from vaesim.similarity.measures import CLAMP_TOLERANCE, unbiased_hsic_centred
+from vaesim.similarity.summary import METRICS, LayerSummary, packed_offset, summarise
+
+__all__ = ["compare", "COLUMNS"]
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["a_model", "a_layer", "b_model", "b_layer", "metric", "score", "n", "note"]
+
+
+def _label(model: Any, layer: Any) -> str:
+    return f"models[{model!r}][{layer!r}]"
+
+
+def _check_models(models: Any) -> None:
+    if not isinstance(models, Mapping):
+        raise TypeError(
+            f"compare: models must be a dict {{model key: {{layer name: activations or LayerSummary}}}}, "
+            f"got {type(models).__name__}"
+        )
+    if not models:
+        raise ValueError("compare: models is empty; pass at least one model with at least one layer")
+    for key, layers in models.items():
+        if not isinstance(layers, Mapping):
+            raise TypeError(
+                f"compare: models[{key!r}] must be a dict {{layer name: activations or LayerSummary}}, "
+                f"got {type(layers).__name__}"
+            )
+        if not layers:
+            raise ValueError(f"compare: models[{key!r}] has no layers; give it at least one layer")
+
+
+def _resolve_pairs(models: Mapping, model_pairs: Iterable | None) -> list[tuple[Any, Any]]:
+    keys = list(models)
+    if model_pairs is None:
+        return list(combinations_with_replacement(keys, 2))
+    pairs = []
+    for pair in model_pairs:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(f"compare: each entry of model_pairs must be a pair (a_key, b_key), got {pair!r}")
+        for key in pair:
+            if key not in models:
+                raise ValueError(f"compare: model_pairs names model {key!r}, which is not in models (keys: {keys!r})")
+        pairs.append((pair[0], pair[1]))
+    return pairs
+
+
+def _check_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    metrics = tuple(metrics)
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown or not metrics:
+        raise ValueError(f"compare: metrics must be a non-empty subset of {METRICS}, got {metrics!r}")
+    return metrics
+
+
+def _summaries(models: Mapping, involved: Sequence, metrics: tuple[str, ...], device: Any) -> dict:
+    """{(model, layer): LayerSummary} for every involved model, each made once."""
+    out: dict[tuple[Any, Any], LayerSummary] = {}
+    reference: tuple[str, int] | None = None
+    for key in involved:
+        for layer, value in models[key].items():
+            label = _label(key, layer)
+            if isinstance(value, LayerSummary):
+                summary = value
+                if "procrustes" in metrics and not summary.has_factor:
+                    raise ValueError(
+                        f"compare: {label} is a LayerSummary without the Procrustes factor; "
+                        "summarise it with metrics including 'procrustes' or drop that metric"
+                    )
+            else:
+                summary = summarise(value, name=label, metrics=metrics, device=device)
+            if reference is None:
+                reference = (label, summary.n)
+            elif summary.n != reference[1]:
+                raise ValueError(
+                    f"compare: {label} has n={summary.n} examples but {reference[0]} has n={reference[1]}; "
+                    "every layer must be recorded on the same probe examples"
+                )
+            out[(key, layer)] = summary
+    if "cka_debiased" in metrics and reference is not None and reference[1] < 4:
+        raise ValueError(
+            f"compare: metric 'cka_debiased' needs n > 3 examples, got n={reference[1]} (in {reference[0]}); "
+            "use a larger probe set or drop 'cka_debiased'"
+        )
+    return out
+
+
+def _row_blocks(n: int, rows: int, block_bytes: int) -> Iterable[tuple[int, int]]:
+    """Row ranges ``[i0, i1)`` of the packed triangle with about ``block_bytes`` per block of ``rows`` summaries."""
+    i0 = 0
+    while i0 < n:
+        width = n - i0
+        b = max(1, min(width, block_bytes // max(1, 8 * rows * width)))
+        yield i0, i0 + b
+        i0 += b
+
+
+def _gram_products(
+    summaries: list[LayerSummary], groups: dict[Any, list[int]], pairs: list[tuple[Any, Any]],
+    device: Any, block_bytes: int,
+) -> np.ndarray:
+    """``<Kc_i, Kc_j>`` ``(M, M)`` for every summary pair that the requested model pairs need.
+
+    Dense requests (at least half of all model pairs) use one symmetric
+    product of all packed Grams per row block (BLAS syrk); sparse ones one
+    product per model against all of its partners. Entries no request needs
+    are left at zero.
+    """
+    m = len(summaries)
+    n = summaries[0].n
+    models = list(groups)
+    order = {model: k for k, model in enumerate(models)}
+    unordered = {frozenset(p) for p in pairs}
+    dense = len(unordered) >= 0.25 * len(models) * (len(models) + 1)
+    partners: dict[Any, list[int]] = {}
+    if not dense:
+        for a, b in pairs:
+            first, second = (a, b) if order[a] <= order[b] else (b, a)
+            partners[first] = sorted(set(partners.get(first, [])) | set(groups[second]))
+    backend = _Backend(device)
+    products = backend.zeros(m, m)
+    diag = backend.zeros(m)
+    computed = np.zeros((m, m), dtype=bool)
+    for first, cols in partners.items():
+        computed[np.ix_(groups[first], cols)] = True
+    for i0, i1 in _row_blocks(n, m, block_bytes):
+        block = np.empty((m, packed_offset(i1, n) - packed_offset(i0, n)))
+        for k, summary in enumerate(summaries):
+            block[k] = summary.gram_block(i0, i1)
+        block = backend.asarray(block)
+        if dense:
+            products += block @ block.T  # symmetric rank-k update (syrk)
+        else:
+            for first, cols in partners.items():
+                rows = groups[first]
+                backend.add_block(products, rows, cols, block[rows] @ block[cols].T)
+            diag += (block * block).sum(1)
+    products = backend.numpy(products)
+    if not dense:
+        products = np.where(computed, products, products.T)
+        np.fill_diagonal(products, backend.numpy(diag))
+    return products
+
+
+class _Backend:
+    """numpy on CPU (device None) or torch float64 on ``device``."""
+
+    def __init__(self, device: Any):
+        self.device = device
+        if device is not None:
+            import torch
+
+            self.torch = torch
+
+    def zeros(self, *shape: int):
+        if self.device is None:
+            return np.zeros(shape)
+        return self.torch.zeros(shape, dtype=self.torch.float64, device=self.device)
+
+    def asarray(self, array: np.ndarray):
+        if self.device is None:
+            return array
+        return self.torch.from_numpy(array).to(self.device)
+
+    def numpy(self, value) -> np.ndarray:
+        if self.device is None:
+            return value
+        return value.cpu().numpy()
+
+    def add_block(self, target, rows: list[int], cols: list[int], value) -> None:
+        if self.device is None:
+            target[np.ix_(rows, cols)] += value
+        else:
+            r = self.torch.tensor(rows, device=self.device)[:, None]
+            c = self.torch.tensor(cols, device=self.device)[None, :]
+            target[r, c] += value
+
+
+def _layer_pairs(models: Mapping, a: Any, b: Any) -> Iterable[tuple[Any, Any]]:
+    layers_a = list(models[a])
+    if a == b:
+        for i, la in enumerate(layers_a):
+            for lb in layers_a[i:]:
+                yield la, lb
+    else:
+        for la in layers_a:
+            for lb in models[b]:
+                yield la, lb
+
+
+def _zero_note(labels: Sequence[str], metric: str) -> str:
+    return f"zero variance in {' and '.join(labels)}: {metric} is undefined for a constant layer"
+
+
+def _cka_scores(index, summaries, products, metrics, requested):
+    """Yield (i, j, metric, score, note) for CKA metrics from Gram inner products."""
+    n = summaries[0].n
+    traces = np.array([s.total_variance for s in summaries])
+    need_debiased = "cka_debiased" in metrics
+    if need_debiased:
+        diag_dots = np.stack([np.asarray(s.row_norms, dtype=np.float64) for s in summaries])
+        diag_dots = diag_dots @ diag_dots.T  # (M, M) diag(K_i).diag(K_j)
+    for i, j in requested:
+        zero = [summaries[k].name for k in {i, j} if summaries[k].zero_variance]
+        if "cka" in metrics:
+            if zero:
+                yield i, j, "cka", math.nan, _zero_note(zero, "CKA")
+            else:
+                value = products[i, j] / math.sqrt(products[i, i] * products[j, j])
+                if not -CLAMP_TOLERANCE <= value <= 1 + CLAMP_TOLERANCE:
+                    raise ArithmeticError(f"CKA of {summaries[i].name} and {summaries[j].name} = {value} outside [0, 1]")
+                yield i, j, "cka", min(max(value, 0.0), 1.0), ""
+        if need_debiased:
+            if zero:
+                yield i, j, "cka_debiased", math.nan, _zero_note(zero, "debiased CKA")
+                continue
+            h = {}
+            for u, v in ((i, j), (i, i), (j, j)):
+                h[(u, v)] = unbiased_hsic_centred(products[u, v], diag_dots[u, v], traces[u], traces[v], n)
+            bad = [summaries[k].name for k in {i, j} if h[(k, k)] <= 0.0]
+            if bad:
+                yield i, j, "cka_debiased", math.nan, (
+                    f"unbiased HSIC of {' and '.join(bad)} with itself is not positive at n={n}: debiased CKA undefined"
+                )
+            else:
+                yield i, j, "cka_debiased", h[(i, j)] / math.sqrt(h[(i, i)] * h[(j, j)]), ""
+
+
+def _procrustes_scores(models, summaries, index, pairs, device):
+    """Yield (i, j, score, note) for Procrustes, one cross-product per model pair."""
+    factors: dict[int, np.ndarray] = {}
+
+    def factor(k: int) -> np.ndarray:
+        if k not in factors:
+            factors[k] = np.ascontiguousarray(summaries[k].factor())
+        return factors[k]
+
+    for a, b in pairs:
+        layer_pairs = list(_layer_pairs(models, a, b))
+        rows = [index[(a, la)] for la in models[a]]
+        cols = [index[(b, lb)] for lb in models[b]]
+        live_rows = [k for k in rows if not summaries[k].zero_variance]
+        live_cols = [k for k in cols if not summaries[k].zero_variance]
+        stacked_a = np.hstack([factor(k) for k in live_rows]) if live_rows else None
+        stacked_b = np.hstack([factor(k) for k in live_cols]) if live_cols else None
+        cross = None
+        if stacked_a is not None and stacked_b is not None:
+            cross = _cross(stacked_a, stacked_b, device)  # (sum r_a, sum r_b)
+        offsets_a = _offsets([factor(k).shape[1] for k in live_rows], live_rows)
+        offsets_b = _offsets([factor(k).shape[1] for k in live_cols], live_cols)
+        for la, lb in layer_pairs:
+            i, j = index[(a, la)], index[(b, lb)]
+            zero = [summaries[k].name for k in {i, j} if summaries[k].zero_variance]
+            if zero:
+                yield i, j, math.nan, _zero_note(zero, "Procrustes similarity")
+                continue
+            (r0, r1), (c0, c1) = offsets_a[i], offsets_b[j]
+            block = cross[r0:r1, c0:c1]
+            nuclear = _nuclear(block, device)
+            value = nuclear / math.sqrt(summaries[i].total_variance * summaries[j].total_variance)
+            if not -CLAMP_TOLERANCE <= value <= 1 + CLAMP_TOLERANCE:
+                raise ArithmeticError(f"Procrustes similarity of {summaries[i].name} and {summaries[j].name} = {value}")
+            yield i, j, min(max(value, 0.0), 1.0), ""
+
+
+def _offsets(widths: list[int], keys: list[int]) -> dict[int, tuple[int, int]]:
+    out, start = {}, 0
+    for key, width in zip(keys, widths):
+        out[key] = (start, start + width)
+        start += width
+    return out
+
+
+def _cross(a: np.ndarray, b: np.ndarray, device: Any):
+    if device is None:
+        return a.T @ b
+    import torch
+
+    return torch.from_numpy(a).to(device).T @ torch.from_numpy(b).to(device)
+
+
+def _nuclear(block, device: Any) -> float:
+    if device is None:
+        return float(np.linalg.svd(block, compute_uv=False).sum()) if block.size else 0.0
+    import torch
+
+    return float(torch.linalg.svdvals(block).sum().item()) if block.numel() else 0.0
+
+
+def compare(
+    models: Mapping[Any, Mapping[Any, Any]],
+    *,
+    metrics: Iterable[str] = ("cka", "procrustes"),
+    model_pairs: Iterable[tuple[Any, Any]] | None = None,
+    device: Any = None,
+    block_bytes: int = 256 << 20,
+) -> pd.DataFrame:
+    """Similarity of every layer pair of the requested model pairs.
+
+    Args:
+        models: ``{model key: {layer name: activations (n, ...) or LayerSummary}}``;
+            all layers share the same ``n`` examples.
+        metrics: subset of ``("cka", "cka_debiased", "procrustes")``.
+        model_pairs: ``None`` = every unordered pair of model keys including
+            each model with itself; else an explicit list of ``(a_key, b_key)``.
+        device: torch device (e.g. ``"cuda"``) for the Grams and pair
+            products; None runs on CPU with numpy/BLAS (faster there).
+        block_bytes: memory for one row block of stacked packed Grams.
+
+    Returns:
+        DataFrame with columns ``a_model, a_layer, b_model, b_layer, metric,
+        score, n, note``. A model with itself gives each unordered layer pair
+        once (a layer with itself included); two different models give every
+        ``(a_layer, b_layer)``. Zero-variance layers give NaN with a ``note``.
+    """
+    _check_models(models)
+    metrics = _check_metrics(metrics)
+    pairs = _resolve_pairs(models, model_pairs)
+    involved = [key for key in models if any(key in pair for pair in pairs)]
+    summary_map = _summaries(models, involved, metrics, device)
+    keys = list(summary_map)
+    summaries = [summary_map[k] for k in keys]
+    index = {k: i for i, k in enumerate(keys)}
+    groups = {model: [index[(model, layer)] for layer in models[model]] for model in involved}
+    n = summaries[0].n if summaries else 0
+    requested = [(index[(a, la)], index[(b, lb)]) for a, b in pairs for la, lb in _layer_pairs(models, a, b)]
+    log.info("compare: %d summaries, %d model pairs, %d layer pairs", len(summaries), len(pairs), len(requested))
+
+    scores: dict[tuple[int, int, str], tuple[float, str]] = {}
+    if {"cka", "cka_debiased"} & set(metrics):
+        products = _gram_products(summaries, groups, pairs, device, block_bytes)
+        for i, j, metric, score, note in _cka_scores(index, summaries, products, metrics, requested):
+            scores[(i, j, metric)] = (score, note)
+    if "procrustes" in metrics:
+        for i, j, score, note in _procrustes_scores(models, summaries, index, pairs, device):
+            scores[(i, j, "procrustes")] = (score, note)
+
+    rows = []
+    for (i, j) in requested:
+        (a, la), (b, lb) = keys[i], keys[j]
+        for metric in metrics:
+            score, note = scores[(i, j, metric)]
+            rows.append((a, la, b, lb, metric, float(score), n, note))
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame["n"] = frame["n"].astype("int64")
+    return frame

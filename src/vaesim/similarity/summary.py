@@ -1,0 +1,314 @@
+"""Per-layer summaries: the work done once per (model, layer) and reused for every pair.
+
+A :class:`LayerSummary` keeps, in float64, only what the pair measures need and
+about ``min(n^2, n p)`` numbers:
+
+* ``features``: centred activations ``(n, p)`` when ``p <= n / 2`` (or
+  ``p <= n`` when Procrustes is wanted: they are then the Procrustes factor);
+  the Gram of such a layer is formed when a comparison needs it;
+* ``gram``: the centred Gram ``Kc = Xc Xc^T`` when ``p > n / 2``, stored packed
+  (upper triangle, row-major, off-diagonal entries scaled by ``sqrt(2)`` so
+  that the plain dot product of two packed vectors is ``<Kc, Lc>_F``);
+* ``r``: for Procrustes with ``p > n``, the packed upper-triangular ``R`` of
+  ``Xc^T = Q R`` (``R^T R = Kc``), the reduced factor of width ``n``;
+* ``row_norms`` = ``diag(Kc)`` ``(n,)`` and ``total_variance`` = ``tr Kc``
+  (needed by the unbiased HSIC estimator and the Procrustes normalisation).
+
+Summaries are saved as ``.npz`` (no pickle; one JSON metadata entry) through
+:func:`vaesim.utils.atomic_path`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from vaesim.similarity.measures import centre_columns
+from vaesim.similarity.validation import as_matrix
+from vaesim.utils import atomic_path
+
+__all__ = [
+    "LayerSummary",
+    "summarise",
+    "save_summaries",
+    "load_summaries",
+    "packed_offset",
+    "pack_upper",
+    "pack_row_block",
+    "unpack_upper",
+    "METRICS",
+]
+
+METRICS = ("cka", "cka_debiased", "procrustes")
+FORMAT_NAME = "vaesim-layer-summaries"
+FORMAT_VERSION = 1
+SQRT2 = math.sqrt(2.0)
+
+
+def packed_offset(i: int, n: int) -> int:
+    """Index in a packed upper triangle (row-major) where row ``i`` starts."""
+    return i * n - (i * (i - 1)) // 2
+
+
+@lru_cache(maxsize=8)
+def _block_layout(i0: int, i1: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mask selecting ``j >= i`` in rows ``[i0, i1)`` x columns ``[i0, n)``, and diagonal positions."""
+    rows = np.arange(i0, i1)[:, None]
+    cols = np.arange(i0, n)[None, :]
+    mask = cols >= rows
+    diag_pos = np.array([packed_offset(i, n) - packed_offset(i0, n) for i in range(i0, i1)], dtype=np.int64)
+    return mask, diag_pos
+
+
+def pack_row_block(block: np.ndarray, i0: int, n: int, *, scale: bool) -> np.ndarray:
+    """Pack rows ``[i0, i0 + b)`` of a symmetric/upper matrix.
+
+    Args:
+        block: ``(b, n - i0)``: rows ``i0..i0+b-1``, columns ``i0..n-1``.
+        scale: multiply off-diagonal entries by ``sqrt(2)`` (Gram packing).
+
+    Returns:
+        the packed segment ``[packed_offset(i0), packed_offset(i0 + b))``.
+    """
+    b = block.shape[0]
+    mask, diag_pos = _block_layout(i0, i0 + b, n)
+    segment = block[mask]
+    if scale:
+        diagonal = segment[diag_pos]
+        segment *= SQRT2
+        segment[diag_pos] = diagonal
+    return segment
+
+
+def pack_upper(matrix: np.ndarray, *, scale: bool) -> np.ndarray:
+    """Pack the upper triangle of ``matrix`` ``(n, n)`` row-major into ``n(n+1)/2`` numbers."""
+    n = matrix.shape[0]
+    return pack_row_block(np.asarray(matrix), 0, n, scale=scale)
+
+
+def unpack_upper(packed: np.ndarray, n: int, *, scale: bool, symmetric: bool) -> np.ndarray:
+    """Inverse of :func:`pack_upper`: ``(n, n)`` (mirrored if ``symmetric``, else upper triangular)."""
+    mask, diag_pos = _block_layout(0, n, n)
+    values = np.array(packed, dtype=np.float64)
+    if scale:
+        diagonal = values[diag_pos]
+        values /= SQRT2
+        values[diag_pos] = diagonal
+    out = np.zeros((n, n))
+    out[mask] = values
+    if symmetric:
+        out = out + np.triu(out, 1).T
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class LayerSummary:
+    """Centred float64 summary of one layer on ``n`` examples (see module docstring).
+
+    Attributes:
+        name: the layer's name (used in messages).
+        n: number of examples.
+        num_features: ``p`` of the original activations.
+        row_norms: ``diag(Kc)`` ``(n,)``.
+        total_variance: ``tr(Kc) = ||Xc||_F^2``.
+        features: centred activations ``(n, p)`` or None.
+        gram: packed centred Gram ``(n(n+1)/2,)`` (off-diagonals x sqrt 2) or None.
+        r: packed ``R`` ``(n(n+1)/2,)`` with ``R^T R = Kc`` or None.
+    """
+
+    name: str
+    n: int
+    num_features: int
+    row_norms: np.ndarray
+    total_variance: float
+    features: np.ndarray | None = None
+    gram: np.ndarray | None = None
+    r: np.ndarray | None = None
+
+    @property
+    def zero_variance(self) -> bool:
+        """True when every feature is constant (CKA and Procrustes undefined)."""
+        return self.total_variance == 0.0
+
+    @property
+    def has_gram(self) -> bool:
+        return self.gram is not None or self.features is not None
+
+    @property
+    def has_factor(self) -> bool:
+        """True when the Procrustes factor is available."""
+        return self.r is not None or (self.features is not None and self.num_features <= self.n)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.features, self.gram, self.r, self.row_norms) if a is not None)
+
+    def gram_block(self, i0: int, i1: int) -> np.ndarray:
+        """Packed centred-Gram segment for rows ``[i0, i1)`` (float64)."""
+        if self.gram is not None:
+            return np.asarray(self.gram[packed_offset(i0, self.n) : packed_offset(i1, self.n)], dtype=np.float64)
+        if self.features is None:
+            raise ValueError(f"summary of {self.name!r} holds neither a Gram nor features")
+        block = self.features[i0:i1] @ self.features[i0:].T  # (b, n - i0)
+        return pack_row_block(block, i0, self.n, scale=True)
+
+    def packed_gram(self) -> np.ndarray:
+        """Whole packed centred Gram ``(n(n+1)/2,)``."""
+        return self.gram_block(0, self.n)
+
+    def full_gram(self) -> np.ndarray:
+        """Centred Gram ``(n, n)``."""
+        if self.features is not None:
+            return self.features @ self.features.T
+        return unpack_upper(self.packed_gram(), self.n, scale=True, symmetric=True)
+
+    def factor(self) -> np.ndarray:
+        """Procrustes factor ``F`` ``(n, r)`` with ``F F^T = Kc``, ``r = min(n, p)``."""
+        if self.features is not None and self.num_features <= self.n:
+            return self.features
+        if self.r is None:
+            raise ValueError(
+                f"summary of {self.name!r} was made without the Procrustes factor; "
+                "summarise it again with metrics including 'procrustes'"
+            )
+        return unpack_upper(self.r, self.n, scale=False, symmetric=False).T
+
+
+def _check_metrics(metrics: Iterable[str], where: str) -> tuple[str, ...]:
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    metrics = tuple(metrics)
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown or not metrics:
+        raise ValueError(f"{where}: metrics must be a non-empty subset of {METRICS}, got {metrics!r}")
+    return metrics
+
+
+def summarise(x: Any, *, name: str = "x", metrics: Iterable[str] = ("cka", "procrustes"), device: Any = None) -> LayerSummary:
+    """Centre one layer's activations once and keep what the pair measures need.
+
+    Args:
+        x: numpy array or torch tensor ``(n, ...)`` (float32/float64).
+        name: how the layer is named in messages.
+        metrics: which of ``"cka"``, ``"cka_debiased"``, ``"procrustes"`` the
+            summary must serve (Procrustes adds the QR factor for ``p > n``).
+        device: torch device for the Gram / QR (e.g. ``"cuda"``); None = numpy.
+
+    Returns:
+        :class:`LayerSummary` (float64, about ``min(n^2, n p)`` numbers).
+    """
+    metrics = _check_metrics(metrics, "summarise")
+    matrix = as_matrix(x, name)
+    n, p = matrix.shape
+    want_factor = "procrustes" in metrics
+    xc = centre_columns(matrix)  # (n, p) float64
+    row_norms = np.einsum("ij,ij->i", xc, xc)
+    total = float(row_norms.sum())
+    keep_features = p <= n / 2 or (want_factor and p <= n)
+    features = xc if keep_features else None
+    gram = r_packed = None
+    if p > n / 2:  # the packed Gram is no larger than the features: store it
+        if want_factor and p > n:
+            r = _qr_r(xc, device)  # (n, n) upper, R^T R = Kc
+            r_packed = pack_upper(r, scale=False)
+            gram_full = r.T @ r
+        else:
+            gram_full = _gram(xc, device)
+        gram = pack_upper(gram_full, scale=True)
+    return LayerSummary(
+        name=name, n=n, num_features=p, row_norms=row_norms, total_variance=total,
+        features=features, gram=gram, r=r_packed,
+    )
+
+
+def _gram(xc: np.ndarray, device: Any) -> np.ndarray:
+    if device is None:
+        return xc @ xc.T
+    import torch
+
+    t = torch.from_numpy(xc).to(device)
+    return (t @ t.T).cpu().numpy()
+
+
+def _qr_r(xc: np.ndarray, device: Any) -> np.ndarray:
+    if device is None:
+        return np.linalg.qr(xc.T, mode="r")
+    import torch
+
+    t = torch.from_numpy(xc).to(device)
+    return torch.linalg.qr(t.T, mode="r")[1].cpu().numpy()
+
+
+def save_summaries(path: str | os.PathLike, summaries: Mapping[str, LayerSummary]) -> Path:
+    """Write ``{layer: LayerSummary}`` to ``path`` (``.npz``, no pickle, atomic)."""
+    if not isinstance(summaries, Mapping):
+        raise TypeError(f"save_summaries: summaries must be a dict {{layer: LayerSummary}}, got {type(summaries).__name__}")
+    arrays: dict[str, np.ndarray] = {}
+    layers = []
+    for index, (layer, summary) in enumerate(summaries.items()):
+        if not isinstance(summary, LayerSummary):
+            raise TypeError(f"save_summaries: summaries[{layer!r}] must be a LayerSummary, got {type(summary).__name__}")
+        layers.append({"key": str(layer), "name": summary.name, "n": summary.n,
+                       "num_features": summary.num_features, "total_variance": summary.total_variance})
+        arrays[f"l{index}.row_norms"] = np.asarray(summary.row_norms)
+        for field in ("features", "gram", "r"):
+            value = getattr(summary, field)
+            if value is not None:
+                arrays[f"l{index}.{field}"] = np.asarray(value)
+    meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "layers": layers}
+    arrays["__meta__"] = np.array(json.dumps(meta))
+    path = Path(path)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)
+    return path
+
+
+def load_summaries(path: str | os.PathLike) -> dict[str, LayerSummary]:
+    """Read summaries written by :func:`save_summaries` (``{layer: LayerSummary}``, in order)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"load_summaries: no summary file at {path}; write one with save_summaries(path, summaries)")
+    with np.load(path, allow_pickle=False) as archive:
+        if "__meta__" not in archive.files:
+            raise ValueError(f"load_summaries: {path} is not a vaesim summary file (no __meta__ entry)")
+        meta = json.loads(str(archive["__meta__"]))
+        if meta.get("format") != FORMAT_NAME or meta.get("version") != FORMAT_VERSION:
+            raise ValueError(
+                f"load_summaries: {path} has format {meta.get('format')!r} version {meta.get('version')!r}, "
+                f"expected {FORMAT_NAME!r} version {FORMAT_VERSION}; recompute the summaries"
+            )
+        out: dict[str, LayerSummary] = {}
+        for index, layer in enumerate(meta["layers"]):
+            fields = {f: archive[f"l{index}.{f}"] if f"l{index}.{f}" in archive.files else None
+                      for f in ("features", "gram", "r")}
+            summary = LayerSummary(
+                name=layer["name"], n=int(layer["n"]), num_features=int(layer["num_features"]),
+                row_norms=archive[f"l{index}.row_norms"], total_variance=float(layer["total_variance"]), **fields,
+            )
+            _check_loaded(summary, path)
+            out[layer["key"]] = summary
+    return out
+
+
+def _check_loaded(summary: LayerSummary, path: Path) -> None:
+    n, tri = summary.n, summary.n * (summary.n + 1) // 2
+    problems = []
+    if summary.row_norms.shape != (n,):
+        problems.append(f"row_norms shape {summary.row_norms.shape} != ({n},)")
+    if summary.features is not None and summary.features.shape != (n, summary.num_features):
+        problems.append(f"features shape {summary.features.shape} != ({n}, {summary.num_features})")
+    for field in ("gram", "r"):
+        value = getattr(summary, field)
+        if value is not None and value.shape != (tri,):
+            problems.append(f"{field} shape {value.shape} != ({tri},)")
+    if not summary.has_gram:
+        problems.append("neither features nor gram present")
+    if problems:
+        raise ValueError(f"load_summaries: {path}, layer {summary.name!r} is corrupt: " + "; ".join(problems))

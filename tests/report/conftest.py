@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from vaesim.models import LAYER_NAMES
+from vaesim.study.store import RESULT_SCHEMA, write_table
 
 RESULT_COLUMNS = [
     "dataset", "comparison", "metric", "a_run", "a_objective", "a_param_name", "a_param", "a_seed", "a_step",
@@ -122,11 +123,12 @@ class Synthetic:
                     objectives={self.objective: {self.param_name: list(self.params)}},
                     seeds=list(self.seeds), steps=self.steps[-1])
         (study_dir / "spec.yaml").write_text(yaml.safe_dump(spec))
-        results = self.results()
-        (study_dir / "results").mkdir(exist_ok=True)
-        for index, (comparison, part) in enumerate(results.groupby("comparison")):
-            part.to_parquet(study_dir / "results" / f"task-{index:03d}-{comparison}.parquet", index=False)
-        self.runs().to_parquet(study_dir / "runs.parquet", index=False)
+        results = self.results().assign(a_epoch=0.0, b_epoch=0.0)[list(RESULT_SCHEMA.names)]
+        for comparison, part in results.groupby("comparison"):
+            for index, (run, task) in enumerate(part.groupby("a_run")):
+                write_table(study_dir / "results" / f"{comparison}__{index:03d}.parquet", task, RESULT_SCHEMA,
+                            checksum=True)
+        write_table(study_dir / "runs.parquet", self.runs())
         return study_dir
 
 

@@ -1,0 +1,432 @@
+"""Figures of the report (matplotlib, Agg backend), one function per figure.
+
+Each ``figure_*`` function takes the results store (and the runs table) and
+returns a matplotlib Figure, or raises :class:`NotEnoughData` with the reason
+when the store lacks what the figure needs; :func:`make_figures` saves every
+figure as PNG and SVG and records the reasons of skipped ones.
+
+Colours are fixed across figures: encoder layers in blues, decoder layers in
+oranges (darker = deeper), ``input`` in grey; regularisation strengths on the
+viridis scale; seeds in tab10. Layers always go input to output.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from vaesim.report import layers as L  # noqa: E402
+from vaesim.report.findings import agreement_by_layer, mean_sample_similarity  # noqa: E402
+from vaesim.report.tables import (  # noqa: E402
+    at_final_step,
+    both_orientations,
+    check_results,
+    final_steps,
+    run_info,
+    select,
+)
+from vaesim.utils import atomic_path  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+DPI = 110
+COMPARISON_COLOURS = {"params": "#1b9e77", "objectives": "#7570b3", "seeds": "#666666"}
+
+
+class NotEnoughData(Exception):
+    """The store lacks the rows a figure needs; the message says which."""
+
+
+@dataclass(frozen=True)
+class FigureOutput:
+    name: str
+    title: str
+    caption: str
+    png: Path | None
+    svg: Path | None
+    skipped: str = ""  # reason, when the figure could not be drawn
+
+
+# ------------------------------------------------------------------ colours
+def layer_colours(layers) -> dict[str, tuple]:
+    """Fixed colour per layer: encoder blues, decoder oranges, darker with depth; input grey."""
+    ordered = L.order_layers(layers)
+    encoder = [name for name in ordered if L.is_encoder(name)]
+    decoder = [name for name in ordered if L.is_decoder(name)]
+    colours = {name: (0.45, 0.45, 0.45, 1.0) for name in ordered}
+    for names, cmap in ((encoder, plt.cm.Blues), (decoder, plt.cm.Oranges)):
+        for name, level in zip(names, np.linspace(0.4, 0.95, max(len(names), 1))):
+            colours[name] = cmap(level)
+    return colours
+
+
+def strength_colours(values) -> dict:
+    """Viridis colour per distinct regularisation value (sorted)."""
+    values = sorted(set(values))
+    return {v: plt.cm.viridis(x) for v, x in zip(values, np.linspace(0.05, 0.9, max(len(values), 1)))}
+
+
+def _model_label(objective, param_name, param) -> str:
+    return f"{objective} {param_name}={float(param):g}"
+
+
+def _shade_groups(ax, ordered: list[str]) -> None:
+    """Light background behind the encoder and decoder layers of a layer axis."""
+    for test, colour in ((L.is_encoder, "#dbe8f6"), (L.is_decoder, "#fde5cf")):
+        positions = [i for i, name in enumerate(ordered) if test(name)]
+        if positions:
+            ax.axvspan(min(positions) - 0.5, max(positions) + 0.5, color=colour, zorder=0)
+
+
+# ------------------------------------------------------------------ 1. heatmap
+def choose_model_pair(results: pd.DataFrame, metric: str = "cka") -> tuple[str, tuple, tuple]:
+    """The pair of models the heatmap shows: the weakest vs the strongest regularisation.
+
+    Returns (comparison, (objective, param_name, param), (objective, param_name,
+    param)); falls back to one model across seeds, then to a model with itself.
+    """
+    for comparison in ("params", "seeds", "within_run"):
+        rows = select(results, comparison=comparison, metric=metric)
+        if rows.empty:
+            continue
+        objective = sorted(rows["a_objective"].unique())[0]
+        rows = rows[rows["a_objective"] == objective]
+        params = sorted(set(rows["a_param"]) | set(rows["b_param"]))
+        first = rows.iloc[0]
+        low = (objective, first["a_param_name"], params[0])
+        high = (objective, first["a_param_name"], params[-1]) if comparison == "params" else low
+        return comparison, low, high
+    raise NotEnoughData(f"no rows of metric {metric!r} to draw a layer x layer heatmap")
+
+
+def figure_heatmap(results: pd.DataFrame, runs=None, *, metric: str = "cka") -> plt.Figure:
+    """Layer x layer similarity between two models at their final step, averaged over seeds."""
+    comparison, model_a, model_b = choose_model_pair(results, metric)
+    rows = at_final_step(select(results, comparison=comparison, metric=metric), final_steps(results))
+    rows = both_orientations(rows)
+    rows = rows[
+        (rows["a_objective"] == model_a[0]) & (rows["a_param"] == model_a[2])
+        & (rows["b_objective"] == model_b[0]) & (rows["b_param"] == model_b[2])
+    ]
+    if comparison == "within_run":
+        rows = rows[rows["a_run"] == rows["b_run"]]
+    rows = rows[~rows["a_layer"].isin([L.FACTORS_LAYER]) & ~rows["b_layer"].isin([L.FACTORS_LAYER])]
+    matrix = rows.pivot_table(index="a_layer", columns="b_layer", values="score", aggfunc="mean")
+    if matrix.shape[0] < 2 or matrix.shape[1] < 2:
+        raise NotEnoughData(f"fewer than 2 x 2 layers scored between {model_a} and {model_b} ({comparison})")
+    a_order = [n for n in L.order_layers(matrix.index)]
+    b_order = [n for n in L.order_layers(matrix.columns)]
+    matrix = matrix.loc[a_order, b_order]
+    n_seeds = rows["a_seed"].nunique()
+    fig, ax = plt.subplots(figsize=(8.2, 7.0))
+    image = ax.imshow(matrix.to_numpy(dtype=float), vmin=0, vmax=1, cmap="magma", origin="upper")
+    ax.set_xticks(range(len(b_order)), b_order, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(a_order)), a_order, fontsize=8)
+    label_a, label_b = _model_label(*model_a), _model_label(*model_b)
+    what = {"params": "regularisation", "seeds": "seeds", "within_run": "model with itself"}[comparison]
+    ax.set_ylabel(label_a)
+    ax.set_xlabel(label_b if comparison != "seeds" else f"{label_b} (another seed)")
+    ax.set_title(f"{metric.upper()} between layers at the final step ({what}; mean over {n_seeds} seed(s))",
+                 fontsize=10)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=metric.upper())
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------ 2. learning dynamics
+def dynamics_table(results: pd.DataFrame, *, metric: str = "cka") -> pd.DataFrame:
+    """Mean similarity of each layer at step t with itself at the final step, over runs.
+
+    Returns layer, step, fraction (t / T), score (mean over runs), n_runs; the
+    final step is included with score 1; ``input`` is left out.
+    """
+    finals = final_steps(results)
+    rows = select(results, comparison="within_run", metric=metric)
+    rows = rows[(rows["a_run"] == rows["b_run"]) & (rows["a_layer"] == rows["b_layer"])]
+    rows = both_orientations(rows)
+    rows = rows[(rows["b_step"] == rows["b_run"].map(finals)) & (rows["a_layer"] != L.INPUT_LAYER)]
+    rows = rows[rows["a_layer"].map(lambda n: L.is_encoder(n) or L.is_decoder(n)).astype(bool)]
+    if rows.empty:
+        return pd.DataFrame(columns=["layer", "step", "fraction", "score", "n_runs"])
+    per_run = rows.groupby(["a_run", "a_layer", "a_step"])["score"].mean().reset_index()
+    finals_rows = per_run.drop_duplicates(["a_run", "a_layer"]).assign(score=1.0)
+    finals_rows["a_step"] = finals_rows["a_run"].map(finals)
+    per_run = pd.concat([per_run, finals_rows]).drop_duplicates(["a_run", "a_layer", "a_step"], keep="first")
+    per_run["fraction"] = per_run["a_step"] / per_run["a_run"].map(finals)
+    table = per_run.groupby(["a_layer", "a_step"]).agg(
+        fraction=("fraction", "mean"), score=("score", "mean"), n_runs=("a_run", "nunique")
+    )
+    return table.reset_index().rename(columns={"a_layer": "layer", "a_step": "step"})
+
+
+def figure_learning_dynamics(results: pd.DataFrame, runs=None, *, metric: str = "cka") -> plt.Figure:
+    """Claim 1: similarity of each layer with its final state against training step."""
+    table = dynamics_table(results, metric=metric)
+    if table.empty or table["step"].nunique() < 2:
+        raise NotEnoughData("no within-run rows comparing a layer with its final state at >= 2 checkpoints")
+    uniform = final_steps(results).nunique() == 1
+    x_column, x_label = ("step", "training step") if uniform else ("fraction", "fraction of training")
+    colours = layer_colours(table["layer"])
+    fig, ax = plt.subplots(figsize=(8.5, 5.0))
+    for layer in L.order_layers(table["layer"]):
+        curve = table[table["layer"] == layer].sort_values(x_column)
+        style = "-" if L.is_encoder(layer) else "--"
+        ax.plot(curve[x_column], curve["score"], style, marker="o", markersize=3.5, color=colours[layer],
+                label=layer, linewidth=1.6)
+    ax.axhline(0.9, color="#999999", linewidth=0.8, linestyle=":")
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(f"{metric.upper()}(layer at step t, same layer at the final step)")
+    ax.set_ylim(min(0.0, float(table["score"].min())) - 0.02, 1.02)
+    ax.set_title(f"Learning dynamics: encoder (blue, solid) vs decoder (orange, dashed); "
+                 f"mean over {int(table['n_runs'].max())} runs", fontsize=10)
+    ax.legend(fontsize=7, ncol=2, loc="lower right", frameon=False)
+    ax.grid(alpha=0.25)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------ 3. layer pairs over training
+LAYER_PAIRS = (("input", "encoder.sample"), ("encoder.mean", "encoder.sample"))
+
+
+def layer_pair_table(results: pd.DataFrame, pair: tuple[str, str], *, metric: str = "cka") -> pd.DataFrame:
+    """Similarity of two layers of the same run at the same step, per model, averaged over seeds.
+
+    Returns objective, param_name, param, step, score, n_seeds.
+    """
+    rows = select(results, comparison="within_run", metric=metric)
+    rows = rows[(rows["a_run"] == rows["b_run"]) & (rows["a_step"] == rows["b_step"])]
+    rows = rows[((rows["a_layer"] == pair[0]) & (rows["b_layer"] == pair[1]))
+                | ((rows["a_layer"] == pair[1]) & (rows["b_layer"] == pair[0]))]
+    if rows.empty:
+        return pd.DataFrame(columns=["objective", "param_name", "param", "step", "score", "n_seeds"])
+    per_run = rows.groupby(["a_objective", "a_param_name", "a_param", "a_run", "a_step"])["score"].mean()
+    table = per_run.reset_index().groupby(["a_objective", "a_param_name", "a_param", "a_step"]).agg(
+        score=("score", "mean"), n_seeds=("a_run", "nunique"))
+    table = table.reset_index()
+    return table.rename(columns={"a_objective": "objective", "a_param_name": "param_name", "a_param": "param",
+                                 "a_step": "step"})
+
+
+def figure_layer_pairs(results: pd.DataFrame, runs=None, *, metric: str = "cka") -> plt.Figure:
+    """Layer pairs (input vs sampled, mean vs sampled) over training, one line per strength."""
+    tables = {pair: layer_pair_table(results, pair, metric=metric) for pair in LAYER_PAIRS}
+    tables = {pair: t for pair, t in tables.items() if not t.empty and t["step"].nunique() >= 2}
+    if not tables:
+        raise NotEnoughData(f"no within-run rows for {' or '.join(' vs '.join(p) for p in LAYER_PAIRS)} "
+                            f"at >= 2 checkpoints")
+    fig, axes = plt.subplots(1, len(tables), figsize=(5.2 * len(tables), 4.2), squeeze=False)
+    for ax, (pair, table) in zip(axes[0], tables.items()):
+        colours = strength_colours(table["param"])
+        objectives = sorted(table["objective"].unique())
+        styles = dict(zip(objectives, ["-", "--", ":", "-."] * 3))
+        for (objective, param_name, param), curve in table.groupby(["objective", "param_name", "param"]):
+            curve = curve.sort_values("step")
+            ax.plot(curve["step"], curve["score"], styles[objective], marker="o", markersize=3,
+                    color=colours[param], label=_model_label(objective, param_name, param))
+        ax.set_title(f"{pair[0]} vs {pair[1]}", fontsize=10)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(f"{metric.upper()} (same run, same step; mean over seeds)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.25)
+        ax.legend(fontsize=7, frameon=False)
+    fig.suptitle("Layer pairs over training, one line per regularisation strength", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------ 4. agreement per layer
+def figure_agreement(results: pd.DataFrame, runs=None, *, metric: str = "cka") -> plt.Figure:
+    """Claim 2: per layer, mean similarity of the same layer across strengths / objectives / seeds."""
+    tables = {c: agreement_by_layer(results, comparison=c, metric=metric) for c in ("params", "objectives", "seeds")}
+    tables = {c: t for c, t in tables.items() if not t.empty}
+    if not tables:
+        raise NotEnoughData("no 'params', 'objectives' or 'seeds' rows comparing a layer with itself at the final step")
+    ordered = L.order_layers(layer for t in tables.values() for layer in t["layer"])
+    ordered = [name for name in ordered if name != L.FACTORS_LAYER]
+    position = {name: i for i, name in enumerate(ordered)}
+    fig, ax = plt.subplots(figsize=(9.0, 4.6))
+    _shade_groups(ax, ordered)
+    offsets = dict(zip(tables, np.linspace(-0.18, 0.18, len(tables))))
+    labels = {"params": "across regularisation strengths", "objectives": "across objectives", "seeds": "across seeds"}
+    for comparison, table in tables.items():
+        table = table[table["layer"].isin(position)]
+        x = table["layer"].map(position) + offsets[comparison]
+        ax.errorbar(x, table["mean"], yerr=table["std"].fillna(0.0), fmt="o-", capsize=2, markersize=4,
+                    color=COMPARISON_COLOURS[comparison], label=f"{labels[comparison]} (n={int(table['n_pairs'].max())})")
+    ax.set_xticks(range(len(ordered)), ordered, rotation=60, ha="right", fontsize=8)
+    ax.set_ylim(-0.02, 1.05)
+    ax.set_ylabel(f"mean {metric.upper()}, same layer, final step")
+    ax.set_title("Agreement of each layer across models (blue band: encoder, orange: decoder)", fontsize=10)
+    ax.legend(fontsize=8, frameon=False, loc="lower left")
+    ax.grid(alpha=0.25, axis="y")
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------ 5. posterior collapse
+def figure_posterior_collapse(results: pd.DataFrame, runs: pd.DataFrame | None = None, *,
+                              metric: str = "cka") -> plt.Figure:
+    """Claim 3: CKA(mean, sampled) and active dimensions against regularisation strength."""
+    similarity = mean_sample_similarity(results, metric=metric)
+    has_dims = runs is not None and {"objective", "param", "active_dims"} <= set(runs.columns) and len(runs)
+    if similarity.empty and not has_dims:
+        raise NotEnoughData("no CKA(encoder.mean, encoder.sample) rows at the final step and no active_dims in runs")
+    panels = [("similarity", similarity)] if not similarity.empty else []
+    if has_dims:
+        panels.append(("active dims", runs))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 4.0), squeeze=False)
+    for ax, (what, table) in zip(axes[0], panels):
+        column = "score" if what == "similarity" else "active_dims"
+        for index, (objective, group) in enumerate(table.groupby("objective")):
+            colour = plt.cm.tab10(index)
+            ax.scatter(group["param"], group[column], color=colour, alpha=0.5, s=18)
+            means = group.groupby("param")[column].mean()
+            ax.plot(means.index, means.to_numpy(), "-", color=colour, label=f"{objective} (mean over seeds)")
+        param_names = sorted(set(table["param_name"])) if "param_name" in table else []
+        ax.set_xlabel("regularisation (" + ", ".join(param_names) + ")" if param_names else "regularisation")
+        if what == "similarity":
+            ax.set_ylabel(f"{metric.upper()}(encoder.mean, encoder.sample), final step")
+            ax.set_ylim(-0.02, 1.02)
+        else:
+            ax.set_ylabel("active latent dimensions")
+        ax.grid(alpha=0.25)
+        ax.legend(fontsize=7, frameon=False)
+    fig.suptitle("Posterior collapse against regularisation strength", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------ 6. embedding
+def similarity_vectors(results: pd.DataFrame, *, metric: str = "cka") -> tuple[pd.DataFrame, np.ndarray]:
+    """Each run's layer x layer similarity matrix at its final step, vectorised.
+
+    Uses within-run rows of distinct layers (upper triangle, layers present in
+    every run). Returns (run info table, array (n_runs, n_pairs)).
+    """
+    rows = at_final_step(select(results, comparison="within_run", metric=metric), final_steps(results))
+    rows = rows[(rows["a_run"] == rows["b_run"]) & (rows["a_layer"] != rows["b_layer"])]
+    if rows.empty:
+        return run_info(results).iloc[:0], np.zeros((0, 0))
+    order = {name: i for i, name in enumerate(L.order_layers(set(rows["a_layer"]) | set(rows["b_layer"])))}
+    first = np.where(rows["a_layer"].map(order) <= rows["b_layer"].map(order), rows["a_layer"], rows["b_layer"])
+    second = np.where(rows["a_layer"].map(order) <= rows["b_layer"].map(order), rows["b_layer"], rows["a_layer"])
+    wide = rows.assign(first=first, second=second).pivot_table(
+        index="a_run", columns=["first", "second"], values="score", aggfunc="mean")
+    wide = wide.dropna(axis=1)
+    info = run_info(results).set_index("run").loc[wide.index].rename_axis("run").reset_index()
+    return info, wide.to_numpy(dtype=float)
+
+
+def classical_mds(distances: np.ndarray, n_components: int = 2) -> np.ndarray:
+    """Classical (Torgerson) multidimensional scaling of a distance matrix (n, n) -> (n, n_components).
+
+    B = -1/2 J D^2 J with J = I - 11^T/n; coordinates are the top eigenvectors
+    of B scaled by the square roots of their (non-negative) eigenvalues, so
+    Euclidean distances are reproduced exactly when they fit in n_components
+    dimensions. Each axis' sign is fixed (largest |coordinate| positive).
+    """
+    d = np.asarray(distances, dtype=np.float64)
+    n = d.shape[0]
+    centring = np.eye(n) - np.full((n, n), 1.0 / n)
+    gram = -0.5 * centring @ (d**2) @ centring
+    values, vectors = np.linalg.eigh((gram + gram.T) / 2)
+    top = np.argsort(values)[::-1][:n_components]
+    coords = vectors[:, top] * np.sqrt(np.clip(values[top], 0.0, None))
+    signs = np.sign(coords[np.abs(coords).argmax(axis=0), range(coords.shape[1])])
+    signs[signs == 0] = 1.0
+    out = np.zeros((n, n_components))
+    out[:, : coords.shape[1]] = coords * signs
+    return out
+
+
+def figure_embedding(results: pd.DataFrame, runs=None, *, metric: str = "cka") -> plt.Figure:
+    """Classical MDS of the runs' vectorised layer x layer similarity matrices, coloured by seed and by strength."""
+    info, vectors = similarity_vectors(results, metric=metric)
+    if len(info) < 3 or vectors.shape[1] < 2:
+        raise NotEnoughData(f"{len(info)} runs with a within-run layer x layer matrix at the final step; needs >= 3")
+    distances = np.sqrt(((vectors[:, None, :] - vectors[None, :, :]) ** 2).sum(-1))
+    embedding = classical_mds(distances, 2)
+    fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.4))
+    seed_values = sorted(info["seed"].unique())
+    for seed in seed_values:
+        mask = (info["seed"] == seed).to_numpy()
+        axes[0].scatter(embedding[mask, 0], embedding[mask, 1], color=plt.cm.tab10(seed_values.index(seed) % 10),
+                        label=f"seed {seed}", s=40, edgecolor="white")
+    colours = strength_colours(info["param"])
+    markers = dict(zip(sorted(info["objective"].unique()), "osD^v<>"))
+    for (objective, param_name, param), group in info.groupby(["objective", "param_name", "param"]):
+        mask = info.index.isin(group.index)
+        axes[1].scatter(embedding[mask, 0], embedding[mask, 1], color=colours[param], marker=markers[objective],
+                        label=_model_label(objective, param_name, param), s=40, edgecolor="white")
+    for ax, title in zip(axes, ("coloured by seed", "coloured by regularisation")):
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.legend(fontsize=7, frameon=False)
+    fig.suptitle(f"MDS of each run's layer x layer {metric.upper()} matrix (final step, {len(info)} runs)",
+                 fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------ all
+FIGURES = (
+    ("heatmap", "Layer x layer similarity", figure_heatmap,
+     "Similarity between every layer of one model (rows) and every layer of another (columns) at the final "
+     "step, averaged over seeds: the weakest vs the strongest regularisation of the first objective."),
+    ("learning_dynamics", "Learning dynamics (claim 1)", figure_learning_dynamics,
+     "Similarity of each layer at step t with the same layer at the end of training, mean over runs. "
+     "Layers whose curve reaches 1 early have learned their representation early."),
+    ("layer_pairs", "Layer pairs over training", figure_layer_pairs,
+     "Input vs sampled and mean vs sampled representations of the same run at the same step, one line per "
+     "regularisation strength (mean over seeds)."),
+    ("agreement", "Agreement across models per layer (claim 2)", figure_agreement,
+     "Mean similarity (+- one standard deviation) of the same layer in two models that differ by "
+     "regularisation strength, objective or seed, at the final step."),
+    ("posterior_collapse", "Posterior collapse (claim 3)", figure_posterior_collapse,
+     "CKA between the mean and sampled representations at the final step, and the number of active latent "
+     "dimensions, against regularisation strength (points: runs; lines: mean over seeds)."),
+    ("embedding", "Runs embedded by their similarity matrices", figure_embedding,
+     "Multidimensional scaling of each run's vectorised layer x layer similarity matrix at the final step: "
+     "runs close together have similar internal structure."),
+)
+
+
+def save_figure(fig: plt.Figure, directory: Path, name: str) -> tuple[Path, Path]:
+    """Write ``fig`` as ``name.png`` and ``name.svg`` in ``directory`` (atomically); close it."""
+    paths = []
+    for suffix in ("png", "svg"):
+        path = Path(directory) / f"{name}.{suffix}"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=suffix, dpi=DPI)
+        paths.append(path)
+    plt.close(fig)
+    return paths[0], paths[1]
+
+
+def make_figures(results: pd.DataFrame, runs: pd.DataFrame | None, directory: str | Path, *,
+                 metric: str = "cka") -> list[FigureOutput]:
+    """Draw every figure into ``directory``; a figure without data is skipped with its reason."""
+    check_results(results)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    outputs = []
+    for name, title, function, caption in FIGURES:
+        try:
+            fig = function(results, runs, metric=metric)
+        except NotEnoughData as reason:
+            logger.info("figure %s skipped: %s", name, reason)
+            outputs.append(FigureOutput(name, title, caption, None, None, skipped=str(reason)))
+            continue
+        png, svg = save_figure(fig, directory, name)
+        outputs.append(FigureOutput(name, title, caption, png, svg))
+    return outputs

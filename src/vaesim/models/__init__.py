@@ -24,6 +24,7 @@ from vaesim.models.losses import (
 from vaesim.models.objectives import (
     OBJECTIVES,
     Objective,
+    check_objective_params,
     main_param,
     make_discriminator,
     make_objective,
@@ -42,6 +43,7 @@ __all__ = [
     "VAE",
     "VAEOutput",
     "build_vae",
+    "check_objective_params",
     "covariance",
     "dip_penalty",
     "gaussian_log_density",

@@ -234,8 +234,8 @@ def objective_params(name: str) -> list[str]:
     return _valid_params(name)
 
 
-def make_objective(name: str, **params) -> Objective:
-    """Build objective ``name`` from its parameters; unknown names or parameters raise ValueError."""
+def check_objective_params(name: str, params: dict) -> None:
+    """ValueError listing the valid objectives / parameters when ``name`` or a key of ``params`` is unknown."""
     _check_name(name)
     valid = _valid_params(name)
     unknown = sorted(set(params) - set(valid))
@@ -243,4 +243,9 @@ def make_objective(name: str, **params) -> Objective:
         raise ValueError(
             f"objective {name!r} has no parameter {', '.join(map(repr, unknown))}; valid parameters: {', '.join(valid)}"
         )
+
+
+def make_objective(name: str, **params) -> Objective:
+    """Build objective ``name`` from its parameters; unknown names or parameters raise ValueError."""
+    check_objective_params(name, params)
     return OBJECTIVES[name](**params)

@@ -1,5 +1,112 @@
-"""Subcommands of this stage (filled in by the issue that builds the stage)."""
+"""``vaesim train``: train one VAE with checkpoints through training."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from vaesim.models.objectives import OBJECTIVES, main_param, objective_params
 
 
 def register(subparsers) -> None:
-    """Add this stage's subcommands to the ``vaesim`` parser."""
+    """Add ``vaesim train`` to the ``vaesim`` parser."""
+    parser = subparsers.add_parser(
+        "train",
+        help="train one VAE (resumable; checkpoints through training)",
+        description=(
+            "Train one VAE of the study on a dataset, writing checkpoints, metrics.jsonl and DONE to --out. "
+            "Rerunning the same command resumes a killed run and does nothing for a finished one."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--dataset", default="dsprites-procedural", help="dataset name (see vaesim data list)")
+    parser.add_argument("--data-root", default=None, help="folder holding the dataset's files")
+    parser.add_argument("--objective", default="beta_vae", help=f"one of: {', '.join(OBJECTIVES)}")
+    parser.add_argument(
+        "--param",
+        default=None,
+        help="value of the objective's main parameter (beta for beta_vae/beta_tc_vae, c_max for annealed_vae, "
+        "lambda_od for dip_vae_*, gamma for factor_vae)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any other objective parameter, e.g. --set gamma=1000 --set sampling=stratified (repeatable)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=300_000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--latent-dim", type=int, default=10)
+    parser.add_argument("--architecture", choices=["conv", "fc"], default="conv")
+    parser.add_argument("--reconstruction", choices=["bernoulli", "gaussian"], default="bernoulli")
+    parser.add_argument(
+        "--checkpoints", default="log:10", help="schedule: every:N, log:N (dense early), even:N, or steps '0,100,1000'"
+    )
+    parser.add_argument("--log-every", type=int, default=100, help="metrics row every N steps")
+    parser.add_argument("--monitor-every", type=int, default=0, help="posterior-collapse monitor every K steps (0 = off)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--out", required=True, help="run directory")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(func=run_train)
+
+
+def _parse_value(text: str):
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
+def objective_params_from_args(objective: str, param: str | None, assignments: list[str]) -> dict:
+    """{name: value} from ``--param`` and ``--set NAME=VALUE``; ValueError lists the valid names."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"--objective {objective!r} is unknown; valid objectives: {', '.join(OBJECTIVES)}")
+    params: dict = {}
+    if param is not None:
+        params[main_param(objective)] = _parse_value(param)
+    valid = objective_params(objective)
+    for item in assignments:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--set {item!r}: expected NAME=VALUE, e.g. --set {valid[0]}=1")
+        if name not in valid:
+            raise ValueError(f"--set {name}: objective {objective!r} has no parameter {name!r}; valid parameters: {', '.join(valid)}")
+        params[name] = _parse_value(value)
+    return params
+
+
+def run_train(args) -> int:
+    from vaesim.training.config import TrainConfig
+    from vaesim.training.loop import DONE_FILE, TrainingDiverged, train
+
+    params = objective_params_from_args(args.objective, args.param, args.set)
+    config = TrainConfig(
+        dataset=args.dataset,
+        dataset_root=args.data_root,
+        objective=args.objective,
+        params=params,
+        seed=args.seed,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        checkpoints=args.checkpoints,
+        latent_dim=args.latent_dim,
+        architecture=args.architecture,
+        reconstruction=args.reconstruction,
+        log_every=args.log_every,
+        monitor_every=args.monitor_every,
+    )
+    already_done = (Path(args.out) / DONE_FILE).is_file()
+    try:
+        run_dir = train(config, args.out, progress=not args.no_progress, device=args.device)
+    except TrainingDiverged as error:
+        print(f"vaesim train: {error}", file=sys.stderr)
+        return 1
+    print(f"{run_dir}: {'already finished, nothing to do' if already_done else 'finished'} ({config.steps} steps)")
+    return 0

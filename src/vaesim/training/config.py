@@ -10,7 +10,7 @@ import numpy as np
 
 from vaesim.models.architectures import ARCHITECTURES
 from vaesim.models.losses import RECONSTRUCTIONS
-from vaesim.models.objectives import make_objective
+from vaesim.models.objectives import check_objective_params
 
 SCHEDULE_HELP = (
     "a checkpoint schedule is 'every:N' (every N steps), 'log:N' (N log-spaced steps, dense early), "
@@ -74,7 +74,7 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.reconstruction={self.reconstruction!r} is unknown; expected one of {list(RECONSTRUCTIONS)}"
             )
-        make_objective(self.objective, **self.params)  # names the valid objectives / parameters
+        check_objective_params(self.objective, self.params)
         checkpoint_steps(self.checkpoints, self.steps)
 
     def to_dict(self) -> dict:

@@ -15,8 +15,8 @@ import torch
 class ImageArray:
     """Images held in memory, (N, C, 64, 64) (or (N, 64, 64) for one channel).
 
-    uint8 storage is read as ``value / 255`` unless its maximum is 1 (binary
-    images such as dSprites stored as 0/1); floats must lie in [0, 1].
+    uint8 storage is read as ``value / 255`` (the project's convention, as in
+    ``vaesim.data``); floats must lie in [0, 1].
     Storing uint8 keeps batch assembly cheap: a gather then one conversion.
     """
 
@@ -27,7 +27,7 @@ class ImageArray:
         if array.ndim != 4 or array.shape[2:] != (64, 64):
             raise ValueError(f"ImageArray: expected images shaped (N, C, 64, 64), got {array.shape}; resize to 64x64 first")
         if array.dtype == np.uint8:
-            self._scale = 1.0 if array.max(initial=0) <= 1 else 1.0 / 255.0
+            self._scale = 1.0 / 255.0
         elif np.issubdtype(array.dtype, np.floating):
             if array.size and (array.min() < 0 or array.max() > 1):
                 raise ValueError(
@@ -48,10 +48,7 @@ class ImageArray:
         batch = self._storage[np.asarray(indices, dtype=np.int64)]
         if batch.dtype == np.float32:
             return batch
-        out = batch.astype(np.float32)
-        if self._scale != 1.0:
-            out *= self._scale
-        return out
+        return batch.astype(np.float32) * np.float32(self._scale)
 
 
 def check_image_source(dataset) -> None:

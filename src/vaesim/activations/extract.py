@@ -1,0 +1,75 @@
+"""Extract every named layer of a VAE (or a checkpoint) on a probe set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from vaesim.activations.recorder import LayerRecorder
+from vaesim.models.architectures import VAE
+
+
+def _as_float_images(images) -> torch.Tensor:
+    array = images.detach().cpu() if torch.is_tensor(images) else torch.from_numpy(np.asarray(images))
+    if array.ndim != 4:
+        raise ValueError(f"extract_activations: images must be shaped (n, C, 64, 64), got {tuple(array.shape)}")
+    if array.dtype == torch.uint8:
+        return array.float() * (1.0 / 255.0)
+    if not torch.is_floating_point(array):
+        raise TypeError(f"extract_activations: images must be uint8 or float, got {array.dtype}")
+    return array.float()
+
+
+@torch.no_grad()
+def extract_activations(
+    model: VAE,
+    images,
+    *,
+    layers: Sequence[str] | None = None,
+    batch_size: int = 256,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> dict[str, np.ndarray]:
+    """Activations of ``layers`` on ``images`` -> {name: float32 (n, features)}.
+
+    images: (n, C, 64, 64) float in [0, 1], or uint8 0..255 (read as value / 255).
+    layers: default every comparable layer of the model (``model.layer_names``,
+    i.e. ``LAYER_NAMES`` for the conv VAE), input to output. ``decoder.output``
+    is the logits; ``encoder.sample`` uses eps drawn once for all n images
+    from ``torch.Generator().manual_seed(seed)``, so the result does not depend
+    on ``batch_size`` or on the global RNG.
+    """
+    if not isinstance(model, VAE):
+        raise TypeError(
+            f"extract_activations: expected a vaesim VAE, got {type(model).__name__}; "
+            "for another model use vaesim.activations.LayerRecorder"
+        )
+    if batch_size < 1:
+        raise ValueError(f"extract_activations: batch_size must be >= 1, got {batch_size}")
+    names = list(model.layer_names if layers is None else layers)
+    unknown = [name for name in names if name not in model.layer_names]
+    if unknown:
+        raise ValueError(f"extract_activations: unknown layers {unknown}; valid layers: {list(model.layer_names)}")
+    pixels = _as_float_images(images)
+    noise = torch.randn(pixels.shape[0], model.latent_dim, generator=torch.Generator().manual_seed(seed))
+    was_training = model.training
+    model.eval().to(device)
+    try:
+        with LayerRecorder(model, names) as recorder:
+            for start in range(0, pixels.shape[0], batch_size):
+                stop = start + batch_size
+                model(pixels[start:stop].to(device), noise=noise[start:stop].to(device))
+            return recorder.arrays()
+    finally:
+        model.train(was_training)
+
+
+def extract_checkpoint(run_dir: str | Path, step: int, images, **options) -> dict[str, np.ndarray]:
+    """:func:`extract_activations` of the model saved at ``step`` in ``run_dir``."""
+    from vaesim.training.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(run_dir, step)
+    return extract_activations(model, images, **options)

@@ -1,5 +1,81 @@
-"""Subcommands of this stage (filled in by the issue that builds the stage)."""
+"""``vaesim study run|status`` and ``vaesim query``."""
+
+from __future__ import annotations
+
+import sys
+import time
 
 
 def register(subparsers) -> None:
-    """Add this stage's subcommands to the ``vaesim`` parser."""
+    """Add ``study run``, ``study status`` and ``query`` to the ``vaesim`` parser."""
+    study = subparsers.add_parser("study", help="run a declared study grid end to end, or show its status")
+    study_commands = study.add_subparsers(dest="study_command", metavar="STUDY_COMMAND")
+    study.set_defaults(func=lambda args: (study.print_help(), 0)[1])
+
+    run = study_commands.add_parser(
+        "run", help="train, extract, compare and store every score of a study (resumes where it stopped)"
+    )
+    run.add_argument("spec", help="study spec YAML file, or a preset name: paper, quick")
+    run.add_argument("--out", required=True, help="study directory (created; rerun to resume)")
+    run.add_argument("--executor", choices=("local", "ray"), default="local", help="where tasks run (default local)")
+    run.add_argument("--workers", type=int, default=None,
+                     help="local executor: number of worker processes (default: sequential)")
+    run.add_argument("--address", default=None, help="ray executor: cluster address (default: start a local Ray)")
+    run.add_argument("--force", action="store_true",
+                     help="reuse a directory whose recorded spec differs; recompute what the change affects")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.set_defaults(func=_run)
+
+    status = study_commands.add_parser("status", help="done/pending tasks per stage of a study directory")
+    status.add_argument("dir", help="study directory")
+    status.add_argument("--watch", type=float, default=None, metavar="SECONDS",
+                        help="refresh every SECONDS while a runner is working")
+    status.set_defaults(func=_status)
+
+    query = subparsers.add_parser("query", help="run SQL (DuckDB) over a study's results; views results, runs")
+    query.add_argument("dir", help="study directory")
+    query.add_argument("sql", help='e.g. "SELECT comparison, count(*) FROM results GROUP BY 1"')
+    query.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    query.set_defaults(func=_query)
+
+
+def _run(args) -> int:
+    from vaesim.study.runner import StudyFailed, run_study
+
+    try:
+        out = run_study(args.spec, args.out, executor=args.executor, workers=args.workers, address=args.address,
+                        progress=not args.no_progress, force=args.force)
+    except StudyFailed as failed:
+        print(f"vaesim: {failed}", file=sys.stderr)
+        return 1
+    print(f"study complete: {out} (results: vaesim query {out} \"SELECT * FROM results LIMIT 5\")")
+    return 0
+
+
+def _status(args) -> int:
+    from vaesim.study.runner import study_status
+
+    while True:
+        status = study_status(args.dir)
+        text = status.format()
+        if args.watch and sys.stdout.isatty():
+            print("\033[2J\033[H" + text, flush=True)
+        else:
+            print(text, flush=True)
+        if not args.watch or status.running is None:
+            return 0
+        time.sleep(args.watch)
+
+
+def _query(args) -> int:
+    import pandas as pd
+
+    from vaesim.study.store import query
+
+    frame = query(args.dir, args.sql)
+    if args.csv:
+        frame.to_csv(sys.stdout, index=False)
+    else:
+        with pd.option_context("display.max_rows", 200, "display.width", 200, "display.max_columns", 50):
+            print(frame.to_string(index=False))
+    return 0

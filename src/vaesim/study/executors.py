@@ -1,0 +1,197 @@
+"""Executors: run one stage's independent tasks, the same task code everywhere.
+
+- :class:`LocalExecutor`: sequential by default; ``workers=N`` uses a process
+  pool (spawned processes, ``torch`` threads per worker = cores // N).
+- :class:`RayExecutor`: one Ray task per study task, each requesting the
+  stage's ``num_cpus`` / ``num_gpus`` (fractional GPUs let several small VAEs
+  share one card), retried ``max_retries`` times by Ray.
+
+Both collect failures instead of stopping: a failed task is reported with its
+id and error, the stage's other tasks go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from typing import Callable
+
+from vaesim.study.plan import Task
+from vaesim.study.spec import TaskResources
+from vaesim.study.stages import run_task
+
+logger = logging.getLogger(__name__)
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass
+class TaskFailure:
+    """A task that failed after its retries: its id and the error text."""
+
+    task_id: str
+    error: str
+
+
+@dataclass
+class StageOutcome:
+    """What a stage's tasks returned (:func:`run_task` reports) and which failed."""
+
+    reports: list[dict] = field(default_factory=list)
+    failures: list[TaskFailure] = field(default_factory=list)
+
+
+OnDone = Callable[[dict | TaskFailure], None]
+
+
+def _error_text(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+class LocalExecutor:
+    """Run tasks in this process (``workers`` None or 1) or in a pool of ``workers`` processes."""
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None, max_retries: int = 1):
+        if workers is not None and (not isinstance(workers, int) or workers < 1):
+            raise ValueError(f"workers must be a positive integer (or left out for sequential); got {workers!r}")
+        self.workers = workers
+        self.max_retries = max_retries
+
+    def run(self, study_dir: str, tasks: list[Task], resources: TaskResources, on_done: OnDone) -> StageOutcome:
+        if not tasks:
+            return StageOutcome()
+        if self.workers is None or self.workers == 1 or len(tasks) == 1:
+            return self._sequential(study_dir, tasks, on_done)
+        return self._pool(study_dir, tasks, on_done)
+
+    def _sequential(self, study_dir: str, tasks: list[Task], on_done: OnDone) -> StageOutcome:
+        outcome = StageOutcome()
+        for task in tasks:
+            for attempt in range(self.max_retries + 1):
+                try:
+                    report = run_task(study_dir, task)
+                except Exception as error:  # a failed task is reported, the others go on
+                    logger.warning("task %s failed (attempt %d of %d): %s\n%s", task.task_id, attempt + 1,
+                                   self.max_retries + 1, _error_text(error), traceback.format_exc())
+                    if attempt == self.max_retries:
+                        failure = TaskFailure(task.task_id, _error_text(error))
+                        outcome.failures.append(failure)
+                        on_done(failure)
+                    continue
+                outcome.reports.append(report)
+                on_done(report)
+                break
+        return outcome
+
+    def _pool(self, study_dir: str, tasks: list[Task], on_done: OnDone) -> StageOutcome:
+        outcome = StageOutcome()
+        workers = min(self.workers, len(tasks))
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        attempts = {task.task_id: 0 for task in tasks}
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            pending = {pool.submit(run_task, study_dir, task, threads): task for task in tasks}
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    task = pending.pop(future)
+                    try:
+                        report = future.result()
+                    except Exception as error:
+                        attempts[task.task_id] += 1
+                        logger.warning("task %s failed (attempt %d of %d): %s", task.task_id,
+                                       attempts[task.task_id], self.max_retries + 1, _error_text(error))
+                        if attempts[task.task_id] <= self.max_retries and not _pool_broken(error):
+                            pending[pool.submit(run_task, study_dir, task, threads)] = task
+                        else:
+                            failure = TaskFailure(task.task_id, _error_text(error))
+                            outcome.failures.append(failure)
+                            on_done(failure)
+                        continue
+                    outcome.reports.append(report)
+                    on_done(report)
+        return outcome
+
+    def close(self) -> None:
+        return None
+
+
+def _pool_broken(error: BaseException) -> bool:
+    from concurrent.futures.process import BrokenProcessPool
+
+    return isinstance(error, BrokenProcessPool)
+
+
+class RayExecutor:
+    """Run tasks as Ray tasks on a local or remote Ray cluster.
+
+    ``address=None`` joins the Ray instance already initialised in this
+    process, or starts a local one (shut down again by :meth:`close`);
+    ``address="auto"`` or ``"ray://host:10001"`` joins a cluster. The study
+    directory must be on a file system every node sees.
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, max_retries: int = 1):
+        try:
+            import ray
+        except ImportError:
+            raise ImportError("the Ray executor needs Ray: pip install 'vaesim[ray]'") from None
+        self._ray = ray
+        self.max_retries = max_retries
+        self._started_here = False
+        if not ray.is_initialized():
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            self._started_here = True
+        self._remote = ray.remote(_ray_task)
+
+    def run(self, study_dir: str, tasks: list[Task], resources: TaskResources, on_done: OnDone) -> StageOutcome:
+        ray = self._ray
+        outcome = StageOutcome()
+        threads = max(1, int(resources.num_cpus))
+        options = {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus,
+                   "max_retries": self.max_retries, "retry_exceptions": True}
+        pending = {self._remote.options(**options).remote(study_dir, task, threads): task for task in tasks}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                task = pending.pop(ref)
+                try:
+                    report = ray.get(ref)
+                except Exception as error:  # RayTaskError wraps the task's own error
+                    cause = getattr(error, "cause", None) or error
+                    failure = TaskFailure(task.task_id, _error_text(cause))
+                    logger.warning("task %s failed after %d retries: %s", task.task_id, self.max_retries,
+                                   failure.error)
+                    outcome.failures.append(failure)
+                    on_done(failure)
+                    continue
+                outcome.reports.append(report)
+                on_done(report)
+        return outcome
+
+    def close(self) -> None:
+        if self._started_here and self._ray.is_initialized():
+            self._ray.shutdown()
+
+
+def _ray_task(study_dir: str, task: Task, threads: int) -> dict:
+    return run_task(study_dir, task, threads)
+
+
+def make_executor(executor: str = "local", *, workers: int | None = None, address: str | None = None,
+                  max_retries: int = 1):
+    """An executor by name: ``local`` (``workers``) or ``ray`` (``address``)."""
+    if executor == "local":
+        if address is not None:
+            raise ValueError("--address is for the Ray executor; add --executor ray or drop --address")
+        return LocalExecutor(workers=workers, max_retries=max_retries)
+    if executor == "ray":
+        return RayExecutor(address=address, max_retries=max_retries)
+    raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}; got {executor!r}")

@@ -1,0 +1,397 @@
+"""Addresses and the task plan of a study (pure: no files are touched).
+
+Every run and every task has a stable address derived from its config: a
+readable prefix plus the first 8 hex digits of the SHA-256 of the canonical
+JSON of everything that determines its output. Changing a field that matters
+gives a new address; changing one that does not (resources, description)
+keeps every address.
+
+Stages run in this order, each stage's tasks independent of each other::
+
+    probe    one per dataset: probes/<dataset>.npz and the factors summary
+    train    one per run: runs/<run_id>/ (checkpoints, metrics.jsonl, DONE)
+    extract  one per (run, checkpoint): summaries/<run_id>/step_XXXXXXXX.npz
+    compare  one per group of model pairs: results/<task>.parquet
+    store    one: runs.parquet and training_metrics.parquet
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from vaesim.study.spec import StudySpec, param_name
+
+STAGES = ("probe", "train", "extract", "compare", "store")
+COMPARISONS = ("within_run", "seeds", "params", "objectives", "factors")
+FACTORS_LAYER = "factors"
+DONE_MARKER = "DONE"
+# Written by the train task after training: SHA-256 of every checkpoint file.
+CHECKPOINT_SUMS = "checkpoint-sums.json"
+
+
+def stable_hash(obj: Any, length: int = 8) -> str:
+    """First ``length`` hex digits of SHA-256 of canonical JSON (sorted keys, floats via repr)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def format_value(value: float) -> str:
+    """Readable parameter value for addresses: ``4.0 -> '4'``, ``0.5 -> '0.5'``."""
+    return f"{value:g}"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One training run of the grid and its address."""
+
+    run_id: str
+    dataset: str
+    objective: str
+    param_name: str
+    param: float
+    fixed: dict
+    seed: int
+    config: dict  # everything that determines the run's checkpoints (hashed into run_id)
+
+    @property
+    def steps(self) -> list[int]:
+        return list(self.config["checkpoint_steps"])
+
+    def params(self) -> dict[str, float]:
+        """All objective parameters: the swept one plus the fixed ones."""
+        return {self.param_name: self.param, **self.fixed}
+
+    def meta(self) -> dict:
+        """Columns that describe this run in the results store."""
+        return {
+            "run": self.run_id,
+            "objective": self.objective,
+            "param_name": self.param_name,
+            "param": float(self.param),
+            "seed": int(self.seed),
+        }
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work: runs anywhere, writes ``outputs`` (relative to the study dir) atomically."""
+
+    task_id: str
+    stage: str
+    payload: dict
+    outputs: tuple[str, ...]
+    inputs: tuple[str, ...] = ()
+
+
+@dataclass
+class StudyPlan:
+    """Every run and every task of a spec, by stage."""
+
+    spec: StudySpec
+    runs: list[RunPlan]
+    tasks: dict[str, list[Task]] = field(default_factory=dict)
+
+    def all_tasks(self) -> list[Task]:
+        return [task for stage in STAGES for task in self.tasks.get(stage, [])]
+
+    def run(self, run_id: str) -> RunPlan:
+        return self._by_id[run_id]
+
+    def __post_init__(self) -> None:
+        self._by_id = {run.run_id: run for run in self.runs}
+
+
+# -- layout ---------------------------------------------------------------
+
+
+def probe_path(dataset: str) -> str:
+    return f"probes/{dataset}.npz"
+
+
+def probe_info_path(dataset: str) -> str:
+    return f"probes/{dataset}.json"
+
+
+def factors_summary_path(dataset: str) -> str:
+    return f"summaries/{FACTORS_LAYER}/{dataset}.npz"
+
+
+def run_dir(run_id: str) -> str:
+    return f"runs/{run_id}"
+
+
+def checkpoint_sums_path(run_id: str) -> str:
+    return f"{run_dir(run_id)}/{CHECKPOINT_SUMS}"
+
+
+def summary_path(run_id: str, step: int) -> str:
+    return f"summaries/{run_id}/step_{step:08d}.npz"
+
+
+def activations_path(run_id: str, step: int) -> str:
+    return f"activations/{run_id}/step_{step:08d}.npz"
+
+
+def checksum_path(path: str) -> str:
+    """Sidecar holding the SHA-256 of ``path``; a file counts as written only with it."""
+    return path + ".sha256"
+
+
+def results_path(task_id: str) -> str:
+    return "results/" + task_id.removeprefix("compare/").replace("/", "__") + ".parquet"
+
+
+RUNS_TABLE = "runs.parquet"
+TRAINING_METRICS_TABLE = "training_metrics.parquet"
+
+
+# -- runs -----------------------------------------------------------------
+
+
+def plan_runs(spec: StudySpec) -> list[RunPlan]:
+    """Every (dataset, objective, value, seed) of the grid, in a stable order."""
+    training = spec.training.model_dump(mode="json")
+    training.pop("checkpoints")
+    steps = spec.checkpoint_steps()
+    runs = []
+    for dataset in spec.datasets:
+        for objective in spec.objectives:
+            name = param_name(objective)
+            for value in objective.values:
+                for seed in spec.seeds:
+                    config = {
+                        "dataset": dataset,
+                        "objective": objective.name,
+                        "params": {name: float(value), **{k: float(v) for k, v in objective.fixed.items()}},
+                        "seed": int(seed),
+                        "checkpoint_steps": steps,
+                        **training,
+                    }
+                    prefix = f"{dataset}_{objective.name}_{name}={format_value(value)}_seed={seed}"
+                    runs.append(
+                        RunPlan(
+                            run_id=f"{prefix}_{stable_hash(config)}",
+                            dataset=dataset,
+                            objective=objective.name,
+                            param_name=name,
+                            param=float(value),
+                            fixed={k: float(v) for k, v in objective.fixed.items()},
+                            seed=int(seed),
+                            config=config,
+                        )
+                    )
+    return runs
+
+
+# -- comparisons ----------------------------------------------------------
+
+
+def comparison_groups(spec: StudySpec, runs: list[RunPlan]) -> list[tuple[str, str, list[tuple]]]:
+    """Model pairs to compare, grouped into tasks: ``[(comparison, label, pairs)]``.
+
+    A pair is ``(a_run, a_step, b_run, b_step)``; for ``factors`` ``b_run`` is
+    the same run and the b side is the ground-truth factors. Groups keep each
+    task's memory bounded (it loads each model's summaries once):
+
+    - ``within_run``: one task per run; pairs ``s_i <= s_j`` over its
+      checkpoints (``all``) or ``(s, final)`` for every ``s`` (``final``).
+    - ``seeds``: one task per (dataset, objective, value, step); every
+      unordered pair of distinct seeds.
+    - ``params``: one task per (dataset, objective, seed, step); every
+      unordered pair of distinct values.
+    - ``objectives``: one task per (dataset, seed, step); every pair of runs
+      with different objectives (all their values), same seed.
+    - ``factors``: one task per run; every checkpoint against the factors.
+    """
+    comps = spec.comparisons
+    steps = spec.checkpoint_steps()
+    groups: list[tuple[str, str, list[tuple]]] = []
+    if comps.within_run != "none":
+        for run in runs:
+            if comps.within_run == "all":
+                pairs = [(run.run_id, a, run.run_id, b) for a, b in itertools.combinations_with_replacement(steps, 2)]
+            else:
+                pairs = [(run.run_id, s, run.run_id, steps[-1]) for s in steps]
+            groups.append(("within_run", run.run_id, pairs))
+
+    def grouped(key_fn):
+        buckets: dict[tuple, list[RunPlan]] = {}
+        for run in runs:
+            buckets.setdefault(key_fn(run), []).append(run)
+        return buckets
+
+    if comps.seeds:
+        for key, members in grouped(lambda r: (r.dataset, r.objective, r.param_name, r.param)).items():
+            dataset, objective, name, value = key
+            for step in steps:
+                pairs = [(a.run_id, step, b.run_id, step) for a, b in itertools.combinations(members, 2)]
+                if pairs:
+                    label = f"{dataset}_{objective}_{name}={format_value(value)}_step={step}"
+                    groups.append(("seeds", label, pairs))
+    if comps.params:
+        for key, members in grouped(lambda r: (r.dataset, r.objective, r.seed)).items():
+            dataset, objective, seed = key
+            for step in steps:
+                pairs = [(a.run_id, step, b.run_id, step) for a, b in itertools.combinations(members, 2)]
+                if pairs:
+                    groups.append(("params", f"{dataset}_{objective}_seed={seed}_step={step}", pairs))
+    if comps.objectives:
+        for key, members in grouped(lambda r: (r.dataset, r.seed)).items():
+            dataset, seed = key
+            for step in steps:
+                pairs = [
+                    (a.run_id, step, b.run_id, step)
+                    for a, b in itertools.combinations(members, 2)
+                    if a.objective != b.objective
+                ]
+                if pairs:
+                    groups.append(("objectives", f"{dataset}_seed={seed}_step={step}", pairs))
+    if comps.factors:
+        for run in runs:
+            groups.append(("factors", run.run_id, [(run.run_id, s, run.run_id, s) for s in steps]))
+    return groups
+
+
+# -- the whole plan -------------------------------------------------------
+
+
+def plan_study(spec: StudySpec) -> StudyPlan:
+    """Runs and tasks of ``spec``; a pure function of the spec."""
+    runs = plan_runs(spec)
+    steps = spec.checkpoint_steps()
+    layers = spec.layer_names()
+    probe = spec.probe.model_dump()
+    plan = StudyPlan(spec=spec, runs=runs)
+    by_id = {run.run_id: run for run in runs}
+
+    plan.tasks["probe"] = [
+        Task(
+            task_id=f"probe/{dataset}",
+            stage="probe",
+            payload={"dataset": dataset, "dataset_root": spec.dataset_root, "n": spec.probe.n, "seed": spec.probe.seed,
+                     "metrics": list(spec.metrics), "device": spec.device},
+            outputs=(
+                probe_path(dataset),
+                checksum_path(probe_path(dataset)),
+                probe_info_path(dataset),
+                factors_summary_path(dataset),
+                checksum_path(factors_summary_path(dataset)),
+            ),
+        )
+        for dataset in spec.datasets
+    ]
+    plan.tasks["train"] = [
+        Task(
+            task_id=f"train/{run.run_id}",
+            stage="train",
+            payload={"run_id": run.run_id, "config": run.config, "dataset_root": spec.dataset_root,
+                     "device": spec.device},
+            outputs=(checkpoint_sums_path(run.run_id),),
+        )
+        for run in runs
+    ]
+    extract = []
+    for run in runs:
+        for step in steps:
+            outputs = [summary_path(run.run_id, step), checksum_path(summary_path(run.run_id, step))]
+            if spec.keep_activations:
+                outputs += [activations_path(run.run_id, step), checksum_path(activations_path(run.run_id, step))]
+            extract.append(
+                Task(
+                    task_id=f"extract/{run.run_id}/step_{step:08d}",
+                    stage="extract",
+                    payload={
+                        "run_id": run.run_id,
+                        "dataset": run.dataset,
+                        "step": step,
+                        "layers": layers,
+                        "metrics": list(spec.metrics),
+                        "probe_seed": spec.probe.seed,
+                        "keep_activations": spec.keep_activations,
+                        "device": spec.device,
+                    },
+                    outputs=tuple(outputs),
+                    inputs=(checkpoint_sums_path(run.run_id), probe_path(run.dataset)),
+                )
+            )
+    plan.tasks["extract"] = extract
+
+    compare = []
+    for comparison, label, pairs in comparison_groups(spec, runs):
+        involved = sorted({p[0] for p in pairs} | {p[2] for p in pairs})
+        key = {"comparison": comparison, "pairs": pairs, "metrics": spec.metrics, "layers": layers, "probe": probe}
+        task_id = f"compare/{comparison}/{label}_{stable_hash(key)}"
+        dataset = by_id[pairs[0][0]].dataset
+        inputs = sorted({summary_path(p[0], p[1]) for p in pairs} | {summary_path(p[2], p[3]) for p in pairs})
+        if comparison == "factors":
+            inputs = sorted({summary_path(p[0], p[1]) for p in pairs}) + [factors_summary_path(dataset)]
+        compare.append(
+            Task(
+                task_id=task_id,
+                stage="compare",
+                payload={
+                    "task_id": task_id,
+                    "comparison": comparison,
+                    "dataset": dataset,
+                    "pairs": [list(p) for p in pairs],
+                    "runs": {run_id: by_id[run_id].meta() for run_id in involved},
+                    "metrics": list(spec.metrics),
+                    "layers": layers,
+                    "batch_size": spec.training.batch_size,
+                    "probe_seed": spec.probe.seed,
+                    "keep_activations": spec.keep_activations,
+                    "device": spec.device,
+                },
+                outputs=(results_path(task_id), checksum_path(results_path(task_id))),
+                inputs=tuple(inputs),
+            )
+        )
+    plan.tasks["compare"] = compare
+    plan.tasks["store"] = [
+        Task(
+            task_id="store/runs",
+            stage="store",
+            payload={"runs": [dict(run.meta(), dataset=run.dataset, config=run.config) for run in runs]},
+            outputs=(RUNS_TABLE, TRAINING_METRICS_TABLE),
+            inputs=tuple(checkpoint_sums_path(run.run_id) for run in runs),
+        )
+    ]
+    return plan
+
+
+# -- spec differences -----------------------------------------------------
+
+# Fields that change no output: who runs it and how, not what is computed.
+NEUTRAL_FIELDS = ("name", "description", "dataset_root", "device", "resources")
+
+
+def output_fields(spec: StudySpec) -> dict[str, Any]:
+    """Flattened ``{dotted.field: value}`` of every field that changes some output."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, inner)
+        else:
+            flat[prefix] = value
+
+    data = spec.model_dump(mode="json")
+    for name in NEUTRAL_FIELDS:
+        data.pop(name, None)
+    walk("", data)
+    return flat
+
+
+def spec_differences(old: StudySpec, new: StudySpec) -> list[str]:
+    """Human-readable ``field: old -> new`` lines for fields that change outputs."""
+    a, b = output_fields(old), output_fields(new)
+    lines = []
+    for key in sorted(set(a) | set(b)):
+        if a.get(key, "(absent)") != b.get(key, "(absent)"):
+            lines.append(f"{key}: {a.get(key, '(absent)')!r} -> {b.get(key, '(absent)')!r}")
+    return lines

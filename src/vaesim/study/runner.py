@@ -1,0 +1,336 @@
+"""Run a study end to end, resuming wherever it stopped; report its status.
+
+:func:`run_study` validates the spec and its inputs before any work, records
+the spec in ``DIR/spec.yaml`` (refusing a directory whose recorded spec
+differs in a field that changes outputs, unless ``force``), then runs the
+stages in order (probe -> train -> extract -> compare -> store), each stage's
+pending tasks through the chosen executor. Finished outputs are never redone;
+failures are collected, written to ``DIR/failures.json`` and raised together
+as :class:`StudyFailed` at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vaesim.study import plan as layout
+from vaesim.study.executors import StageOutcome, TaskFailure, make_executor
+from vaesim.study.plan import STAGES, StudyPlan, Task, plan_study, spec_differences
+from vaesim.study.spec import StudySpec, load_spec, param_name
+from vaesim.study.stages import outputs_done
+from vaesim.study.store import discard, verified
+from vaesim.utils import atomic_write_json, atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+SPEC_FILE = "spec.yaml"
+RUNNING_FILE = "running.json"
+FAILURES_FILE = "failures.json"
+
+
+class StudyFailed(RuntimeError):
+    """Some tasks failed (after retries); the others finished. Rerun to retry them."""
+
+    def __init__(self, study_dir: Path, failures: list[TaskFailure]):
+        self.study_dir = study_dir
+        self.failures = failures
+        lines = "\n".join(f"  {f.task_id}: {f.error}" for f in failures)
+        super().__init__(f"{len(failures)} task(s) of the study in {study_dir} failed:\n{lines}\n"
+                         f"finished work is kept; fix the cause and rerun to retry them")
+
+
+# -- checks before any work ---------------------------------------------------
+
+
+def check_inputs(spec: StudySpec) -> None:
+    """Fail before any work: missing dataset files, objective parameters the objective rejects."""
+    from vaesim.data import require_files
+    from vaesim.models import make_objective
+
+    for dataset in spec.datasets:
+        require_files(dataset, root=spec.dataset_root)
+    for i, objective in enumerate(spec.objectives):
+        name = param_name(objective)
+        for value in objective.values:
+            try:
+                make_objective(objective.name, **{name: value, **objective.fixed})
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"study spec objectives.{i} ({objective.name}, {name}={value}): {error}") from None
+
+
+def prepare_directory(spec: StudySpec, out_dir: Path, *, force: bool) -> None:
+    """Record ``spec`` in ``out_dir/spec.yaml``; refuse a conflicting recorded spec unless ``force``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec_file = out_dir / SPEC_FILE
+    if spec_file.is_file():
+        recorded = load_spec(spec_file)
+        differences = spec_differences(recorded, spec)
+        if differences and not force:
+            listing = "\n".join(f"  {line}" for line in differences)
+            raise ValueError(
+                f"{out_dir} holds a study whose spec differs in fields that change its outputs:\n{listing}\n"
+                f"use another --out directory, or pass --force to recompute what changed "
+                f"(trained runs are kept and reused where their config is unchanged)"
+            )
+        if differences:
+            logger.warning("spec differs from %s (--force): %s", spec_file, "; ".join(differences))
+            remove_stale(out_dir, recorded, spec)
+    atomic_write_text(spec_file, spec.to_yaml())
+
+
+def remove_stale(out_dir: Path, old: StudySpec, new: StudySpec) -> None:
+    """Delete derived outputs that ``new`` would not produce (runs are content-addressed and kept)."""
+    changed = {line.split(":", 1)[0].split(".", 1)[0] for line in spec_differences(old, new)}
+    if changed & {"probe", "layers", "keep_activations"}:
+        for folder in ("probes", "summaries", "activations", "results"):
+            shutil.rmtree(out_dir / folder, ignore_errors=True)
+    keep = {output for task in plan_study(new).all_tasks() for output in task.outputs}
+    for folder in ("probes", "summaries", "activations", "results"):
+        base = out_dir / folder
+        if base.is_dir():
+            for path in base.rglob("*"):
+                if path.is_file() and str(path.relative_to(out_dir)) not in keep:
+                    path.unlink()
+    for name in (layout.RUNS_TABLE, layout.TRAINING_METRICS_TABLE):
+        (out_dir / name).unlink(missing_ok=True)
+
+
+# -- the runner -------------------------------------------------------------------
+
+
+@dataclass
+class _Progress:
+    enabled: bool
+    bar: object = None
+    counts: dict = field(default_factory=dict)
+
+    def start(self, stage: str, total: int, done: int) -> None:
+        if self.enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=done, desc=f"{stage:8s}", unit="task", leave=True)
+        logger.info("stage %s: %d of %d tasks already done", stage, done, total)
+
+    def advance(self, item) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            if isinstance(item, TaskFailure):
+                self.bar.set_postfix_str(f"failed: {item.task_id}")
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def run_study(spec, out_dir, *, executor: str = "local", workers: int | None = None,
+              address: str | None = None, progress: bool = True, force: bool = False) -> Path:
+    """Run every stage of ``spec`` into ``out_dir``, resuming; return ``out_dir``.
+
+    ``spec``: a :class:`StudySpec`, a YAML path or a preset name.
+    ``executor``: ``local`` (``workers`` = process-pool size, default
+    sequential) or ``ray`` (``address`` of a cluster, default: the Ray
+    instance of this process or a new local one). Raises ValueError /
+    FileNotFoundError for bad input before any work, :class:`StudyFailed`
+    when some tasks failed (the rest is finished and kept).
+    """
+    spec = load_spec(spec)
+    out_dir = Path(out_dir)
+    check_inputs(spec)
+    prepare_directory(spec, out_dir, force=force)
+    plan = plan_study(spec)
+    _claim(out_dir, executor)
+    runner = make_executor(executor, workers=workers, address=address, max_retries=spec.resources.max_retries)
+    failures: list[TaskFailure] = []
+    meter = _Progress(progress)
+    started = time.perf_counter()
+    try:
+        for stage in STAGES:
+            failures += _run_stage(plan, stage, out_dir, runner, meter)
+    finally:
+        meter.stop()
+        runner.close()
+        (out_dir / RUNNING_FILE).unlink(missing_ok=True)
+    atomic_write_json(out_dir / FAILURES_FILE, [f.__dict__ for f in failures])
+    logger.info("study %s finished in %.1f s with %d failure(s)", out_dir, time.perf_counter() - started,
+                len(failures))
+    if failures:
+        raise StudyFailed(out_dir, failures)
+    return out_dir
+
+
+def _run_stage(plan: StudyPlan, stage: str, out_dir: Path, runner, meter: _Progress) -> list[TaskFailure]:
+    tasks = plan.tasks[stage]
+    if stage == "compare":
+        _discard_corrupt_results(out_dir, tasks)
+    pending = [t for t in tasks if not outputs_done(out_dir, t)]
+    ready = [t for t in pending if all((out_dir / i).is_file() for i in t.inputs)]
+    blocked = [TaskFailure(t.task_id, "not run: an upstream task failed (its inputs are missing)")
+               for t in pending if t not in ready]
+    meter.start(stage, len(tasks), len(tasks) - len(pending))
+    for failure in blocked:
+        meter.advance(failure)
+    resources = getattr(plan.spec.resources, stage, plan.spec.resources.compare)
+    outcome: StageOutcome = runner.run(str(out_dir), ready, resources, meter.advance)
+    meter.stop()
+    failures = blocked + outcome.failures
+    corrupt = sorted({r["task_id"] for r in outcome.reports if r.get("status") == "corrupt_checkpoint"})
+    if corrupt:
+        failures += _repair_and_rerun(plan, out_dir, corrupt, runner, meter)
+    return failures
+
+
+def _discard_corrupt_results(out_dir: Path, tasks: list[Task]) -> None:
+    """A results file that does not match its checksum is discarded, so its task runs again."""
+    for task in tasks:
+        path = out_dir / task.outputs[0]
+        if path.is_file() and (out_dir / task.outputs[1]).is_file() and not verified(path):
+            discard(path)
+
+
+def _repair_and_rerun(plan: StudyPlan, out_dir: Path, corrupt_extract_ids: list[str], runner,
+                      meter: _Progress) -> list[TaskFailure]:
+    """Retrain runs with an unreadable checkpoint from their last good one, then extract again."""
+    by_id = {t.task_id: t for t in plan.tasks["extract"]}
+    first_bad: dict[str, int] = {}
+    for task_id in corrupt_extract_ids:
+        payload = by_id[task_id].payload
+        run_id, step = payload["run_id"], int(payload["step"])
+        first_bad[run_id] = min(step, first_bad.get(run_id, step))
+    for run_id, step in first_bad.items():
+        repair_run(out_dir, plan, run_id, step)
+    train = [t for t in plan.tasks["train"] if t.payload["run_id"] in first_bad]
+    extract = [t for t in plan.tasks["extract"] if t.payload["run_id"] in first_bad and not outputs_done(out_dir, t)]
+    failures = []
+    for stage, tasks in (("train", train), ("extract", extract)):
+        meter.start(f"{stage}*", len(tasks), 0)
+        outcome = runner.run(str(out_dir), tasks, getattr(plan.spec.resources, stage), meter.advance)
+        meter.stop()
+        failures += outcome.failures
+        failures += [TaskFailure(r["task_id"], "checkpoint still unreadable after retraining")
+                     for r in outcome.reports if r.get("status") == "corrupt_checkpoint"]
+    return failures
+
+
+def repair_run(out_dir: Path, plan: StudyPlan, run_id: str, bad_step: int) -> None:
+    """Remove checkpoints of ``run_id`` from ``bad_step`` on, and everything derived from them.
+
+    The training run then resumes from its last good checkpoint and writes
+    them again; summaries and results that used the removed checkpoints are
+    discarded so no number from the old files survives.
+    """
+    logger.warning("run %s: checkpoint step %d is unreadable; retraining from the last good checkpoint",
+                   run_id, bad_step)
+    run_dir = out_dir / layout.run_dir(run_id)
+    (run_dir / layout.DONE_MARKER).unlink(missing_ok=True)
+    (out_dir / layout.checkpoint_sums_path(run_id)).unlink(missing_ok=True)
+    for path in sorted((run_dir / "checkpoints").glob("step_*")):
+        step = int(path.name.split("_")[1].split(".")[0])
+        if step >= bad_step:
+            path.unlink()
+    stale = set()
+    for step in plan.run(run_id).steps:
+        if step >= bad_step:
+            for rel in (layout.summary_path(run_id, step), layout.activations_path(run_id, step)):
+                discard(out_dir / rel)
+                stale.add(rel)
+    for task in plan.tasks["compare"]:
+        if stale & set(task.inputs):
+            discard(out_dir / task.outputs[0])
+    for name in (layout.RUNS_TABLE, layout.TRAINING_METRICS_TABLE):
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def _claim(out_dir: Path, executor: str) -> None:
+    """Refuse to run beside a live runner on the same directory; record this one."""
+    running = out_dir / RUNNING_FILE
+    if running.is_file():
+        try:
+            info = json.loads(running.read_text())
+        except ValueError:
+            info = {}
+        if info.get("host") == socket.gethostname() and _alive(info.get("pid")) and info.get("pid") != os.getpid():
+            raise ValueError(f"{out_dir} is being run by process {info['pid']} (see {running}); "
+                             f"wait for it, or stop it, before running the study again")
+    atomic_write_json(running, {"pid": os.getpid(), "host": socket.gethostname(), "executor": executor,
+                                "started": time.time()})
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# -- status -----------------------------------------------------------------------
+
+
+@dataclass
+class StudyStatus:
+    """Done/total tasks per stage, whether a runner is working now, last run's failures."""
+
+    study_dir: Path
+    stages: dict[str, tuple[int, int]]
+    running: dict | None
+    failures: list[dict]
+
+    @property
+    def complete(self) -> bool:
+        return all(done == total for done, total in self.stages.values())
+
+    def format(self, width: int = 30) -> str:
+        """Lines ``stage [#####.....] done/total`` plus the runner and failures."""
+        lines = [f"study {self.study_dir}"]
+        for stage, (done, total) in self.stages.items():
+            filled = width if total == 0 else round(width * done / total)
+            lines.append(f"  {stage:8s} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} done, "
+                         f"{total - done} pending")
+        if self.running:
+            lines.append(f"  running: pid {self.running.get('pid')} on {self.running.get('host')} "
+                         f"({self.running.get('executor')} executor)")
+        else:
+            lines.append("  complete" if self.complete else "  not running (rerun `vaesim study run` to resume)")
+        for failure in self.failures:
+            lines.append(f"  failed last run: {failure['task_id']}: {failure['error']}")
+        return "\n".join(lines)
+
+
+def study_status(out_dir) -> StudyStatus:
+    """Done/pending tasks per stage of the study in ``out_dir`` (read from the files)."""
+    out_dir = Path(out_dir)
+    spec_file = out_dir / SPEC_FILE
+    if not spec_file.is_file():
+        raise FileNotFoundError(f"{out_dir} is not a study directory (no {SPEC_FILE}); "
+                                f"start one with `vaesim study run SPEC --out {out_dir}`")
+    plan = plan_study(load_spec(spec_file))
+    stages = {}
+    for stage in STAGES:
+        tasks = plan.tasks[stage]
+        stages[stage] = (sum(outputs_done(out_dir, t) for t in tasks), len(tasks))
+    running = None
+    running_file = out_dir / RUNNING_FILE
+    if running_file.is_file():
+        try:
+            info = json.loads(running_file.read_text())
+        except ValueError:
+            info = {}
+        if info.get("host") != socket.gethostname() or _alive(info.get("pid")):
+            running = info
+    failures = []
+    failures_file = out_dir / FAILURES_FILE
+    if failures_file.is_file() and running is None:
+        failures = json.loads(failures_file.read_text())
+    return StudyStatus(out_dir, stages, running, failures)

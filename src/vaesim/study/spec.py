@@ -1,0 +1,375 @@
+"""Study specification: one YAML file declares a whole grid.
+
+A spec names the datasets, the objectives with their regularisation values,
+the seeds, the training budget and checkpoint schedule, the probe set, the
+similarity metrics and which comparisons to make. :func:`load_spec` reads a
+file path or a preset name (``paper``, ``quick``) and returns a validated
+:class:`StudySpec`; every problem is reported as one ``ValueError`` that names
+the field, what was expected, what arrived and how to fix it.
+
+The field reference lives in ``docs/study.md``; ``docs/example-study.yaml`` is
+a documented example to copy.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PRESET_DIR = Path(__file__).with_name("presets")
+METRICS = ("cka", "cka_debiased", "procrustes")
+WITHIN_RUN_MODES = ("all", "final", "none")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ObjectiveSpec(_Strict):
+    """One objective and the values of its main regularisation parameter.
+
+    ``param`` defaults to the objective's main parameter
+    (``vaesim.models.main_param``); ``fixed`` holds the other parameters,
+    e.g. ``{gamma: 1000, iteration_threshold: 100000}`` for ``annealed_vae``.
+    """
+
+    name: str
+    param: str | None = None
+    values: list[float] = Field(min_length=1)
+    fixed: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("values")
+    @classmethod
+    def _distinct_finite(cls, values: list[float]) -> list[float]:
+        if any(not math.isfinite(v) for v in values):
+            raise ValueError(f"values must be finite numbers; got {values}")
+        if len(set(values)) != len(values):
+            raise ValueError(f"values must be distinct; got {values} (remove the repeats)")
+        return values
+
+
+class CheckpointSpec(_Strict):
+    """Which training steps are saved and compared.
+
+    ``schedule: even`` places ``count`` checkpoints evenly over
+    ``[0, steps]`` (step 0 is the initialisation; the final step is always
+    included); ``schedule: log`` spaces them geometrically between
+    ``log_first`` and ``steps`` (plus step 0 when ``include_init``), which
+    resolves early learning better; ``steps`` lists them explicitly.
+    """
+
+    schedule: Literal["even", "log"] = "even"
+    count: int = Field(default=5, ge=2)
+    include_init: bool = True
+    log_first: int | None = Field(default=None, ge=1)
+    steps: list[int] | None = None
+
+    @field_validator("steps")
+    @classmethod
+    def _sorted_steps(cls, steps: list[int] | None) -> list[int] | None:
+        if steps is None:
+            return steps
+        if not steps:
+            raise ValueError("steps must list at least one step (or be left out to use the schedule)")
+        if any(s < 0 for s in steps) or sorted(set(steps)) != list(steps):
+            raise ValueError(f"steps must be distinct, >= 0 and increasing; got {steps}")
+        return steps
+
+
+class TrainingSpec(_Strict):
+    """Training budget, optimiser (Adam) and architecture of every run."""
+
+    steps: int = Field(ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    lr: float = Field(default=1e-4, gt=0)
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = Field(default=1e-8, gt=0)
+    latent_dim: int = Field(default=10, ge=1)
+    architecture: str = "conv"
+    reconstruction: str = "bernoulli"
+    checkpoints: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    log_every: int = Field(default=100, ge=1)
+    monitor_every: int = Field(default=0, ge=0)
+
+
+class ProbeSpec(_Strict):
+    """The fixed probe set every checkpoint is recorded on: ``n`` unique examples drawn with ``seed``."""
+
+    n: int = Field(ge=2)
+    seed: int = Field(default=0, ge=0)
+
+
+class ComparisonsSpec(_Strict):
+    """Which comparisons to make (see docs/study.md for the exact pairs).
+
+    ``within_run``: ``all`` = every checkpoint of a run against every other
+    (and itself), ``final`` = every checkpoint against the final one, ``none``.
+    ``seeds`` / ``params`` / ``objectives``: across seeds, regularisation
+    values, objectives, at the same step. ``factors``: each checkpoint against
+    the probe set's ground-truth factors, treated as a layer named ``factors``.
+    """
+
+    within_run: Literal["all", "final", "none"] = "all"
+    seeds: bool = True
+    params: bool = True
+    objectives: bool = True
+    factors: bool = True
+
+
+class TaskResources(_Strict):
+    """Resources one task requests from the Ray executor (fractional GPUs allowed)."""
+
+    num_cpus: float = Field(default=1, gt=0)
+    num_gpus: float = Field(default=0, ge=0)
+
+
+class ResourcesSpec(_Strict):
+    """Per-stage resource requests and retries (they do not change any result)."""
+
+    train: TaskResources = Field(default_factory=lambda: TaskResources(num_cpus=1, num_gpus=0))
+    extract: TaskResources = Field(default_factory=TaskResources)
+    compare: TaskResources = Field(default_factory=TaskResources)
+    max_retries: int = Field(default=1, ge=0)
+
+
+class StudySpec(_Strict):
+    """A whole study: the grid, the training budget, the probe set and the comparisons."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    datasets: list[str] = Field(min_length=1)
+    dataset_root: str | None = None
+    objectives: list[ObjectiveSpec] = Field(min_length=1)
+    seeds: list[int] = Field(min_length=1)
+    training: TrainingSpec
+    probe: ProbeSpec
+    metrics: list[Literal["cka", "cka_debiased", "procrustes"]] = Field(
+        default_factory=lambda: ["cka", "procrustes"], min_length=1
+    )
+    layers: list[str] | None = None
+    comparisons: ComparisonsSpec = Field(default_factory=ComparisonsSpec)
+    keep_activations: bool = False
+    device: str = "auto"
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+
+    @field_validator("datasets", "seeds", "metrics")
+    @classmethod
+    def _distinct(cls, values: list) -> list:
+        if len(set(values)) != len(values):
+            raise ValueError(f"entries must be distinct; got {values} (remove the repeats)")
+        return values
+
+    @field_validator("seeds")
+    @classmethod
+    def _non_negative(cls, seeds: list[int]) -> list[int]:
+        if any(s < 0 for s in seeds):
+            raise ValueError(f"seeds must be >= 0; got {seeds}")
+        return seeds
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        if device != "auto" and device != "cpu" and not device.startswith("cuda"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]'; got {device!r}")
+        return device
+
+    @model_validator(mode="after")
+    def _objectives_and_schedule(self) -> "StudySpec":
+        names = [objective.name for objective in self.objectives]
+        if len(set(names)) != len(names):
+            raise ValueError(f"objectives: each objective may appear once; got {names} (merge their values)")
+        steps = self.training.checkpoints.steps
+        if steps is not None and steps[-1] > self.training.steps:
+            raise ValueError(
+                f"training.checkpoints.steps: the last checkpoint {steps[-1]} is beyond "
+                f"training.steps={self.training.steps}"
+            )
+        return self
+
+    # -- derived values -------------------------------------------------
+
+    def checkpoint_steps(self) -> list[int]:
+        """The training steps saved and compared, increasing, final step included."""
+        return checkpoint_steps(self.training.checkpoints, self.training.steps)
+
+    def layer_names(self) -> list[str]:
+        """Layers recorded and compared (all of ``vaesim.models.LAYER_NAMES`` by default)."""
+        if self.layers is not None:
+            return list(self.layers)
+        from vaesim.models import LAYER_NAMES
+
+        return list(LAYER_NAMES)
+
+    def to_yaml(self) -> str:
+        """The spec as YAML text (round-trips through :func:`parse_spec`)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def checkpoint_steps(checkpoints: CheckpointSpec, steps: int) -> list[int]:
+    """Checkpoint steps for a run of ``steps`` steps (sorted, distinct, ends at ``steps``).
+
+    ``even``: ``round(linspace(0, steps, count))`` (or ``linspace`` from the
+    first step when ``include_init`` is false). ``log``: step 0 (if
+    ``include_init``) then ``round(geomspace(log_first, steps, count - 1))``
+    with ``log_first`` defaulting to ``max(1, steps // 100)``. Rounding
+    collisions are merged, so short runs may get fewer checkpoints.
+    """
+    if checkpoints.steps is not None:
+        chosen = list(checkpoints.steps)
+        if chosen[-1] != steps:
+            chosen.append(steps)
+        return chosen
+    count = checkpoints.count
+    if checkpoints.schedule == "even":
+        start = 0 if checkpoints.include_init else steps / count
+        span = count - 1
+        chosen = [round(start + (steps - start) * i / span) for i in range(count)]
+    else:
+        first = checkpoints.log_first or max(1, steps // 100)
+        first = min(first, steps)
+        k = count - 1 if checkpoints.include_init else count
+        if k <= 1:
+            grid = [steps]
+        else:
+            ratio = (steps / first) ** (1.0 / (k - 1))
+            grid = [round(first * ratio**i) for i in range(k)]
+        chosen = ([0] if checkpoints.include_init else []) + grid
+    chosen[-1] = steps
+    return sorted(set(int(s) for s in chosen))
+
+
+# -- loading ------------------------------------------------------------
+
+
+def preset_names() -> list[str]:
+    """Names of the presets shipped with the package."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_spec(path_or_preset: str | os.PathLike | StudySpec) -> StudySpec:
+    """Read a spec from a YAML file or a preset name (``paper``, ``quick``).
+
+    Raises FileNotFoundError when neither a file nor a preset of that name
+    exists, and ValueError (naming every bad field) when the spec is invalid.
+    """
+    if isinstance(path_or_preset, StudySpec):
+        return path_or_preset
+    text_name = str(path_or_preset)
+    path = Path(path_or_preset)
+    if not path.is_file():
+        preset = PRESET_DIR / f"{text_name}.yaml"
+        if preset.is_file() and os.sep not in text_name:
+            path = preset
+        else:
+            raise FileNotFoundError(
+                f"study spec {text_name!r}: no such file and no preset of that name; "
+                f"give a YAML file path or one of the presets {preset_names()}"
+            )
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ValueError(f"study spec {path}: not valid YAML ({error}); fix the syntax") from None
+    return parse_spec(data, source=str(path))
+
+
+def parse_spec(data: Any, *, source: str = "spec") -> StudySpec:
+    """Validate a mapping (parsed YAML) into a :class:`StudySpec`."""
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"study spec {source}: expected a mapping of fields (name, datasets, objectives, ...); "
+            f"got {type(data).__name__}"
+        )
+    try:
+        spec = StudySpec.model_validate(data)
+    except ValidationError as error:
+        raise ValueError(f"study spec {source} is invalid:\n" + _format_errors(error)) from None
+    problems = _semantic_problems(spec)
+    if problems:
+        raise ValueError(f"study spec {source} is invalid:\n" + "\n".join(f"  - {p}" for p in problems))
+    return spec
+
+
+def _format_errors(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        loc = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        kind = item["type"]
+        if kind == "extra_forbidden":
+            parent, field = item["loc"][:-1], item["loc"][-1]
+            allowed = _allowed_fields(parent)
+            where = ".".join(str(p) for p in parent) or "the top level"
+            lines.append(f"  - unknown field {field!r} in {where}; allowed fields: {', '.join(allowed)}")
+        elif kind == "missing":
+            lines.append(f"  - {loc}: required field is missing; add it")
+        else:
+            got = item.get("input")
+            got_text = repr(got) if not isinstance(got, dict) else "a mapping"
+            lines.append(f"  - {loc}: {item['msg']}; got {got_text}")
+    return "\n".join(lines)
+
+
+def _allowed_fields(loc: tuple) -> list[str]:
+    model: type[BaseModel] = StudySpec
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        annotation = model.model_fields[part].annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        for candidate in candidates:
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                model = candidate
+                break
+            for inner in getattr(candidate, "__args__", ()):
+                if isinstance(inner, type) and issubclass(inner, BaseModel):
+                    model = inner
+                    break
+    return list(model.model_fields)
+
+
+def _semantic_problems(spec: StudySpec) -> list[str]:
+    """Names checked against the registries of the other modules."""
+    from vaesim.data import DATASETS
+    from vaesim.models import LAYER_NAMES, OBJECTIVES, main_param
+
+    problems = []
+    for name in spec.datasets:
+        if name not in DATASETS:
+            problems.append(f"datasets: unknown dataset {name!r}; allowed values: {', '.join(DATASETS)}")
+    for i, objective in enumerate(spec.objectives):
+        if objective.name not in OBJECTIVES:
+            problems.append(
+                f"objectives.{i}.name: unknown objective {objective.name!r}; "
+                f"allowed values: {', '.join(OBJECTIVES)}"
+            )
+            continue
+        expected = main_param(objective.name)
+        if objective.param is not None and objective.param != expected:
+            problems.append(
+                f"objectives.{i}.param: {objective.name} is swept over {expected!r}; got "
+                f"{objective.param!r} (leave param out or write {expected!r})"
+            )
+        if expected in objective.fixed:
+            problems.append(
+                f"objectives.{i}.fixed: {expected!r} is the swept parameter; list it under values only"
+            )
+    if spec.layers is not None:
+        unknown = [layer for layer in spec.layers if layer not in LAYER_NAMES]
+        if unknown or not spec.layers:
+            problems.append(
+                f"layers: unknown layer names {unknown or '(empty list)'}; allowed values: {', '.join(LAYER_NAMES)}"
+            )
+    return problems
+
+
+def param_name(objective: ObjectiveSpec) -> str:
+    """The swept parameter's name of ``objective`` (its ``param`` or the objective's main one)."""
+    if objective.param is not None:
+        return objective.param
+    from vaesim.models import main_param
+
+    return main_param(objective.name)

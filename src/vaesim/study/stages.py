@@ -1,0 +1,399 @@
+"""The work of each task, the same whatever executor runs it.
+
+:func:`run_task` takes a study directory and a :class:`~vaesim.study.plan.Task`
+(plain data, picklable, so it can travel to a process pool or a Ray worker)
+and returns a small report dict. Every output is written atomically, data
+file first and its SHA-256 sidecar last, so a killed task leaves nothing that
+a later run trusts; a task whose outputs all exist returns at once.
+
+Integrity: the probe set and every summary are verified against their
+sidecar when loaded; a mismatch or a load failure is logged as a warning that
+names the file, the file is discarded and recomputed (extraction is
+deterministic), and never read. A checkpoint that fails to load makes the
+extract task report ``corrupt_checkpoint``; the runner then repairs the run
+(see :func:`vaesim.study.runner.repair_runs`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vaesim.study import plan as layout
+from vaesim.study.plan import FACTORS_LAYER, Task
+from vaesim.study.store import RESULT_SCHEMA, discard, is_written, verified, write_checksum, write_table
+from vaesim.utils import atomic_path, atomic_write_json, sha256_file
+
+logger = logging.getLogger(__name__)
+
+
+def run_task(study_dir: str, task: Task, torch_threads: int | None = None) -> dict:
+    """Run one task (skipping it when its outputs exist); return ``{task_id, status, seconds}``.
+
+    ``status`` is ``done``, ``skipped`` or ``corrupt_checkpoint``.
+    ``torch_threads``: when given, ``torch.set_num_threads`` for this process
+    (the local process pool shares the cores between its workers).
+    """
+    if torch_threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, int(torch_threads)))
+    root = Path(study_dir)
+    start = time.perf_counter()
+    if outputs_done(root, task):
+        return {"task_id": task.task_id, "status": "skipped", "seconds": 0.0}
+    status = STAGE_FUNCTIONS[task.stage](root, task.payload) or "done"
+    return {"task_id": task.task_id, "status": status, "seconds": time.perf_counter() - start}
+
+
+def outputs_done(root: Path, task: Task) -> bool:
+    """True when every output of ``task`` exists (checksummed outputs with their sidecar)."""
+    return all((root / output).is_file() for output in task.outputs)
+
+
+# -- probe ------------------------------------------------------------------
+
+
+def probe_stage(root: Path, payload: dict) -> None:
+    """Draw the study's probe set of one dataset; summarise its ground-truth factors.
+
+    Writes ``probes/<dataset>.npz`` (``ProbeSet.save``), ``probes/<dataset>.json``
+    (dataset size, factor names) and ``summaries/factors/<dataset>.npz``: the
+    factor indices as one (n, F) float64 "layer" named ``factors``.
+    """
+    from vaesim.data import get_dataset, make_probe_set
+    from vaesim.similarity import save_summaries, summarise
+
+    dataset_name = payload["dataset"]
+    dataset = get_dataset(dataset_name, root=payload.get("dataset_root"))
+    probe = make_probe_set(dataset, payload["n"], payload["seed"])
+    probe_file = root / layout.probe_path(dataset_name)
+    with atomic_path(probe_file) as tmp:
+        probe.save(tmp)
+    write_checksum(probe_file)
+    factors = np.asarray(probe.factors, dtype=np.float64)  # (n, F)
+    factors_file = root / layout.factors_summary_path(dataset_name)
+    save_summaries(factors_file, {FACTORS_LAYER: summarise(factors, name=FACTORS_LAYER, metrics=payload["metrics"],
+                                                                   device=array_device(payload.get("device", "cpu")))})
+    write_checksum(factors_file)
+    atomic_write_json(
+        root / layout.probe_info_path(dataset_name),
+        {
+            "dataset": dataset_name,
+            "dataset_size": len(dataset),
+            "factor_names": list(dataset.factor_names),
+            "factor_sizes": [int(s) for s in dataset.factor_sizes],
+            "n": int(payload["n"]),
+            "seed": int(payload["seed"]),
+        },
+    )
+
+
+def load_probe(root: Path, dataset: str):
+    """The study's probe set of ``dataset``, verified (recomputed if corrupt)."""
+    from vaesim.data import ProbeSet
+
+    path = root / layout.probe_path(dataset)
+    if not verified(path):
+        raise FileNotFoundError(
+            f"probe set {path} is missing or corrupt; rerun `vaesim study run` to recompute it"
+        )
+    return ProbeSet.load(path)
+
+
+def probe_images(probe) -> np.ndarray:
+    """Probe images as float32 (n, C, 64, 64) in [0, 1]."""
+    return probe.images
+
+
+# -- train ------------------------------------------------------------------
+
+
+def train_config(payload: dict):
+    """The :class:`vaesim.training.TrainConfig` of a train task's run config."""
+    from vaesim.training import TrainConfig
+
+    config = payload["config"]
+    return TrainConfig(
+        dataset=config["dataset"],
+        dataset_root=payload.get("dataset_root"),
+        objective=config["objective"],
+        params=dict(config["params"]),
+        seed=config["seed"],
+        steps=config["steps"],
+        batch_size=config["batch_size"],
+        lr=config["lr"],
+        adam_betas=tuple(config["adam_betas"]),
+        adam_eps=config["adam_eps"],
+        checkpoints=list(config["checkpoint_steps"]),
+        latent_dim=config["latent_dim"],
+        architecture=config["architecture"],
+        reconstruction=config["reconstruction"],
+        log_every=config["log_every"],
+        monitor_every=config["monitor_every"],
+    )
+
+
+def train_stage(root: Path, payload: dict) -> None:
+    """Train one run into ``runs/<run_id>/`` (resumes from its last checkpoint)."""
+    from vaesim.training import train
+
+    from vaesim.training import list_checkpoints
+
+    run_dir = root / layout.run_dir(payload["run_id"])
+    train(train_config(payload), run_dir, progress=False, device=resolve_device(payload.get("device", "auto")))
+    sums = {str(step): sha256_file(checkpoint_file(run_dir, step)) for step in list_checkpoints(run_dir)}
+    missing = sorted(set(payload["config"]["checkpoint_steps"]) - {int(s) for s in sums})
+    if missing:
+        raise RuntimeError(f"run {payload['run_id']} finished without checkpoints at steps {missing}")
+    atomic_write_json(root / layout.checkpoint_sums_path(payload["run_id"]), sums)
+
+
+def checkpoint_file(run_dir: Path, step: int) -> Path:
+    """The weights file of a checkpoint (training's layout: checkpoints/step_XXXXXXXX.safetensors)."""
+    return run_dir / "checkpoints" / f"step_{step:08d}.safetensors"
+
+
+def checkpoint_intact(root: Path, run_id: str, step: int) -> bool:
+    """True when the checkpoint's weights match the SHA-256 recorded after training."""
+    sums_file = root / layout.checkpoint_sums_path(run_id)
+    path = checkpoint_file(root / layout.run_dir(run_id), step)
+    try:
+        expected = json.loads(sums_file.read_text())[str(step)]
+    except (OSError, ValueError, KeyError):
+        return False
+    return path.is_file() and sha256_file(path) == expected
+
+
+# -- extract ----------------------------------------------------------------
+
+
+def extract_stage(root: Path, payload: dict) -> str | None:
+    """Record every layer of one checkpoint on the probe set; save their summaries.
+
+    Writes ``summaries/<run_id>/step_XXXXXXXX.npz`` ({layer: LayerSummary})
+    and, with ``keep_activations``, ``activations/<run_id>/step_XXXXXXXX.npz``
+    (float32 (n, features) per layer). Returns ``"corrupt_checkpoint"`` when
+    the checkpoint cannot be loaded.
+    """
+    from vaesim.activations import extract_activations
+    from vaesim.similarity import save_summaries, summarise
+    from vaesim.training import load_checkpoint
+
+    run_id, step = payload["run_id"], int(payload["step"])
+    if not checkpoint_intact(root, run_id, step):
+        logger.warning("checkpoint %s does not match the checksum recorded after training; the run will be repaired",
+                       checkpoint_file(root / layout.run_dir(run_id), step))
+        return "corrupt_checkpoint"
+    try:
+        model, _meta = load_checkpoint(root / layout.run_dir(run_id), step)
+    except Exception as error:  # any load failure means the file cannot be trusted
+        logger.warning("checkpoint step %d of run %s failed to load (%s: %s); the run will be repaired",
+                       step, run_id, type(error).__name__, error)
+        return "corrupt_checkpoint"
+    probe = load_probe(root, payload["dataset"])
+    activations = extract_activations(
+        model, probe_images(probe), layers=tuple(payload["layers"]), seed=int(payload["probe_seed"]),
+        device=resolve_device(payload.get("device", "cpu")),
+    )
+    if payload.get("keep_activations"):
+        path = root / layout.activations_path(run_id, step)
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(tmp, **{name: np.asarray(a, dtype=np.float32) for name, a in activations.items()})
+        write_checksum(path)
+    device = array_device(payload.get("device", "cpu"))
+    summaries = {name: summarise(activations[name], name=name, metrics=payload["metrics"], device=device)
+                 for name in payload["layers"]}
+    path = root / layout.summary_path(run_id, step)
+    save_summaries(path, summaries)
+    write_checksum(path)
+    return None
+
+
+def array_device(device: str) -> str | None:
+    """Device for the similarity maths: None (numpy, fastest on CPU) or a CUDA device."""
+    resolved = resolve_device(device)
+    return None if resolved == "cpu" else resolved
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# -- compare ----------------------------------------------------------------
+
+
+def model_key(run_id: str, step: int) -> str:
+    return f"{run_id}@{step}"
+
+
+def load_checked_summaries(root: Path, run_id: str, step: int, payload: dict) -> dict:
+    """Summaries of one checkpoint, verified; a corrupt file is recomputed first."""
+    from vaesim.similarity import load_summaries
+
+    path = root / layout.summary_path(run_id, step)
+    if is_written(path) and verified(path):
+        try:
+            return load_summaries(path)
+        except Exception as error:
+            logger.warning("summary file %s failed to load (%s); recomputing it", path, error)
+    else:
+        logger.warning("summary file %s is missing or corrupt; recomputing it", path)
+    discard(path)
+    status = extract_stage(root, {
+        "run_id": run_id, "step": step, "dataset": payload["dataset"], "layers": payload["layers"],
+        "metrics": payload["metrics"], "probe_seed": payload["probe_seed"], "keep_activations": payload.get("keep_activations", False),
+        "device": payload.get("device", "cpu"),
+    })
+    if status == "corrupt_checkpoint":
+        raise RuntimeError(f"cannot recompute {path}: checkpoint step {step} of run {run_id} is corrupt; "
+                           "rerun `vaesim study run` to repair the run")
+    return load_summaries(path)
+
+
+def load_factors_summary(root: Path, dataset: str) -> dict:
+    """The ``factors`` summary of ``dataset``'s probe set, verified."""
+    from vaesim.similarity import load_summaries
+
+    path = root / layout.factors_summary_path(dataset)
+    if not verified(path):
+        raise FileNotFoundError(f"factors summary {path} is missing or corrupt; rerun `vaesim study run`, "
+                                "whose probe stage recomputes it")
+    return load_summaries(path)
+
+
+def compare_stage(root: Path, payload: dict) -> None:
+    """Compare one group of model pairs with one call to ``vaesim.similarity.compare``.
+
+    Each involved checkpoint's summaries are loaded once. Writes
+    ``results/<task>.parquet`` with the columns of
+    :data:`vaesim.study.store.RESULT_SCHEMA` (plus its sidecar).
+    """
+    from vaesim.similarity import compare
+
+    comparison, dataset = payload["comparison"], payload["dataset"]
+    pairs = [(a_run, int(a_step), b_run, int(b_step)) for a_run, a_step, b_run, b_step in payload["pairs"]]
+    models: dict[str, dict] = {}
+    for a_run, a_step, b_run, b_step in pairs:
+        sides = [(a_run, a_step)] if comparison == "factors" else [(a_run, a_step), (b_run, b_step)]
+        for run_id, step in sides:
+            key = model_key(run_id, step)
+            if key not in models:
+                models[key] = load_checked_summaries(root, run_id, step, payload)
+    if comparison == "factors":
+        models[FACTORS_LAYER] = load_factors_summary(root, dataset)
+        model_pairs = [(model_key(a, s), FACTORS_LAYER) for a, s, _b, _t in pairs]
+    else:
+        model_pairs = [(model_key(a, s), model_key(b, t)) for a, s, b, t in pairs]
+    scores = compare(models, metrics=tuple(payload["metrics"]), model_pairs=model_pairs,
+                     device=array_device(payload.get("device", "cpu")))
+    frame = result_rows(scores, pairs, payload, dataset_size(root, dataset))
+    path = root / layout.results_path(payload["task_id"])
+    write_table(path, frame, RESULT_SCHEMA, checksum=True)
+
+
+def dataset_size(root: Path, dataset: str) -> int:
+    info = json.loads((root / layout.probe_info_path(dataset)).read_text())
+    return int(info["dataset_size"])
+
+
+def result_rows(scores: pd.DataFrame, pairs: list[tuple], payload: dict, size: int) -> pd.DataFrame:
+    """Map ``compare`` output (a_model, a_layer, b_model, b_layer, metric, score, n, note) to store rows."""
+    comparison, runs, batch = payload["comparison"], payload["runs"], int(payload["batch_size"])
+    side_of = {}
+    for a_run, a_step, b_run, b_step in pairs:
+        side_of[model_key(a_run, a_step)] = (a_run, a_step)
+        side_of[model_key(b_run, b_step)] = (b_run, b_step)
+    a_sides = [side_of[k] for k in scores["a_model"]]
+    # For ``factors`` the b side is the factors "layer" of the same run and checkpoint.
+    b_sides = a_sides if comparison == "factors" else [side_of[k] for k in scores["b_model"]]
+    a_run, a_step = [s[0] for s in a_sides], [s[1] for s in a_sides]
+    b_run, b_step = [s[0] for s in b_sides], [s[1] for s in b_sides]
+    frame = pd.DataFrame({"dataset": payload["dataset"], "comparison": comparison,
+                          "metric": scores["metric"].astype(str).to_numpy()})
+    for prefix, run_ids, steps, layers in (("a", a_run, a_step, scores["a_layer"]),
+                                           ("b", b_run, b_step, scores["b_layer"])):
+        frame[f"{prefix}_run"] = list(run_ids)
+        frame[f"{prefix}_objective"] = [runs[r]["objective"] for r in run_ids]
+        frame[f"{prefix}_param_name"] = [runs[r]["param_name"] for r in run_ids]
+        frame[f"{prefix}_param"] = np.array([runs[r]["param"] for r in run_ids], dtype=np.float64)
+        frame[f"{prefix}_seed"] = np.array([runs[r]["seed"] for r in run_ids], dtype=np.int64)
+        frame[f"{prefix}_step"] = np.array(steps, dtype=np.int64)
+        frame[f"{prefix}_epoch"] = np.array(steps, dtype=np.float64) * batch / size
+        frame[f"{prefix}_layer"] = layers.astype(str).to_numpy()
+    frame["n"] = scores["n"].to_numpy(dtype=np.int64)
+    frame["score"] = scores["score"].to_numpy(dtype=np.float64)
+    frame["note"] = scores["note"].fillna("").astype(str).to_numpy() if "note" in scores else ""
+    return frame[list(RESULT_SCHEMA.names)]
+
+
+# -- store ------------------------------------------------------------------
+
+MONITOR_COLUMNS = ("active_dims", "cka_mean_sample")
+
+
+def store_stage(root: Path, payload: dict) -> None:
+    """Write ``runs.parquet`` (one row per run) and ``training_metrics.parquet`` (every logged step).
+
+    ``runs.parquet`` columns: run_id, dataset, objective, param_name, param,
+    seed, steps, batch_size, lr, latent_dim, checkpoint_steps (comma list),
+    then the last logged value of every training metric (loss,
+    reconstruction, kl, kl_dim_0.., objective terms, active_dims,
+    cka_mean_sample; monitors take their last non-missing value).
+    """
+    from vaesim.training import read_metrics
+
+    rows, logs = [], []
+    for run in payload["runs"]:
+        config = run["config"]
+        metrics = read_metrics(root / layout.run_dir(run["run"]))
+        row = {
+            "run_id": run["run"], "dataset": run["dataset"], "objective": run["objective"],
+            "param_name": run["param_name"], "param": float(run["param"]), "seed": int(run["seed"]),
+            "steps": int(config["steps"]), "batch_size": int(config["batch_size"]), "lr": float(config["lr"]),
+            "latent_dim": int(config["latent_dim"]),
+            "checkpoint_steps": ",".join(str(s) for s in config["checkpoint_steps"]),
+        }
+        row.update(final_metrics(metrics))
+        rows.append(row)
+        log = metrics.copy()
+        log.insert(0, "run_id", run["run"])
+        for column in ("dataset", "objective", "param_name", "param", "seed"):
+            if column not in log:
+                log[column] = run[column]
+        logs.append(log)
+    write_table(root / layout.TRAINING_METRICS_TABLE, pd.concat(logs, ignore_index=True))
+    write_table(root / layout.RUNS_TABLE, pd.DataFrame(rows))
+
+
+def final_metrics(metrics: pd.DataFrame) -> dict:
+    """Last logged value of each numeric training metric (last non-missing for sparse monitors)."""
+    if metrics.empty:
+        return {}
+    final = {}
+    for column in metrics.columns:
+        if column == "step" or not pd.api.types.is_numeric_dtype(metrics[column]):
+            continue
+        values = metrics[column].dropna()
+        final[column] = float(values.iloc[-1]) if len(values) else float("nan")
+    final["final_step"] = int(metrics["step"].iloc[-1]) if "step" in metrics else -1
+    return final
+
+
+STAGE_FUNCTIONS = {
+    "probe": probe_stage,
+    "train": train_stage,
+    "extract": extract_stage,
+    "compare": compare_stage,
+    "store": store_stage,
+}

@@ -44,8 +44,10 @@ def as_index_array(indices, length: int, *, name: str = "indices") -> np.ndarray
 
 
 def uint8_to_float(images: np.ndarray) -> np.ndarray:
-    """uint8 images (..., C, H, W) with 0..255 -> float32 in [0, 1] (exact for 0 and 255)."""
-    return images.astype(np.float32) * np.float32(1.0 / 255.0)
+    """uint8 images (..., C, H, W) with 0..255 -> float32 ``u / 255`` (correctly rounded) in [0, 1]."""
+    out = images.astype(np.float32)
+    out /= np.float32(255.0)
+    return out
 
 
 class GroundTruthDataset:

@@ -36,7 +36,8 @@ def read_mesh(path: Path) -> np.ndarray:
     except (ValueError, OSError, TypeError, NotImplementedError) as error:
         raise ValueError(f"{path}: expected a MATLAB v5 file with 'im', could not read it ({error}): download it again") from None
     if "im" not in content:
-        raise ValueError(f"{path}: expected a variable 'im', found {sorted(k for k in content if not k.startswith('__'))}")
+        found = sorted(name for name, _, _ in scipy.io.whosmat(path))
+        raise ValueError(f"{path}: expected a variable 'im', found {found}")
     im = content["im"]
     if im.ndim != 5 or im.shape[2] != 3 or im.shape[0] != im.shape[1]:
         raise ValueError(f"{path}: 'im' has shape {im.shape}, expected (H, H, 3, azimuth, elevation) e.g. (128, 128, 3, 24, 4)")
@@ -61,11 +62,12 @@ class Cars3D(GroundTruthDataset):
         self.files = sorted(self.directory.glob(PATTERN))
         if not self.files:
             raise FileNotFoundError(f"{self.directory}: no {PATTERN} files found")
-        meshes = []
+        meshes, first_shape = [], None
         for path in self.files:
             mesh = read_mesh(path)  # (E, A, 3, H, W)
-            if meshes and mesh.shape != meshes[0].shape:
-                raise ValueError(f"{path}: 'im' has grid {mesh.shape}, expected {meshes[0].shape} like {self.files[0].name}")
+            first_shape = mesh.shape if first_shape is None else first_shape
+            if mesh.shape != first_shape:
+                raise ValueError(f"{path}: 'im' has grid {mesh.shape}, expected {first_shape} like {self.files[0].name}")
             elevations, azimuths = mesh.shape[:2]
             meshes.append(resize_uint8(mesh.reshape(elevations * azimuths, *mesh.shape[2:])).reshape(elevations, azimuths, 3, 64, 64))
         stacked = np.stack(meshes, axis=2)  # (E, A, O, 3, 64, 64)

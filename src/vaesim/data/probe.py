@@ -10,6 +10,7 @@ images as uint8 (every dataset here is 8-bit, so the float images are
 from __future__ import annotations
 
 import logging
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,12 +71,13 @@ class ProbeSet:
         keys = ("dataset", "factor_names", "factor_sizes", "indices", "factors", "images_uint8", "seed")
         try:
             with np.load(path, allow_pickle=False) as archive:
-                missing = [k for k in keys if k not in archive.files]
-                if missing:
-                    raise ValueError(f"{path}: not a vaesim probe set, missing arrays {missing}")
-                data = {k: archive[k] for k in keys}
-        except (OSError, EOFError) as error:
+                present = set(archive.files)
+                data = {k: archive[k] for k in keys if k in present}
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
             raise ValueError(f"{path}: could not read the probe set ({error}): corrupted or truncated") from None
+        missing = [k for k in keys if k not in data]
+        if missing:
+            raise ValueError(f"{path}: not a vaesim probe set, missing arrays {missing}")
         probe = cls(
             dataset=str(data["dataset"]),
             factor_names=tuple(str(n) for n in data["factor_names"]),

@@ -143,14 +143,16 @@ class ProceduralDSprites(GroundTruthDataset):
         return (self.masks(indices).astype(np.uint8) * np.uint8(255))[:, None]
 
 
-def load_or_build_cache(path: Path, *, chunk_size: int = 8192) -> np.ndarray:
+def load_or_build_cache(path: Path, *, chunk_size: int = 8192, factor_sizes: tuple[int, ...] = FACTOR_SIZES) -> np.ndarray:
     """Memory-map the bit-packed grid cache at ``path``, rendering it first if absent.
 
-    Returns uint8 (737280, 64, 8): ``np.packbits(mask, axis=-1)`` per image.
+    Returns uint8 (N, 64, 8), N = prod(factor_sizes) (737280 for the dSprites
+    grid): ``np.packbits(mask, axis=-1)`` per image, C-order over
+    ``factor_sizes`` (a sub-grid of the full one when smaller sizes are given).
     """
     from vaesim.utils import atomic_path
 
-    total = int(np.prod(FACTOR_SIZES))
+    total = int(np.prod(factor_sizes))
     expected = (total, IMAGE_SIZE, IMAGE_SIZE // 8)
     if path.exists():
         packed = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -163,7 +165,7 @@ def load_or_build_cache(path: Path, *, chunk_size: int = 8192) -> np.ndarray:
         for start in range(0, total, chunk_size):
             stop = min(total, start + chunk_size)
             idx = np.arange(start, stop)
-            grid = np.stack(np.unravel_index(idx, FACTOR_SIZES), axis=1)
+            grid = np.stack(np.unravel_index(idx, factor_sizes), axis=1)
             out[start:stop] = np.packbits(render(grid), axis=-1)
         out.flush()
         del out

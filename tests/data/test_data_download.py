@@ -1,0 +1,151 @@
+"""Downloads against a local HTTP server on 127.0.0.1 (never the internet)."""
+
+import hashlib
+import http.server
+import threading
+
+import numpy as np
+import pytest
+
+from vaesim.cli import main
+from vaesim.data import DownloadError, download_file
+from vaesim.data.download import SOURCES
+
+PAYLOAD = bytes(np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8))
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Serves /good.bin, /corrupt.bin (one byte flipped) and /flaky.bin (the first response stops halfway).
+
+    Honours ``Range: bytes=N-`` with 206 Partial Content.
+    """
+
+    flaky_failures = 1
+    requests: list = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        type(self).requests.append((self.path, self.headers.get("Range")))
+        body = PAYLOAD
+        if self.path == "/corrupt.bin":
+            body = PAYLOAD[:1000] + bytes([PAYLOAD[1000] ^ 1]) + PAYLOAD[1001:]
+        elif self.path not in ("/good.bin", "/flaky.bin"):
+            self.send_error(404)
+            return
+        start = 0
+        if self.headers.get("Range"):
+            start = int(self.headers["Range"].split("=")[1].rstrip("-"))
+            if start >= len(body):
+                self.send_response(416)
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        chunk = body[start:]
+        self.send_header("Content-Length", str(len(chunk)))
+        self.end_headers()
+        if self.path == "/flaky.bin" and type(self).flaky_failures > 0:
+            type(self).flaky_failures -= 1
+            self.wfile.write(chunk[: len(chunk) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(chunk)
+
+
+@pytest.fixture
+def server():
+    _Handler.flaky_failures = 1
+    _Handler.requests = []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_good_file_is_verified_and_renamed(server, tmp_path):
+    dest = tmp_path / "data" / "file.bin"
+    assert download_file(f"{server}/good.bin", dest, sha256=SHA, size=len(PAYLOAD)) == dest
+    assert dest.read_bytes() == PAYLOAD and not (tmp_path / "data" / "file.bin.part").exists()
+    # A verified file is not fetched again.
+    count = len(_Handler.requests)
+    download_file(f"{server}/good.bin", dest, sha256=SHA)
+    assert len(_Handler.requests) == count
+
+
+def test_corrupted_file_is_removed(server, tmp_path):
+    dest = tmp_path / "file.bin"
+    with pytest.raises(DownloadError, match=rf"file.bin.part: SHA-256 [0-9a-f]{{64}}, expected {SHA}; the corrupted file was removed"):
+        download_file(f"{server}/corrupt.bin", dest, sha256=SHA)
+    assert not dest.exists() and not (tmp_path / "file.bin.part").exists()
+
+
+def test_interrupted_transfer_resumes_with_range(server, tmp_path):
+    dest = tmp_path / "file.bin"
+    with pytest.raises(DownloadError, match=r"the transfer stopped after 150000 of 300000 bytes; .*file.bin.part is kept: rerun to resume"):
+        download_file(f"{server}/flaky.bin", dest, sha256=SHA)
+    part = tmp_path / "file.bin.part"
+    assert part.stat().st_size == 150000 and not dest.exists()
+    download_file(f"{server}/flaky.bin", dest, sha256=SHA)
+    assert dest.read_bytes() == PAYLOAD
+    assert _Handler.requests[-1] == ("/flaky.bin", "bytes=150000-")
+
+
+def test_truncated_part_with_known_size_resumes(server, tmp_path):
+    dest = tmp_path / "file.bin"
+    (tmp_path / "file.bin.part").write_bytes(PAYLOAD[:1234])
+    download_file(f"{server}/good.bin", dest, sha256=SHA, size=len(PAYLOAD))
+    assert dest.read_bytes() == PAYLOAD and _Handler.requests[-1] == ("/good.bin", "bytes=1234-")
+
+
+def test_wrong_size_is_reported(server, tmp_path):
+    with pytest.raises(DownloadError, match=r"size 300000 bytes, expected 299999; the file was removed"):
+        download_file(f"{server}/good.bin", tmp_path / "f.bin", size=299999)
+
+
+def test_offline_fails_fast_with_where_to_put_it(tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a port with nobody listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dest = tmp_path / "dsprites" / "x.npz"
+    with pytest.raises(DownloadError, match=rf"could not connect.*Get the file from http://127.0.0.1:{port}/x.npz.*put it at {dest}"):
+        download_file(f"http://127.0.0.1:{port}/x.npz", dest, timeout=2)
+
+
+def test_cli_download_and_info(server, tmp_path, capsys):
+    root = tmp_path / "root"
+    code = main(["data", "download", "dsprites", "--root", str(root), "--url", f"{server}/good.bin", "--sha256", SHA])
+    assert code == 0
+    target = root / "dsprites" / "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
+    assert target.read_bytes() == PAYLOAD and f"ok {target}" in capsys.readouterr().out
+    assert main(["data", "info", "dsprites", "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "factor orientation: 40" in out and "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz: found" in out
+    assert "status: ready" in out and "sha256 unknown" in out
+    assert main(["data", "info", "shapes3d", "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert f"folder: {root / 'shapes3d'}" in out and "3dshapes.h5: MISSING" in out and "0a0f6ed98baff276" in out
+    code = main(["data", "download", "dsprites", "--root", str(tmp_path / "r2"), "--url", f"{server}/corrupt.bin", "--sha256", SHA])
+    err = capsys.readouterr().err
+    assert code == 2 and "corrupted file was removed" in err
+    assert main(["data", "download", "dsprites", "--sha256", "xyz"]) == 2
+    assert "--sha256: expected 64 hexadecimal characters" in capsys.readouterr().err
+    assert main(["data", "download", "digits", "--root", str(root)]) == 0
+    assert "nothing to download" in capsys.readouterr().out
+
+
+def test_recorded_checksums_are_well_formed():
+    for name, files in SOURCES.items():
+        for remote in files:
+            assert remote.url.startswith(("https://", "http://")) and remote.filename in remote.url
+            assert remote.sha256 is None or (len(remote.sha256) == 64 and int(remote.sha256, 16) >= 0)
+    assert all(f.sha256 and f.size for f in SOURCES["smallnorb"] + SOURCES["shapes3d"])

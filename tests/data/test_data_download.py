@@ -149,3 +149,21 @@ def test_recorded_checksums_are_well_formed():
             assert remote.url.startswith(("https://", "http://")) and remote.filename in remote.url
             assert remote.sha256 is None or (len(remote.sha256) == 64 and int(remote.sha256, 16) >= 0)
     assert all(f.sha256 and f.size for f in SOURCES["smallnorb"] + SOURCES["shapes3d"])
+
+
+def test_cli_info_finds_local_files(tmp_path, capsys):
+    from data_writers import write_cars3d, write_smallnorb
+
+    write_smallnorb(tmp_path / "smallnorb", gz=True)
+    write_cars3d(tmp_path / "cars3d", objects=2)
+    assert main(["data", "info", "smallnorb", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "training-dat.mat: found as smallnorb-5x46789x9x18x6x2x96x96-training-dat.mat.gz" in out
+    assert "status: ready" in out and "factor azimuth: 18" in out
+    assert main(["data", "info", "cars3d", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "car_*_mesh.mat: 2 found (expected 183)" in out and "missing files: run `vaesim data download cars3d`" in out
+    assert main(["data", "info", "digits"]) == 0
+    assert "files: none needed" in capsys.readouterr().out
+    assert main(["data"]) == 0
+    assert "download" in capsys.readouterr().out

@@ -162,6 +162,12 @@ def test_shapes3d_h5(tmp_path, shuffled):
         int(np.ravel_multi_index(tuple(classes[i]), sizes)) for i in batch
     ]
     np.testing.assert_array_equal(ds.factors(ds.index_of(classes[[5, 6]])), classes[[5, 6]])
+    # A copy sent to a DataLoader worker (pickled) reopens the HDF5 file itself.
+    import pickle
+
+    clone = pickle.loads(pickle.dumps(ds))
+    np.testing.assert_array_equal(clone.images(batch), images)
+    ds.close()
 
 
 def test_shapes3d_bad_files(tmp_path):

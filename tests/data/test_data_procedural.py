@@ -124,3 +124,20 @@ def test_cache_holds_the_rendered_grid(tmp_path):
     again = load_or_build_cache(path, factor_sizes=sizes)
     assert path.stat().st_mtime_ns == stamp and isinstance(again, np.memmap)
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_dataset_reads_an_existing_cache(tmp_path):
+    from vaesim.data.procedural import RENDER_VERSION
+
+    path = tmp_path / "dsprites-procedural" / f"dsprites_procedural_v{RENDER_VERSION}.npy"
+    path.parent.mkdir()
+    # A sparse file of the right shape: all-zero except one rendered row.
+    cache = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(737280, 64, 8))
+    factors = np.array([[2, 5, 3, 10, 20]])
+    index = int(np.ravel_multi_index(tuple(factors.T), FACTOR_SIZES)[0])
+    cache[index] = np.packbits(render(factors)[0], axis=-1)
+    cache.flush()
+    del cache
+    ds = get_dataset("dsprites-procedural", root=tmp_path, cache=True)
+    np.testing.assert_array_equal(ds.images([index])[0, 0], render(factors)[0])
+    assert ds.images([index + 1]).max() == 0  # read from the cache, not re-rendered

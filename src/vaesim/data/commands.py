@@ -67,7 +67,10 @@ def _info(args: argparse.Namespace) -> int:
     print(f"  folder: {dataset_dir(args.name, args.root)}")
     all_found = True
     for pattern, found in expected_files(args.name, args.root):
-        count = f"{len(found)} found" if any(ch in pattern for ch in "*?[") else ("found" if found else "MISSING")
+        if any(ch in pattern for ch in "*?["):
+            count = f"{len(found)} found"
+        else:
+            count = ("found" + (f" as {found[0].name}" if found[0].name != pattern else "")) if found else "MISSING"
         if not found or len(found) < spec.min_count:
             all_found = False
             count += f" (expected {spec.min_count})" if spec.min_count > 1 else ""

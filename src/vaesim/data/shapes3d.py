@@ -14,6 +14,7 @@ file).
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,26 @@ class Shapes3D(GroundTruthDataset):
             logger.warning("%s: factor sizes %s differ from the official %s", self.path, self.factor_sizes, FACTOR_SIZES)
         if not is_c_order_grid(table, self.factor_sizes):
             self._set_factor_table(table)
+        self._in_memory = bool(in_memory)
         self._images = images[...] if in_memory else images
+        self._pid = os.getpid()
+
+    def _image_source(self):
+        """The images array; a process forked or spawned from the owner (DataLoader workers) reopens the file."""
+        if not self._in_memory and (self._images is None or self._pid != os.getpid()):
+            import h5py
+
+            self._file = h5py.File(self.path, "r")
+            self._images = self._file["images"]
+            self._pid = os.getpid()
+        return self._images
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        if not self._in_memory:
+            state["_file"] = None
+            state["_images"] = None
+        return state
 
     def _datasets(self):
         for key in ("images", "labels"):
@@ -76,11 +96,13 @@ class Shapes3D(GroundTruthDataset):
 
     def _uint8_images(self, indices: np.ndarray) -> np.ndarray:
         unique, inverse = np.unique(indices, return_inverse=True)
-        if isinstance(self._images, np.ndarray):
-            block = self._images[unique]
+        source = self._image_source()
+        if isinstance(source, np.ndarray):
+            block = source[unique]
         else:
-            block = self._images[unique.tolist()] if unique.size > 1 else self._images[int(unique[0])][None]
+            block = source[unique.tolist()] if unique.size > 1 else source[int(unique[0])][None]
         return np.ascontiguousarray(block[inverse.reshape(-1)].transpose(0, 3, 1, 2))  # (B, 3, 64, 64)
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()

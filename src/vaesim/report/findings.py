@@ -175,8 +175,8 @@ def claim_encoder_agreement(results: pd.DataFrame, *, comparison: str = "params"
     verdict = HOLDS if trunk_mean >= AGREEMENT_THRESHOLD and trunk_mean > head_mean else DOES_NOT_HOLD
     weakest = trunk.loc[trunk["mean"].idxmin()]
     detail = (
-        f"trunk {trunk_mean:.3f} (lowest {weakest['layer']} {weakest['mean']:.3f}), heads {head_mean:.3f}; "
-        f"{int(table['n_pairs'].max())} model pairs per layer"
+        f"trunk {trunk_mean:.3f} (lowest {weakest['layer']} {weakest['mean']:.3f}), heads {head_mean:.3f} (trunk - heads = {trunk_mean - head_mean:+.3f}); "
+        f"up to {int(table['n_pairs'].max())} model pair(s) per layer"
     )
     return _row(name, trunk_mean, verdict, definition, detail)
 
@@ -323,11 +323,16 @@ def compute_findings(results: pd.DataFrame, runs: pd.DataFrame | None = None, *,
     return findings
 
 
-def format_findings(findings: pd.DataFrame, *, width: int = 100) -> str:
-    """Findings as a plain-text table for the terminal: verdict, value, finding, detail."""
-    lines = [f"{'verdict':<16} {'value':>8}  finding"]
+def format_findings(findings: pd.DataFrame, *, width: int = 110) -> str:
+    """Findings as a plain-text table for the terminal: verdict, value, finding, then its numbers."""
+    import textwrap
+
+    indent = " " * 29
+    lines = [f"{'verdict':<16} {'value':>8}   finding"]
     for row in findings.itertuples(index=False):
-        value = "-" if row.value is None or (isinstance(row.value, float) and np.isnan(row.value)) else f"{row.value:+.3f}"
-        lines.append(f"{row.verdict:<16} {value:>8}  {row.finding}")
-        lines.append(f"{'':<16} {'':>8}    {row.detail}"[: width + 30])
+        missing = row.value is None or (isinstance(row.value, float) and np.isnan(row.value))
+        value = "-" if missing else f"{row.value:+.3f}"
+        lines.append(f"{row.verdict:<16} {value:>8}   {row.finding}")
+        if row.detail:
+            lines.append(textwrap.fill(str(row.detail), width=width, initial_indent=indent, subsequent_indent=indent))
     return "\n".join(lines)

@@ -1,0 +1,61 @@
+"""``vaesim demo`` wired end to end on a tiny study (the real pipeline, a few training steps)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vaesim.cli import main
+
+TINY_SPEC = {
+    "name": "tiny-demo",
+    "datasets": ["dsprites-procedural"],
+    "objectives": [{"name": "beta_vae", "values": [1, 4]}],
+    "seeds": [0],
+    "training": {"steps": 8, "batch_size": 16, "lr": 0.001, "latent_dim": 4,
+                 "checkpoints": {"schedule": "even", "count": 3}, "log_every": 4, "monitor_every": 4},
+    "probe": {"n": 40, "seed": 0},
+    "metrics": ["cka", "procrustes"],
+    "comparisons": {"within_run": "all", "seeds": False, "params": True, "objectives": False, "factors": False},
+    "device": "cpu",
+}
+
+
+def _mtimes(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")
+            if p.is_file() and p.suffix in {".safetensors", ".parquet", ".npz"}}
+
+
+@pytest.mark.slow
+def test_demo_runs_the_study_writes_the_report_and_reuses_work(tmp_path, capsys):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump(TINY_SPEC))
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--spec", str(spec)]) == 0
+    printed = capsys.readouterr()
+    report = out / "report.html"
+    assert report.is_file() and "id='findings'" in report.read_text()
+    assert "claim 1: encoder layers converge before decoder layers" in printed.out
+    assert f"report: {report.resolve()}" in printed.out
+    assert "train" in printed.err  # progress was shown
+    before = _mtimes(out)
+    assert any(name.endswith(".safetensors") for name in before)
+
+    assert main(["demo", "--out", str(out), "--spec", str(spec)]) == 0
+    assert _mtimes(out) == before  # finished training, extraction and comparisons were reused
+    assert f"report: {report.resolve()}" in capsys.readouterr().out
+
+
+def test_demo_with_an_unknown_spec_is_a_clear_error(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "x"), "--spec", "no-such-preset"]) == 2
+    assert "no-such-preset" in capsys.readouterr().err
+
+
+def test_demo_defaults(monkeypatch):
+    from vaesim.cli import build_parser
+
+    args = build_parser().parse_args(["demo"])
+    assert args.out == Path("vaesim-demo") and args.spec == "quick"
+    assert "--spec" not in build_parser()._subparsers._group_actions[0].choices["demo"].format_help()

@@ -1,0 +1,223 @@
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from vae_blob_images import blob_images
+from safetensors.torch import load_file
+
+from vaesim.training import (
+    ImageArray,
+    TrainConfig,
+    TrainingDiverged,
+    list_checkpoints,
+    load_checkpoint,
+    read_checkpoint,
+    read_metrics,
+    train,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset():
+    return ImageArray(blob_images(48))
+
+
+def small_config(**overrides) -> TrainConfig:
+    options = dict(objective="beta_vae", params={"beta": 4}, steps=4, batch_size=4, checkpoints="every:2", log_every=1, lr=1e-3)
+    options.update(overrides)
+    return TrainConfig(**options)
+
+
+def checkpoint_tensors(run_dir, step):
+    return load_file(str(run_dir / "checkpoints" / f"step_{step:08d}.safetensors"))
+
+
+def assert_same_tensors(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def crash_at(step):
+    def callback(finished):
+        if finished == step:
+            raise Crash(f"simulated crash after step {finished}")
+
+    return callback
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, tiny_dataset):
+    run_dir = tmp_path_factory.mktemp("reference")
+    train(small_config(), run_dir, dataset=tiny_dataset, progress=False, device="cpu")
+    return run_dir
+
+
+def test_run_directory_layout(reference_run):
+    assert list_checkpoints(reference_run) == [2, 4]
+    assert (reference_run / "DONE").is_file()
+    assert TrainConfig.from_dict(json.loads((reference_run / "config.json").read_text())) == small_config()
+    metrics = read_metrics(reference_run)
+    assert metrics["step"].tolist() == [1, 2, 3, 4]
+    kl_columns = [f"kl_dim_{i}" for i in range(10)]
+    assert {"loss", "reconstruction", "kl", "elbo", *kl_columns} <= set(metrics.columns)
+    np.testing.assert_allclose(metrics[kl_columns].sum(axis=1), metrics["kl"], rtol=1e-5)
+    np.testing.assert_allclose(metrics["loss"], metrics["reconstruction"] + 4 * metrics["kl"], rtol=1e-5)
+    model, meta = load_checkpoint(reference_run, 2)
+    assert meta["step"] == 2 and meta["objective"] == {"name": "beta_vae", "params": {"beta": 4.0}}
+    assert meta["losses"]["step"] == 2 and meta["model"] == {"architecture": "conv", "num_channels": 1, "latent_dim": 10}
+    assert_same_tensors(model.state_dict(), {k: v for k, v in checkpoint_tensors(reference_run, 2).items() if not k.startswith("optimizer.")})
+
+
+def test_two_runs_with_the_same_seed_are_identical(reference_run, tiny_dataset, tmp_path):
+    train(small_config(), tmp_path / "again", dataset=tiny_dataset, progress=False, device="cpu")
+    assert_same_tensors(checkpoint_tensors(reference_run, 4), checkpoint_tensors(tmp_path / "again", 4))
+    assert read_metrics(reference_run).equals(read_metrics(tmp_path / "again"))
+    train(small_config(seed=1, steps=1, checkpoints=[]), tmp_path / "other", dataset=tiny_dataset, progress=False)
+    other = checkpoint_tensors(tmp_path / "other", 1)
+    assert not torch.equal(other["encoder.mean.weight"], checkpoint_tensors(reference_run, 2)["encoder.mean.weight"])
+
+
+def test_resume_after_a_crash_ends_with_identical_weights(reference_run, tiny_dataset, tmp_path):
+    run_dir = tmp_path / "crashed"
+    with pytest.raises(Crash):
+        train(small_config(), run_dir, dataset=tiny_dataset, progress=False, device="cpu", callback=crash_at(3))
+    assert list_checkpoints(run_dir) == [2] and not (run_dir / "DONE").exists()
+    torch.manual_seed(123)  # a resumed process starts from an unrelated RNG state
+    np.random.seed(123)
+    train(small_config(), run_dir, dataset=tiny_dataset, progress=False, device="cpu")
+    assert_same_tensors(checkpoint_tensors(reference_run, 4), checkpoint_tensors(run_dir, 4))
+    resumed = read_metrics(run_dir)
+    assert resumed["step"].tolist() == [1, 2, 3, 4]  # no duplicated or lost rows
+    assert resumed.equals(read_metrics(reference_run))
+
+
+def test_a_finished_run_is_not_retrained(reference_run, tiny_dataset):
+    before = {p: p.stat().st_mtime_ns for p in reference_run.rglob("*")}
+    calls = []
+    train(small_config(), reference_run, dataset=tiny_dataset, progress=False, callback=calls.append)
+    assert calls == [] and {p: p.stat().st_mtime_ns for p in reference_run.rglob("*")} == before
+
+
+def test_a_different_config_in_the_same_directory_is_refused(reference_run, tiny_dataset):
+    with pytest.raises(ValueError, match=r"different config \(fields \['seed'\] differ\); use a new output directory"):
+        train(small_config(seed=9), reference_run, dataset=tiny_dataset, progress=False)
+
+
+class TurnsNaN:
+    """Images that become NaN from the ``bad_call``-th batch on."""
+
+    def __init__(self, dataset, bad_call):
+        self.dataset, self.bad_call, self.calls = dataset, bad_call, 0
+        self.num_channels = dataset.num_channels
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def images(self, indices):
+        self.calls += 1
+        batch = self.dataset.images(indices)
+        return batch * np.nan if self.calls >= self.bad_call else batch
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_dataset, tmp_path):
+    config = small_config(log_every=3, checkpoints="every:2")
+    with pytest.raises(TrainingDiverged, match=r"became nan at step 3 of .*last good checkpoint is step 2"):
+        train(config, tmp_path, dataset=TurnsNaN(tiny_dataset, bad_call=3), progress=False)
+    assert list_checkpoints(tmp_path) == [2] and not (tmp_path / "DONE").exists()
+    tensors, _ = read_checkpoint(tmp_path, 2)
+    assert all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point())
+    assert read_metrics(tmp_path)["step"].max() <= 2
+
+
+def _linear_cka_float64(x, y):
+    x = x - x.mean(0)
+    y = y - y.mean(0)
+    return np.linalg.norm(y.T @ x) ** 2 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y))
+
+
+def test_posterior_collapse_monitor_logs_cka_and_active_dims(tiny_dataset, tmp_path):
+    config = small_config(steps=2, monitor_every=2, monitor_size=32, log_every=4, checkpoints=[])
+    train(config, tmp_path, dataset=tiny_dataset, progress=False)
+    metrics = read_metrics(tmp_path).set_index("step")
+    assert metrics.index.tolist() == [1, 2]
+    assert math.isnan(metrics.loc[1, "cka_mean_sample"])
+    # Recompute at step 2 independently: the probe is fixed by the seed, the noise by torch.Generator(seed).
+    model, _ = load_checkpoint(tmp_path, 2)
+    indices = np.sort(np.random.default_rng([config.seed, 7919]).choice(len(tiny_dataset), 32, replace=False))
+    noise = torch.randn(32, 10, generator=torch.Generator().manual_seed(config.seed))
+    with torch.no_grad():
+        out = model(torch.from_numpy(tiny_dataset.images(indices)), noise=noise)
+    mean, sample = out.mean.double().numpy(), out.sample.double().numpy()
+    assert metrics.loc[2, "cka_mean_sample"] == pytest.approx(_linear_cka_float64(mean, sample), rel=1e-6)
+    kl = 0.5 * (mean**2 + np.exp(out.logvar.double().numpy()) - out.logvar.double().numpy() - 1).mean(0)
+    assert 0 <= metrics.loc[2, "active_dims"] == int((kl > 0.01).sum())
+
+
+def test_every_objective_trains_through_the_one_loop(tiny_dataset, tmp_path):
+    expected_terms = {
+        "annealed_vae": {"capacity"},
+        "beta_tc_vae": {"tc"},
+        "dip_vae_i": {"dip_off_diagonal", "dip_diagonal"},
+        "dip_vae_ii": {"dip_off_diagonal", "dip_diagonal"},
+    }
+    for objective, terms in expected_terms.items():
+        config = small_config(objective=objective, params={}, steps=1, checkpoints=[])
+        train(config, tmp_path / objective, dataset=tiny_dataset, progress=False)
+        metrics = read_metrics(tmp_path / objective)
+        assert terms <= set(metrics.columns) and np.isfinite(metrics["loss"]).all(), objective
+
+
+@pytest.mark.slow
+def test_factor_vae_resumes_with_its_discriminator_and_optimiser(tiny_dataset, tmp_path):
+    config = small_config(objective="factor_vae", params={"gamma": 10}, steps=3, checkpoints=[1])
+    train(config, tmp_path / "a", dataset=tiny_dataset, progress=False)
+    with pytest.raises(Crash):
+        train(config, tmp_path / "b", dataset=tiny_dataset, progress=False, callback=crash_at(2))
+    train(config, tmp_path / "b", dataset=tiny_dataset, progress=False)
+    a, b = checkpoint_tensors(tmp_path / "a", 3), checkpoint_tensors(tmp_path / "b", 3)
+    assert any(k.startswith("objective.discriminator.") for k in a)
+    assert any(k.startswith("optimizer.objective.state.") for k in a)
+    assert_same_tensors(a, b)
+    assert {"tc", "discriminator_loss"} <= set(read_metrics(tmp_path / "a").columns)
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    import numpy as np
+    sys.path.insert(0, {tests!r})
+    from vae_blob_images import blob_images
+    from vaesim.training import ImageArray, TrainConfig, train
+
+    def die(step):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    config = TrainConfig.from_dict({config!r})
+    train(config, sys.argv[1], dataset=ImageArray(blob_images(48)), progress=False, device="cpu", callback=die)
+    """
+)
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_matches_an_uninterrupted_run(reference_run, tmp_path):
+    script = KILL_SCRIPT.format(tests=os.path.dirname(__file__), config=small_config().to_dict())
+    killed = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr
+    assert list_checkpoints(tmp_path) == [2]
+    with (tmp_path / "metrics.jsonl").open("a") as handle:
+        handle.write('{"step": 4, "loss": 1')  # as if the kill had cut a line off
+    train(small_config(), tmp_path, dataset=ImageArray(blob_images(48)), progress=False, device="cpu")
+    assert_same_tensors(checkpoint_tensors(reference_run, 4), checkpoint_tensors(tmp_path, 4))
+    assert read_metrics(tmp_path).equals(read_metrics(reference_run))

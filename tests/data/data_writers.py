@@ -108,7 +108,7 @@ def cars_value(obj: int, azimuth: int, elevation: int) -> int:
 
 
 def write_cars3d(directory: Path, objects: int = 3, azimuths: int = 3, elevations: int = 2, size: int = 16) -> None:
-    """``car_XXX_mesh.mat`` files with ``im`` (size, size, 3, azimuths, elevations) uint8.
+    """``car_NNN_mesh.mat`` files with ``im`` (size, size, 3, azimuths, elevations) uint8.
 
     Channel 0 is a left/right pattern (value v on the left half, v + 50 on the
     right), channel 1 a top/bottom one, channel 2 constant v.

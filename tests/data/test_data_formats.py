@@ -280,6 +280,12 @@ def test_cars3d_bad_file(tmp_path):
     scipy.io.savemat(tmp_path / "cars3d" / "car_009_mesh.mat", {"other": np.zeros(3)})
     with pytest.raises(ValueError, match=r"car_009_mesh.mat: expected a variable 'im', found \['other'\]"):
         get_dataset("cars3d", directory=tmp_path / "cars3d")
+    (tmp_path / "cars3d" / "car_009_mesh.mat").write_bytes(b"MATLAB 7.3 MAT-file, Platform: GLNXA64" + bytes(90))
+    with pytest.raises(ValueError, match=r"car_009_mesh.mat: a MATLAB v7.3 \(HDF5\) file, expected the MATLAB v5 format"):
+        get_dataset("cars3d", directory=tmp_path / "cars3d")
+    (tmp_path / "cars3d" / "car_009_mesh.mat").write_bytes(b"MATLAB 5.0 MAT-file" + bytes(20))
+    with pytest.raises(ValueError, match=r"car_009_mesh.mat: expected a MATLAB v5 file with 'im', could not read it"):
+        get_dataset("cars3d", directory=tmp_path / "cars3d")
     with pytest.raises(FileNotFoundError, match=r"missing car_\*_mesh.mat \(3 of 183 files present\)"):
         get_dataset("cars3d", root=tmp_path)
 

@@ -97,7 +97,7 @@ def test_positions_move_the_centroid_monotonically():
 
 def test_shapes_differ_and_rendering_is_deterministic():
     rng = np.random.default_rng(0)
-    factors = np.stack([rng.integers(0, s, 256) for s in FACTOR_SIZES], axis=1)
+    factors = np.stack([rng.integers(0, s, 300) for s in FACTOR_SIZES], axis=1)  # more than one 128-row pass
     first = render_dsprites(factors)
     np.testing.assert_array_equal(first, render(factors))
     # Batch composition does not matter: each row renders alone to the same image.
@@ -108,7 +108,7 @@ def test_shapes_differ_and_rendering_is_deterministic():
 
 
 def test_render_rejects_bad_factors():
-    with pytest.raises(ValueError, match=r"expected factor indices \(B, 5\).*got shape \(2, 4\)"):
+    with pytest.raises(ValueError, match=r"expected integer factor indices \(B, 5\).*got shape \(2, 4\)"):
         render(np.zeros((2, 4), int))
     with pytest.raises(ValueError, match=r"out of range for sizes \(3, 6, 40, 32, 32\)"):
         render(np.array([[3, 0, 0, 0, 0]]))

@@ -19,7 +19,7 @@ Two layouts are covered:
 from __future__ import annotations
 
 import logging
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 
@@ -242,7 +242,3 @@ class GroundTruthDataset:
         factors = ", ".join(f"{n}={s}" for n, s in zip(self.factor_names, self.factor_sizes))
         return f"<{type(self).__name__} {self.name!r}: {len(self)} images, {self.num_channels}ch, {factors}>"
 
-
-def check_factor_names(names: Sequence[str], sizes: Sequence[int]) -> None:
-    if len(names) != len(sizes):
-        raise ValueError(f"factor names {tuple(names)} and sizes {tuple(sizes)} differ in length")

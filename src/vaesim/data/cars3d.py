@@ -31,9 +31,13 @@ def read_mesh(path: Path) -> np.ndarray:
     """One car file -> uint8 (elevation, azimuth, 3, H, W)."""
     import scipy.io
 
+    with open(path, "rb") as handle:
+        header = handle.read(128)
+    if header.startswith(b"MATLAB 7.3"):
+        raise ValueError(f"{path}: a MATLAB v7.3 (HDF5) file, expected the MATLAB v5 format of the official Cars3D files")
     try:
         content = scipy.io.loadmat(path, variable_names=["im"])
-    except (ValueError, OSError, TypeError, NotImplementedError) as error:
+    except (ValueError, OSError, TypeError, IndexError, EOFError, KeyError) as error:  # scipy's errors on bad or cut files
         raise ValueError(f"{path}: expected a MATLAB v5 file with 'im', could not read it ({error}): download it again") from None
     if "im" not in content:
         found = sorted(name for name, _, _ in scipy.io.whosmat(path))

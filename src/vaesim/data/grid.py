@@ -17,14 +17,14 @@ def is_c_order_grid(table: np.ndarray, sizes: tuple[int, ...]) -> bool:
 
 def values_to_indices(values: np.ndarray, path: Path, what: str) -> tuple[np.ndarray, list[np.ndarray]]:
     """Factor values (N, F) -> factor indices (N, F) by rank among each column's distinct values."""
+    if not np.isfinite(values).all():
+        raise ValueError(f"{path}: {what} contains NaN or infinite values")
     indices = np.empty(values.shape, dtype=np.int64)
     levels = []
     for j in range(values.shape[1]):
         distinct, inverse = np.unique(values[:, j], return_inverse=True)
         indices[:, j] = inverse.reshape(-1)
         levels.append(distinct)
-    if not np.isfinite(values).all():
-        raise ValueError(f"{path}: {what} contains NaN or infinite values")
     return indices, levels
 
 

@@ -62,17 +62,28 @@ def factor_values(factors: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+_RENDER_CHUNK = 128  # rows per vectorised pass: keeps the float32 temporaries in cache
+
+
 def render(factors: np.ndarray) -> np.ndarray:
     """Render sprites for factor indices (B, 5) -> bool masks (B, 64, 64).
 
-    Vectorised over the batch: one (B, 64, 64) local-coordinate transform, then
-    one inside-test per shape on the rows having that shape.
+    Vectorised over the batch (in passes of 128 rows): one (B, 64, 64)
+    local-coordinate transform, then one inside-test per shape on the rows
+    having that shape. Each row's image depends on that row only.
     """
-    factors = np.asarray(factors, dtype=np.int64)
-    if factors.ndim != 2 or factors.shape[1] != len(FACTOR_SIZES):
-        raise ValueError(f"render: expected factor indices (B, 5) {FACTOR_NAMES}, got shape {factors.shape}")
+    factors = np.asarray(factors)
+    if factors.ndim != 2 or factors.shape[1] != len(FACTOR_SIZES) or not np.issubdtype(factors.dtype, np.integer):
+        raise ValueError(f"render: expected integer factor indices (B, 5) {FACTOR_NAMES}, got shape {factors.shape} {factors.dtype}")
+    factors = factors.astype(np.int64)
     if ((factors < 0) | (factors >= np.asarray(FACTOR_SIZES))).any():
         raise ValueError(f"render: factor indices out of range for sizes {FACTOR_SIZES}")
+    if len(factors) <= _RENDER_CHUNK:
+        return _render_rows(factors)
+    return np.concatenate([_render_rows(factors[i : i + _RENDER_CHUNK]) for i in range(0, len(factors), _RENDER_CHUNK)])
+
+
+def _render_rows(factors: np.ndarray) -> np.ndarray:
     values = factor_values(factors)
     theta = np.mod(values["orientation"], 2.0 * np.pi)  # 2 pi -> exactly 0
     extent = values["scale"] * HALF_SIZE

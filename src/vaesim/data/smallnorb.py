@@ -131,7 +131,7 @@ def load_split(directory: Path, stem: str) -> tuple[np.ndarray, np.ndarray, np.n
             f"{info_path}: info shape {info.shape} / {cat_path.name} length {cat.shape[0]} do not match "
             f"{dat.shape[0]} images: expected ({dat.shape[0]}, 4) and ({dat.shape[0]},)"
         )
-    return dat[:, 0], cat, info
+    return np.ascontiguousarray(dat[:, 0]), cat, info  # copy: frees the right camera and the raw bytes
 
 
 class SmallNORB(GroundTruthDataset):

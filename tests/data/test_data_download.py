@@ -167,3 +167,31 @@ def test_cli_info_finds_local_files(tmp_path, capsys):
     assert "files: none needed" in capsys.readouterr().out
     assert main(["data"]) == 0
     assert "download" in capsys.readouterr().out
+
+
+def test_cars3d_archive_extraction_takes_only_car_files(tmp_path):
+    import io
+    import tarfile
+
+    from data_writers import write_cars3d
+    from vaesim.data import get_dataset
+    from vaesim.data.download import extract_cars3d
+
+    write_cars3d(tmp_path / "src", objects=2)
+    archive = tmp_path / "nips2015-analogy-data.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted((tmp_path / "src").glob("car_*_mesh.mat")):
+            tar.add(path, arcname=f"data/cars/{path.name}")
+        evil = b"should never be written"
+        info = tarfile.TarInfo("../../escape.txt")
+        info.size = len(evil)
+        tar.addfile(info, io.BytesIO(evil))
+    target = tmp_path / "root" / "cars3d"
+    written = extract_cars3d(archive, target)
+    assert [p.name for p in written] == ["car_000_mesh.mat", "car_001_mesh.mat"]
+    assert sorted(p.name for p in target.iterdir()) == ["car_000_mesh.mat", "car_001_mesh.mat"]
+    assert not (tmp_path / "escape.txt").exists()
+    assert get_dataset("cars3d", directory=target).factor_sizes == (2, 3, 2)
+    (tmp_path / "bad.tar.gz").write_bytes(b"\x1f\x8b" + bytes(50))
+    with pytest.raises(DownloadError, match=r"bad.tar.gz: could not read the Cars3D archive"):
+        extract_cars3d(tmp_path / "bad.tar.gz", target)

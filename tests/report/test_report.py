@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from vaesim.cli import main
+from synthetic_store import Synthetic
 from vaesim.report import HOLDS, NOT_ENOUGH_DATA, load_findings, write_report
 from vaesim.report.figures import FIGURES
 
@@ -17,8 +18,6 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    from conftest import Synthetic
-
     return Synthetic().write_study(tmp_path_factory.mktemp("study") / "synthetic")
 
 
@@ -56,8 +55,6 @@ def test_report_shows_spec_runs_and_findings(study, report):
 
 
 def test_missing_data_skips_figures_with_a_note(tmp_path):
-    from conftest import Synthetic
-
     synthetic = Synthetic(params=(2.0,), seeds=(0,), steps=(1000,))
     study = synthetic.write_study(tmp_path / "tiny")
     page = write_report(study).read_text()

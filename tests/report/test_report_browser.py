@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+from synthetic_store import Synthetic
 from vaesim.report import write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -42,8 +43,6 @@ def images_marker(dom: str) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    from conftest import Synthetic
-
     return write_report(Synthetic().write_study(tmp_path_factory.mktemp("browser") / "study"))
 
 

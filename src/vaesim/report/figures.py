@@ -78,6 +78,21 @@ def _model_label(objective, param_name, param) -> str:
     return f"{objective} {param_name}={float(param):g}"
 
 
+def _step_axis(ax, steps) -> None:
+    """Symmetric-log x axis when checkpoints span a wide range (log schedules), linear otherwise."""
+    positive = sorted(s for s in set(steps) if s > 0)
+    if len(positive) >= 3 and positive[-1] / positive[0] >= 20:
+        ax.set_xscale("symlog", linthresh=positive[0])
+        ax.set_xlim(left=0)
+
+
+def _strength_axis(ax, values) -> None:
+    """Log x axis when regularisation values are positive and span a factor >= 10."""
+    values = [float(v) for v in values]
+    if values and min(values) > 0 and max(values) / min(values) >= 10:
+        ax.set_xscale("log")
+
+
 def _shade_groups(ax, ordered: list[str]) -> None:
     """Light background behind the encoder and decoder layers of a layer axis."""
     for test, colour in ((L.is_encoder, "#dbe8f6"), (L.is_decoder, "#fde5cf")):
@@ -182,6 +197,8 @@ def figure_learning_dynamics(results: pd.DataFrame, runs=None, *, metric: str = 
         ax.plot(curve[x_column], curve["score"], style, marker="o", markersize=3.5, color=colours[layer],
                 label=layer, linewidth=1.6)
     ax.axhline(0.9, color="#999999", linewidth=0.8, linestyle=":")
+    if uniform:
+        _step_axis(ax, table["step"])
     ax.set_xlabel(x_label)
     ax.set_ylabel(f"{metric.upper()}(layer at step t, same layer at the final step)")
     ax.set_ylim(min(0.0, float(table["score"].min())) - 0.02, 1.02)
@@ -233,6 +250,7 @@ def figure_layer_pairs(results: pd.DataFrame, runs=None, *, metric: str = "cka")
             ax.plot(curve["step"], curve["score"], styles[objective], marker="o", markersize=3,
                     color=colours[param], label=_model_label(objective, param_name, param))
         ax.set_title(f"{pair[0]} vs {pair[1]}", fontsize=10)
+        _step_axis(ax, table["step"])
         ax.set_xlabel("training step")
         ax.set_ylabel(f"{metric.upper()} (same run, same step; mean over seeds)")
         ax.set_ylim(-0.02, 1.02)
@@ -291,6 +309,7 @@ def figure_posterior_collapse(results: pd.DataFrame, runs: pd.DataFrame | None =
             ax.scatter(group["param"], group[column], color=colour, alpha=0.5, s=18)
             means = group.groupby("param")[column].mean()
             ax.plot(means.index, means.to_numpy(), "-", color=colour, label=f"{objective} (mean over seeds)")
+        _strength_axis(ax, table["param"])
         param_names = sorted(set(table["param_name"])) if "param_name" in table else []
         ax.set_xlabel("regularisation (" + ", ".join(param_names) + ")" if param_names else "regularisation")
         if what == "similarity":

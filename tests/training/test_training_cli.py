@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+from vaesim.cli import main
+from vaesim.training import list_checkpoints, read_metrics
+from vaesim.training import loop as training_loop
+
+
+def test_vaesim_train_runs_on_a_named_dataset_and_then_does_nothing(tmp_path, capsys):
+    args = ["train", "--dataset", "dsprites-procedural", "--objective", "beta_tc_vae", "--param", "4",
+            "--set", "sampling=stratified", "--steps", "2", "--batch-size", "4", "--checkpoints", "every:1",
+            "--log-every", "1", "--out", str(tmp_path), "--no-progress", "--device", "cpu"]
+    assert main(args) == 0
+    assert "finished (2 steps)" in capsys.readouterr().out
+    assert list_checkpoints(tmp_path) == [1, 2]
+    assert np.isfinite(read_metrics(tmp_path)["tc"]).all()
+    assert main(args) == 0
+    assert "already finished, nothing to do" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--objective", "vae"], "--objective 'vae' is unknown; valid objectives: beta_vae, annealed_vae, beta_tc_vae"),
+        (["--objective", "annealed_vae", "--set", "beta=2"], "has no parameter 'beta'; valid parameters: c_max, gamma, iteration_threshold"),
+        (["--set", "beta"], "expected NAME=VALUE"),
+        (["--checkpoints", "weekly:2"], "unknown kind 'weekly'"),
+    ],
+)
+def test_vaesim_train_rejects_bad_input_with_the_valid_choices(tmp_path, capsys, extra, message):
+    assert main(["train", "--out", str(tmp_path), "--steps", "1", *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_vaesim_train_exits_non_zero_on_nan(tmp_path, capsys, monkeypatch):
+    class AllNaN:
+        num_channels = 1
+
+        def __len__(self):
+            return 8
+
+        def images(self, indices):
+            return np.full((len(indices), 1, 64, 64), np.nan, np.float32)
+
+    monkeypatch.setattr(training_loop, "load_dataset", lambda config: AllNaN())
+    code = main(["train", "--steps", "2", "--batch-size", "2", "--out", str(tmp_path), "--no-progress"])
+    assert code == 1
+    assert "training diverged: the loss became nan at step 1" in capsys.readouterr().err

@@ -20,6 +20,8 @@ def register(subparsers) -> None:
     run.add_argument("--executor", choices=("local", "ray"), default="local", help="where tasks run (default local)")
     run.add_argument("--workers", type=int, default=None,
                      help="local executor: number of worker processes (default: sequential)")
+    run.add_argument("--threads", type=int, default=None,
+                     help="local executor: torch threads per task (default: cores / workers)")
     run.add_argument("--address", default=None, help="ray executor: cluster address (default: start a local Ray)")
     run.add_argument("--force", action="store_true",
                      help="reuse a directory whose recorded spec differs; recompute what the change affects")
@@ -44,7 +46,7 @@ def _run(args) -> int:
 
     try:
         out = run_study(args.spec, args.out, executor=args.executor, workers=args.workers, address=args.address,
-                        progress=not args.no_progress, force=args.force)
+                        progress=not args.no_progress, force=args.force, threads=args.threads)
     except StudyFailed as failed:
         print(f"vaesim: {failed}", file=sys.stderr)
         return 1

@@ -57,11 +57,14 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, workers: int | None = None, max_retries: int = 1):
-        if workers is not None and (not isinstance(workers, int) or workers < 1):
+    def __init__(self, workers: int | None = None, max_retries: int = 1, threads: int | None = None):
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise ValueError(f"workers must be a positive integer (or left out for sequential); got {workers!r}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be a positive integer (or left out for torch's default); got {threads!r}")
         self.workers = workers
         self.max_retries = max_retries
+        self.threads = threads
 
     def run(self, study_dir: str, tasks: list[Task], resources: TaskResources, on_done: OnDone) -> StageOutcome:
         if not tasks:
@@ -75,7 +78,7 @@ class LocalExecutor:
         for task in tasks:
             for attempt in range(self.max_retries + 1):
                 try:
-                    report = run_task(study_dir, task)
+                    report = run_task(study_dir, task, self.threads)
                 except Exception as error:  # a failed task is reported, the others go on
                     logger.warning("task %s failed (attempt %d of %d): %s\n%s", task.task_id, attempt + 1,
                                    self.max_retries + 1, _error_text(error), traceback.format_exc())
@@ -92,7 +95,7 @@ class LocalExecutor:
     def _pool(self, study_dir: str, tasks: list[Task], on_done: OnDone) -> StageOutcome:
         outcome = StageOutcome()
         workers = min(self.workers, len(tasks))
-        threads = max(1, (os.cpu_count() or 1) // workers)
+        threads = self.threads or max(1, (os.cpu_count() or 1) // workers)
         attempts = {task.task_id: 0 for task in tasks}
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
             pending = {pool.submit(run_task, study_dir, task, threads): task for task in tasks}
@@ -186,12 +189,14 @@ def _ray_task(study_dir: str, task: Task, threads: int) -> dict:
 
 
 def make_executor(executor: str = "local", *, workers: int | None = None, address: str | None = None,
-                  max_retries: int = 1):
-    """An executor by name: ``local`` (``workers``) or ``ray`` (``address``)."""
+                  max_retries: int = 1, threads: int | None = None):
+    """An executor by name: ``local`` (``workers``, ``threads``) or ``ray`` (``address``)."""
     if executor == "local":
         if address is not None:
             raise ValueError("--address is for the Ray executor; add --executor ray or drop --address")
-        return LocalExecutor(workers=workers, max_retries=max_retries)
+        return LocalExecutor(workers=workers, max_retries=max_retries, threads=threads)
+    if workers is not None:
+        raise ValueError("--workers is for the local executor; Ray places tasks by the spec's resources")
     if executor == "ray":
         return RayExecutor(address=address, max_retries=max_retries)
     raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}; got {executor!r}")

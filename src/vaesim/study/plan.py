@@ -298,7 +298,7 @@ def plan_study(spec: StudySpec) -> StudyPlan:
     for run in runs:
         for step in steps:
             outputs = [summary_path(run.run_id, step), checksum_path(summary_path(run.run_id, step))]
-            if spec.keep_activations:
+            if spec.kept_layers():
                 outputs += [activations_path(run.run_id, step), checksum_path(activations_path(run.run_id, step))]
             extract.append(
                 Task(
@@ -311,7 +311,7 @@ def plan_study(spec: StudySpec) -> StudyPlan:
                         "layers": layers,
                         "metrics": list(spec.metrics),
                         "probe_seed": spec.probe.seed,
-                        "keep_activations": spec.keep_activations,
+                        "keep_activations": spec.kept_layers(),
                         "device": spec.device,
                     },
                     outputs=tuple(outputs),
@@ -343,7 +343,7 @@ def plan_study(spec: StudySpec) -> StudyPlan:
                     "layers": layers,
                     "batch_size": spec.training.batch_size,
                     "probe_seed": spec.probe.seed,
-                    "keep_activations": spec.keep_activations,
+                    "keep_activations": spec.kept_layers(),
                     "device": spec.device,
                 },
                 outputs=(results_path(task_id), checksum_path(results_path(task_id))),

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vaesim.study import plan as layout
-from vaesim.study.executors import StageOutcome, TaskFailure, make_executor
+from vaesim.study.executors import EXECUTORS, StageOutcome, TaskFailure, make_executor
 from vaesim.study.plan import STAGES, StudyPlan, Task, plan_study, spec_differences
 from vaesim.study.spec import StudySpec, load_spec, param_name
 from vaesim.study.stages import outputs_done
@@ -47,6 +47,20 @@ class StudyFailed(RuntimeError):
 
 
 # -- checks before any work ---------------------------------------------------
+
+
+def check_executor_options(executor: str, *, workers, address, threads) -> None:
+    """Reject option combinations that an executor would ignore (before any work)."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}; got {executor!r}")
+    if executor == "local" and address is not None:
+        raise ValueError("--address is for the Ray executor; add --executor ray or drop --address")
+    if executor == "ray" and (workers is not None or threads is not None):
+        raise ValueError("--workers/--threads are for the local executor; Ray places tasks by the spec's "
+                         "resources (num_cpus, num_gpus per stage)")
+    for name, value in (("workers", workers), ("threads", threads)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive integer (or left out); got {value!r}")
 
 
 def check_inputs(spec: StudySpec) -> None:
@@ -88,7 +102,7 @@ def prepare_directory(spec: StudySpec, out_dir: Path, *, force: bool) -> None:
 def remove_stale(out_dir: Path, old: StudySpec, new: StudySpec) -> None:
     """Delete derived outputs that ``new`` would not produce (runs are content-addressed and kept)."""
     changed = {line.split(":", 1)[0].split(".", 1)[0] for line in spec_differences(old, new)}
-    if changed & {"probe", "layers", "keep_activations"}:
+    if changed & {"probe", "layers", "metrics"}:
         for folder in ("probes", "summaries", "activations", "results"):
             shutil.rmtree(out_dir / folder, ignore_errors=True)
     keep = {output for task in plan_study(new).all_tasks() for output in task.outputs}
@@ -131,23 +145,28 @@ class _Progress:
 
 
 def run_study(spec, out_dir, *, executor: str = "local", workers: int | None = None,
-              address: str | None = None, progress: bool = True, force: bool = False) -> Path:
+              address: str | None = None, progress: bool = True, force: bool = False,
+              threads: int | None = None) -> Path:
     """Run every stage of ``spec`` into ``out_dir``, resuming; return ``out_dir``.
 
     ``spec``: a :class:`StudySpec`, a YAML path or a preset name.
     ``executor``: ``local`` (``workers`` = process-pool size, default
-    sequential) or ``ray`` (``address`` of a cluster, default: the Ray
-    instance of this process or a new local one). Raises ValueError /
+    sequential; ``threads`` = torch threads per task, default
+    cores // workers in a pool and torch's default when sequential) or
+    ``ray`` (``address`` of a cluster, default: the Ray instance of this
+    process or a new local one; threads follow each stage's ``num_cpus``). Raises ValueError /
     FileNotFoundError for bad input before any work, :class:`StudyFailed`
     when some tasks failed (the rest is finished and kept).
     """
     spec = load_spec(spec)
     out_dir = Path(out_dir)
+    check_executor_options(executor, workers=workers, address=address, threads=threads)
     check_inputs(spec)
     prepare_directory(spec, out_dir, force=force)
     plan = plan_study(spec)
     _claim(out_dir, executor)
-    runner = make_executor(executor, workers=workers, address=address, max_retries=spec.resources.max_retries)
+    runner = make_executor(executor, workers=workers, address=address, max_retries=spec.resources.max_retries,
+                           threads=threads)
     failures: list[TaskFailure] = []
     meter = _Progress(progress)
     started = time.perf_counter()

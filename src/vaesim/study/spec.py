@@ -153,7 +153,7 @@ class StudySpec(_Strict):
     )
     layers: list[str] | None = None
     comparisons: ComparisonsSpec = Field(default_factory=ComparisonsSpec)
-    keep_activations: bool = False
+    keep_activations: bool | list[str] = False
     device: str = "auto"
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
 
@@ -204,6 +204,12 @@ class StudySpec(_Strict):
         from vaesim.models import LAYER_NAMES
 
         return list(LAYER_NAMES)
+
+    def kept_layers(self) -> list[str]:
+        """Layers whose float32 activations are saved (``keep_activations``: true = all, a list = those)."""
+        if self.keep_activations is True:
+            return self.layer_names()
+        return list(self.keep_activations or [])
 
     def to_yaml(self) -> str:
         """The spec as YAML text (round-trips through :func:`parse_spec`)."""
@@ -357,6 +363,12 @@ def _semantic_problems(spec: StudySpec) -> list[str]:
             problems.append(
                 f"objectives.{i}.fixed: {expected!r} is the swept parameter; list it under values only"
             )
+    if isinstance(spec.keep_activations, list):
+        allowed = spec.layer_names()
+        unknown = [layer for layer in spec.keep_activations if layer not in allowed]
+        if unknown:
+            problems.append(f"keep_activations: unknown or uncompared layers {unknown}; allowed values: "
+                            f"true, false, or a list of {', '.join(allowed)}")
     if spec.layers is not None:
         unknown = [layer for layer in spec.layers if layer not in LAYER_NAMES]
         if unknown or not spec.layers:

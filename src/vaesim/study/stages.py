@@ -16,6 +16,7 @@ extract task report ``corrupt_checkpoint``; the runner then repairs the run
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -36,19 +37,35 @@ def run_task(study_dir: str, task: Task, torch_threads: int | None = None) -> di
     """Run one task (skipping it when its outputs exist); return ``{task_id, status, seconds}``.
 
     ``status`` is ``done``, ``skipped`` or ``corrupt_checkpoint``.
-    ``torch_threads``: when given, ``torch.set_num_threads`` for this process
-    (the local process pool shares the cores between its workers).
+    ``torch_threads``: when given, the number of threads torch and the BLAS
+    behind numpy use in this task (executors share the cores between
+    concurrent tasks this way).
     """
-    if torch_threads is not None:
-        import torch
-
-        torch.set_num_threads(max(1, int(torch_threads)))
     root = Path(study_dir)
     start = time.perf_counter()
     if outputs_done(root, task):
         return {"task_id": task.task_id, "status": "skipped", "seconds": 0.0}
-    status = STAGE_FUNCTIONS[task.stage](root, task.payload) or "done"
+    with thread_limit(torch_threads):
+        status = STAGE_FUNCTIONS[task.stage](root, task.payload) or "done"
     return {"task_id": task.task_id, "status": status, "seconds": time.perf_counter() - start}
+
+
+@contextlib.contextmanager
+def thread_limit(threads: int | None):
+    """Limit torch and BLAS threads to ``threads`` inside the block (no change when None)."""
+    if threads is None:
+        yield
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(threads)))
+    try:
+        with threadpool_limits(limits=max(1, int(threads))):
+            yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def outputs_done(root: Path, task: Task) -> bool:
@@ -177,8 +194,8 @@ def extract_stage(root: Path, payload: dict) -> str | None:
     """Record every layer of one checkpoint on the probe set; save their summaries.
 
     Writes ``summaries/<run_id>/step_XXXXXXXX.npz`` ({layer: LayerSummary})
-    and, with ``keep_activations``, ``activations/<run_id>/step_XXXXXXXX.npz``
-    (float32 (n, features) per layer). Returns ``"corrupt_checkpoint"`` when
+    and, for the layers in ``keep_activations``,
+    ``activations/<run_id>/step_XXXXXXXX.npz`` (float32 (n, features) per layer). Returns ``"corrupt_checkpoint"`` when
     the checkpoint cannot be loaded.
     """
     from vaesim.activations import extract_activations
@@ -201,10 +218,11 @@ def extract_stage(root: Path, payload: dict) -> str | None:
         model, probe_images(probe), layers=tuple(payload["layers"]), seed=int(payload["probe_seed"]),
         device=resolve_device(payload.get("device", "cpu")),
     )
-    if payload.get("keep_activations"):
+    kept = payload.get("keep_activations") or []
+    if kept:
         path = root / layout.activations_path(run_id, step)
         with atomic_path(path, suffix=".npz") as tmp:
-            np.savez(tmp, **{name: np.asarray(a, dtype=np.float32) for name, a in activations.items()})
+            np.savez(tmp, **{name: np.asarray(activations[name], dtype=np.float32) for name in kept})
         write_checksum(path)
     device = array_device(payload.get("device", "cpu"))
     summaries = {name: summarise(activations[name], name=name, metrics=payload["metrics"], device=device)
@@ -252,7 +270,7 @@ def load_checked_summaries(root: Path, run_id: str, step: int, payload: dict) ->
     discard(path)
     status = extract_stage(root, {
         "run_id": run_id, "step": step, "dataset": payload["dataset"], "layers": payload["layers"],
-        "metrics": payload["metrics"], "probe_seed": payload["probe_seed"], "keep_activations": payload.get("keep_activations", False),
+        "metrics": payload["metrics"], "probe_seed": payload["probe_seed"], "keep_activations": payload.get("keep_activations") or [],
         "device": payload.get("device", "cpu"),
     })
     if status == "corrupt_checkpoint":

@@ -34,31 +34,25 @@ FACTORS_LAYER = "factors"
 _GROUP_RANK = {"input": 0, "encoder": 1, "decoder": 2, "other": 3}
 
 
-def canonical_layers() -> tuple[str, ...]:
-    """``vaesim.models.LAYER_NAMES``: every layer name of the conv VAE, input to output."""
-    from vaesim.models import LAYER_NAMES
-
-    return tuple(LAYER_NAMES)
-
-
-def _position(name: str) -> int:
+def _architecture_lists() -> tuple[tuple[str, ...], ...]:
     import vaesim.models as models
 
-    for names in (models.LAYER_NAMES, getattr(models, "FC_LAYER_NAMES", ())):
-        if name in names:
-            return list(names).index(name)
-    return len(models.LAYER_NAMES)
+    return tuple(tuple(names) for names in (models.LAYER_NAMES, getattr(models, "FC_LAYER_NAMES", ())) if names)
 
 
 def order_layers(layers: Iterable[str]) -> list[str]:
     """Sort layer names input to output (distinct names, each once).
 
-    Input first, then encoder then decoder layers, each in the order of the
-    architecture's layer list (``vaesim.models.LAYER_NAMES``, or the
-    fully-connected variant's list); unknown names (e.g. ``factors``) go last,
+    The order is that of the architecture's layer list that covers the most
+    of the names (``vaesim.models.LAYER_NAMES``, or the fully-connected
+    variant's list); names outside it follow by group (input, encoder,
+    decoder), and names of no model layer (e.g. ``factors``) go last,
     alphabetically.
     """
-    return sorted(set(layers), key=lambda name: (_GROUP_RANK[layer_group(name)], _position(name), name))
+    unique = set(layers)
+    reference = max(_architecture_lists(), key=lambda names: len(unique & set(names)))
+    position = {name: index for index, name in enumerate(reference)}
+    return sorted(unique, key=lambda name: (_GROUP_RANK[layer_group(name)], position.get(name, len(position)), name))
 
 
 def is_encoder(layer: str) -> bool:

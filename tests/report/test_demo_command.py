@@ -62,3 +62,21 @@ def test_demo_defaults(capsys):
         main(["demo", "--help"])
     help_text = capsys.readouterr().out
     assert "--out DIR" in help_text and "--spec" not in help_text  # the test-only option stays hidden
+
+
+def test_demo_reports_the_finished_part_when_tasks_fail(tmp_path, monkeypatch, capsys):
+    import vaesim.study
+    from synthetic_store import Synthetic
+    from vaesim.study.executors import TaskFailure
+
+    def failing_study(spec, out_dir, **options):
+        assert options["executor"] == "local" and options["progress"] is True
+        Synthetic().write_study(Path(out_dir))
+        raise vaesim.study.StudyFailed(Path(out_dir), [TaskFailure("train/run-x", "RuntimeError: boom")])
+
+    monkeypatch.setattr(vaesim.study, "run_study", failing_study)
+    out = tmp_path / "partial"
+    assert main(["demo", "--out", str(out)]) == 1
+    printed = capsys.readouterr()
+    assert "train/run-x: RuntimeError: boom" in printed.err
+    assert (out / "report.html").is_file() and f"report: {(out / 'report.html').resolve()}" in printed.out

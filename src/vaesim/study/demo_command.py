@@ -39,14 +39,21 @@ def register(subparsers) -> None:
 
 def run_demo(args) -> int:
     from vaesim.report.commands import report_and_print
-    from vaesim.study import load_spec, run_study
+    from vaesim.study import StudyFailed, load_spec, run_study
 
     spec = load_spec(args.spec)
     started = time.perf_counter()
     print(f"vaesim demo: study '{spec.name}' into {args.out} (rerun the same command to resume)", file=sys.stderr)
-    run_study(spec, args.out, executor="local", workers=args.workers, progress=True)
+    status = 0
+    try:
+        run_study(spec, args.out, executor="local", workers=args.workers, progress=True)
+    except StudyFailed as failed:
+        # The finished part is kept and reported; a rerun retries only the failed tasks.
+        print(f"vaesim demo: {failed}", file=sys.stderr)
+        status = 1
     study_seconds = time.perf_counter() - started
-    print(f"study finished in {study_seconds:.1f} s; writing the report", file=sys.stderr)
+    print(f"study {'finished' if status == 0 else 'stopped'} in {study_seconds:.1f} s; writing the report",
+          file=sys.stderr)
     report_and_print(args.out)
     print(f"total wall time {time.perf_counter() - started:.1f} s")
-    return 0
+    return status

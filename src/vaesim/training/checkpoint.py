@@ -1,9 +1,9 @@
 """Checkpoints: safetensors tensors + a JSON file, both written atomically.
 
-``checkpoints/step_XXXXXXXX.safetensors`` holds the model's weights (keys as in
+``checkpoints/step_NNNNNNNN.safetensors`` holds the model's weights (keys as in
 ``model.state_dict()``), the objective's own weights (``objective.*``) and
 every optimiser tensor (``optimizer.vae.*``, ``optimizer.objective.*``).
-``step_XXXXXXXX.json`` holds the model and objective config, the step, the
+``step_NNNNNNNN.json`` holds the model and objective config, the step, the
 losses at that step, the RNG states and the optimisers' non-tensor state. The
 JSON is written last: a checkpoint counts as complete only when both exist.
 """

@@ -1,6 +1,6 @@
 """The training loop: one loop for every objective, resumable, seeded.
 
-A run directory holds ``config.json``, ``checkpoints/step_XXXXXXXX.{safetensors,json}``,
+A run directory holds ``config.json``, ``checkpoints/step_NNNNNNNN.{safetensors,json}``,
 ``metrics.jsonl`` and, once finished, ``DONE``. Rerunning a finished run does
 nothing; rerunning a killed one restarts from its last complete checkpoint
 and ends with the same weights as an uninterrupted run (CPU, same seed):

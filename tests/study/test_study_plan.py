@@ -115,3 +115,16 @@ def test_bad_worker_count(tiny_spec, tmp_path, bad):
     with pytest.raises(ValueError, match="workers must be a positive integer"):
         run_study(tiny_spec, tmp_path / "o", workers=bad, progress=False)
     assert not (tmp_path / "o").exists()
+
+
+def test_self_and_final_and_final_step_only(tiny_dict):
+    tiny_dict["comparisons"] = {"within_run": "self_and_final", "across_steps": "final"}
+    spec = parse_spec(tiny_dict)
+    steps = spec.checkpoint_steps()  # [0, 10, 20]
+    counted: dict[str, set] = {}
+    for comparison, _label, pairs in comparison_groups(spec, plan_runs(spec)):
+        counted.setdefault(comparison, set()).update((a_step, b_step) for _, a_step, _, b_step in pairs)
+    assert counted["within_run"] == {(0, 0), (10, 10), (20, 20), (0, 20), (10, 20)}
+    for comparison in ("seeds", "params", "objectives"):
+        assert counted[comparison] == {(steps[-1], steps[-1])}
+    assert counted["factors"] == {(s, s) for s in steps}

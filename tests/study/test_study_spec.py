@@ -36,8 +36,9 @@ def test_quick_preset_is_small_and_procedural():
     assert spec.datasets == ["dsprites-procedural"]
     runs = len(spec.seeds) * sum(len(o.values) for o in spec.objectives)
     assert runs <= 12 and spec.training.steps <= 1500 and spec.probe.n <= 500
-    steps = spec.checkpoint_steps()
-    assert steps[0] == 0 and steps[-1] == spec.training.steps and 5 <= len(steps) <= 6
+    assert spec.checkpoint_steps() == [0, 15, 51, 175, 600]
+    betas = next(o.values for o in spec.objectives if o.name == "beta_vae")
+    assert max(betas) >= 32  # strong enough to collapse the posterior in a short run
 
 
 def test_spec_round_trips_through_yaml(tiny_spec, tmp_path):
@@ -151,3 +152,11 @@ def test_checkpoint_beyond_training_is_rejected(tiny_dict):
     tiny_dict["training"]["checkpoints"] = {"steps": [0, 50]}
     with pytest.raises(ValueError, match=r"last checkpoint 50 is beyond training\.steps=20"):
         parse_spec(tiny_dict)
+
+
+def test_documented_example_spec_is_valid():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "example-study.yaml"
+    spec = load_spec(path)
+    assert spec.checkpoint_steps()[0] == 0 and spec.checkpoint_steps()[-1] == spec.training.steps

@@ -198,7 +198,11 @@ def comparison_groups(spec: StudySpec, runs: list[RunPlan]) -> list[tuple[str, s
     task's memory bounded (it loads each model's summaries once):
 
     - ``within_run``: one task per run; pairs ``s_i <= s_j`` over its
-      checkpoints (``all``) or ``(s, final)`` for every ``s`` (``final``).
+      checkpoints (``all``), ``(s, final)`` for every ``s`` (``final``), or
+      ``(s, s)`` and ``(s, final)`` (``self_and_final``).
+    Cross-model types use every checkpoint step, or only the final one when
+    ``across_steps: final``.
+
     - ``seeds``: one task per (dataset, objective, value, step); every
       unordered pair of distinct seeds.
     - ``params``: one task per (dataset, objective, seed, step); every
@@ -209,13 +213,17 @@ def comparison_groups(spec: StudySpec, runs: list[RunPlan]) -> list[tuple[str, s
     """
     comps = spec.comparisons
     steps = spec.checkpoint_steps()
+    across = steps if comps.across_steps == "all" else steps[-1:]
     groups: list[tuple[str, str, list[tuple]]] = []
     if comps.within_run != "none":
         for run in runs:
             if comps.within_run == "all":
-                pairs = [(run.run_id, a, run.run_id, b) for a, b in itertools.combinations_with_replacement(steps, 2)]
-            else:
-                pairs = [(run.run_id, s, run.run_id, steps[-1]) for s in steps]
+                chosen = list(itertools.combinations_with_replacement(steps, 2))
+            elif comps.within_run == "final":
+                chosen = [(s, steps[-1]) for s in steps]
+            else:  # self_and_final
+                chosen = [(s, s) for s in steps] + [(s, steps[-1]) for s in steps[:-1]]
+            pairs = [(run.run_id, a, run.run_id, b) for a, b in chosen]
             groups.append(("within_run", run.run_id, pairs))
 
     def grouped(key_fn):
@@ -227,7 +235,7 @@ def comparison_groups(spec: StudySpec, runs: list[RunPlan]) -> list[tuple[str, s
     if comps.seeds:
         for key, members in grouped(lambda r: (r.dataset, r.objective, r.param_name, r.param)).items():
             dataset, objective, name, value = key
-            for step in steps:
+            for step in across:
                 pairs = [(a.run_id, step, b.run_id, step) for a, b in itertools.combinations(members, 2)]
                 if pairs:
                     label = f"{dataset}_{objective}_{name}={format_value(value)}_step={step}"
@@ -235,14 +243,14 @@ def comparison_groups(spec: StudySpec, runs: list[RunPlan]) -> list[tuple[str, s
     if comps.params:
         for key, members in grouped(lambda r: (r.dataset, r.objective, r.seed)).items():
             dataset, objective, seed = key
-            for step in steps:
+            for step in across:
                 pairs = [(a.run_id, step, b.run_id, step) for a, b in itertools.combinations(members, 2)]
                 if pairs:
                     groups.append(("params", f"{dataset}_{objective}_seed={seed}_step={step}", pairs))
     if comps.objectives:
         for key, members in grouped(lambda r: (r.dataset, r.seed)).items():
             dataset, seed = key
-            for step in steps:
+            for step in across:
                 pairs = [
                     (a.run_id, step, b.run_id, step)
                     for a, b in itertools.combinations(members, 2)

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 PRESET_DIR = Path(__file__).with_name("presets")
 METRICS = ("cka", "cka_debiased", "procrustes")
-WITHIN_RUN_MODES = ("all", "final", "none")
+WITHIN_RUN_MODES = ("all", "final", "self_and_final", "none")
 
 
 class _Strict(BaseModel):
@@ -108,13 +108,18 @@ class ComparisonsSpec(_Strict):
     """Which comparisons to make (see docs/study.md for the exact pairs).
 
     ``within_run``: ``all`` = every checkpoint of a run against every other
-    (and itself), ``final`` = every checkpoint against the final one, ``none``.
+    (and itself), ``final`` = every checkpoint against the final one,
+    ``self_and_final`` = each checkpoint against itself (layer x layer at
+    that step) and against the final one, ``none``.
     ``seeds`` / ``params`` / ``objectives``: across seeds, regularisation
-    values, objectives, at the same step. ``factors``: each checkpoint against
-    the probe set's ground-truth factors, treated as a layer named ``factors``.
+    values, objectives, at the same step; ``across_steps`` says at which
+    steps (``all`` checkpoints or only the ``final`` one). ``factors``: each
+    checkpoint against the probe set's ground-truth factors, treated as a
+    layer named ``factors``.
     """
 
-    within_run: Literal["all", "final", "none"] = "all"
+    within_run: Literal["all", "final", "self_and_final", "none"] = "all"
+    across_steps: Literal["all", "final"] = "all"
     seeds: bool = True
     params: bool = True
     objectives: bool = True

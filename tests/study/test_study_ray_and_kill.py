@@ -1,0 +1,85 @@
+"""The Ray executor and kill -9 resumption, both checked against the uninterrupted local run."""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from study_tiny import TINY
+
+from vaesim.study import RESULT_KEY, load_results, load_runs, parse_spec, run_study, study_status
+
+pytestmark = pytest.mark.slow
+
+
+def sorted_results(study_dir) -> pd.DataFrame:
+    return load_results(study_dir).sort_values(list(RESULT_KEY)).reset_index(drop=True)
+
+
+@pytest.mark.ray
+def test_ray_executor_matches_local(finished_tiny, tmp_path):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        out = run_study(parse_spec(copy.deepcopy(TINY)), tmp_path / "ray", executor="ray", progress=False)
+    finally:
+        ray.shutdown()
+    pd.testing.assert_frame_equal(sorted_results(out), sorted_results(finished_tiny), check_exact=False, rtol=1e-9)
+    assert len(load_runs(out)) == 8
+
+
+def _start(spec_path: Path, out: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "vaesim.cli", "study", "run", str(spec_path), "--out", str(out),
+               "--threads", "1", "--no-progress"]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _kill_when(process: subprocess.Popen, ready, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert process.poll() is None, f"runner ended before the kill point: {process.stderr.read()}"
+        assert time.monotonic() < deadline, "kill point never reached"
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def test_kill_during_training_and_comparisons_then_resume(finished_tiny, tmp_path):
+    spec_path = tmp_path / "tiny.yaml"
+    spec_path.write_text(yaml.safe_dump(TINY))
+    out = tmp_path / "killed"
+
+    # 1. kill -9 once some run has written a checkpoint past the initial one
+    runner = _start(spec_path, out)
+    _kill_when(runner, lambda: any(out.glob("runs/*/checkpoints/step_00000010.safetensors")))
+    status = study_status(out)
+    assert status.stages["train"][0] < status.stages["train"][1]
+
+    # 2. rerun, kill -9 once the first comparison results are stored
+    runner = _start(spec_path, out)
+    _kill_when(runner, lambda: any(out.glob("results/*.parquet")))
+    status = study_status(out)
+    assert status.stages["compare"][0] < status.stages["compare"][1]
+    assert status.stages["train"][0] == status.stages["train"][1]
+
+    # 3. rerun to the end
+    done = subprocess.run([sys.executable, "-m", "vaesim.cli", "study", "run", str(spec_path), "--out", str(out),
+                           "--threads", "1", "--no-progress"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert study_status(out).complete
+
+    resumed, reference = sorted_results(out), sorted_results(finished_tiny)
+    assert not resumed.duplicated(list(RESULT_KEY)).any()
+    assert len(resumed) == len(reference)
+    pd.testing.assert_frame_equal(resumed, reference, check_exact=False, rtol=1e-9)
+    # no step of any run's training log appears twice
+    metrics = pd.read_parquet(out / "training_metrics.parquet")
+    assert not metrics.duplicated(["run_id", "step"]).any()

@@ -223,7 +223,8 @@ def _rank_correlation_row(table: pd.DataFrame, column: str, *, name: str, defini
     verdict = HOLDS if rho < 0 and p_value < SIGNIFICANCE else DOES_NOT_HOLD
     by_strength = table.groupby("strength")[column].mean()
     span = f"{what} {by_strength.iloc[0]:.3g} at the weakest, {by_strength.iloc[-1]:.3g} at the strongest"
-    detail = f"rho = {rho:+.2f}, one-sided p = {p_value:.3g}, {n_runs} runs, {n_strengths} strengths; {span}"
+    p_text = "< 1e-16" if p_value < 1e-16 else f"= {p_value:.3g}"
+    detail = f"rho = {rho:+.2f}, one-sided p {p_text}, {n_runs} runs, {n_strengths} strengths; {span}"
     return _row(name, rho, verdict, definition, detail)
 
 

@@ -53,19 +53,29 @@ __all__ = [
 CLAMP_TOLERANCE = 1e-9
 
 
-def centre_columns(x: np.ndarray) -> np.ndarray:
+def centre_columns(x: np.ndarray, name: str | None = None) -> np.ndarray:
     """Column-centred float64 copy of ``x`` ``(n, p)``.
 
-    The mean is accumulated in float64 and subtracted in float64; columns that
-    are exactly constant become exact zeros (so a constant layer is detected as
-    zero-variance rather than carrying rounding noise).
+    The mean is accumulated in float64 and subtracted in float64 (one pass
+    that casts as it subtracts). Exactly constant columns become exact zeros,
+    so a constant layer is detected as zero-variance rather than carrying
+    rounding noise: for float32 input this holds by construction (float64 sums
+    of up to 2^29 equal float32 values are exact), float64 input is checked.
+
+    Args:
+        x: ``(n, p)`` float32/float64.
+        name: when given, non-finite values are detected here (a NaN/inf makes
+            its column's float64 sum non-finite) and reported under this name,
+            which saves :func:`as_matrix` a separate pass over wide layers.
     """
-    x64 = np.asarray(x, dtype=np.float64)
-    mean = x64.mean(axis=0)
-    centred = x64 - mean  # (n, p) float64, always a new array
-    constant = x64.max(axis=0) == x64.min(axis=0)
-    if constant.any():
-        centred[:, constant] = 0.0
+    mean = x.mean(axis=0, dtype=np.float64)  # (p,)
+    if name is not None and not np.isfinite(mean).all():
+        as_matrix(x, name, min_rows=1)  # raises the standard "expected finite values" error
+    centred = np.subtract(x, mean, dtype=np.float64)  # (n, p) float64, always a new array
+    if x.dtype != np.float32:
+        constant = x.max(axis=0) == x.min(axis=0)
+        if constant.any():
+            centred[:, constant] = 0.0
     return centred
 
 

@@ -205,12 +205,10 @@ def summarise(x: Any, *, name: str = "x", metrics: Iterable[str] = ("cka", "proc
         :class:`LayerSummary` (float64, about ``min(n^2, n p)`` numbers).
     """
     metrics = _check_metrics(metrics, "summarise")
-    matrix = as_matrix(x, name)
+    matrix = as_matrix(x, name, check_finite=False)  # finiteness is checked while centring
     n, p = matrix.shape
     want_factor = "procrustes" in metrics
-    xc = centre_columns(matrix)  # (n, p) float64
-    row_norms = np.einsum("ij,ij->i", xc, xc)
-    total = float(row_norms.sum())
+    xc = centre_columns(matrix, name)  # (n, p) float64
     keep_features = p <= n / 2 or (want_factor and p <= n)
     features = xc if keep_features else None
     gram = r_packed = None
@@ -220,10 +218,14 @@ def summarise(x: Any, *, name: str = "x", metrics: Iterable[str] = ("cka", "proc
             r_packed = pack_upper(r, scale=False)
             gram_full = r.T @ r
         else:
-            gram_full = _gram(xc, device)
+            gram_full = _gram(xc, device)  # (n, n) syrk
+        del xc
+        row_norms = np.diagonal(gram_full).copy()
         gram = pack_upper(gram_full, scale=True)
+    else:
+        row_norms = np.einsum("ij,ij->i", xc, xc)
     return LayerSummary(
-        name=name, n=n, num_features=p, row_norms=row_norms, total_variance=total,
+        name=name, n=n, num_features=p, row_norms=row_norms, total_variance=float(row_norms.sum()),
         features=features, gram=gram, r=r_packed,
     )
 

@@ -150,7 +150,8 @@ class RayExecutor:
         self.max_retries = max_retries
         self._started_here = False
         if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            options = {"include_dashboard": False} if address is None else {}
+            ray.init(address=address, log_to_driver=False, **options)
             self._started_here = True
         self._remote = ray.remote(_ray_task)
 

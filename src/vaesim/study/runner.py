@@ -23,7 +23,7 @@ from pathlib import Path
 from vaesim.study import plan as layout
 from vaesim.study.executors import EXECUTORS, StageOutcome, TaskFailure, make_executor
 from vaesim.study.plan import STAGES, StudyPlan, Task, plan_study, spec_differences
-from vaesim.study.spec import StudySpec, load_spec, param_name
+from vaesim.study.spec import StudySpec, TaskResources, load_spec, param_name
 from vaesim.study.stages import outputs_done
 from vaesim.study.store import discard, verified
 from vaesim.utils import atomic_write_json, atomic_write_text
@@ -196,9 +196,12 @@ def _run_stage(plan: StudyPlan, stage: str, out_dir: Path, runner, meter: _Progr
     meter.start(stage, len(tasks), len(tasks) - len(pending))
     for failure in blocked:
         meter.advance(failure)
-    resources = getattr(plan.spec.resources, stage, plan.spec.resources.compare)
+    resources = getattr(plan.spec.resources, stage, TaskResources())  # probe, store: one CPU
+    started = time.perf_counter()
     outcome: StageOutcome = runner.run(str(out_dir), ready, resources, meter.advance)
     meter.stop()
+    logger.info("stage %s: ran %d task(s) in %.1f s, %d failed, %d not run", stage, len(ready),
+                time.perf_counter() - started, len(outcome.failures), len(blocked))
     failures = blocked + outcome.failures
     corrupt = sorted({r["task_id"] for r in outcome.reports if r.get("status") == "corrupt_checkpoint"})
     if corrupt:

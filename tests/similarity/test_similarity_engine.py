@@ -130,11 +130,17 @@ def test_packing_round_trip_and_inner_product():
 
 
 def test_zero_variance_layer_gives_nan_with_note_and_others_continue(models):
-    broken = {"m0": dict(models["m0"], dead=np.full((N, 5), 3.0)), "m1": models["m1"]}
+    broken = {
+        "m0": dict(models["m0"], dead=np.full((N, 5), 3.0)),
+        "m1": dict(models["m1"], dead32=np.full((N, 2, 3), 0.7, dtype=np.float32)),
+    }
     frame = compare(broken, metrics=ALL)
-    dead = frame[(frame.a_layer == "dead") | (frame.b_layer == "dead")]
+    dead = frame[frame.a_layer.str.startswith("dead") | frame.b_layer.str.startswith("dead")]
     assert len(dead) > 0 and dead.score.isna().all()
-    assert dead.note.str.contains(r"zero variance in models\['m0'\]\['dead'\]").all()
+    assert dead.note.str.contains(r"zero variance in models\['m[01]'\]\['dead(?:32)?'\]").all()
+    both = dead[(dead.a_layer == "dead") & (dead.b_layer == "dead32")]
+    assert len(both) == 3
+    assert both.note.str.contains("models\\['m0'\\]\\['dead'\\] and models\\['m1'\\]\\['dead32'\\]").all()
     alive = frame.drop(dead.index)
     assert alive.score.notna().all() and (alive.note == "").all()
     _check_against_single(alive, broken)

@@ -235,7 +235,7 @@ def _cka_scores(index, summaries, products, metrics, requested):
         diag_dots = np.stack([np.asarray(s.row_norms, dtype=np.float64) for s in summaries])
         diag_dots = diag_dots @ diag_dots.T  # (M, M) diag(K_i).diag(K_j)
     for i, j in requested:
-        zero = [summaries[k].name for k in {i, j} if summaries[k].zero_variance]
+        zero = [summaries[k].name for k in dict.fromkeys((i, j)) if summaries[k].zero_variance]
         if "cka" in metrics:
             if zero:
                 yield i, j, "cka", math.nan, _zero_note(zero, "CKA")
@@ -251,7 +251,7 @@ def _cka_scores(index, summaries, products, metrics, requested):
             h = {}
             for u, v in ((i, j), (i, i), (j, j)):
                 h[(u, v)] = unbiased_hsic_centred(products[u, v], diag_dots[u, v], traces[u], traces[v], n)
-            bad = [summaries[k].name for k in {i, j} if h[(k, k)] <= 0.0]
+            bad = [summaries[k].name for k in dict.fromkeys((i, j)) if h[(k, k)] <= 0.0]
             if bad:
                 yield i, j, "cka_debiased", math.nan, (
                     f"unbiased HSIC of {' and '.join(bad)} with itself is not positive at n={n}: debiased CKA undefined"
@@ -284,7 +284,7 @@ def _procrustes_scores(models, summaries, index, pairs, device):
         offsets_b = _offsets([factor(k).shape[1] for k in live_cols], live_cols)
         for la, lb in layer_pairs:
             i, j = index[(a, la)], index[(b, lb)]
-            zero = [summaries[k].name for k in {i, j} if summaries[k].zero_variance]
+            zero = [summaries[k].name for k in dict.fromkeys((i, j)) if summaries[k].zero_variance]
             if zero:
                 yield i, j, math.nan, _zero_note(zero, "Procrustes similarity")
                 continue
@@ -337,8 +337,9 @@ def compare(
         metrics: subset of ``("cka", "cka_debiased", "procrustes")``.
         model_pairs: ``None`` = every unordered pair of model keys including
             each model with itself; else an explicit list of ``(a_key, b_key)``.
-        device: torch device (e.g. ``"cuda"``) for the Grams and pair
-            products; None runs on CPU with numpy/BLAS (faster there).
+        device: torch device (e.g. ``"cuda"``) for the Grams, QR factors and
+            pair products; None runs on CPU (Grams with numpy's syrk, the
+            long pair products with torch's CPU GEMM: each the faster there).
         block_bytes: memory for one row block of stacked packed Grams.
 
     Returns:

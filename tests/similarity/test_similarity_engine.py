@@ -96,6 +96,11 @@ def test_explicit_model_pairs_sparse_and_dense_paths_agree(models):
             assert match.score.iloc[0] == pytest.approx(row.score, abs=1e-12)
 
 
+def test_empty_model_pairs_give_an_empty_table(models):
+    frame = compare(models, model_pairs=[])
+    assert frame.empty and list(frame.columns) == COLUMNS
+
+
 def test_small_blocks_and_torch_backend_agree(models):
     reference = compare(models, metrics=ALL)
     blocked = compare(models, metrics=ALL, block_bytes=4096)  # one triangle row per block

@@ -362,6 +362,8 @@ def compare(
     log.info("compare: %d summaries, %d model pairs, %d layer pairs", len(summaries), len(pairs), len(requested))
 
     scores: dict[tuple[int, int, str], tuple[float, str]] = {}
+    if not requested:
+        return pd.DataFrame({column: pd.Series(dtype="int64" if column == "n" else object) for column in COLUMNS})
     if {"cka", "cka_debiased"} & set(metrics):
         products = _gram_products(summaries, groups, pairs, device, block_bytes)
         for i, j, metric, score, note in _cka_scores(index, summaries, products, metrics, requested):

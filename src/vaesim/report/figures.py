@@ -190,7 +190,7 @@ def figure_learning_dynamics(results: pd.DataFrame, runs=None, *, metric: str = 
     uniform = final_steps(results).nunique() == 1
     x_column, x_label = ("step", "training step") if uniform else ("fraction", "fraction of training")
     colours = layer_colours(table["layer"])
-    fig, ax = plt.subplots(figsize=(8.5, 5.0))
+    fig, ax = plt.subplots(figsize=(10.0, 5.0))
     for layer in L.order_layers(table["layer"]):
         curve = table[table["layer"] == layer].sort_values(x_column)
         style = "-" if L.is_encoder(layer) else "--"
@@ -204,7 +204,7 @@ def figure_learning_dynamics(results: pd.DataFrame, runs=None, *, metric: str = 
     ax.set_ylim(min(0.0, float(table["score"].min())) - 0.02, 1.02)
     ax.set_title(f"Learning dynamics: encoder (blue, solid) vs decoder (orange, dashed); "
                  f"mean over {int(table['n_runs'].max())} runs", fontsize=10)
-    ax.legend(fontsize=7, ncol=2, loc="lower right", frameon=False)
+    ax.legend(fontsize=7.5, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.grid(alpha=0.25)
     fig.tight_layout()
     return fig

@@ -5,11 +5,10 @@ from __future__ import annotations
 import base64
 import re
 
-import pandas as pd
 import pytest
 
-from vaesim.cli import main
 from synthetic_store import Synthetic
+from vaesim.cli import main
 from vaesim.report import HOLDS, NOT_ENOUGH_DATA, load_findings, write_report
 from vaesim.report.figures import FIGURES
 

@@ -10,7 +10,7 @@ Stages run in this order, each stage's tasks independent of each other::
 
     probe    one per dataset: probes/<dataset>.npz and the factors summary
     train    one per run: runs/<run_id>/ (checkpoints, metrics.jsonl, DONE)
-    extract  one per (run, checkpoint): summaries/<run_id>/step_XXXXXXXX.npz
+    extract  one per (run, checkpoint): summaries/<run_id>/step_{step:08d}.npz
     compare  one per group of model pairs: results/<task>.parquet
     store    one: runs.parquet and training_metrics.parquet
 """

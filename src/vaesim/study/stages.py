@@ -172,7 +172,7 @@ def train_stage(root: Path, payload: dict) -> None:
 
 
 def checkpoint_file(run_dir: Path, step: int) -> Path:
-    """The weights file of a checkpoint (training's layout: checkpoints/step_XXXXXXXX.safetensors)."""
+    """The weights file of a checkpoint (training's layout: checkpoints/step_{step:08d}.safetensors)."""
     return run_dir / "checkpoints" / f"step_{step:08d}.safetensors"
 
 
@@ -193,9 +193,9 @@ def checkpoint_intact(root: Path, run_id: str, step: int) -> bool:
 def extract_stage(root: Path, payload: dict) -> str | None:
     """Record every layer of one checkpoint on the probe set; save their summaries.
 
-    Writes ``summaries/<run_id>/step_XXXXXXXX.npz`` ({layer: LayerSummary})
+    Writes ``summaries/<run_id>/step_{step:08d}.npz`` ({layer: LayerSummary})
     and, for the layers in ``keep_activations``,
-    ``activations/<run_id>/step_XXXXXXXX.npz`` (float32 (n, features) per layer). Returns ``"corrupt_checkpoint"`` when
+    ``activations/<run_id>/step_{step:08d}.npz`` (float32 (n, features) per layer). Returns ``"corrupt_checkpoint"`` when
     the checkpoint cannot be loaded.
     """
     from vaesim.activations import extract_activations

@@ -36,6 +36,7 @@ class Synthetic:
     steps: tuple = (0, 250, 500, 750, 1000)
     encoder_speed: float = 0.3  # a layer's CKA with its final state is 0.5 + 0.5 * min(1, t / (speed * T))
     decoder_speed: float = 1.0
+    head_speed: float | None = None  # encoder mean/logvar/variance/sample; None = encoder_speed
     trunk_agreement: float = 0.95
     head_agreement: float = 0.6
     mean_sample: callable = field(default=lambda param: 0.95 - 0.05 * param)
@@ -50,6 +51,9 @@ class Synthetic:
 
     def convergence(self, layer: str, step: int) -> float:
         speed = self.encoder_speed if layer.startswith("encoder.") else self.decoder_speed
+        heads = ("encoder.mean", "encoder.logvar", "encoder.variance", "encoder.sample")
+        if layer in heads and self.head_speed is not None:
+            speed = self.head_speed
         if layer == "input":
             return 1.0
         return 0.5 + 0.5 * min(1.0, step / (speed * self.steps[-1]))

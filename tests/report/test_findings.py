@@ -41,6 +41,15 @@ def test_encoder_converging_first_holds(synthetic):
     assert "encoder first in 8/8 runs" in row["detail"]
 
 
+def test_late_heads_do_not_hide_an_early_trunk(synthetic):
+    # trunk (conv1-4, fc) converges at 0.25 of training, the four heads only at the end, like the
+    # decoder: per-run mean over encoder layers = (5 * 0.25 + 4 * 1.0) / 9, still before the decoder
+    synthetic.head_speed = 1.0
+    row = F.claim_encoder_first(synthetic.results())
+    assert row["verdict"] == F.HOLDS
+    assert row["value"] == pytest.approx(1.0 - (5 * 0.25 + 4 * 1.0) / 9)
+
+
 def test_decoder_converging_first_does_not_hold(synthetic):
     synthetic.encoder_speed, synthetic.decoder_speed = 1.0, 0.3
     row = F.claim_encoder_first(synthetic.results())

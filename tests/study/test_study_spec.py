@@ -36,7 +36,7 @@ def test_quick_preset_is_small_and_procedural():
     assert spec.datasets == ["dsprites-procedural"]
     runs = len(spec.seeds) * sum(len(o.values) for o in spec.objectives)
     assert runs <= 12 and spec.training.steps <= 1500 and spec.probe.n <= 500
-    assert spec.checkpoint_steps() == [0, 10, 34, 117, 400]
+    assert spec.checkpoint_steps() == [0, 10, 43, 186, 800]
     betas = next(o.values for o in spec.objectives if o.name == "beta_vae")
     assert max(betas) >= 32  # strong enough to collapse the posterior in a short run
 

@@ -23,3 +23,12 @@ def test_atomic_json_and_checksum(tmp_path):
     import hashlib
 
     assert sha256_file(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_atomic_files_get_umask_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_json(tmp_path / "p.json", {})
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -116,3 +116,25 @@ def test_extraction_from_a_checkpoint(tmp_path):
     direct = extract_activations(model, images, layers=["encoder.fc", "encoder.sample"], seed=3)
     for name in direct:
         np.testing.assert_array_equal(from_run[name], direct[name])
+
+
+def test_arrays_twice_and_more_rows_after_joining():
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from vaesim.activations import LayerRecorder
+
+    net = nn.Sequential(nn.Linear(3, 5), nn.ReLU())
+    x = torch.randn(7, 3)
+    with LayerRecorder(net, ["0"]) as recorder:
+        net(x[:4])
+        net(x[4:])
+        first = recorder.arrays()["0"]
+        again = recorder.arrays()["0"]
+        net(x[:2])
+        longer = recorder.arrays()["0"]
+    expected = net[0](x).detach().numpy()
+    np.testing.assert_array_equal(first, expected)
+    np.testing.assert_array_equal(again, expected)
+    np.testing.assert_array_equal(longer, np.concatenate([expected, expected[:2]]))

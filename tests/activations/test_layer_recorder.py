@@ -135,6 +135,7 @@ def test_arrays_twice_and_more_rows_after_joining():
         net(x[:2])
         longer = recorder.arrays()["0"]
     expected = net[0](x).detach().numpy()
-    np.testing.assert_array_equal(first, expected)
-    np.testing.assert_array_equal(again, expected)
-    np.testing.assert_array_equal(longer, np.concatenate([expected, expected[:2]]))
+    np.testing.assert_allclose(first, expected, rtol=1e-6, atol=1e-7)  # batch size changes the GEMM's rounding
+    np.testing.assert_array_equal(again, first)
+    np.testing.assert_array_equal(longer[:7], first)
+    np.testing.assert_allclose(longer[7:], expected[:2], rtol=1e-6, atol=1e-7)

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from vaesim.similarity.measures import CLAMP_TOLERANCE, unbiased_hsic_centred
-from vaesim.similarity.summary import METRICS, LayerSummary, packed_offset, summarise
+from vaesim.similarity.summary import LayerSummary, check_metrics, packed_offset, summarise
 
 __all__ = ["compare", "COLUMNS"]
 
@@ -73,16 +73,6 @@ def _resolve_pairs(models: Mapping, model_pairs: Iterable | None) -> list[tuple[
                 raise ValueError(f"compare: model_pairs names model {key!r}, which is not in models (keys: {keys!r})")
         pairs.append((pair[0], pair[1]))
     return pairs
-
-
-def _check_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
-    if isinstance(metrics, str):
-        metrics = (metrics,)
-    metrics = tuple(metrics)
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown or not metrics:
-        raise ValueError(f"compare: metrics must be a non-empty subset of {METRICS}, got {metrics!r}")
-    return metrics
 
 
 def _summaries(models: Mapping, involved: Sequence, metrics: tuple[str, ...], device: Any) -> dict:
@@ -349,7 +339,7 @@ def compare(
         ``(a_layer, b_layer)``. Zero-variance layers give NaN with a ``note``.
     """
     _check_models(models)
-    metrics = _check_metrics(metrics)
+    metrics = check_metrics(metrics, "compare")
     pairs = _resolve_pairs(models, model_pairs)
     involved = [key for key in models if any(key in pair for pair in pairs)]
     summary_map = _summaries(models, involved, metrics, device)

@@ -181,7 +181,8 @@ class LayerSummary:
         return unpack_upper(self.r, self.n, scale=False, symmetric=False).T
 
 
-def _check_metrics(metrics: Iterable[str], where: str) -> tuple[str, ...]:
+def check_metrics(metrics: Iterable[str], where: str) -> tuple[str, ...]:
+    """``metrics`` as a tuple, checked against :data:`METRICS`; ``where`` names the caller in the error."""
     if isinstance(metrics, str):
         metrics = (metrics,)
     metrics = tuple(metrics)
@@ -204,7 +205,7 @@ def summarise(x: Any, *, name: str = "x", metrics: Iterable[str] = ("cka", "proc
     Returns:
         :class:`LayerSummary` (float64, about ``min(n^2, n p)`` numbers).
     """
-    metrics = _check_metrics(metrics, "summarise")
+    metrics = check_metrics(metrics, "summarise")
     matrix = as_matrix(x, name, check_finite=False)  # finiteness is checked while centring
     n, p = matrix.shape
     want_factor = "procrustes" in metrics

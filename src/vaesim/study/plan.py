@@ -132,6 +132,7 @@ class ExtractTask(Task):
     probe_seed: int
     keep_activations: tuple[str, ...] = ()
     device: str = "cpu"
+    sample_noise: str = "independent"  # eps of the sampled layer: per (run, step) or shared by all models
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,6 +155,7 @@ class CompareTask(Task):
     probe_seed: int
     keep_activations: tuple[str, ...] = ()
     device: str = "cpu"
+    sample_noise: str = "independent"
 
     def run(self, run_id: str) -> RunPlan:
         """The plan of one involved run."""
@@ -166,7 +168,7 @@ class CompareTask(Task):
         """The extract task that writes the summaries of ``run_id`` at ``step``."""
         return extract_task(run_id, self.dataset, step, layers=self.layers, metrics=self.metrics,
                             probe_seed=self.probe_seed, keep_activations=self.keep_activations,
-                            device=self.device)
+                            device=self.device, sample_noise=self.sample_noise)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -175,6 +177,7 @@ class StoreTask(Task):
 
     stage: ClassVar[str] = "store"
     runs: tuple[RunPlan, ...]
+    steps: tuple[int, ...] = ()  # recorded checkpoints whose latent statistics go into latents.parquet
 
 
 @dataclass
@@ -222,6 +225,11 @@ def summary_path(run_id: str, step: int) -> str:
     return f"summaries/{run_id}/step_{step:08d}.npz"
 
 
+def latents_path(run_id: str, step: int) -> str:
+    """Per-dimension statistics of the latent code on the probe set (``vaesim.activations.latent_statistics``)."""
+    return f"summaries/{run_id}/step_{step:08d}.latents.parquet"
+
+
 def activations_path(run_id: str, step: int) -> str:
     return f"activations/{run_id}/step_{step:08d}.npz"
 
@@ -237,6 +245,7 @@ def results_path(task_id: str) -> str:
 
 RUNS_TABLE = "runs.parquet"
 TRAINING_METRICS_TABLE = "training_metrics.parquet"
+LATENTS_TABLE = "latents.parquet"
 
 
 # -- runs -----------------------------------------------------------------
@@ -246,7 +255,8 @@ def plan_runs(spec: StudySpec) -> list[RunPlan]:
     """Every (dataset, objective, value, seed) of the grid, in a stable order."""
     training = spec.training.model_dump(mode="json")
     training.pop("checkpoints")
-    steps = spec.checkpoint_steps()
+    training["sample_noise"] = spec.probe.sample_noise  # the training monitor follows the probe's noise rule
+    steps = spec.recorded_steps()
     runs = []
     for dataset in spec.datasets:
         for objective in spec.objectives:
@@ -290,8 +300,9 @@ def comparison_groups(spec: StudySpec, runs: list[RunPlan]) -> list[tuple[str, s
     - ``within_run``: one task per run; pairs ``s_i <= s_j`` over its
       checkpoints (``all``), ``(s, final)`` for every ``s`` (``final``), or
       ``(s, s)`` and ``(s, final)`` (``self_and_final``).
-    Cross-model types use every checkpoint step, or only the final one when
-    ``across_steps: final``.
+    Cross-model types use every checkpoint step, or only the initial (step
+    0, the untrained baseline) and the final one when ``across_steps: final``.
+    Steps are the spec's recorded steps: the schedule plus step 0.
 
     - ``seeds``: one task per (dataset, objective, value, step); every
       unordered pair of distinct seeds.
@@ -302,8 +313,9 @@ def comparison_groups(spec: StudySpec, runs: list[RunPlan]) -> list[tuple[str, s
     - ``factors``: one task per run; every checkpoint against the factors.
     """
     comps = spec.comparisons
-    steps = spec.checkpoint_steps()
-    across = steps if comps.across_steps == "all" else steps[-1:]
+    steps = spec.recorded_steps()
+    # ``final``: the final step, plus step 0 (the untrained baseline of every cross-model comparison)
+    across = steps if comps.across_steps == "all" else sorted({steps[0], steps[-1]})
     groups: list[tuple[str, str, list[tuple]]] = []
     if comps.within_run != "none":
         for run in runs:
@@ -355,9 +367,11 @@ def comparison_groups(spec: StudySpec, runs: list[RunPlan]) -> list[tuple[str, s
 
 
 def extract_task(run_id: str, dataset: str, step: int, *, layers: tuple[str, ...], metrics: tuple[str, ...],
-                 probe_seed: int, keep_activations: tuple[str, ...] = (), device: str = "cpu") -> ExtractTask:
+                 probe_seed: int, keep_activations: tuple[str, ...] = (), device: str = "cpu",
+                 sample_noise: str = "independent") -> ExtractTask:
     """The extract task of one checkpoint, with its outputs and inputs (one definition for every caller)."""
-    outputs = [summary_path(run_id, step), checksum_path(summary_path(run_id, step))]
+    outputs = [summary_path(run_id, step), checksum_path(summary_path(run_id, step)),
+               latents_path(run_id, step), checksum_path(latents_path(run_id, step))]
     if keep_activations:
         outputs += [activations_path(run_id, step), checksum_path(activations_path(run_id, step))]
     return ExtractTask(
@@ -366,6 +380,7 @@ def extract_task(run_id: str, dataset: str, step: int, *, layers: tuple[str, ...
         inputs=(checkpoint_sums_path(run_id), probe_path(dataset)),
         run_id=run_id, dataset=dataset, step=int(step), layers=tuple(layers), metrics=tuple(metrics),
         probe_seed=int(probe_seed), keep_activations=tuple(keep_activations), device=device,
+        sample_noise=sample_noise,
     )
 
 
@@ -375,7 +390,7 @@ def extract_task(run_id: str, dataset: str, step: int, *, layers: tuple[str, ...
 def plan_study(spec: StudySpec) -> StudyPlan:
     """Runs and tasks of ``spec``; a pure function of the spec."""
     runs = plan_runs(spec)
-    steps = spec.checkpoint_steps()
+    steps = spec.recorded_steps()
     layers = spec.layer_names()
     probe = spec.probe.model_dump()
     plan = StudyPlan(spec=spec, runs=runs)
@@ -406,7 +421,8 @@ def plan_study(spec: StudySpec) -> StudyPlan:
     ]
     plan.tasks["extract"] = [
         extract_task(run.run_id, run.dataset, step, layers=tuple(layers), metrics=tuple(spec.metrics),
-                     probe_seed=spec.probe.seed, keep_activations=tuple(spec.kept_layers()), device=spec.device)
+                     probe_seed=spec.probe.seed, keep_activations=tuple(spec.kept_layers()), device=spec.device,
+                     sample_noise=spec.probe.sample_noise)
         for run in runs
         for step in steps
     ]
@@ -435,15 +451,17 @@ def plan_study(spec: StudySpec) -> StudyPlan:
                 probe_seed=spec.probe.seed,
                 keep_activations=tuple(spec.kept_layers()),
                 device=spec.device,
+                sample_noise=spec.probe.sample_noise,
             )
         )
     plan.tasks["compare"] = compare
     plan.tasks["store"] = [
         StoreTask(
             task_id="store/runs",
-            outputs=(RUNS_TABLE, TRAINING_METRICS_TABLE),
+            outputs=(RUNS_TABLE, TRAINING_METRICS_TABLE, LATENTS_TABLE),
             inputs=tuple(checkpoint_sums_path(run.run_id) for run in runs),
             runs=tuple(runs),
+            steps=tuple(steps),
         )
     ]
     return plan

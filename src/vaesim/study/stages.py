@@ -153,6 +153,9 @@ def train_config(task: TrainTask):
         reconstruction=config["reconstruction"],
         log_every=config["log_every"],
         monitor_every=config["monitor_every"],
+        init=config.get("init", "glorot"),
+        sample_noise=config.get("sample_noise", "independent"),
+        validation_split=config.get("validation_split", 0.0),
     )
 
 
@@ -193,12 +196,16 @@ def checkpoint_intact(root: Path, run_id: str, step: int) -> bool:
 def extract_stage(root: Path, task: ExtractTask) -> str | None:
     """Record every layer of one checkpoint on the probe set; save their summaries.
 
-    Writes ``summaries/<run_id>/step_{step:08d}.npz`` ({layer: LayerSummary})
+    The sampled layer's eps follows ``task.sample_noise``
+    (:func:`vaesim.activations.noise_seed`: per (run, step) by default).
+    Writes ``summaries/<run_id>/step_{step:08d}.npz`` ({layer: LayerSummary}),
+    ``summaries/<run_id>/step_{step:08d}.latents.parquet`` (per-dimension
+    statistics of the latent code, :func:`vaesim.activations.latent_statistics`)
     and, for the layers in ``keep_activations``,
     ``activations/<run_id>/step_{step:08d}.npz`` (float32 (n, features) per layer). Returns ``"corrupt_checkpoint"`` when
     the checkpoint cannot be loaded.
     """
-    from vaesim.activations import extract_activations
+    from vaesim.activations import extract_activations, latent_statistics, noise_seed
     from vaesim.similarity import save_summaries, summarise
     from vaesim.training import load_checkpoint
 
@@ -214,10 +221,13 @@ def extract_stage(root: Path, task: ExtractTask) -> str | None:
                        step, run_id, type(error).__name__, error)
         return "corrupt_checkpoint"
     probe = load_probe(root, task.dataset)
+    recorded = tuple(dict.fromkeys((*task.layers, *LATENT_LAYERS)))
     activations = extract_activations(
-        model, probe_images(probe), layers=tuple(task.layers), seed=task.probe_seed,
-        device=resolve_device(task.device),
+        model, probe_images(probe), layers=recorded,
+        seed=noise_seed(task.probe_seed, run_id, step, task.sample_noise), device=resolve_device(task.device),
     )
+    latents = latent_statistics(activations["encoder.mean"], activations["encoder.logvar"])
+    write_table(root / layout.latents_path(run_id, step), latents.assign(run_id=run_id, step=step), checksum=True)
     kept = task.keep_activations
     if kept:
         path = root / layout.activations_path(run_id, step)
@@ -231,6 +241,9 @@ def extract_stage(root: Path, task: ExtractTask) -> str | None:
     save_summaries(path, summaries)
     write_checksum(path)
     return None
+
+
+LATENT_LAYERS = ("encoder.mean", "encoder.logvar")  # always recorded: the latent statistics need them
 
 
 def array_device(device: str) -> str | None:
@@ -387,7 +400,36 @@ def store_stage(root: Path, task: StoreTask) -> None:
                 log[column] = getattr(run, column)
         logs.append(log)
     write_table(root / layout.TRAINING_METRICS_TABLE, pd.concat(logs, ignore_index=True))
+    write_table(root / layout.LATENTS_TABLE, collect_latents(root, task))
     write_table(root / layout.RUNS_TABLE, pd.DataFrame(rows))
+
+
+def collect_latents(root: Path, task: StoreTask) -> pd.DataFrame:
+    """``latents.parquet``: every verified per-checkpoint latent table, with the run's columns.
+
+    Columns: run_id, dataset, objective, param_name, param, seed, step, dim,
+    mean_variance, posterior_variance, kl. A checkpoint whose file is missing
+    or fails its checksum is left out with a warning (its extract task has
+    not run or will be redone).
+    """
+    from vaesim.activations import LATENT_COLUMNS
+
+    parts = []
+    for run in task.runs:
+        for step in task.steps:
+            path = root / layout.latents_path(run.run_id, step)
+            if not verified(path):
+                logger.warning("latent statistics %s are missing or corrupt; left out of %s", path,
+                               layout.LATENTS_TABLE)
+                continue
+            frame = pd.read_parquet(path)
+            frame = frame.assign(run_id=run.run_id, dataset=run.dataset, objective=run.objective,
+                                 param_name=run.param_name, param=float(run.param), seed=int(run.seed), step=int(step))
+            parts.append(frame)
+    columns = ["run_id", "dataset", "objective", "param_name", "param", "seed", "step", *LATENT_COLUMNS]
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
+    return pd.concat(parts, ignore_index=True)[columns]
 
 
 def final_metrics(metrics: pd.DataFrame) -> dict:

@@ -61,13 +61,16 @@ def test_untrained_networks_do_not_support_claims_1_and_2(independent):
     assert verdicts["claim 1"] != F.HOLDS
     assert verdicts["claim 2"] != F.HOLDS
     assert findings.verdict.ne(F.HOLDS).all()
-    claim2 = findings[findings.finding.str.startswith("claim 2")].iloc[0]
+    claim1, claim2 = (findings[findings.finding.str.startswith(c)].iloc[0] for c in ("claim 1", "claim 2"))
+    # the sampled and decoder layers "change" between checkpoints only through fresh eps: the noise floor says so
+    assert claim1.verdict == F.NOT_ENOUGH_DATA and "limited by sampling noise" in claim1.detail
     assert "no trunk layer was changed by training" in claim2.detail
     # the baselines are stored next to the scores: cross-seed rows at step 0, initial-to-final within runs
     assert ((results.comparison == "seeds") & (results.a_step == 0)).any()
     baselines = F.baseline_table(results).set_index("layer")
     assert baselines.loc["encoder.conv3", "initial_to_final"] > 0.999  # nothing was learned
     assert baselines.loc["encoder.conv3", "params_initial"] == pytest.approx(1.0)  # one seed, one initialisation
+    assert baselines.loc["encoder.sample", "noise_floor"] < 0.2  # untrained: the sample is mostly eps
 
 
 def test_independent_noise_keeps_unrelated_sampled_and_decoder_layers_apart(independent, tmp_path_factory):

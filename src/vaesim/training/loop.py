@@ -135,10 +135,16 @@ class _Monitor:
         out = model(self.images, noise=self.noise)
         model.train(was_training)
         kl_dim = kl_per_dimension(out.mean, out.logvar)
-        return {
-            "cka_mean_sample": float(linear_cka(out.mean.double().cpu().numpy(), out.sample.double().cpu().numpy())),
-            "active_dims": int((kl_dim > self.threshold).sum()),
-        }
+        row = {"active_dims": int((kl_dim > self.threshold).sum())}
+        try:
+            row["cka_mean_sample"] = float(linear_cka(out.mean.double().cpu().numpy(),
+                                                      out.sample.double().cpu().numpy()))
+        except (ValueError, ArithmeticError) as error:
+            # A collapsed encoder (constant mean) is what the monitor exists to record: NaN + why, and go on.
+            row["cka_mean_sample"] = float("nan")
+            row["monitor_note"] = f"cka_mean_sample undefined: {error}"
+            logger.warning("posterior-collapse monitor: %s", row["monitor_note"])
+        return {"cka_mean_sample": row.pop("cka_mean_sample"), **row}
 
 
 def _restore(run_dir, step, model, objective, optimizer) -> dict:

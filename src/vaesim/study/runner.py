@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vaesim.study import plan as layout
 from vaesim.study.executors import EXECUTORS, StageOutcome, TaskFailure, make_executor
+from vaesim.study.lock import RUNNING_FILE, StudyLock, describe, read_running, runner_alive
 from vaesim.study.plan import STAGES, StudyPlan, Task, plan_study, spec_differences
 from vaesim.study.spec import StudySpec, TaskResources, load_spec, param_name
 from vaesim.study.stages import outputs_done
@@ -31,7 +30,6 @@ from vaesim.utils import atomic_write_json, atomic_write_text
 logger = logging.getLogger(__name__)
 
 SPEC_FILE = "spec.yaml"
-RUNNING_FILE = "running.json"
 FAILURES_FILE = "failures.json"
 
 
@@ -162,22 +160,22 @@ def run_study(spec, out_dir, *, executor: str = "local", workers: int | None = N
     out_dir = Path(out_dir)
     check_executor_options(executor, workers=workers, address=address, threads=threads)
     check_inputs(spec)
-    prepare_directory(spec, out_dir, force=force)
-    plan = plan_study(spec)
-    _claim(out_dir, executor)
-    runner = make_executor(executor, workers=workers, address=address, max_retries=spec.resources.max_retries,
-                           threads=threads)
-    failures: list[TaskFailure] = []
-    meter = _Progress(progress)
-    started = time.perf_counter()
-    try:
-        for stage in STAGES:
-            failures += _run_stage(plan, stage, out_dir, runner, meter)
-    finally:
-        meter.stop()
-        runner.close()
-        (out_dir / RUNNING_FILE).unlink(missing_ok=True)
-    atomic_write_json(out_dir / FAILURES_FILE, [f.__dict__ for f in failures])
+    # The lock comes first: a runner that is refused has changed nothing (not even spec.yaml).
+    with StudyLock(out_dir, executor):
+        prepare_directory(spec, out_dir, force=force)
+        plan = plan_study(spec)
+        runner = make_executor(executor, workers=workers, address=address,
+                               max_retries=spec.resources.max_retries, threads=threads)
+        failures: list[TaskFailure] = []
+        meter = _Progress(progress)
+        started = time.perf_counter()
+        try:
+            for stage in STAGES:
+                failures += _run_stage(plan, stage, out_dir, runner, meter)
+        finally:
+            meter.stop()
+            runner.close()
+        atomic_write_json(out_dir / FAILURES_FILE, [f.__dict__ for f in failures])
     logger.info("study %s finished in %.1f s with %d failure(s)", out_dir, time.perf_counter() - started,
                 len(failures))
     if failures:
@@ -270,33 +268,6 @@ def repair_run(out_dir: Path, plan: StudyPlan, run_id: str, bad_step: int) -> No
         (out_dir / name).unlink(missing_ok=True)
 
 
-def _claim(out_dir: Path, executor: str) -> None:
-    """Refuse to run beside a live runner on the same directory; record this one."""
-    running = out_dir / RUNNING_FILE
-    if running.is_file():
-        try:
-            info = json.loads(running.read_text())
-        except ValueError:
-            info = {}
-        if info.get("host") == socket.gethostname() and _alive(info.get("pid")) and info.get("pid") != os.getpid():
-            raise ValueError(f"{out_dir} is being run by process {info['pid']} (see {running}); "
-                             f"wait for it, or stop it, before running the study again")
-    atomic_write_json(running, {"pid": os.getpid(), "host": socket.gethostname(), "executor": executor,
-                                "started": time.time()})
-
-
-def _alive(pid) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 # -- status -----------------------------------------------------------------------
 
 
@@ -308,6 +279,7 @@ class StudyStatus:
     stages: dict[str, tuple[int, int]]
     running: dict | None
     failures: list[dict]
+    stale_runner: dict | None = None  # a running.json whose runner is gone (killed, host down, pid reused)
 
     @property
     def complete(self) -> bool:
@@ -321,9 +293,10 @@ class StudyStatus:
             lines.append(f"  {stage:8s} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} done, "
                          f"{total - done} pending")
         if self.running:
-            lines.append(f"  running: pid {self.running.get('pid')} on {self.running.get('host')} "
-                         f"({self.running.get('executor')} executor)")
+            lines.append(f"  running: {describe(self.running)}")
         else:
+            if self.stale_runner:
+                lines.append(f"  stale runner record: {describe(self.stale_runner)} is gone")
             lines.append("  complete" if self.complete else "  not running (rerun `vaesim study run` to resume)")
         for failure in self.failures:
             lines.append(f"  failed last run: {failure['task_id']}: {failure['error']}")
@@ -342,17 +315,11 @@ def study_status(out_dir) -> StudyStatus:
     for stage in STAGES:
         tasks = plan.tasks[stage]
         stages[stage] = (sum(outputs_done(out_dir, t) for t in tasks), len(tasks))
-    running = None
-    running_file = out_dir / RUNNING_FILE
-    if running_file.is_file():
-        try:
-            info = json.loads(running_file.read_text())
-        except ValueError:
-            info = {}
-        if info.get("host") != socket.gethostname() or _alive(info.get("pid")):
-            running = info
+    info = read_running(out_dir)
+    running = info if info and runner_alive(info) else None
+    stale = info if info is not None and running is None else None
     failures = []
     failures_file = out_dir / FAILURES_FILE
     if failures_file.is_file() and running is None:
         failures = json.loads(failures_file.read_text())
-    return StudyStatus(out_dir, stages, running, failures)
+    return StudyStatus(out_dir, stages, running, failures, stale)

@@ -245,3 +245,13 @@ def test_collapsed_encoder_trains_to_the_end_with_nan_monitor(tiny_dataset, tmp_
     assert "zero variance" in metrics.loc[4, "monitor_note"]
     assert (metrics.loc[[2, 4], "active_dims"] >= 0).all()
     assert "posterior-collapse monitor" in caplog.text
+
+
+def test_metrics_log_cut_off_last_line_is_ignored_but_a_bad_middle_line_is_an_error(tmp_path, caplog):
+    rows = [json.dumps({"step": s, "loss": 1.0 / s}) for s in (1, 2, 3)]
+    (tmp_path / "metrics.jsonl").write_text(rows[0] + "\n" + rows[1] + "\n" + rows[2][:7])
+    assert read_metrics(tmp_path)["step"].tolist() == [1, 2]
+    assert "line 3 is cut off" in caplog.text
+    (tmp_path / "metrics.jsonl").write_text(rows[0] + "\n" + '{"step": 2, "lo\x00' + "\n" + rows[2] + "\n")
+    with pytest.raises(ValueError, match=r"metrics.jsonl: line 2 is not a metrics row"):
+        read_metrics(tmp_path)

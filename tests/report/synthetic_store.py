@@ -162,16 +162,22 @@ class Synthetic:
 
     def write_study(self, study_dir: Path) -> Path:
         """A study directory in the documented layout: spec.yaml, results/*.parquet, runs.parquet."""
+        from vaesim.study.store import planned_result_files
+
         study_dir.mkdir(parents=True, exist_ok=True)
         spec = dict(name="synthetic", datasets=["dsprites-procedural"],
-                    objectives={self.objective: {self.param_name: list(self.params)}},
-                    seeds=list(self.seeds), steps=self.steps[-1])
+                    objectives=[{"name": self.objective, "values": list(self.params)}],
+                    seeds=list(self.seeds),
+                    training={"steps": self.steps[-1], "checkpoints": {"steps": list(self.steps)}},
+                    probe={"n": 64, "seed": 0})
         (study_dir / "spec.yaml").write_text(yaml.safe_dump(spec))
+        # Readers take only the results files the spec plans: each comparison's rows go to one of them.
+        planned = planned_result_files(study_dir)
         results = self.results().assign(a_epoch=0.0, b_epoch=0.0)[list(RESULT_SCHEMA.names)]
         for comparison, part in results.groupby("comparison"):
-            for index, (run, task) in enumerate(part.groupby("a_run")):
-                write_table(study_dir / "results" / f"{comparison}__{index:03d}.parquet", task, RESULT_SCHEMA,
-                            checksum=True)
-        write_table(study_dir / "runs.parquet", self.runs())
-        write_table(study_dir / "latents.parquet", self.latents())
+            target = next((p for p in planned if p.name.startswith(f"{comparison}__")), planned[0])
+            planned.remove(target)
+            write_table(target, part, RESULT_SCHEMA, checksum=True)
+        write_table(study_dir / "runs.parquet", self.runs(), checksum=True)
+        write_table(study_dir / "latents.parquet", self.latents(), checksum=True)
         return study_dir

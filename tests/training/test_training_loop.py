@@ -196,7 +196,7 @@ def test_a_collapsed_mean_is_recorded_as_nan_and_training_finishes(tiny_dataset,
     metrics = read_metrics(tmp_path).set_index("step")
     assert (tmp_path / "DONE").is_file()
     assert math.isnan(metrics.loc[2, "cka_mean_sample"]) and math.isnan(metrics.loc[4, "cka_mean_sample"])
-    assert "CKA(mean, sample) undefined at step 2" in caplog.text
+    assert "posterior-collapse monitor at step 2: cka_mean_sample undefined" in caplog.text
 
 
 def test_validation_split_holds_out_fixed_examples_and_logs_their_elbo(tiny_dataset, tmp_path):
@@ -291,3 +291,37 @@ def test_resume_after_kill_9_matches_an_uninterrupted_run(reference_run, tmp_pat
     train(small_config(), tmp_path, dataset=ImageArray(blob_images(48)), progress=False, device="cpu")
     assert_same_tensors(checkpoint_tensors(reference_run, 4), checkpoint_tensors(tmp_path, 4))
     assert read_metrics(tmp_path).equals(read_metrics(reference_run))
+
+
+def test_collapsed_encoder_trains_to_the_end_with_nan_monitor(tiny_dataset, tmp_path, monkeypatch, caplog):
+    """Issue 10 item 1: a constant encoder mean made the monitor raise and the run never finish."""
+    from vaesim.training import loop
+
+    def collapsed_vae(*args, **kwargs):
+        model = build_vae(*args, **kwargs)
+        with torch.no_grad():
+            model.encoder.mean.weight.zero_()  # mean = bias: the same for every image (full collapse)
+        model.encoder.mean.weight.requires_grad_(False)
+        return model
+
+    from vaesim.models.architectures import build_vae
+
+    monkeypatch.setattr(loop, "build_vae", collapsed_vae)
+    config = small_config(steps=4, monitor_every=2, monitor_size=32, log_every=4, checkpoints=[0, 4])
+    train(config, tmp_path, dataset=tiny_dataset, progress=False)
+    assert (tmp_path / "DONE").is_file()
+    metrics = read_metrics(tmp_path).set_index("step")
+    assert metrics.loc[[2, 4], "cka_mean_sample"].isna().all()
+    assert "zero variance" in metrics.loc[4, "monitor_note"]
+    assert (metrics.loc[[2, 4], "active_dims"] >= 0).all()
+    assert "posterior-collapse monitor" in caplog.text
+
+
+def test_metrics_log_cut_off_last_line_is_ignored_but_a_bad_middle_line_is_an_error(tmp_path, caplog):
+    rows = [json.dumps({"step": s, "loss": 1.0 / s}) for s in (1, 2, 3)]
+    (tmp_path / "metrics.jsonl").write_text(rows[0] + "\n" + rows[1] + "\n" + rows[2][:7])
+    assert read_metrics(tmp_path)["step"].tolist() == [1, 2]
+    assert "line 3 is cut off" in caplog.text
+    (tmp_path / "metrics.jsonl").write_text(rows[0] + "\n" + '{"step": 2, "lo\x00' + "\n" + rows[2] + "\n")
+    with pytest.raises(ValueError, match=r"metrics.jsonl: line 2 is not a metrics row"):
+        read_metrics(tmp_path)

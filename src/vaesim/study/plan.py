@@ -433,6 +433,7 @@ def plan_study(spec: StudySpec) -> StudyPlan:
                 probe_info_path(dataset),
                 factors_summary_path(dataset),
                 checksum_path(factors_summary_path(dataset)),
+                checksum_path(probe_info_path(dataset)),
             ),
             dataset=dataset, n=spec.probe.n, seed=spec.probe.seed, metrics=tuple(spec.metrics),
             dataset_root=spec.dataset_root, device=spec.device,
@@ -489,9 +490,9 @@ def plan_study(spec: StudySpec) -> StudyPlan:
     plan.tasks["store"] = [
         StoreTask(
             task_id="store/runs",
-            outputs=(RUNS_TABLE, TRAINING_METRICS_TABLE, LATENTS_TABLE),
-            inputs=tuple(checkpoint_sums_path(run.run_id) for run in runs),
-            runs=tuple(runs),
+            outputs=(TRAINING_METRICS_TABLE, checksum_path(TRAINING_METRICS_TABLE), LATENTS_TABLE,
+                     checksum_path(LATENTS_TABLE), RUNS_TABLE, checksum_path(RUNS_TABLE)),
+            runs=tuple(runs),  # no inputs: the tables hold the finished runs even when some failed
             steps=tuple(steps),
         )
     ]

@@ -13,25 +13,23 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vaesim.study import plan as layout
 from vaesim.study.executors import EXECUTORS, StageOutcome, TaskFailure, make_executor
+from vaesim.study.lock import RUNNING_FILE, StudyLock, describe, read_running, runner_alive
 from vaesim.study.plan import STAGES, StudyPlan, Task, plan_study, spec_differences
 from vaesim.study.spec import StudySpec, TaskResources, load_spec, param_name
-from vaesim.study.stages import outputs_done
-from vaesim.study.store import discard, verified
+from vaesim.study.stages import corrupt_outputs, outputs_done, store_is_stale
+from vaesim.study.store import discard
 from vaesim.utils import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
 SPEC_FILE = "spec.yaml"
-RUNNING_FILE = "running.json"
 FAILURES_FILE = "failures.json"
 
 
@@ -113,7 +111,7 @@ def remove_stale(out_dir: Path, old: StudySpec, new: StudySpec) -> None:
                 if path.is_file() and str(path.relative_to(out_dir)) not in keep:
                     path.unlink()
     for name in (layout.RUNS_TABLE, layout.TRAINING_METRICS_TABLE, layout.LATENTS_TABLE):
-        (out_dir / name).unlink(missing_ok=True)
+        discard(out_dir / name)
 
 
 # -- the runner -------------------------------------------------------------------
@@ -162,22 +160,22 @@ def run_study(spec, out_dir, *, executor: str = "local", workers: int | None = N
     out_dir = Path(out_dir)
     check_executor_options(executor, workers=workers, address=address, threads=threads)
     check_inputs(spec)
-    prepare_directory(spec, out_dir, force=force)
-    plan = plan_study(spec)
-    _claim(out_dir, executor)
-    runner = make_executor(executor, workers=workers, address=address, max_retries=spec.resources.max_retries,
-                           threads=threads)
-    failures: list[TaskFailure] = []
-    meter = _Progress(progress)
-    started = time.perf_counter()
-    try:
-        for stage in STAGES:
-            failures += _run_stage(plan, stage, out_dir, runner, meter)
-    finally:
-        meter.stop()
-        runner.close()
-        (out_dir / RUNNING_FILE).unlink(missing_ok=True)
-    atomic_write_json(out_dir / FAILURES_FILE, [f.__dict__ for f in failures])
+    # The lock comes first: a runner that is refused has changed nothing (not even spec.yaml).
+    with StudyLock(out_dir, executor):
+        prepare_directory(spec, out_dir, force=force)
+        plan = plan_study(spec)
+        runner = make_executor(executor, workers=workers, address=address,
+                               max_retries=spec.resources.max_retries, threads=threads)
+        failures: list[TaskFailure] = []
+        meter = _Progress(progress)
+        started = time.perf_counter()
+        try:
+            for stage in STAGES:
+                failures += _run_stage(plan, stage, out_dir, runner, meter)
+        finally:
+            meter.stop()
+            runner.close()
+        atomic_write_json(out_dir / FAILURES_FILE, [f.__dict__ for f in failures])
     logger.info("study %s finished in %.1f s with %d failure(s)", out_dir, time.perf_counter() - started,
                 len(failures))
     if failures:
@@ -187,8 +185,10 @@ def run_study(spec, out_dir, *, executor: str = "local", workers: int | None = N
 
 def _run_stage(plan: StudyPlan, stage: str, out_dir: Path, runner, meter: _Progress) -> list[TaskFailure]:
     tasks = plan.tasks[stage]
-    if stage == "compare":
-        _discard_corrupt_results(out_dir, tasks)
+    if stage in ("probe", "compare", "store"):
+        _discard_corrupt_outputs(out_dir, tasks)
+    if stage == "store":
+        _discard_stale_store(plan, out_dir)
     pending = [t for t in tasks if not outputs_done(out_dir, t)]
     ready = [t for t in pending if all((out_dir / i).is_file() for i in t.inputs)]
     blocked = [TaskFailure(t.task_id, "not run: an upstream task failed (its inputs are missing)")
@@ -209,12 +209,30 @@ def _run_stage(plan: StudyPlan, stage: str, out_dir: Path, runner, meter: _Progr
     return failures
 
 
-def _discard_corrupt_results(out_dir: Path, tasks: list[Task]) -> None:
-    """A results file that does not match its checksum is discarded, so its task runs again."""
+def _discard_corrupt_outputs(out_dir: Path, tasks: list[Task]) -> None:
+    """A task with an output that does not match its checksum loses all its outputs, so it runs again.
+
+    Checked for the small outputs (probe files, results, store tables) on
+    every run; summaries are verified when a compare task loads them,
+    checkpoints when an extract task does.
+    """
     for task in tasks:
-        path = out_dir / task.outputs[0]
-        if path.is_file() and (out_dir / task.outputs[1]).is_file() and not verified(path):
-            discard(path)
+        if corrupt_outputs(out_dir, task):
+            logger.warning("task %s: an output does not match its checksum; its outputs are discarded and "
+                           "recomputed", task.task_id)
+            for output in task.outputs:
+                (out_dir / output).unlink(missing_ok=True)
+
+
+def _discard_stale_store(plan: StudyPlan, out_dir: Path) -> None:
+    """Run tables that do not hold exactly the finished runs are discarded, so the store runs again.
+
+    (A store written while some runs had failed holds only the finished ones.)
+    """
+    for task in plan.tasks["store"]:
+        if store_is_stale(out_dir, task):
+            for output in task.outputs:
+                (out_dir / output).unlink(missing_ok=True)
 
 
 def _repair_and_rerun(plan: StudyPlan, out_dir: Path, corrupt_extract_ids: list[str], runner,
@@ -268,34 +286,7 @@ def repair_run(out_dir: Path, plan: StudyPlan, run_id: str, bad_step: int) -> No
         if stale & set(task.inputs):
             discard(out_dir / task.outputs[0])
     for name in (layout.RUNS_TABLE, layout.TRAINING_METRICS_TABLE, layout.LATENTS_TABLE):
-        (out_dir / name).unlink(missing_ok=True)
-
-
-def _claim(out_dir: Path, executor: str) -> None:
-    """Refuse to run beside a live runner on the same directory; record this one."""
-    running = out_dir / RUNNING_FILE
-    if running.is_file():
-        try:
-            info = json.loads(running.read_text())
-        except ValueError:
-            info = {}
-        if info.get("host") == socket.gethostname() and _alive(info.get("pid")) and info.get("pid") != os.getpid():
-            raise ValueError(f"{out_dir} is being run by process {info['pid']} (see {running}); "
-                             f"wait for it, or stop it, before running the study again")
-    atomic_write_json(running, {"pid": os.getpid(), "host": socket.gethostname(), "executor": executor,
-                                "started": time.time()})
-
-
-def _alive(pid) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        discard(out_dir / name)
 
 
 # -- status -----------------------------------------------------------------------
@@ -309,26 +300,34 @@ class StudyStatus:
     stages: dict[str, tuple[int, int]]
     running: dict | None
     failures: list[dict]
+    stale_runner: dict | None = None  # a running.json whose runner is gone (killed, host down, pid reused)
+    corrupt: dict[str, int] = field(default_factory=dict)  # per stage: finished tasks with a corrupt output
 
     @property
     def complete(self) -> bool:
-        return all(done == total for done, total in self.stages.values())
+        return all(done == total for done, total in self.stages.values()) and not any(self.corrupt.values())
 
     def format(self, width: int = 30) -> str:
         """Lines ``stage [#####.....] done/total`` plus the runner and failures."""
         lines = [f"study {self.study_dir}"]
         for stage, (done, total) in self.stages.items():
             filled = width if total == 0 else round(width * done / total)
+            bad = self.corrupt.get(stage, 0)
             lines.append(f"  {stage:8s} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} done, "
-                         f"{total - done} pending")
+                         f"{total - done} pending" + (f" ({bad} corrupt: a rerun recomputes them)" if bad else ""))
         if self.running:
-            lines.append(f"  running: pid {self.running.get('pid')} on {self.running.get('host')} "
-                         f"({self.running.get('executor')} executor)")
+            lines.append(f"  running: {describe(self.running)}")
         else:
+            if self.stale_runner:
+                lines.append(f"  stale runner record: {describe(self.stale_runner)} is gone")
             lines.append("  complete" if self.complete else "  not running (rerun `vaesim study run` to resume)")
         for failure in self.failures:
             lines.append(f"  failed last run: {failure['task_id']}: {failure['error']}")
         return "\n".join(lines)
+
+
+# Stages whose (small) outputs status hashes every time; summaries and checkpoints: `vaesim study verify`.
+VERIFIED_BY_STATUS = ("probe", "compare", "store")
 
 
 def study_status(out_dir) -> StudyStatus:
@@ -339,21 +338,20 @@ def study_status(out_dir) -> StudyStatus:
         raise FileNotFoundError(f"{out_dir} is not a study directory (no {SPEC_FILE}); "
                                 f"start one with `vaesim study run SPEC --out {out_dir}`")
     plan = plan_study(load_spec(spec_file))
-    stages = {}
+    stages, corrupt = {}, {}
     for stage in STAGES:
         tasks = plan.tasks[stage]
-        stages[stage] = (sum(outputs_done(out_dir, t) for t in tasks), len(tasks))
-    running = None
-    running_file = out_dir / RUNNING_FILE
-    if running_file.is_file():
-        try:
-            info = json.loads(running_file.read_text())
-        except ValueError:
-            info = {}
-        if info.get("host") != socket.gethostname() or _alive(info.get("pid")):
-            running = info
+        done = [t for t in tasks if outputs_done(out_dir, t)]
+        if stage in VERIFIED_BY_STATUS:
+            bad = [t for t in done if corrupt_outputs(out_dir, t)]
+            corrupt[stage] = len(bad)
+            done = [t for t in done if t not in bad]
+        stages[stage] = (len(done), len(tasks))
+    info = read_running(out_dir)
+    running = info if info and runner_alive(info) else None
+    stale = info if info is not None and running is None else None
     failures = []
     failures_file = out_dir / FAILURES_FILE
     if failures_file.is_file() and running is None:
         failures = json.loads(failures_file.read_text())
-    return StudyStatus(out_dir, stages, running, failures)
+    return StudyStatus(out_dir, stages, running, failures, stale, corrupt)

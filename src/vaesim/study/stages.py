@@ -43,7 +43,7 @@ def run_task(study_dir: str, task: Task, torch_threads: int | None = None) -> di
     """
     root = Path(study_dir)
     start = time.perf_counter()
-    if outputs_done(root, task):
+    if outputs_done(root, task) and not (isinstance(task, StoreTask) and store_is_stale(root, task)):
         return {"task_id": task.task_id, "status": "skipped", "seconds": 0.0}
     with thread_limit(torch_threads):
         status = STAGE_FUNCTIONS[task.stage](root, task) or "done"
@@ -71,6 +71,12 @@ def thread_limit(threads: int | None):
 def outputs_done(root: Path, task: Task) -> bool:
     """True when every output of ``task`` exists (checksummed outputs with their sidecar)."""
     return all((root / output).is_file() for output in task.outputs)
+
+
+def corrupt_outputs(root: Path, task: Task) -> list[Path]:
+    """Outputs of ``task`` that exist with a sidecar but do not match it (hashes every checksummed output)."""
+    checked = [root / o for o in task.outputs if layout.checksum_path(o) in task.outputs]
+    return [path for path in checked if is_written(path) and not verified(path)]
 
 
 # -- probe ------------------------------------------------------------------
@@ -109,6 +115,7 @@ def probe_stage(root: Path, task: ProbeTask) -> None:
             "seed": int(task.seed),
         },
     )
+    write_checksum(root / layout.probe_info_path(dataset_name))
 
 
 def load_probe(root: Path, dataset: str):
@@ -171,6 +178,7 @@ def train_stage(root: Path, task: TrainTask) -> None:
     missing = sorted(set(task.run.steps) - {int(s) for s in sums})
     if missing:
         raise RuntimeError(f"run {task.run_id} finished without checkpoints at steps {missing}")
+    sums[METRICS_KEY] = sha256_file(run_dir / METRICS_KEY)  # the training log, checked by the store stage
     atomic_write_json(root / layout.checkpoint_sums_path(task.run_id), sums)
 
 
@@ -351,8 +359,15 @@ def compare_stage(root: Path, task: CompareTask) -> None:
 
 
 def dataset_size(root: Path, dataset: str) -> int:
-    info = json.loads((root / layout.probe_info_path(dataset)).read_text())
-    return int(info["dataset_size"])
+    """Size of ``dataset`` recorded by the probe task (``probes/<dataset>.json``, verified)."""
+    path = root / layout.probe_info_path(dataset)
+    if not verified(path):
+        raise FileNotFoundError(f"probe record {path} is missing or corrupt; rerun `vaesim study run`, "
+                                "whose probe stage recomputes it")
+    try:
+        return int(json.loads(path.read_text())["dataset_size"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"probe record {path} is unreadable ({error}); rerun `vaesim study run`") from None
 
 
 def result_rows(scores: pd.DataFrame, pairs: list[tuple], task: CompareTask, size: int) -> pd.DataFrame:
@@ -389,6 +404,29 @@ def result_rows(scores: pd.DataFrame, pairs: list[tuple], task: CompareTask, siz
 # -- store ------------------------------------------------------------------
 
 MONITOR_COLUMNS = ("active_dims", "cka_mean_sample")
+RUNS_TABLE_NAME = layout.RUNS_TABLE
+
+
+METRICS_KEY = "metrics.jsonl"  # the training log's entry in checkpoint-sums.json
+
+
+def run_metrics(root: Path, run_id: str) -> pd.DataFrame:
+    """The training log of a finished run, verified against the SHA-256 recorded after training.
+
+    FileNotFoundError when the run has not finished; ValueError naming the
+    file when the log does not match (or is unreadable).
+    """
+    from vaesim.training import read_metrics
+
+    sums_file = root / layout.checkpoint_sums_path(run_id)
+    if not sums_file.is_file():
+        raise FileNotFoundError(f"run {run_id} has not finished training (no {sums_file.name})")
+    sums = json.loads(sums_file.read_text())
+    log = root / layout.run_dir(run_id) / METRICS_KEY
+    if METRICS_KEY in sums and sha256_file(log) != sums[METRICS_KEY]:
+        raise ValueError(f"training log {log} does not match the SHA-256 recorded after training; "
+                         "it was changed or damaged since (`vaesim study verify` lists such files)")
+    return read_metrics(root / layout.run_dir(run_id))
 
 
 def store_stage(root: Path, task: StoreTask) -> None:
@@ -400,12 +438,14 @@ def store_stage(root: Path, task: StoreTask) -> None:
     reconstruction, kl, kl_dim_0.., objective terms, active_dims,
     cka_mean_sample; monitors take their last non-missing value).
     """
-    from vaesim.training import read_metrics
-
-    rows, logs = [], []
+    rows, logs, left_out = [], [], []
     for run in task.runs:
         config = run.config
-        metrics = read_metrics(root / layout.run_dir(run.run_id))
+        try:
+            metrics = run_metrics(root, run.run_id)
+        except (OSError, ValueError) as error:
+            left_out.append(f"{run.run_id} ({error})")
+            continue
         row = {
             "run_id": run.run_id, "dataset": run.dataset, "objective": run.objective,
             "param_name": run.param_name, "param": float(run.param), "seed": int(run.seed),
@@ -421,12 +461,40 @@ def store_stage(root: Path, task: StoreTask) -> None:
             if column not in log:
                 log[column] = getattr(run, column)
         logs.append(log)
-    write_table(root / layout.TRAINING_METRICS_TABLE, pd.concat(logs, ignore_index=True))
-    write_table(root / layout.LATENTS_TABLE, collect_latents(root, task))
-    write_table(root / layout.RUNS_TABLE, pd.DataFrame(rows))
+    training = pd.concat(logs, ignore_index=True) if logs else pd.DataFrame({"run_id": pd.Series(dtype=str),
+                                                                              "step": pd.Series(dtype="int64")})
+    write_table(root / layout.TRAINING_METRICS_TABLE, training, checksum=True)
+    finished = {row["run_id"] for row in rows}
+    write_table(root / layout.LATENTS_TABLE, collect_latents(root, task, finished), checksum=True)
+    write_table(root / layout.RUNS_TABLE, pd.DataFrame(rows) if rows else pd.DataFrame({"run_id": pd.Series(dtype=str)}),
+                checksum=True)
+    if left_out:
+        # The tables hold every finished run; the runner rebuilds them once the others finish.
+        raise RuntimeError(f"{RUNS_TABLE_NAME} and the training table hold {len(rows)} of {len(task.runs)} runs; "
+                           f"left out: {'; '.join(left_out)}")
 
 
-def collect_latents(root: Path, task: StoreTask) -> pd.DataFrame:
+def store_is_stale(root: Path, task: StoreTask) -> bool:
+    """True when ``runs.parquet`` exists but does not hold exactly the runs that finished training.
+
+    A store written while some runs had failed holds only the finished ones;
+    once they finish (or when one went missing) the tables must be rebuilt.
+    """
+    import pyarrow.parquet as pq
+
+    table = root / layout.RUNS_TABLE
+    if not table.is_file():
+        return False
+    finished = {run.run_id for run in task.runs if (root / layout.checkpoint_sums_path(run.run_id)).is_file()}
+    try:
+        stored = set(pq.read_table(table, columns=["run_id"]).column("run_id").to_pylist())
+    except Exception as error:  # unreadable or truncated: rebuild it
+        logger.warning("run table %s is unreadable (%s); it will be rebuilt", table, error)
+        return True
+    return stored != finished
+
+
+def collect_latents(root: Path, task: StoreTask, finished: set[str]) -> pd.DataFrame:
     """``latents.parquet``: every verified per-checkpoint latent table, with the run's columns.
 
     Columns: run_id, dataset, objective, param_name, param, seed, step, dim,
@@ -438,6 +506,8 @@ def collect_latents(root: Path, task: StoreTask) -> pd.DataFrame:
 
     parts = []
     for run in task.runs:
+        if run.run_id not in finished:
+            continue
         for step in task.steps:
             path = root / layout.latents_path(run.run_id, step)
             if not verified(path):

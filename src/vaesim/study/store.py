@@ -96,10 +96,22 @@ def discard(path: str | os.PathLike) -> None:
 
 def write_table(path: str | os.PathLike, frame: pd.DataFrame, schema: pa.Schema | None = None,
                 *, checksum: bool = False) -> Path:
-    """Write ``frame`` as Parquet atomically (and its checksum sidecar if asked)."""
+    """Write ``frame`` as Parquet atomically (and its checksum sidecar if asked).
+
+    Float NaN stays NaN (pandas' conversion would store it as NULL, and
+    ``isnan(score)`` in SQL would then find none of the NaN scores). Float
+    columns are written without min/max statistics: those skip NaN, and
+    DuckDB trusts them to fold ``isnan(score)`` to false.
+    """
     table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+    for index, field in enumerate(table.schema):
+        if pa.types.is_floating(field.type) and field.name in frame:
+            values = pa.array(frame[field.name].to_numpy(dtype=field.type.to_pandas_dtype()), type=field.type,
+                              from_pandas=False)
+            table = table.set_column(index, field, values)
+    plain = [field.name for field in table.schema if not pa.types.is_floating(field.type)]
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+        pq.write_table(table, tmp, write_statistics=plain)
     if checksum:
         write_checksum(path)
     return Path(path)
@@ -112,12 +124,58 @@ def empty_results() -> pd.DataFrame:
 # -- reading ----------------------------------------------------------------
 
 
+class CorruptStudyFile(ValueError):
+    """A stored file does not match its checksum: readers refuse it rather than return wrong numbers."""
+
+
+def planned_result_files(study_dir: str | os.PathLike) -> list[Path]:
+    """The results file of every compare task of the study's recorded spec (written or not)."""
+    from vaesim.study.plan import plan_study
+    from vaesim.study.spec import load_spec
+
+    study_dir = Path(study_dir)
+    plan = plan_study(load_spec(study_dir / "spec.yaml"))
+    return [study_dir / task.outputs[0] for task in plan.tasks["compare"]]
+
+
 def result_files(study_dir: str | os.PathLike) -> list[Path]:
-    """Finished results files (temporary ``.tmp-*`` files of a running job excluded)."""
+    """Finished results files of the study's plan (with their sidecar; not verified).
+
+    Other ``*.parquet`` files in ``results/`` (left by an older spec, or put
+    there by hand) are not part of the study and are ignored with a warning.
+    """
     folder = Path(study_dir) / "results"
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith(".") and is_written(p))
+    planned = planned_result_files(study_dir)
+    extra = sorted(set(folder.glob("*.parquet")) - set(planned))
+    extra = [p for p in extra if not p.name.startswith(".")]
+    if extra:
+        logger.warning("%d file(s) in %s are not outputs of this study's spec and are ignored: %s", len(extra),
+                       folder, ", ".join(p.name for p in extra[:5]) + (" ..." if len(extra) > 5 else ""))
+    return sorted(p for p in planned if is_written(p))
+
+
+def check_verified(paths: list[Path], study_dir: Path) -> None:
+    """Raise :class:`CorruptStudyFile` naming every path that does not match its checksum."""
+    corrupt = [p for p in paths if not verified(p)]
+    if corrupt:
+        listing = ", ".join(str(p) for p in corrupt[:5]) + (f" and {len(corrupt) - 5} more" if len(corrupt) > 5 else "")
+        raise CorruptStudyFile(
+            f"{len(corrupt)} stored file(s) do not match their checksum: {listing}; their numbers are not read. "
+            f"Run `vaesim study verify {study_dir}` for the full list and `vaesim study run "
+            f"{Path(study_dir) / 'spec.yaml'} --out {study_dir}` to recompute them")
+
+
+def table_path(study_dir: Path, name: str) -> Path:
+    """A verified run table (``runs.parquet``, ``training_metrics.parquet``) of the study."""
+    path = study_dir / name
+    if not is_written(path):
+        raise FileNotFoundError(f"{path} does not exist yet (or was left unfinished): the study's store stage "
+                                f"has not finished; run `vaesim study run {study_dir / 'spec.yaml'} --out "
+                                f"{study_dir}` to finish it")
+    check_verified([path], study_dir)
+    return path
 
 
 def load_results(study_dir: str | os.PathLike, *, comparison: str | None = None) -> pd.DataFrame:
@@ -131,6 +189,7 @@ def load_results(study_dir: str | os.PathLike, *, comparison: str | None = None)
     files = result_files(study_dir)
     if comparison is not None:
         files = [f for f in files if f.name.startswith(comparison + "__")]
+    check_verified(files, study_dir)
     if not files:
         return empty_results()
     frames = [pq.read_table(f, schema=RESULT_SCHEMA).to_pandas() for f in files]
@@ -139,27 +198,17 @@ def load_results(study_dir: str | os.PathLike, *, comparison: str | None = None)
 
 def load_runs(study_dir: str | os.PathLike) -> pd.DataFrame:
     """``runs.parquet``: one row per run (FileNotFoundError before the store stage ran)."""
-    path = _study_dir(study_dir) / RUNS_TABLE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist yet: the study's store stage has not run; "
-                                f"run `vaesim study run SPEC --out {study_dir}` to finish it")
-    return pd.read_parquet(path)
+    return pd.read_parquet(table_path(_study_dir(study_dir), RUNS_TABLE))
 
 
 def load_training_metrics(study_dir: str | os.PathLike) -> pd.DataFrame:
     """``training_metrics.parquet``: every logged step of every run (column ``run`` names the run)."""
-    path = _study_dir(study_dir) / TRAINING_METRICS_TABLE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist yet: run the study to its store stage first")
-    return pd.read_parquet(path)
+    return pd.read_parquet(table_path(_study_dir(study_dir), TRAINING_METRICS_TABLE))
 
 
 def load_latents(study_dir: str | os.PathLike) -> pd.DataFrame:
     """``latents.parquet``: per run, recorded checkpoint and latent dimension (mean_variance, posterior_variance, kl)."""
-    path = _study_dir(study_dir) / LATENTS_TABLE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist yet: run the study to its store stage first")
-    return pd.read_parquet(path)
+    return pd.read_parquet(table_path(_study_dir(study_dir), LATENTS_TABLE))
 
 
 def query(study_dir: str | os.PathLike, sql: str) -> pd.DataFrame:
@@ -167,28 +216,47 @@ def query(study_dir: str | os.PathLike, sql: str) -> pd.DataFrame:
 
     Example: ``query(d, "SELECT a_layer, avg(score) FROM results WHERE
     comparison = 'within_run' GROUP BY a_layer")``.
+
+    Every file behind the views is verified against its checksum first
+    (:class:`CorruptStudyFile` otherwise). The SQL then runs sandboxed: after
+    the views are created, DuckDB's external access is turned off except for
+    exactly those files (``allowed_paths``) and the configuration is locked,
+    so the SQL cannot read, write, attach or install anything else
+    (``read_csv('/etc/passwd')``, ``COPY ... TO``, ``ATTACH``, ``INSTALL``
+    fail with a permission error).
     """
     import duckdb
 
     study_dir = _study_dir(study_dir)
+    files = [str(f) for f in result_files(study_dir)]
+    tables = {view: study_dir / name for view, name in (("runs", RUNS_TABLE), ("training_metrics", TRAINING_METRICS_TABLE),
+                                                        ("latents", LATENTS_TABLE))
+              if is_written(study_dir / name)}
+    check_verified([Path(f) for f in files] + list(tables.values()), study_dir)
     con = duckdb.connect()
     try:
-        files = [str(f) for f in result_files(study_dir)]
-        if files:
-            con.execute(f"CREATE VIEW results AS SELECT * FROM read_parquet({_sql_list(files)}, union_by_name=true)")
-        else:
-            con.register("results_empty", empty_results())
-            con.execute("CREATE VIEW results AS SELECT * FROM results_empty")
-        for view, name in (("runs", RUNS_TABLE), ("training_metrics", TRAINING_METRICS_TABLE),
-                           ("latents", LATENTS_TABLE)):
-            path = study_dir / name
-            if path.is_file():
+        try:
+            if files:
+                con.execute(f"CREATE VIEW results AS SELECT * FROM read_parquet({_sql_list(files)}, "
+                            "union_by_name=true)")
+            else:
+                con.register("results_empty", empty_results())
+                con.execute("CREATE VIEW results AS SELECT * FROM results_empty")
+            for view, path in tables.items():
                 con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({_sql_list([str(path)])})")
+            allowed = files + [str(path) for path in tables.values()]
+            con.execute(f"SET allowed_paths = {_sql_list(allowed)}")
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
+        except duckdb.Error as error:
+            raise ValueError(f"query: the study's tables in {study_dir} could not be opened ({error}); "
+                             f"run `vaesim study verify {study_dir}`") from None
         try:
             return con.execute(sql).df()
         except duckdb.Error as error:
             raise ValueError(f"query failed: {error}; the views are results, runs, training_metrics, latents "
-                             f"(results columns: {', '.join(RESULT_COLUMNS)})") from None
+                             f"(results columns: {', '.join(RESULT_COLUMNS)}); files outside the study "
+                             "cannot be read or written from a query") from None
     finally:
         con.close()
 

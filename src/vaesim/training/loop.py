@@ -173,13 +173,16 @@ class _Monitor:
         out = model(self.images, noise=self.eps(step))
         model.train(was_training)
         kl_dim = kl_per_dimension(out.mean, out.logvar)
-        mean, sample = out.mean.double().cpu().numpy(), out.sample.double().cpu().numpy()
+        row = {"active_dims": int((kl_dim > self.threshold).sum())}
         try:
-            cka = float(linear_cka(mean, sample))
+            row["cka_mean_sample"] = float(linear_cka(out.mean.double().cpu().numpy(),
+                                                      out.sample.double().cpu().numpy()))
         except (ValueError, ArithmeticError) as error:
-            logger.info("monitor: CKA(mean, sample) undefined at step %d (%s); recorded as NaN", step, error)
-            cka = float("nan")
-        return {"cka_mean_sample": cka, "active_dims": int((kl_dim > self.threshold).sum())}
+            # A collapsed encoder (constant mean) is what the monitor exists to record: NaN + why, and go on.
+            row["cka_mean_sample"] = float("nan")
+            row["monitor_note"] = f"cka_mean_sample undefined: {error}"
+            logger.warning("posterior-collapse monitor at step %d: %s", step, row["monitor_note"])
+        return {"cka_mean_sample": row.pop("cka_mean_sample"), **row}
 
 
 class _HeldOut:

@@ -22,16 +22,28 @@ logger = logging.getLogger(__name__)
 
 
 def _parse_rows(path: Path) -> list[dict]:
+    """Rows of a metrics log. Only the last line can be cut off by a kill (it is then ignored);
+    an unreadable line before it is corruption: ValueError naming the file and the line."""
     rows = []
     if not path.is_file():
         return rows
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    text = path.read_text()
+    lines = text.splitlines()
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            logger.warning("%s: line %d is cut off (a killed run); ignored", path, number)
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise ValueError("not a JSON object")
+            rows.append(row)
+        except ValueError as error:
+            if number - 1 == last and not text.endswith("\n"):
+                logger.warning("%s: line %d is cut off (a killed run); ignored", path, number)
+                continue
+            raise ValueError(f"{path}: line {number} is not a metrics row ({error}); the log is corrupt "
+                             "(only a last line without its newline can be cut off by a kill)") from None
     return rows
 
 

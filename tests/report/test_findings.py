@@ -287,6 +287,8 @@ def test_compute_findings_table(synthetic):
     assert table["definition"].str.len().min() > 40
     text = F.format_findings(table)
     assert "claim 1" in text and "holds" in text
+    assert ("This study supports: claim 1, claim 2 (regularisation strengths), claim 3 [beta_vae]. It cannot judge "
+            "(not enough data): claim 2 (objectives).") == F.support_summary(table)
 
 
 def test_missing_columns_are_named(default_results):

@@ -531,4 +531,30 @@ def format_findings(findings: pd.DataFrame, *, width: int = 110) -> str:
         lines.append(f"{row.verdict:<16} {value:>8}   {row.finding}")
         if row.detail:
             lines.append(textwrap.fill(str(row.detail), width=width, initial_indent=indent, subsequent_indent=indent))
+    summary = support_summary(findings)
+    if summary:
+        lines += ["", textwrap.fill(summary, width=width)]
     return "\n".join(lines)
+
+
+def short_name(finding: str) -> str:
+    """``claim 2 (objectives)``, ``claim 3 [beta_vae]``: a finding's name without its statement."""
+    finding = str(finding)
+    name = finding.split(":")[0]
+    if "[" in finding:
+        return f"{name} {finding[finding.index('['):]}"
+    if " across " in finding:
+        return f"{name} ({finding.split(' across ')[1].split(' beyond')[0]})"
+    return name
+
+
+def support_summary(findings: pd.DataFrame) -> str:
+    """One sentence per verdict kind: which claims this study supports, contradicts, or cannot judge."""
+    labels = {HOLDS: "This study supports", DOES_NOT_HOLD: "It does not support",
+              NOT_ENOUGH_DATA: "It cannot judge (not enough data)", NOT_APPLICABLE: "Not applicable"}
+    parts = []
+    for verdict, label in labels.items():
+        names = [short_name(name) for name in findings.loc[findings["verdict"] == verdict, "finding"]]
+        if names:
+            parts.append(f"{label}: {', '.join(names)}.")
+    return " ".join(parts)

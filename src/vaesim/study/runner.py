@@ -23,7 +23,7 @@ from vaesim.study.executors import EXECUTORS, StageOutcome, TaskFailure, make_ex
 from vaesim.study.lock import RUNNING_FILE, StudyLock, describe, read_running, runner_alive
 from vaesim.study.plan import STAGES, StudyPlan, Task, plan_study, spec_differences
 from vaesim.study.spec import StudySpec, TaskResources, load_spec, param_name
-from vaesim.study.stages import corrupt_outputs, outputs_done, store_is_stale
+from vaesim.study.stages import corrupt_outputs, drop_checkpoints_from, outputs_done, read_sums, store_is_stale
 from vaesim.study.store import discard
 from vaesim.utils import atomic_write_json, atomic_write_text
 
@@ -189,6 +189,8 @@ def _run_stage(plan: StudyPlan, stage: str, out_dir: Path, runner, meter: _Progr
         _discard_corrupt_outputs(out_dir, tasks)
     if stage == "store":
         _discard_stale_store(plan, out_dir)
+    if stage == "train":
+        _discard_damaged_sums(plan, out_dir)
     pending = [t for t in tasks if not outputs_done(out_dir, t)]
     ready = [t for t in pending if all((out_dir / i).is_file() for i in t.inputs)]
     blocked = [TaskFailure(t.task_id, "not run: an upstream task failed (its inputs are missing)")
@@ -222,6 +224,30 @@ def _discard_corrupt_outputs(out_dir: Path, tasks: list[Task]) -> None:
                            "recomputed", task.task_id)
             for output in task.outputs:
                 (out_dir / output).unlink(missing_ok=True)
+
+
+def _discard_damaged_sums(plan: StudyPlan, out_dir: Path) -> None:
+    """A ``checkpoint-sums.json`` that is not a sums record of every planned step is removed (never a checkpoint).
+
+    Its train task then runs again: training is already done, so it only
+    checks the checkpoints against the checksums recorded when they were
+    saved and writes the record again. A record that cannot be read now
+    (permissions, I/O error) is left alone.
+    """
+    for task in plan.tasks["train"]:
+        path = out_dir / layout.checkpoint_sums_path(task.run_id)
+        try:
+            sums = read_sums(path)
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            logger.warning("cannot read %s (%s); left as it is", path, error)
+            continue
+        except ValueError:
+            sums = {}
+        if not all(str(step) in sums for step in task.run.steps):
+            logger.warning("%s is damaged; it will be rebuilt from the checkpoints' recorded checksums", path)
+            path.unlink()
 
 
 def _discard_stale_store(plan: StudyPlan, out_dir: Path) -> None:
@@ -269,12 +295,8 @@ def repair_run(out_dir: Path, plan: StudyPlan, run_id: str, bad_step: int) -> No
     logger.warning("run %s: checkpoint step %d is unreadable; retraining from the last good checkpoint",
                    run_id, bad_step)
     run_dir = out_dir / layout.run_dir(run_id)
-    (run_dir / layout.DONE_MARKER).unlink(missing_ok=True)
     (out_dir / layout.checkpoint_sums_path(run_id)).unlink(missing_ok=True)
-    for path in sorted((run_dir / "checkpoints").glob("step_*")):
-        step = int(path.name.split("_")[1].split(".")[0])
-        if step >= bad_step:
-            path.unlink()
+    drop_checkpoints_from(run_dir, bad_step)
     stale = set()
     for step in plan.run(run_id).steps:
         if step >= bad_step:

@@ -26,6 +26,7 @@ from vaesim.study.spec import StudySpec, TaskResources, load_spec, param_name
 from vaesim.study.stages import corrupt_outputs, drop_checkpoints_from, outputs_done, read_sums, store_is_stale
 from vaesim.study.store import discard
 from vaesim.utils import atomic_write_json, atomic_write_text
+from vaesim.utils.io import TMP_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,18 @@ def prepare_directory(spec: StudySpec, out_dir: Path, *, force: bool) -> None:
     atomic_write_text(spec_file, spec.to_yaml())
 
 
+def remove_leftovers(out_dir: Path) -> None:
+    """Delete the ``.tmp-*`` files that killed writers left (only run while holding the lock: no writer is live)."""
+    removed, size = 0, 0
+    for path in out_dir.rglob(TMP_PREFIX + "*"):
+        if path.is_file() and not path.is_symlink():
+            size += path.stat().st_size
+            path.unlink()
+            removed += 1
+    if removed:
+        logger.info("removed %d temporary file(s) (%.1f MB) left by killed writers", removed, size / 1e6)
+
+
 def remove_stale(out_dir: Path, old: StudySpec, new: StudySpec) -> None:
     """Delete derived outputs that ``new`` would not produce (runs are content-addressed and kept)."""
     changed = {line.split(":", 1)[0].split(".", 1)[0] for line in spec_differences(old, new)}
@@ -162,6 +175,7 @@ def run_study(spec, out_dir, *, executor: str = "local", workers: int | None = N
     check_inputs(spec)
     # The lock comes first: a runner that is refused has changed nothing (not even spec.yaml).
     with StudyLock(out_dir, executor):
+        remove_leftovers(out_dir)
         prepare_directory(spec, out_dir, force=force)
         plan = plan_study(spec)
         runner = make_executor(executor, workers=workers, address=address,

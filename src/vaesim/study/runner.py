@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vaesim.study import plan as layout
+from vaesim.study.budget import check_budget, writable_directory
 from vaesim.study.executors import EXECUTORS, StageOutcome, TaskFailure, make_executor
 from vaesim.study.lock import RUNNING_FILE, StudyLock, describe, read_running, runner_alive
 from vaesim.study.plan import STAGES, StudyPlan, Task, plan_study, spec_differences
@@ -173,6 +174,8 @@ def run_study(spec, out_dir, *, executor: str = "local", workers: int | None = N
     out_dir = Path(out_dir)
     check_executor_options(executor, workers=workers, address=address, threads=threads)
     check_inputs(spec)
+    writable_directory(out_dir)
+    check_budget(spec, out_dir)
     # The lock comes first: a runner that is refused has changed nothing (not even spec.yaml).
     with StudyLock(out_dir, executor):
         remove_leftovers(out_dir)

@@ -84,7 +84,17 @@ def prepare_directory(spec: StudySpec, out_dir: Path, *, force: bool) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     spec_file = out_dir / SPEC_FILE
     if spec_file.is_file():
-        recorded = load_spec(spec_file)
+        try:
+            recorded = load_spec(spec_file)
+        except ValueError as error:
+            if not force:
+                raise ValueError(f"{spec_file}: the study's recorded spec is unreadable ({error}); pass --force to "
+                                 f"replace it (derived files are then recomputed; trained runs are kept)") from None
+            logger.warning("replacing the unreadable recorded spec %s (--force); derived files are recomputed",
+                           spec_file)
+            remove_derived(out_dir)
+            atomic_write_text(spec_file, spec.to_yaml())
+            return
         differences = spec_differences(recorded, spec)
         if differences and not force:
             listing = "\n".join(f"  {line}" for line in differences)
@@ -109,6 +119,14 @@ def remove_leftovers(out_dir: Path) -> None:
             removed += 1
     if removed:
         logger.info("removed %d temporary file(s) (%.1f MB) left by killed writers", removed, size / 1e6)
+
+
+def remove_derived(out_dir: Path) -> None:
+    """Delete every derived output (probes, summaries, activations, results, run tables); runs are kept."""
+    for folder in ("probes", "summaries", "activations", "results"):
+        shutil.rmtree(out_dir / folder, ignore_errors=True)
+    for name in (layout.RUNS_TABLE, layout.TRAINING_METRICS_TABLE):
+        discard(out_dir / name)
 
 
 def remove_stale(out_dir: Path, old: StudySpec, new: StudySpec) -> None:

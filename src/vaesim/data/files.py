@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 from pathlib import Path
 
 #: deflate (zip, gzip) cannot expand data by more than about 1032:1
@@ -86,7 +87,7 @@ def require_files_in(name: str, directory: Path, patterns: tuple[str, ...], min_
 
         raise FileNotFoundError(
             f"dataset {name!r}: missing {', '.join(missing)} in {directory}. "
-            f"Fix: `vaesim data download {name} --root {directory.parent}`, or get the files from "
+            f"Fix: `vaesim data download {name} --root {shlex.quote(str(directory.parent))}`, or get the files from "
             f"{source_hint(name)} and put them in {directory}"
             + ("; or use 'dsprites-procedural' (no download)" if name == "dsprites" else "")
         )

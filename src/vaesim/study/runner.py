@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -392,7 +393,7 @@ def study_status(out_dir) -> StudyStatus:
     spec_file = out_dir / SPEC_FILE
     if not spec_file.is_file():
         raise FileNotFoundError(f"{out_dir} is not a study directory (no {SPEC_FILE}); "
-                                f"start one with `vaesim study run SPEC --out {out_dir}`")
+                                f"start one with `vaesim study run SPEC --out {shlex.quote(str(out_dir))}`")
     plan = plan_study(load_spec(spec_file))
     stages, corrupt = {}, {}
     for stage in STAGES:

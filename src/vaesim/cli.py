@@ -63,6 +63,19 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"vaesim: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # read-only file system, permissions, disk full, I/O error: one line, no traceback
+        if args.verbose >= 2:
+            raise
+        where = f": {error.filename}" if getattr(error, "filename", None) else ""
+        print(f"vaesim: error: {error.strerror or error}{where} (finished work is kept; fix this and rerun)",
+              file=sys.stderr)
+        return 1
+    except MemoryError as error:
+        if args.verbose >= 2:
+            raise
+        print(f"vaesim: error: out of memory{f' ({error})' if str(error) else ''}; use a smaller probe set or "
+              "batch, or a machine with more memory (finished work is kept)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -32,6 +32,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = PAYLOAD
         if self.path == "/corrupt.bin":
             body = PAYLOAD[:1000] + bytes([PAYLOAD[1000] ^ 1]) + PAYLOAD[1001:]
+        elif self.path == "/tiny.bin":
+            body = b"abc"
         elif self.path not in ("/good.bin", "/flaky.bin"):
             self.send_error(404)
             return
@@ -195,3 +197,13 @@ def test_cars3d_archive_extraction_takes_only_car_files(tmp_path):
     (tmp_path / "bad.tar.gz").write_bytes(b"\x1f\x8b" + bytes(50))
     with pytest.raises(DownloadError, match=r"bad.tar.gz: could not read the Cars3D archive"):
         extract_cars3d(tmp_path / "bad.tar.gz", target)
+
+
+def test_cli_download_of_a_file_that_is_not_the_format_is_refused(server, tmp_path, capsys):
+    """Issue 10 item 13: a 3-byte file from --url printed 'ok'."""
+    root = tmp_path / "r3"
+    code = main(["data", "download", "dsprites", "--root", str(root), "--url", f"{server}/tiny.bin"])
+    captured = capsys.readouterr()
+    assert code != 0 and "ok " not in captured.out
+    assert "is not a valid npz file" in captured.err and captured.err.count("\n") == 1
+    assert not list((root / "dsprites").glob("*.npz"))

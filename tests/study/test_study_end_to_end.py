@@ -190,3 +190,39 @@ def test_truncated_checkpoint_is_repaired(tiny_copy, tiny_spec, caplog):
     assert "step_00000020.safetensors does not match" in caplog.text
     assert os.path.getsize(checkpoint) > 100
     check_complete(tiny_copy, tiny_spec)
+
+
+def test_unreadable_recorded_spec_names_the_file_and_force_replaces_it(tiny_copy, tiny_spec, capsys):
+    from vaesim.cli import main
+
+    spec_file = tiny_copy / "spec.yaml"
+    spec_file.write_bytes(bytes(range(256)) * 8)
+    spec_path = tiny_copy.parent / "tiny.yaml"
+    spec_path.write_text(tiny_spec.to_yaml())
+    assert main(["study", "run", str(spec_path), "--out", str(tiny_copy), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(spec_file) in err and "--force" in err
+    runs = {p.name: p.stat().st_mtime_ns for p in tiny_copy.glob("runs/*/checkpoints/*")}
+    assert main(["study", "run", str(spec_path), "--out", str(tiny_copy), "--no-progress", "--force",
+                 "--threads", "1"]) == 0
+    assert study_status(tiny_copy).complete
+    assert {p.name: p.stat().st_mtime_ns for p in tiny_copy.glob("runs/*/checkpoints/*")} == runs  # not retrained
+
+
+def test_os_errors_print_one_line(finished_tiny, tmp_path, monkeypatch, capsys):
+    import errno
+
+    import vaesim.report
+    from vaesim.cli import main
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(finished_tiny / "report.html"))
+
+    monkeypatch.setattr(vaesim.report, "write_report", read_only)
+    assert main(["report", str(finished_tiny)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("vaesim: error: Read-only file system:") and "Traceback" not in err
+    existing_file = tmp_path / "a-file"
+    existing_file.write_text("x")
+    assert main(["study", "run", str(finished_tiny / "spec.yaml"), "--out", str(existing_file)]) == 2
+    assert "exists and is not a directory" in capsys.readouterr().err

@@ -125,3 +125,15 @@ def test_run_tables_hold_the_finished_runs_when_one_run_fails(tiny_copy, tiny_sp
     log.write_bytes(original)  # the run is whole again: the next run rebuilds the tables with all 8
     run_study(tiny_spec, tiny_copy, progress=False, threads=1)
     assert sorted(load_runs(tiny_copy).run_id) == sorted(run.run_id for run in plan.runs)
+
+
+def test_printed_hint_commands_are_shell_quoted(tmp_path):
+    import shlex
+
+    odd = tmp_path / "my study; rm -rf x"
+    odd.mkdir()
+    (odd / "spec.yaml").write_text("name: x\n")
+    with pytest.raises(FileNotFoundError) as raised:
+        load_runs(odd)
+    hint = str(raised.value).split("`")[1]
+    assert shlex.split(hint)[-1] == str(odd)  # the path comes back as one word

@@ -83,3 +83,50 @@ def test_kill_during_training_and_comparisons_then_resume(finished_tiny, tmp_pat
     # no step of any run's training log appears twice
     metrics = pd.read_parquet(out / "training_metrics.parquet")
     assert not metrics.duplicated(["run_id", "step"]).any()
+
+
+def _pool_workers(parent: int) -> list[int]:
+    """Pids of the process-pool workers (spawned ``spawn_main`` children) of ``parent``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and b"spawn_main" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_pool_workers_exit_when_the_runner_is_killed(tmp_path):
+    spec_path = tmp_path / "tiny.yaml"
+    spec_path.write_text(yaml.safe_dump(TINY))
+    out = tmp_path / "orphans"
+    command = [sys.executable, "-m", "vaesim.cli", "study", "run", str(spec_path), "--out", str(out),
+               "--workers", "2", "--threads", "1", "--no-progress"]
+    runner = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    workers: list[int] = []
+    while len(workers) < 2:
+        assert runner.poll() is None, f"runner ended early: {runner.stderr.read()}"
+        assert time.monotonic() < deadline, "the pool never started"
+        time.sleep(0.1)
+        workers = _pool_workers(runner.pid)
+    os.kill(runner.pid, signal.SIGKILL)
+    runner.wait()
+    deadline = time.monotonic() + 20
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [pid for pid in workers if _alive(pid)]
+    for pid in left:  # do not leave them behind if the check fails
+        os.kill(pid, signal.SIGKILL)
+    assert left == [], "pool workers outlived the killed runner"

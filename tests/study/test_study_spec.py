@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -163,3 +165,78 @@ def test_documented_example_spec_is_valid():
     path = Path(__file__).resolve().parents[2] / "docs" / "example-study.yaml"
     spec = load_spec(path)
     assert spec.checkpoint_steps()[0] == 0 and spec.checkpoint_steps()[-1] == spec.training.steps
+
+
+@pytest.mark.parametrize("path, value, field", [
+    ("training.architecture", "resnet", "training.architecture"),
+    ("training.reconstruction", "laplace", "training.reconstruction"),
+    ("training.adam_betas", [2, 3], "training.adam_betas"),
+    ("seeds", [0, 2**32], "seeds"),
+    ("probe.seed", 2**70, "probe.seed"),
+    ("training.lr", float("inf"), "training.lr"),
+    ("training.adam_eps", float("inf"), "training.adam_eps"),
+    ("objectives.1.fixed", {"lambda_d": float("nan")}, "objectives.1.fixed"),
+    ("objectives.0.values", [-1, 8], "objectives.0.values"),
+    ("training.steps", True, "training.steps"),
+    ("training.batch_size", 16.5, "training.batch_size"),
+    ("probe.n", "64", "probe.n"),
+])
+def test_bad_values_are_refused_before_any_work_naming_the_field(tiny_dict, path, value, field):
+    """Issue 10 item 9: each of these passed validation and failed (or ran nonsense) later."""
+    target = tiny_dict
+    *parents, last = path.split(".")
+    for part in parents:
+        target = target[int(part)] if part.isdigit() else target[part]
+    target[int(last) if last.isdigit() else last] = value
+    with pytest.raises(ValueError, match=re.escape(field)):
+        parse_spec(tiny_dict)
+
+
+def test_duplicate_yaml_keys_are_refused(tmp_path, tiny_dict):
+    import yaml
+
+    text = yaml.safe_dump(tiny_dict) + "seeds: [5]\n"  # a second 'seeds' that PyYAML would silently keep
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=r"duplicate key 'seeds'"):
+        load_spec(path)
+
+
+def test_binary_garbage_spec_names_the_file(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ValueError, match=re.escape(str(path))):
+        load_spec(path)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"device": "cuda:3"}, "device: 'cuda:3'"),
+    ({"probe": {"n": 10_000_000, "seed": 0}}, "probe.n: 10,000,000 examples asked for, but dsprites-procedural has"),
+    ({"training": {"batch_size": 10_000_000}}, "training.batch_size: 10,000,000 is larger than"),
+])
+def test_sizes_and_devices_this_machine_cannot_serve_are_refused_before_any_work(tiny_dict, tmp_path, change,
+                                                                                 message):
+    import torch
+
+    from vaesim.study import run_study
+
+    if "device" in change and torch.cuda.device_count() > 3:
+        pytest.skip("this machine has a cuda:3")
+    for key, value in change.items():
+        if isinstance(value, dict):
+            tiny_dict[key].update(value)
+        else:
+            tiny_dict[key] = value
+    out = tmp_path / "never"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        run_study(parse_spec(tiny_dict), out, progress=False)
+    assert not out.exists()
+
+
+def test_a_study_that_does_not_fit_on_disk_is_refused_with_the_numbers(tiny_dict, tmp_path, monkeypatch):
+    from vaesim.study import budget, run_study
+
+    monkeypatch.setattr(budget, "free_disk", lambda path: 10_000)
+    with pytest.raises(ValueError, match=r"needs about [\d.,]+ GiB of disk .* but 0.00 GiB is free"):
+        run_study(parse_spec(tiny_dict), tmp_path / "never", progress=False)
+    assert not (tmp_path / "never").exists()

@@ -58,3 +58,12 @@ def test_vaesim_train_exits_non_zero_on_nan(tmp_path, capsys, monkeypatch):
     code = main(["train", "--steps", "2", "--batch-size", "2", "--out", str(tmp_path), "--no-progress"])
     assert code == 1
     assert "training diverged: the loss became nan at step 1" in capsys.readouterr().err
+
+
+def test_a_non_numeric_param_names_the_option(tmp_path, capsys):
+    """Issue 10 item 13: `--param abc` said only "could not convert string to float"."""
+    from vaesim.cli import main
+
+    assert main(["train", "--param", "abc", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vaesim: error: --param 'abc': expected a number") and err.count("\n") == 1

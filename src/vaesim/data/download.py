@@ -192,6 +192,33 @@ def _verified(path: Path, sha256: str | None, size: int | None, *, remove: bool)
     return True
 
 
+def check_format(path: Path) -> None:
+    """Refuse (and remove) a download that is not a file of its expected format (npz, HDF5, NORB, tar.gz)."""
+    name = path.name
+    try:
+        if name.endswith(".npz"):
+            from vaesim.data.npzfile import list_members
+
+            if not list_members(path):
+                raise ValueError("no arrays in the archive")
+        elif name.endswith(".h5"):
+            with open(path, "rb") as handle:
+                if handle.read(8) != b"\x89HDF\r\n\x1a\n":
+                    raise ValueError("no HDF5 signature")
+        elif name.endswith(".tar.gz") or name.endswith(".tgz"):
+            with tarfile.open(path, "r:gz") as tar:
+                tar.next()
+        elif ".mat" in name:
+            from vaesim.data.smallnorb import parse_norb_matrix
+
+            parse_norb_matrix(path)
+    except (ValueError, OSError, EOFError, tarfile.TarError) as error:
+        size = path.stat().st_size
+        path.unlink(missing_ok=True)
+        raise DownloadError(f"{path}: the download ({size:,} bytes) is not a valid {name.split('.', 1)[-1]} file "
+                            f"({error}); it was removed. Check the URL, or pin --sha256 of a file you trust") from None
+
+
 def extract_cars3d(archive: Path, directory: Path) -> list[Path]:
     """Copy ``car_*_mesh.mat`` members of the Cars3D tar.gz into ``directory`` (atomically; nothing else is extracted)."""
     from vaesim.utils import atomic_path
@@ -249,10 +276,13 @@ def download_dataset(
         if remote.extract == "cars3d" and len(list(directory.glob("car_*_mesh.mat"))) >= 183:
             paths.extend(sorted(directory.glob("car_*_mesh.mat")))
             continue
+        pinned = sha256 or remote.sha256
         path = download_file(
-            url or remote.url, target, sha256=sha256 or remote.sha256,
+            url or remote.url, target, sha256=pinned,
             size=None if url else remote.size, timeout=timeout,
         )
+        if pinned is None:  # nothing vouches for these bytes: at least they must be a file of the right format
+            check_format(path)
         if remote.extract == "cars3d":
             paths.extend(extract_cars3d(path, directory))
             path.unlink()

@@ -7,8 +7,13 @@ loader never imports the registry: imports run registry -> loaders -> files.
 
 from __future__ import annotations
 
+import math
 import os
+import shlex
 from pathlib import Path
+
+#: deflate (zip, gzip) cannot expand data by more than about 1032:1
+MAX_DEFLATE_RATIO = 1100
 
 
 def default_root() -> Path:
@@ -38,6 +43,33 @@ def match_files(directory: Path, patterns: tuple[str, ...]) -> list[tuple[str, l
     return found
 
 
+def check_declared_size(path: Path, what: str, shape: tuple[int, ...], itemsize: int, stored: int, *,
+                        compressed: bool) -> int:
+    """Bytes ``shape`` x ``itemsize`` declares (exact integer), refused before any allocation when they cannot fit.
+
+    ``stored``: bytes the file really holds for it (compressed bytes when
+    ``compressed``). A header that declares more than the file can hold
+    (a truncated file, or a lying header: a 1,672-byte file declaring 1.5e8
+    images) raises ValueError naming the file, the declared shape and the sizes.
+    """
+    if any(int(d) < 0 for d in shape):
+        raise ValueError(f"{path}: {what} declares negative dimensions {tuple(shape)}")
+    declared = math.prod(int(d) for d in shape) * int(itemsize)  # Python integers: no overflow
+    limit = stored * MAX_DEFLATE_RATIO if compressed else stored
+    if declared > limit:
+        raise ValueError(
+            f"{path}: {what} declares shape {tuple(int(d) for d in shape)} ({declared:,} bytes), but the file holds "
+            f"{stored:,} {'compressed ' if compressed else ''}bytes for it: the header is wrong or the file is "
+            "truncated; download it again")
+    return declared
+
+
+def require_examples(path: Path, what: str, count: int) -> None:
+    """An empty dataset is refused by name (instead of an IndexError later)."""
+    if count <= 0:
+        raise ValueError(f"{path}: {what} holds no examples; expected a non-empty dataset file")
+
+
 def require_files_in(name: str, directory: Path, patterns: tuple[str, ...], min_count: int = 1) -> list[Path]:
     """Paths of dataset ``name``'s files in ``directory``; FileNotFoundError naming what is missing and the fix.
 
@@ -55,7 +87,7 @@ def require_files_in(name: str, directory: Path, patterns: tuple[str, ...], min_
 
         raise FileNotFoundError(
             f"dataset {name!r}: missing {', '.join(missing)} in {directory}. "
-            f"Fix: `vaesim data download {name} --root {directory.parent}`, or get the files from "
+            f"Fix: `vaesim data download {name} --root {shlex.quote(str(directory.parent))}`, or get the files from "
             f"{source_hint(name)} and put them in {directory}"
             + ("; or use 'dsprites-procedural' (no download)" if name == "dsprites" else "")
         )

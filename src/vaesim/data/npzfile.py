@@ -16,6 +16,8 @@ from typing import Iterator
 
 import numpy as np
 
+from vaesim.data.files import check_declared_size, require_examples
+
 _LOCAL_HEADER_SIZE = 30
 
 
@@ -67,6 +69,13 @@ def list_members(path: str | Path) -> dict[str, NpyMember]:
             with archive.open(info) as stream:
                 shape, dtype, fortran, _ = _read_header(path, key, stream)
                 header_len = stream.tell()
+            compressed = info.compress_type != zipfile.ZIP_STORED
+            # The zip's own sizes must fit the file, and the array header must fit the member.
+            check_declared_size(path, f"zip member {info.filename!r}", (info.file_size,), 1,
+                                info.compress_size if compressed else path.stat().st_size, compressed=compressed)
+            if not dtype.hasobject:  # an object array holds a pickle: require_member refuses it by name
+                check_declared_size(path, f"array {key!r}", shape, dtype.itemsize, info.file_size - header_len,
+                                    compressed=False)
             offset = None
             if info.compress_type == zipfile.ZIP_STORED:
                 with open(path, "rb") as raw:
@@ -104,6 +113,8 @@ def require_member(
         raise ValueError(f"{path}: array {key!r} has shape {member.shape}, expected {ndim} dimensions")
     if trailing is not None and member.shape[len(member.shape) - len(trailing):] != trailing:
         raise ValueError(f"{path}: array {key!r} has shape {member.shape}, expected (N, {', '.join(map(str, trailing))})")
+    if member.shape:
+        require_examples(path, f"array {key!r}", member.shape[0])
     return member
 
 

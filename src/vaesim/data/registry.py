@@ -16,6 +16,7 @@ digits                 shipped with scikit-learn
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,12 @@ class DatasetSpec:
     description: str
     build: Callable[..., GroundTruthDataset]
     min_count: int = 1  # for glob patterns: how many files are expected
+    size: int | None = None  # examples in the dataset when it is not the product of factor_sizes
+
+    @property
+    def num_examples(self) -> int:
+        """How many examples the dataset has (known without its files)."""
+        return self.size if self.size is not None else math.prod(self.factor_sizes)
 
 
 def _official_or_procedural_variant(variant: str):
@@ -85,7 +92,7 @@ DATASETS: dict[str, DatasetSpec] = {
     ),
     "smallnorb": DatasetSpec(
         "smallnorb", smallnorb.FACTOR_NAMES, smallnorb.FACTOR_SIZES, 1, smallnorb.FOLDER, tuple(smallnorb.filenames()),
-        "smallNORB, both splits, left camera (LeCun et al. 2004)", smallnorb.SmallNORB,
+        "smallNORB, both splits, left camera (LeCun et al. 2004)", smallnorb.SmallNORB, size=2 * 24300,
     ),
     "cars3d": DatasetSpec(
         "cars3d", cars3d.FACTOR_NAMES, cars3d.FACTOR_SIZES, 3, cars3d.FOLDER, (cars3d.PATTERN,),

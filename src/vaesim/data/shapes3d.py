@@ -82,10 +82,19 @@ class Shapes3D(GroundTruthDataset):
         return state
 
     def _datasets(self):
+        from vaesim.data.files import check_declared_size, require_examples
+
         for key in ("images", "labels"):
             if key not in self._file:
                 raise ValueError(f"{self.path}: expected datasets 'images' and 'labels', found {sorted(self._file.keys())}")
         images, labels = self._file["images"], self._file["labels"]
+        for name, dataset in (("images", images), ("labels", labels)):
+            # Declared sizes against what the file stores, before anything is read or allocated.
+            compressed = dataset.compression is not None or bool(dataset.id.get_create_plist().get_nfilters())
+            check_declared_size(self.path, f"dataset {name!r}", dataset.shape, dataset.dtype.itemsize,
+                                dataset.id.get_storage_size(), compressed=compressed)
+        if images.shape:
+            require_examples(self.path, "dataset 'images'", images.shape[0])
         if images.ndim != 4 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3) or images.dtype != np.uint8:
             raise ValueError(
                 f"{self.path}: 'images' has shape {images.shape} dtype {images.dtype}, expected (N, 64, 64, 3) uint8"

@@ -29,6 +29,7 @@ generator, ``ds[i]`` returns image i with its four factors, and
 from __future__ import annotations
 
 import gzip
+import math
 import logging
 from pathlib import Path
 
@@ -59,14 +60,27 @@ def filenames() -> list[str]:
     return [f"{stem}-{part}.mat" for stem in SPLITS.values() for part in PARTS]
 
 
-def _read_bytes(path: Path) -> bytes:
+# The largest smallNORB file (a split's -dat: 24300 x 2 x 96 x 96 uint8) plus its header.
+MAX_FILE_BYTES = 24300 * 2 * 96 * 96 + 64
+
+
+def _read_bytes(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The file's bytes (decompressed for ``.gz``), refusing more than ``limit`` bytes before reading them."""
     if path.suffix == ".gz":
         try:
             with gzip.open(path, "rb") as handle:
-                return handle.read()
+                raw = handle.read(limit + 1)
         except (OSError, EOFError) as error:
             raise ValueError(f"{path}: not a readable gzip file ({error}): truncated or corrupted, download it again") from None
-    return path.read_bytes()
+    else:
+        if path.stat().st_size > limit:
+            raise ValueError(f"{path}: {path.stat().st_size:,} bytes, more than any smallNORB file ({limit:,}); "
+                             "is this the right file?")
+        raw = path.read_bytes()
+    if len(raw) > limit:
+        raise ValueError(f"{path}: decompresses to more than {limit:,} bytes, more than any smallNORB file; "
+                         "is this the right file?")
+    return raw
 
 
 def parse_norb_matrix(path: str | Path, *, expect_dtype: str | None = None) -> np.ndarray:
@@ -98,7 +112,7 @@ def parse_norb_matrix(path: str | Path, *, expect_dtype: str | None = None) -> n
     if any(d < 0 for d in dims):
         raise ValueError(f"{path}: NORB header has negative dimensions {dims}")
     dtype = MAGIC_DTYPES[magic]
-    needed = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    needed = math.prod(int(d) for d in dims) * dtype.itemsize  # Python integers: a huge header cannot overflow
     if len(raw) - header_len < needed:
         raise ValueError(
             f"{path}: NORB matrix {tuple(dims)} {dtype} needs {needed} data bytes, found {len(raw) - header_len}: truncated"

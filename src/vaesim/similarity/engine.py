@@ -231,9 +231,11 @@ def _cka_scores(index, summaries, products, metrics, requested):
                 yield i, j, "cka", math.nan, _zero_note(zero, "CKA")
             else:
                 value = products[i, j] / math.sqrt(products[i, i] * products[j, j])
-                if not -CLAMP_TOLERANCE <= value <= 1 + CLAMP_TOLERANCE:
-                    raise ArithmeticError(f"CKA of {summaries[i].name} and {summaries[j].name} = {value} outside [0, 1]")
-                yield i, j, "cka", min(max(value, 0.0), 1.0), ""
+                if not -CLAMP_TOLERANCE <= value <= 1 + CLAMP_TOLERANCE:  # one pair's failure: NaN + note
+                    yield i, j, "cka", math.nan, (f"CKA of {summaries[i].name} and {summaries[j].name} = {value} "
+                                                  "outside [0, 1]: numerically degenerate inputs")
+                else:
+                    yield i, j, "cka", min(max(value, 0.0), 1.0), ""
         if need_debiased:
             if zero:
                 yield i, j, "cka_debiased", math.nan, _zero_note(zero, "debiased CKA")
@@ -282,8 +284,10 @@ def _procrustes_scores(models, summaries, index, pairs, device):
             block = cross[r0:r1, c0:c1]
             nuclear = _nuclear(block, device)
             value = nuclear / math.sqrt(summaries[i].total_variance * summaries[j].total_variance)
-            if not -CLAMP_TOLERANCE <= value <= 1 + CLAMP_TOLERANCE:
-                raise ArithmeticError(f"Procrustes similarity of {summaries[i].name} and {summaries[j].name} = {value}")
+            if not -CLAMP_TOLERANCE <= value <= 1 + CLAMP_TOLERANCE:  # one pair's failure: NaN + note
+                yield i, j, math.nan, (f"Procrustes similarity of {summaries[i].name} and {summaries[j].name} = "
+                                       f"{value} outside [0, 1]: numerically degenerate inputs")
+                continue
             yield i, j, min(max(value, 0.0), 1.0), ""
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "unbiased_hsic_centred",
     "nuclear_norm",
     "clamp_unit",
+    "unit_scale",
 ]
 
 #: rounding slack allowed when clamping a similarity into [0, 1]
@@ -79,6 +80,31 @@ def centre_columns(x: np.ndarray, name: str | None = None) -> np.ndarray:
     return centred
 
 
+#: centred activations whose largest magnitude lies outside [2^-SAFE_EXPONENT, 2^SAFE_EXPONENT] are rescaled
+SAFE_EXPONENT = 100
+
+
+def unit_scale(centred: np.ndarray) -> np.ndarray:
+    """Rescale centred activations ``(n, p)`` in place by a power of two when their magnitude is extreme.
+
+    CKA and Procrustes are invariant to isotropic scaling, but their products
+    square the values (and CKA's Gram inner products take fourth powers), so
+    ``1e200 * X`` overflows and ``1e-200 * X`` underflows to zero. Scaling
+    *before* squaring brings the largest magnitude into [0.5, 1). The factor
+    is a power of two, so the scores are unchanged to the last bit; values in
+    the safe range are not touched at all.
+    """
+    if centred.size == 0:
+        return centred
+    peak = max(float(centred.max()), -float(centred.min()))
+    if peak == 0.0 or not math.isfinite(peak):
+        return centred
+    exponent = math.frexp(peak)[1]  # peak = m 2^exponent, m in [0.5, 1)
+    if -SAFE_EXPONENT <= exponent <= SAFE_EXPONENT:
+        return centred
+    return np.ldexp(centred, -exponent, out=centred)
+
+
 def clamp_unit(value: float, what: str) -> float:
     """Clamp ``value`` into [0, 1] when it is outside only by rounding.
 
@@ -103,7 +129,7 @@ def _prepare_pair(x: Any, y: Any, min_rows: int, why: str) -> tuple[np.ndarray, 
     ym = as_matrix(y, "y", min_rows=1)
     check_same_rows(xm, ym)
     require_rows(xm.shape[0], "x", min_rows, why=why)
-    return centre_columns(xm), centre_columns(ym)
+    return unit_scale(centre_columns(xm)), unit_scale(centre_columns(ym))
 
 
 def _use_feature_space(n: int, px: int, py: int) -> bool:

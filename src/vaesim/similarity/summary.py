@@ -30,7 +30,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from vaesim.similarity.measures import centre_columns
+from vaesim.similarity.measures import centre_columns, unit_scale
 from vaesim.similarity.validation import as_matrix
 from vaesim.utils import atomic_path
 
@@ -209,7 +209,7 @@ def summarise(x: Any, *, name: str = "x", metrics: Iterable[str] = ("cka", "proc
     matrix = as_matrix(x, name, check_finite=False)  # finiteness is checked while centring
     n, p = matrix.shape
     want_factor = "procrustes" in metrics
-    xc = centre_columns(matrix, name)  # (n, p) float64
+    xc = unit_scale(centre_columns(matrix, name))  # (n, p) float64; extreme magnitudes scaled (exact, power of 2)
     keep_features = p <= n / 2 or (want_factor and p <= n)
     features = xc if keep_features else None
     gram = r_packed = None

@@ -1,7 +1,8 @@
-"""``vaesim study run|status`` and ``vaesim query``."""
+"""``vaesim study run|status|verify`` and ``vaesim query``."""
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 
@@ -34,6 +35,14 @@ def register(subparsers) -> None:
                         help="refresh every SECONDS while a runner is working")
     status.set_defaults(func=_status)
 
+    verify = study_commands.add_parser(
+        "verify", help="check every file of a study against its recorded checksum; change nothing",
+        description="Hash every checkpoint, training log, probe file, summary, activation file, results file and "
+                    "run table of DIR and compare it with its recorded SHA-256. Lists each problem with what a "
+                    "rerun of `vaesim study run` will do about it. Exit status 0 when all match, 1 otherwise.")
+    verify.add_argument("dir", help="study directory")
+    verify.set_defaults(func=_verify)
+
     query = subparsers.add_parser("query", help="run SQL (DuckDB) over a study's results; views results, runs")
     query.add_argument("dir", help="study directory")
     query.add_argument("sql", help='e.g. "SELECT comparison, count(*) FROM results GROUP BY 1"')
@@ -50,7 +59,8 @@ def _run(args) -> int:
     except StudyFailed as failed:
         print(f"vaesim: {failed}", file=sys.stderr)
         return 1
-    print(f"study complete: {out} (results: vaesim query {out} \"SELECT * FROM results LIMIT 5\")")
+    print(f"study complete: {out} (results: vaesim query {shlex.quote(str(out))} "
+          f"{shlex.quote('SELECT * FROM results LIMIT 5')})")
     return 0
 
 
@@ -67,6 +77,14 @@ def _status(args) -> int:
         if not args.watch or status.running is None:
             return 0
         time.sleep(args.watch)
+
+
+def _verify(args) -> int:
+    from vaesim.study.verify import verify_study
+
+    report = verify_study(args.dir)
+    print(report.format())
+    return 0 if report.ok else 1
 
 
 def _query(args) -> int:

@@ -97,7 +97,8 @@ class LocalExecutor:
         workers = min(self.workers, len(tasks))
         threads = self.threads or max(1, (os.cpu_count() or 1) // workers)
         attempts = {task.task_id: 0 for task in tasks}
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=watch_parent,
+                                 initargs=(os.getpid(),)) as pool:
             pending = {pool.submit(run_task, study_dir, task, threads): task for task in tasks}
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -122,6 +123,28 @@ class LocalExecutor:
 
     def close(self) -> None:
         return None
+
+
+def watch_parent(parent: int, interval: float = 1.0) -> None:
+    """Pool-worker initialiser: exit when the runner that started this worker is gone.
+
+    A worker blocks waiting for its next task; if the runner is killed
+    (``kill -9``) nobody ever sends one, and the worker would hold its memory
+    (and, on a GPU node, GPU memory) forever. A daemon thread checks every
+    ``interval`` seconds whether the worker was re-parented and then exits the
+    process. Outputs are written atomically, so an exit mid-task leaves
+    nothing a later run trusts.
+    """
+    import threading
+    import time
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="vaesim-watch-parent", daemon=True).start()
 
 
 def _pool_broken(error: BaseException) -> bool:

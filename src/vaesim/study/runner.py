@@ -13,19 +13,22 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vaesim.study import plan as layout
+from vaesim.study.budget import check_budget, writable_directory
 from vaesim.study.executors import EXECUTORS, StageOutcome, TaskFailure, make_executor
 from vaesim.study.lock import RUNNING_FILE, StudyLock, describe, read_running, runner_alive
 from vaesim.study.plan import STAGES, StudyPlan, Task, plan_study, spec_differences
 from vaesim.study.spec import StudySpec, TaskResources, load_spec, param_name
-from vaesim.study.stages import corrupt_outputs, outputs_done, store_is_stale
+from vaesim.study.stages import corrupt_outputs, drop_checkpoints_from, outputs_done, read_sums, store_is_stale
 from vaesim.study.store import discard
 from vaesim.utils import atomic_write_json, atomic_write_text
+from vaesim.utils.io import TMP_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +85,17 @@ def prepare_directory(spec: StudySpec, out_dir: Path, *, force: bool) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     spec_file = out_dir / SPEC_FILE
     if spec_file.is_file():
-        recorded = load_spec(spec_file)
+        try:
+            recorded = load_spec(spec_file)
+        except ValueError as error:
+            if not force:
+                raise ValueError(f"{spec_file}: the study's recorded spec is unreadable ({error}); pass --force to "
+                                 f"replace it (derived files are then recomputed; trained runs are kept)") from None
+            logger.warning("replacing the unreadable recorded spec %s (--force); derived files are recomputed",
+                           spec_file)
+            remove_derived(out_dir)
+            atomic_write_text(spec_file, spec.to_yaml())
+            return
         differences = spec_differences(recorded, spec)
         if differences and not force:
             listing = "\n".join(f"  {line}" for line in differences)
@@ -95,6 +108,26 @@ def prepare_directory(spec: StudySpec, out_dir: Path, *, force: bool) -> None:
             logger.warning("spec differs from %s (--force): %s", spec_file, "; ".join(differences))
             remove_stale(out_dir, recorded, spec)
     atomic_write_text(spec_file, spec.to_yaml())
+
+
+def remove_leftovers(out_dir: Path) -> None:
+    """Delete the ``.tmp-*`` files that killed writers left (only run while holding the lock: no writer is live)."""
+    removed, size = 0, 0
+    for path in out_dir.rglob(TMP_PREFIX + "*"):
+        if path.is_file() and not path.is_symlink():
+            size += path.stat().st_size
+            path.unlink()
+            removed += 1
+    if removed:
+        logger.info("removed %d temporary file(s) (%.1f MB) left by killed writers", removed, size / 1e6)
+
+
+def remove_derived(out_dir: Path) -> None:
+    """Delete every derived output (probes, summaries, activations, results, run tables); runs are kept."""
+    for folder in ("probes", "summaries", "activations", "results"):
+        shutil.rmtree(out_dir / folder, ignore_errors=True)
+    for name in (layout.RUNS_TABLE, layout.TRAINING_METRICS_TABLE):
+        discard(out_dir / name)
 
 
 def remove_stale(out_dir: Path, old: StudySpec, new: StudySpec) -> None:
@@ -160,8 +193,11 @@ def run_study(spec, out_dir, *, executor: str = "local", workers: int | None = N
     out_dir = Path(out_dir)
     check_executor_options(executor, workers=workers, address=address, threads=threads)
     check_inputs(spec)
+    writable_directory(out_dir)
+    check_budget(spec, out_dir)
     # The lock comes first: a runner that is refused has changed nothing (not even spec.yaml).
     with StudyLock(out_dir, executor):
+        remove_leftovers(out_dir)
         prepare_directory(spec, out_dir, force=force)
         plan = plan_study(spec)
         runner = make_executor(executor, workers=workers, address=address,
@@ -189,6 +225,8 @@ def _run_stage(plan: StudyPlan, stage: str, out_dir: Path, runner, meter: _Progr
         _discard_corrupt_outputs(out_dir, tasks)
     if stage == "store":
         _discard_stale_store(plan, out_dir)
+    if stage == "train":
+        _discard_damaged_sums(plan, out_dir)
     pending = [t for t in tasks if not outputs_done(out_dir, t)]
     ready = [t for t in pending if all((out_dir / i).is_file() for i in t.inputs)]
     blocked = [TaskFailure(t.task_id, "not run: an upstream task failed (its inputs are missing)")
@@ -222,6 +260,30 @@ def _discard_corrupt_outputs(out_dir: Path, tasks: list[Task]) -> None:
                            "recomputed", task.task_id)
             for output in task.outputs:
                 (out_dir / output).unlink(missing_ok=True)
+
+
+def _discard_damaged_sums(plan: StudyPlan, out_dir: Path) -> None:
+    """A ``checkpoint-sums.json`` that is not a sums record of every planned step is removed (never a checkpoint).
+
+    Its train task then runs again: training is already done, so it only
+    checks the checkpoints against the checksums recorded when they were
+    saved and writes the record again. A record that cannot be read now
+    (permissions, I/O error) is left alone.
+    """
+    for task in plan.tasks["train"]:
+        path = out_dir / layout.checkpoint_sums_path(task.run_id)
+        try:
+            sums = read_sums(path)
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            logger.warning("cannot read %s (%s); left as it is", path, error)
+            continue
+        except ValueError:
+            sums = {}
+        if not all(str(step) in sums for step in task.run.steps):
+            logger.warning("%s is damaged; it will be rebuilt from the checkpoints' recorded checksums", path)
+            path.unlink()
 
 
 def _discard_stale_store(plan: StudyPlan, out_dir: Path) -> None:
@@ -269,12 +331,8 @@ def repair_run(out_dir: Path, plan: StudyPlan, run_id: str, bad_step: int) -> No
     logger.warning("run %s: checkpoint step %d is unreadable; retraining from the last good checkpoint",
                    run_id, bad_step)
     run_dir = out_dir / layout.run_dir(run_id)
-    (run_dir / layout.DONE_MARKER).unlink(missing_ok=True)
     (out_dir / layout.checkpoint_sums_path(run_id)).unlink(missing_ok=True)
-    for path in sorted((run_dir / "checkpoints").glob("step_*")):
-        step = int(path.name.split("_")[1].split(".")[0])
-        if step >= bad_step:
-            path.unlink()
+    drop_checkpoints_from(run_dir, bad_step)
     stale = set()
     for step in plan.run(run_id).steps:
         if step >= bad_step:
@@ -336,7 +394,7 @@ def study_status(out_dir) -> StudyStatus:
     spec_file = out_dir / SPEC_FILE
     if not spec_file.is_file():
         raise FileNotFoundError(f"{out_dir} is not a study directory (no {SPEC_FILE}); "
-                                f"start one with `vaesim study run SPEC --out {out_dir}`")
+                                f"start one with `vaesim study run SPEC --out {shlex.quote(str(out_dir))}`")
     plan = plan_study(load_spec(spec_file))
     stages, corrupt = {}, {}
     for stage in STAGES:

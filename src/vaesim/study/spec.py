@@ -16,18 +16,25 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
 
 PRESET_DIR = Path(__file__).with_name("presets")
 METRICS = ("cka", "cka_debiased", "procrustes")
 WITHIN_RUN_MODES = ("all", "final", "self_and_final", "none")
 
 
+# Integers must be integers (not true/false, not 5.0 or "5"); floats must be finite (no .inf/.nan).
+Int = Annotated[int, Strict()]
+# Seeds feed numpy and torch generators: 0 <= seed < 2^32.
+SEED_LIMIT = 2**32
+Seed = Annotated[int, Strict(), Field(ge=0, lt=SEED_LIMIT)]
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ObjectiveSpec(_Strict):
@@ -48,9 +55,20 @@ class ObjectiveSpec(_Strict):
     def _distinct_finite(cls, values: list[float]) -> list[float]:
         if any(not math.isfinite(v) for v in values):
             raise ValueError(f"values must be finite numbers; got {values}")
+        if any(v < 0 for v in values):
+            raise ValueError(f"values are regularisation strengths and must be >= 0; got {values}")
         if len(set(values)) != len(values):
             raise ValueError(f"values must be distinct; got {values} (remove the repeats)")
         return values
+
+    @field_validator("fixed")
+    @classmethod
+    def _non_negative(cls, fixed: dict[str, float]) -> dict[str, float]:
+        negative = {k: v for k, v in fixed.items() if v < 0}
+        if negative:
+            raise ValueError(f"fixed parameters are strengths, capacities or step counts and must be >= 0; "
+                             f"got {negative}")
+        return fixed
 
 
 class CheckpointSpec(_Strict):
@@ -71,10 +89,10 @@ class CheckpointSpec(_Strict):
     """
 
     schedule: Literal["even", "log"] = "even"
-    count: int = Field(default=5, ge=2)
+    count: Int = Field(default=5, ge=2)
     include_init: bool = True
-    log_first: int | None = Field(default=None, ge=1)
-    steps: list[int] | None = None
+    log_first: Int | None = Field(default=None, ge=1)
+    steps: list[Int] | None = None
 
     @field_validator("steps")
     @classmethod
@@ -91,19 +109,26 @@ class CheckpointSpec(_Strict):
 class TrainingSpec(_Strict):
     """Training budget, optimiser (Adam) and architecture of every run."""
 
-    steps: int = Field(ge=1)
-    batch_size: int = Field(default=64, ge=1)
+    steps: Int = Field(ge=1)
+    batch_size: Int = Field(default=64, ge=1)
     lr: float = Field(default=1e-4, gt=0)
     adam_betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = Field(default=1e-8, gt=0)
-    latent_dim: int = Field(default=10, ge=1)
+    latent_dim: Int = Field(default=10, ge=1)
     architecture: str = "conv"
     reconstruction: str = "bernoulli"
     checkpoints: CheckpointSpec = Field(default_factory=CheckpointSpec)
-    log_every: int = Field(default=100, ge=1)
-    monitor_every: int = Field(default=0, ge=0)
+    log_every: Int = Field(default=100, ge=1)
+    monitor_every: Int = Field(default=0, ge=0)
     init: Literal["glorot", "pytorch"] = "glorot"
     validation_split: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+    @field_validator("adam_betas")
+    @classmethod
+    def _betas(cls, betas: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"Adam's betas must each lie in [0, 1); got {list(betas)}")
+        return betas
 
 
 class ProbeSpec(_Strict):
@@ -116,8 +141,8 @@ class ProbeSpec(_Strict):
     look similar (see docs/study.md).
     """
 
-    n: int = Field(ge=2)
-    seed: int = Field(default=0, ge=0)
+    n: Int = Field(ge=2)
+    seed: Seed = 0
     sample_noise: Literal["independent", "shared"] = "independent"
 
 
@@ -161,7 +186,7 @@ class ResourcesSpec(_Strict):
     train: TaskResources = Field(default_factory=lambda: TaskResources(num_cpus=1, num_gpus=0))
     extract: TaskResources = Field(default_factory=TaskResources)
     compare: TaskResources = Field(default_factory=TaskResources)
-    max_retries: int = Field(default=1, ge=0)
+    max_retries: Int = Field(default=1, ge=0)
 
 
 class StudySpec(_Strict):
@@ -172,7 +197,7 @@ class StudySpec(_Strict):
     datasets: list[str] = Field(min_length=1)
     dataset_root: str | None = None
     objectives: list[ObjectiveSpec] = Field(min_length=1)
-    seeds: list[int] = Field(min_length=1)
+    seeds: list[Seed] = Field(min_length=1)
     training: TrainingSpec
     probe: ProbeSpec
     metrics: list[Literal["cka", "cka_debiased", "procrustes"]] = Field(
@@ -308,10 +333,34 @@ def load_spec(path_or_preset: str | os.PathLike | StudySpec) -> StudySpec:
                 f"give a YAML file path or one of the presets {preset_names()}"
             )
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"study spec {path}: not a text file (not UTF-8); expected a YAML study spec") from None
+    except OSError as error:
+        raise ValueError(f"study spec {path}: cannot be read ({error.strerror or error})") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as error:
         raise ValueError(f"study spec {path}: not valid YAML ({error}); fix the syntax") from None
     return parse_spec(data, source=str(path))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a mapping with the same key twice (PyYAML keeps the last one silently)."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen = set()
+    for key_node, _value_node in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (each field may appear once)", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
 
 
 def parse_spec(data: Any, *, source: str = "spec") -> StudySpec:
@@ -371,9 +420,15 @@ def _allowed_fields(loc: tuple) -> list[str]:
 def _semantic_problems(spec: StudySpec) -> list[str]:
     """Names checked against the registries of the other modules."""
     from vaesim.data import DATASETS
-    from vaesim.models import LAYER_NAMES, OBJECTIVES, main_param
+    from vaesim.models import ARCHITECTURES, LAYER_NAMES, OBJECTIVES, RECONSTRUCTIONS, main_param
 
     problems = []
+    if spec.training.architecture not in ARCHITECTURES:
+        problems.append(f"training.architecture: unknown architecture {spec.training.architecture!r}; "
+                        f"allowed values: {', '.join(ARCHITECTURES)}")
+    if spec.training.reconstruction not in RECONSTRUCTIONS:
+        problems.append(f"training.reconstruction: unknown likelihood {spec.training.reconstruction!r}; "
+                        f"allowed values: {', '.join(RECONSTRUCTIONS)}")
     for name in spec.datasets:
         if name not in DATASETS:
             problems.append(f"datasets: unknown dataset {name!r}; allowed values: {', '.join(DATASETS)}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -167,14 +168,28 @@ def train_config(task: TrainTask):
 
 
 def train_stage(root: Path, task: TrainTask) -> None:
-    """Train one run into ``runs/<run_id>/`` (resumes from its last checkpoint)."""
+    """Train one run into ``runs/<run_id>/`` (resumes from its last checkpoint); record its checksums.
+
+    ``checkpoint-sums.json`` takes each checkpoint's SHA-256 recorded when it
+    was saved, after checking the file still matches it: a checkpoint
+    damaged after saving (say, while a killed runner left the sums
+    unwritten) is a verified mismatch, so it and the later ones are removed
+    and the run resumes from the last good one.
+    """
     from vaesim.training import train
 
-    from vaesim.training import list_checkpoints
-
     run_dir = root / layout.run_dir(task.run_id)
-    train(train_config(task), run_dir, progress=False, device=resolve_device(task.device))
-    sums = {str(step): sha256_file(checkpoint_file(run_dir, step)) for step in list_checkpoints(run_dir)}
+    for attempt in range(2):
+        train(train_config(task), run_dir, progress=False, device=resolve_device(task.device))
+        sums, damaged = checked_sums(run_dir)
+        if not damaged:
+            break
+        logger.warning("run %s: checkpoint step %d does not match the SHA-256 recorded when it was saved; "
+                       "retraining from the last good checkpoint", task.run_id, damaged)
+        drop_checkpoints_from(run_dir, damaged)
+    else:
+        raise RuntimeError(f"run {task.run_id}: checkpoint step {damaged} is damaged again after retraining; "
+                           f"check the disk under {run_dir}")
     missing = sorted(set(task.run.steps) - {int(s) for s in sums})
     if missing:
         raise RuntimeError(f"run {task.run_id} finished without checkpoints at steps {missing}")
@@ -182,20 +197,64 @@ def train_stage(root: Path, task: TrainTask) -> None:
     atomic_write_json(root / layout.checkpoint_sums_path(task.run_id), sums)
 
 
+def checked_sums(run_dir: Path) -> tuple[dict[str, str], int | None]:
+    """``({step: sha256}, first damaged step or None)`` of a run's checkpoints.
+
+    A checkpoint saved before checksums were recorded with it is hashed as it is.
+    """
+    from vaesim.training import list_checkpoints
+    from vaesim.training.checkpoint import recorded_sha256
+
+    sums, damaged = {}, None
+    for step in list_checkpoints(run_dir):
+        actual = sha256_file(checkpoint_file(run_dir, step))
+        recorded = recorded_sha256(run_dir, step)
+        if recorded is not None and recorded != actual:
+            damaged = step if damaged is None else min(damaged, step)
+        sums[str(step)] = recorded or actual
+    return sums, damaged
+
+
+def drop_checkpoints_from(run_dir: Path, step: int) -> None:
+    """Remove the checkpoints of a run from ``step`` on and its DONE marker (training then resumes)."""
+    (run_dir / layout.DONE_MARKER).unlink(missing_ok=True)
+    for path in sorted((run_dir / "checkpoints").glob("step_*")):
+        if int(path.name.split("_")[1].split(".")[0]) >= step:
+            path.unlink()
+
+
 def checkpoint_file(run_dir: Path, step: int) -> Path:
     """The weights file of a checkpoint (training's layout: checkpoints/step_{step:08d}.safetensors)."""
     return run_dir / "checkpoints" / f"step_{step:08d}.safetensors"
 
 
+def read_sums(path: Path) -> dict:
+    """A run's ``checkpoint-sums.json``; OSError when it cannot be read, ValueError when it is not a sums record."""
+    sums = json.loads(path.read_text())
+    if not isinstance(sums, dict):
+        raise ValueError(f"{path} is not a JSON object")
+    return sums
+
+
 def checkpoint_intact(root: Path, run_id: str, step: int) -> bool:
-    """True when the checkpoint's weights match the SHA-256 recorded after training."""
+    """True when the checkpoint's weights match the SHA-256 recorded after training; False for a verified mismatch.
+
+    Only a mismatch (or a weights file that is gone) returns False, and only
+    False leads to a repair that deletes files. A file that cannot be read
+    now (permissions, I/O error) raises OSError; a damaged sums record raises
+    ValueError (the next run rebuilds it from the checkpoints): neither
+    deletes anything.
+    """
     sums_file = root / layout.checkpoint_sums_path(run_id)
     path = checkpoint_file(root / layout.run_dir(run_id), step)
+    sums = read_sums(sums_file)
+    if str(step) not in sums:
+        raise ValueError(f"{sums_file} has no checksum for step {step}; the next `vaesim study run` rebuilds it")
     try:
-        expected = json.loads(sums_file.read_text())[str(step)]
-    except (OSError, ValueError, KeyError):
+        os.stat(path)
+    except FileNotFoundError:
         return False
-    return path.is_file() and sha256_file(path) == expected
+    return sha256_file(path) == sums[str(step)]
 
 
 # -- extract ----------------------------------------------------------------
@@ -222,12 +281,9 @@ def extract_stage(root: Path, task: ExtractTask) -> str | None:
         logger.warning("checkpoint %s does not match the checksum recorded after training; the run will be repaired",
                        checkpoint_file(root / layout.run_dir(run_id), step))
         return "corrupt_checkpoint"
-    try:
-        model, _meta = load_checkpoint(root / layout.run_dir(run_id), step)
-    except Exception as error:  # any load failure means the file cannot be trusted
-        logger.warning("checkpoint step %d of run %s failed to load (%s: %s); the run will be repaired",
-                       step, run_id, type(error).__name__, error)
-        return "corrupt_checkpoint"
+    # The weights match their checksum: a load failure now (MemoryError, I/O error) is not corruption, so it
+    # fails the task (retried, reported) and deletes nothing.
+    model, _meta = load_checkpoint(root / layout.run_dir(run_id), step)
     probe = load_probe(root, task.dataset)
     recorded = tuple(dict.fromkeys((*task.layers, *LATENT_LAYERS)))
     activations = extract_activations(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -163,8 +164,8 @@ def check_verified(paths: list[Path], study_dir: Path) -> None:
         listing = ", ".join(str(p) for p in corrupt[:5]) + (f" and {len(corrupt) - 5} more" if len(corrupt) > 5 else "")
         raise CorruptStudyFile(
             f"{len(corrupt)} stored file(s) do not match their checksum: {listing}; their numbers are not read. "
-            f"Run `vaesim study verify {study_dir}` for the full list and `vaesim study run "
-            f"{Path(study_dir) / 'spec.yaml'} --out {study_dir}` to recompute them")
+            f"Run `vaesim study verify {shlex.quote(str(study_dir))}` for the full list and `vaesim study run "
+            f"{shlex.quote(str(Path(study_dir) / 'spec.yaml'))} --out {shlex.quote(str(study_dir))}` to recompute them")
 
 
 def table_path(study_dir: Path, name: str) -> Path:
@@ -172,8 +173,8 @@ def table_path(study_dir: Path, name: str) -> Path:
     path = study_dir / name
     if not is_written(path):
         raise FileNotFoundError(f"{path} does not exist yet (or was left unfinished): the study's store stage "
-                                f"has not finished; run `vaesim study run {study_dir / 'spec.yaml'} --out "
-                                f"{study_dir}` to finish it")
+                                f"has not finished; run `vaesim study run {shlex.quote(str(study_dir / 'spec.yaml'))} "
+                                f"--out {shlex.quote(str(study_dir))}` to finish it")
     check_verified([path], study_dir)
     return path
 
@@ -250,7 +251,7 @@ def query(study_dir: str | os.PathLike, sql: str) -> pd.DataFrame:
             con.execute("SET lock_configuration = true")
         except duckdb.Error as error:
             raise ValueError(f"query: the study's tables in {study_dir} could not be opened ({error}); "
-                             f"run `vaesim study verify {study_dir}`") from None
+                             f"run `vaesim study verify {shlex.quote(str(study_dir))}`") from None
         try:
             return con.execute(sql).df()
         except duckdb.Error as error:
@@ -269,7 +270,7 @@ def _study_dir(study_dir: str | os.PathLike) -> Path:
     path = Path(study_dir)
     if not (path / "spec.yaml").is_file():
         raise FileNotFoundError(
-            f"{path} is not a study directory (no spec.yaml); create one with `vaesim study run SPEC --out {path}`"
+            f"{path} is not a study directory (no spec.yaml); create one with `vaesim study run SPEC --out {shlex.quote(str(path))}`"
         )
     return path
 

@@ -4,7 +4,8 @@
 ``model.state_dict()``), the objective's own weights (``objective.*``) and
 every optimiser tensor (``optimizer.vae.*``, ``optimizer.objective.*``).
 ``step_NNNNNNNN.json`` holds the model and objective config, the step, the
-losses at that step, the RNG states and the optimisers' non-tensor state. The
+losses at that step, the RNG states, the optimisers' non-tensor state and
+the SHA-256 of the weights file as written (``sha256``). The
 JSON is written last: a checkpoint counts as complete only when both exist.
 """
 
@@ -21,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from vaesim.models.architectures import VAE, build_vae
-from vaesim.utils import atomic_path, atomic_write_json
+from vaesim.utils import atomic_path, atomic_write_json, sha256_file
 
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d{8})\.json$")
@@ -142,8 +143,16 @@ def save_checkpoint(
         optim_meta["objective"] = obj_optim
     with atomic_path(tensor_path) as tmp:
         save_file(tensors, str(tmp))
-    atomic_write_json(json_path, {**meta, "step": step, "model": model.config(), "optimizer": optim_meta, "rng": rng_state()})
+        digest = sha256_file(tmp)  # recorded with the checkpoint: later checks compare against what was written
+    atomic_write_json(json_path, {**meta, "step": step, "model": model.config(), "optimizer": optim_meta,
+                                  "rng": rng_state(), "sha256": digest})
     return json_path
+
+
+def recorded_sha256(run_dir: str | Path, step: int) -> str | None:
+    """SHA-256 of the weights file recorded when the checkpoint was saved (None for older checkpoints)."""
+    _tensor_path, json_path = checkpoint_paths(run_dir, step)
+    return json.loads(json_path.read_text()).get("sha256")
 
 
 def read_checkpoint(run_dir: str | Path, step: int) -> tuple[dict[str, torch.Tensor], dict]:

@@ -75,7 +75,11 @@ def objective_params_from_args(objective: str, param: str | None, assignments: l
         raise ValueError(f"--objective {objective!r} is unknown; valid objectives: {', '.join(OBJECTIVES)}")
     params: dict = {}
     if param is not None:
-        params[main_param(objective)] = _parse_value(param)
+        value = _parse_value(param)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ValueError(f"--param {param!r}: expected a number, the value of {objective}'s "
+                             f"{main_param(objective)} (e.g. --param 4)")
+        params[main_param(objective)] = value
     valid = objective_params(objective)
     for item in assignments:
         name, sep, value = item.partition("=")

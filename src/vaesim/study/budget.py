@@ -1,0 +1,139 @@
+"""Checks before any work that need the machine: the device, sizes against the dataset, memory and disk.
+
+:func:`check_budget` refuses, with the numbers, a study that cannot run here:
+a CUDA device that is not present, a probe set or batch larger than the
+dataset, a probe set plus one layer's Gram that does not fit in the memory
+available now, or summaries for every checkpoint that do not fit on the
+disk holding the study directory.
+
+Estimates (bytes): probe set ``n C 64 64 x 4`` (float32 images); one layer's
+activations ``n p x 4`` and its centred float64 copy ``n p x 8``; one Gram
+``n^2 x 8``; a summary file per checkpoint ``sum_layers min(n(n+1)/2, n p) x 8``
+(the packed Gram or the centred features, whichever the summary keeps),
+plus kept activations ``n p x 4``. Layer widths ``p`` come from one forward
+pass of the untrained model.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from vaesim.study.spec import StudySpec
+
+
+def _gib(value: float) -> str:
+    return f"{value / 2**30:,.2f} GiB"
+
+
+def available_memory() -> int | None:
+    """``MemAvailable`` from ``/proc/meminfo`` in bytes (None where unknown)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def free_disk(path: Path) -> int | None:
+    """Free bytes on the file system that holds ``path`` (its nearest existing parent)."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def check_device(device: str) -> None:
+    """A ``cuda[:N]`` device must exist on this machine."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError(f"study spec device: {device!r} asked for, but this machine's torch sees no CUDA GPU "
+                         "(a CPU build, or no driver); use device: cpu or auto")
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    if index >= torch.cuda.device_count():
+        raise ValueError(f"study spec device: {device!r} asked for, but only {torch.cuda.device_count()} GPU(s) "
+                         f"are visible (cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
+
+
+def layer_widths(spec: StudySpec, num_channels: int) -> dict[str, int]:
+    """Features per compared layer of the spec's model (one forward pass on one blank image)."""
+    import numpy as np
+
+    from vaesim.activations import extract_activations
+    from vaesim.models import build_vae
+
+    model = build_vae(spec.training.architecture, num_channels, spec.training.latent_dim)
+    images = np.zeros((2, num_channels, 64, 64), dtype=np.float32)
+    activations = extract_activations(model, images, layers=tuple(spec.layer_names()))
+    return {name: int(np.prod(value.shape[1:])) for name, value in activations.items()}
+
+
+def check_budget(spec: StudySpec, out_dir: Path) -> None:
+    """Refuse a spec whose sizes cannot work here (see the module docstring); no file is written."""
+    from vaesim.data.registry import get_spec
+    from vaesim.study.plan import plan_runs
+
+    check_device(spec.device)
+    n = spec.probe.n
+    checkpoints = len(spec.checkpoint_steps())
+    runs_per_dataset = len(plan_runs(spec)) // len(spec.datasets)
+    memory_need = disk_need = 0
+    for dataset in spec.datasets:
+        facts = get_spec(dataset)
+        size = facts.num_examples
+        if n > size:
+            raise ValueError(f"study spec probe.n: {n:,} examples asked for, but {dataset} has {size:,}; "
+                             f"use probe.n <= {size:,}")
+        if spec.training.batch_size > size:
+            raise ValueError(f"study spec training.batch_size: {spec.training.batch_size:,} is larger than "
+                             f"{dataset} ({size:,} examples); use a batch of at most {size:,}")
+        widths = layer_widths(spec, facts.num_channels)
+        widest = max(widths.values())
+        probe_bytes = n * facts.num_channels * 64 * 64 * 4
+        memory_need = max(memory_need, probe_bytes + n * widest * (4 + 8) + n * n * 8)
+        kept = set(spec.kept_layers())
+        summary = sum(min(n * (n + 1) // 2, n * p) * 8 for p in widths.values())
+        kept_bytes = sum(n * p * 4 for name, p in widths.items() if name in kept)
+        disk_need += probe_bytes + runs_per_dataset * checkpoints * (summary + kept_bytes)
+    memory = available_memory()
+    if memory is not None and memory_need > memory:
+        raise ValueError(
+            f"study spec probe.n = {n:,}: extracting one checkpoint needs about {_gib(memory_need)} of memory "
+            f"(probe set, the widest layer's activations and one {n:,} x {n:,} Gram), but {_gib(memory)} is "
+            f"available; lower probe.n or run on a larger machine")
+    disk = free_disk(out_dir)
+    if disk is not None and disk_need > disk:
+        raise ValueError(
+            f"the study needs about {_gib(disk_need)} of disk for its probe sets and summaries "
+            f"({checkpoints} checkpoint(s) x {runs_per_dataset * len(spec.datasets)} run(s), probe.n = {n:,}), "
+            f"but {_gib(disk)} is free where {out_dir} lives; lower probe.n, keep fewer activations, "
+            f"or use another --out")
+
+
+def writable_directory(out_dir: Path) -> None:
+    """Refuse an ``--out`` that cannot hold a study (an existing file, a read-only or non-writable place)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir}: exists and is not a directory; give a directory path")
+    parent = out_dir
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"--out {out_dir}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out_dir}: cannot write in {parent} (permission denied or read-only)")
+    try:
+        statvfs = os.statvfs(parent)
+    except OSError:
+        return
+    if statvfs.f_flag & os.ST_RDONLY:
+        raise ValueError(f"--out {out_dir}: {parent} is on a read-only file system")

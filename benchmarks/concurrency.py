@@ -17,7 +17,7 @@ OpenMP/OpenBLAS defaults, i.e. vaesim before this change; ``passive``:
 vaesim's default now), so before and after are measured side by side under
 the same load. The load average is printed before and after.
 
-    python benchmarks/concurrency.py --small                 # ~2 x 6 short studies
+    python benchmarks/concurrency.py --small                 # 2 x 6 short studies (2 runs x 60 steps)
     python benchmarks/concurrency.py                          # the quick preset (the demo's study)
     python benchmarks/concurrency.py --small --modes passive  # after only
 """
@@ -46,13 +46,14 @@ while True:
 
 
 def small_spec(steps: int) -> dict:
-    """The quick preset cut down: beta-VAE beta 1 and 32, 2 seeds, ``steps`` steps, 3 checkpoints, n = 200."""
+    """The quick preset cut down: beta-VAE beta 1 and 32, 1 seed, ``steps`` steps, 3 checkpoints, n = 200."""
     from vaesim.study import load_spec
 
     spec = yaml.safe_load(load_spec("quick").to_yaml())
     spec = copy.deepcopy(spec)
     spec["name"] = "quick-small"
     spec["objectives"] = [{"name": "beta_vae", "values": [1, 32]}]
+    spec["seeds"] = [0]
     spec["training"]["steps"] = steps
     spec["training"]["checkpoints"] = {"schedule": "log", "count": 3, "include_init": True, "log_first": 10}
     spec["probe"]["n"] = 200
@@ -111,7 +112,7 @@ def run_studies(spec: str, root: Path, copies: int, mode: str, busy: bool = Fals
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="a smaller variant of the quick study (see small_spec)")
-    parser.add_argument("--steps", type=int, default=150, help="training steps of --small (default 150)")
+    parser.add_argument("--steps", type=int, default=60, help="training steps of --small (default 60)")
     parser.add_argument("--spec", default=None, help="another spec file or preset (default: quick)")
     parser.add_argument("--modes", nargs="+", choices=("spin", "passive"), default=["spin", "passive"],
                         help="thread wait policies to measure (default both: before and after)")

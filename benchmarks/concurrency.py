@@ -45,8 +45,8 @@ while True:
 """
 
 
-def small_spec(steps: int) -> dict:
-    """The quick preset cut down: beta-VAE beta 1 and 32, 1 seed, ``steps`` steps, 3 checkpoints, n = 200."""
+def small_spec(steps: int, n: int = 200) -> dict:
+    """The quick preset cut down: beta-VAE beta 1 and 32, 1 seed, ``steps`` steps, 3 checkpoints, ``n`` probes."""
     from vaesim.study import load_spec
 
     spec = yaml.safe_load(load_spec("quick").to_yaml())
@@ -56,7 +56,7 @@ def small_spec(steps: int) -> dict:
     spec["seeds"] = [0]
     spec["training"]["steps"] = steps
     spec["training"]["checkpoints"] = {"schedule": "log", "count": 3, "include_init": True, "log_first": 10}
-    spec["probe"]["n"] = 200
+    spec["probe"]["n"] = n
     return spec
 
 
@@ -79,8 +79,13 @@ def env_for(mode: str) -> dict:
     return env
 
 
-def run_studies(spec: str, root: Path, copies: int, mode: str, busy: bool = False) -> list[float]:
-    """Start ``copies`` studies at once (plus a busy process); return each one's wall seconds."""
+def run_studies(spec: str, root: Path, copies: int, mode: str, busy: bool = False,
+                limit: float | None = None) -> list[float]:
+    """Start ``copies`` studies at once (plus a busy process); return each one's wall seconds.
+
+    A study still running after ``limit`` seconds is stopped and reported as
+    ``inf`` (so a collapse does not hold the benchmark for an hour).
+    """
     dirs = [root / f"{mode}-{copies}-{'busy' if busy else 'plain'}-{i}" for i in range(copies)]
     for d in dirs:
         shutil.rmtree(d, ignore_errors=True)
@@ -96,11 +101,22 @@ def run_studies(spec: str, root: Path, copies: int, mode: str, busy: bool = Fals
     seconds = []
     try:
         for proc in procs:
-            _, err = proc.communicate()
+            try:
+                left = None if limit is None else max(1.0, limit - (time.perf_counter() - start))
+                _, err = proc.communicate(timeout=left)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                seconds.append(float("inf"))
+                continue
             seconds.append(time.perf_counter() - start)
             if proc.returncode != 0:
                 raise RuntimeError(f"study failed ({mode}, {copies} copies): {err[-2000:]}")
     finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         if neighbour is not None:
             neighbour.kill()
             neighbour.wait()
@@ -117,6 +133,11 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", choices=("spin", "passive"), default=["spin", "passive"],
                         help="thread wait policies to measure (default both: before and after)")
     parser.add_argument("--skip-busy", action="store_true", help="skip the busy-neighbour measurement")
+    parser.add_argument("--busy-modes", nargs="+", choices=("spin", "passive"), default=None,
+                        help="modes that get the busy-neighbour measurement (default: every mode)")
+    parser.add_argument("--limit", type=float, default=None, metavar="SECONDS",
+                        help="stop a measurement after SECONDS and report it as > SECONDS (default: no limit)")
+    parser.add_argument("--n", type=int, default=200, help="probe examples of --small (default 200)")
     args = parser.parse_args()
     from vaesim.utils.threads import affinity_cpus, available_cpus, cgroup_cpu_limit
 
@@ -124,7 +145,7 @@ def main() -> None:
     spec = args.spec or "quick"
     if args.small:
         spec = str(root / "quick-small.yaml")
-        Path(spec).write_text(yaml.safe_dump(small_spec(args.steps), sort_keys=False))
+        Path(spec).write_text(yaml.safe_dump(small_spec(args.steps, args.n), sort_keys=False))
     print(f"spec {'quick-small (' + str(args.steps) + ' steps)' if args.small else spec}; os.cpu_count() "
           f"{os.cpu_count()}, affinity {affinity_cpus()}, cgroup quota {cgroup_cpu_limit()}, "
           f"vaesim uses {available_cpus()} CPU(s)")
@@ -132,14 +153,14 @@ def main() -> None:
     results = {}
     try:
         for mode in args.modes:
-            solo = run_studies(spec, root, 1, mode)[0]
+            solo = run_studies(spec, root, 1, mode, limit=args.limit)[0]
             print(f"  {mode:7s} solo  {solo:7.1f} s   (load {loadavg()})", flush=True)
-            pair = run_studies(spec, root, 2, mode)
+            pair = run_studies(spec, root, 2, mode, limit=args.limit)
             print(f"  {mode:7s} pair  {max(pair):7.1f} s   ({', '.join(f'{s:.1f}' for s in pair)}; load {loadavg()})",
                   flush=True)
             busy = None
-            if not args.skip_busy:
-                busy = run_studies(spec, root, 1, mode, busy=True)[0]
+            if not args.skip_busy and mode in (args.busy_modes or args.modes):
+                busy = run_studies(spec, root, 1, mode, busy=True, limit=args.limit)[0]
                 print(f"  {mode:7s} busy  {busy:7.1f} s   (load {loadavg()})", flush=True)
             results[mode] = (solo, max(pair), busy)
     finally:
@@ -149,7 +170,7 @@ def main() -> None:
     for mode, (solo, pair, busy) in results.items():
         busy_text = f"{busy:8.1f} {busy / solo:10.2f}" if busy is not None else f"{'-':>8s} {'-':>10s}"
         print(f"{mode:8s} {solo:8.1f} {pair:8.1f} {pair / solo:10.2f} {busy_text}")
-    print("fair share: pair/solo 2.0 (target <= 2.5); busy/solo about 2.0")
+    print("fair share: pair/solo 2.0 (target <= 2.5); busy/solo about 2.0; inf: stopped at --limit")
 
 
 if __name__ == "__main__":

@@ -53,6 +53,8 @@ PROCRUSTES_LAYERS = ["input", "encoder.conv4", "encoder.fc", "encoder.mean", "de
 DING_MAX_CROSS = 4096 * 1024
 #: one wide layer pair (p > n on both sides) timed separately: Ding et al. need a 4096 x 4096 SVD, vaesim min(n, p)
 WIDE_PAIR = ("encoder.conv3", "decoder.output")
+#: layers of the accuracy table (every storage route: wide Grams, p ~ n, features)
+ACCURACY_LAYERS = ["input", "encoder.conv1", "encoder.conv3", "encoder.fc", "encoder.mean", "decoder.deconv3"]
 
 
 # ---------------------------------------------------------------- synthetic activations
@@ -99,10 +101,18 @@ def center_gram(gram: np.ndarray) -> np.ndarray:
     return gram
 
 
+def gram_float32(x: np.ndarray) -> np.ndarray:
+    """The straightforward float32 method: centre the features in float32, then x @ x.T in float32 (ssyrk)."""
+    x = x.astype(np.float32, copy=False)
+    xc = x - x.mean(0)
+    return (xc @ xc.T).astype(np.float64)
+
+
 def straightforward_pair(acts_a: dict, acts_b: dict, same: bool, dtype=np.float64) -> dict:
     """All layer pairs of one checkpoint pair, Grams recomputed for this pair."""
-    grams_a = {k: center_gram(gram_linear(v.astype(dtype)).astype(np.float64)) for k, v in acts_a.items()}
-    grams_b = grams_a if same else {k: center_gram(gram_linear(v.astype(dtype)).astype(np.float64)) for k, v in acts_b.items()}
+    gram = gram_float32 if dtype == np.float32 else (lambda v: center_gram(gram_linear(v.astype(np.float64))))
+    grams_a = {k: gram(v) for k, v in acts_a.items()}
+    grams_b = grams_a if same else {k: gram(v) for k, v in acts_b.items()}
     norms_a = {k: np.linalg.norm(g) for k, g in grams_a.items()}
     norms_b = norms_a if same else {k: np.linalg.norm(g) for k, g in grams_b.items()}
     names_a, names_b = list(acts_a), list(acts_b)
@@ -124,25 +134,31 @@ def ding_procrustes(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def measure_peak(n: int, repeats: int = 3) -> dict:
-    """Best-of float64 SYRK (n x 8192 -> n x n) and GEMM rates in GFLOP/s."""
+    """Best-of float64 SYRK (n x 8192 -> n x n), float32 SYRK and float64 GEMM rates in GFLOP/s."""
     rng = np.random.default_rng(1)
     a = rng.normal(size=(n, 8192))
     b = rng.normal(size=(8192, n))
-    syrk = gemm = 0.0
+    a32 = a.astype(np.float32)
+    syrk = ssyrk = gemm = 0.0
     for _ in range(repeats):
         t = time.perf_counter()
         a @ a.T
         syrk = max(syrk, n * n * 8192 / (time.perf_counter() - t) / 1e9)
         t = time.perf_counter()
+        a32 @ a32.T
+        ssyrk = max(ssyrk, n * n * 8192 / (time.perf_counter() - t) / 1e9)
+        t = time.perf_counter()
         a @ b
         gemm = max(gemm, 2 * n * n * 8192 / (time.perf_counter() - t) / 1e9)
-    return {"dsyrk_gflops": syrk, "dgemm_gflops": gemm}
+    return {"dsyrk_gflops": syrk, "ssyrk_gflops": ssyrk, "dgemm_gflops": gemm}
 
 
 # ---------------------------------------------------------------- main workload
 
 def run(args) -> dict:
-    n, k_total = args.n, args.checkpoints
+    n = args.n
+    ks = sorted(set(args.checkpoints))
+    k_total = ks[-1]
     study = SyntheticStudy(n, seed=args.seed)
     tri_bytes = 8 * n * (n + 1) // 2
     gram_layers = [name for name, p in LAYERS if p > n / 2]
@@ -152,17 +168,20 @@ def run(args) -> dict:
     if spill:
         store = np.lib.format.open_memmap(os.path.join(spill_dir, "grams.npy"), mode="w+", dtype=np.float64,
                                           shape=(len(gram_layers) * k_total, n * (n + 1) // 2))
-    results = {"n": n, "checkpoints": k_total, "layers": len(LAYERS), "spilled_to_disk": spill,
-               "peak_before": measure_peak(n)}
-    print(f"n={n}, K={k_total}, {len(LAYERS)} layers, sum p={sum(p for _, p in LAYERS)}; "
-          f"packed Grams {'memory-mapped on disk' if spill else 'in RAM'}", flush=True)
+    results = {"n": n, "checkpoints": ks, "layers": len(LAYERS), "spilled_to_disk": spill,
+               "load_before": loadavg(), "peak_before": measure_peak(n)}
+    print(f"n={n}, K={', '.join(map(str, ks))} checkpoints, {len(LAYERS)} layers, sum p={sum(p for _, p in LAYERS)}; "
+          f"packed Grams {'memory-mapped on disk' if spill else 'in RAM'}; load {results['load_before']}", flush=True)
 
     sample_points = sorted({1, k_total // 2, k_total - 1}) if k_total > 1 else []
+    before_points = set(range(min(args.before_samples, k_total)))
     kept: dict[int, dict] = {}
     straight_times: list[float] = []
-    straight_scores = None
+    straight32_times: list[float] = []
     summaries: dict[int, dict] = {}
-    t_summarise = t_generate = 0.0
+    t_summarise = [0.0] * k_total  # vaesim now (precision="auto": mixed for the large layers), per checkpoint
+    t_before = t_after_same = 0.0  # float64 route (vaesim before) vs now, on the before_points checkpoints
+    t_generate = 0.0
     row = 0
     for k in range(k_total):
         t = time.perf_counter()
@@ -172,13 +191,20 @@ def run(args) -> dict:
             tg = time.perf_counter()
             act = study.layer(k, i)
             t_generate += time.perf_counter() - tg
+            if k in before_points:  # the float64 route, timed on the same activations just before
+                ts = time.perf_counter()
+                summarise(act, name=f"ckpt{k}/{name}", metrics=("cka",), precision="float64")
+                t_before += time.perf_counter() - ts
             ts = time.perf_counter()
             summary = summarise(act, name=f"ckpt{k}/{name}", metrics=("cka",))
             if store is not None and summary.gram is not None:
                 store[row] = summary.gram
                 summary = dataclasses.replace(summary, gram=store[row])
                 row += 1
-            t_summarise += time.perf_counter() - ts
+            elapsed = time.perf_counter() - ts
+            t_summarise[k] += elapsed
+            if k in before_points:
+                t_after_same += elapsed
             layer_summaries[name] = summary
             if k < 2:
                 acts_kept[name] = act
@@ -191,49 +217,111 @@ def run(args) -> dict:
             ts = time.perf_counter()
             straight_scores = straightforward_pair(kept[0], kept[1], same=False)
             straight_times.append(time.perf_counter() - ts)
-            print(f"  straightforward checkpoint pair sample: {straight_times[-1]:.1f} s", flush=True)
+            ts = time.perf_counter()
+            straight32_scores = straightforward_pair(kept[0], kept[1], same=False, dtype=np.float32)
+            straight32_times.append(time.perf_counter() - ts)
+            print(f"  straightforward checkpoint pair sample: float64 {straight_times[-1]:.1f} s, "
+                  f"float32 {straight32_times[-1]:.1f} s", flush=True)
     if store is not None:
         store.flush()
 
-    t = time.perf_counter()
-    frame = compare(summaries, metrics=("cka",))
-    t_pairs = time.perf_counter() - t
-    model_pairs = k_total * (k_total + 1) // 2
-    vaesim_total = t_summarise + t_pairs
-    gram_flops = k_total * sum(n * n * p for _, p in LAYERS)
-    results.update({
-        "layer_pair_rows": len(frame), "model_pairs": model_pairs,
-        "vaesim_summarise_s": t_summarise, "vaesim_pairs_s": t_pairs, "vaesim_total_s": vaesim_total,
-        "generation_s_excluded": t_generate,
-        "vaesim_gram_phase_gflops": gram_flops / t_summarise / 1e9,
-        "vaesim_layer_pairs_per_s": len(frame) / vaesim_total,
-    })
+    flops_per_checkpoint = sum(n * n * p for _, p in LAYERS)
+    results.update({"generation_s_excluded": t_generate, "flops_per_checkpoint": flops_per_checkpoint,
+                    "before_samples": len(before_points),
+                    "gram_phase_before_gflops": len(before_points) * flops_per_checkpoint / t_before / 1e9 if t_before else None,
+                    "gram_phase_after_same_gflops": len(before_points) * flops_per_checkpoint / t_after_same / 1e9 if t_after_same else None,
+                    "gram_phase_gflops": k_total * flops_per_checkpoint / sum(t_summarise) / 1e9})
+    per_k = {}
+    for k_report in ks:
+        subset = {k: summaries[k] for k in range(k_report)}
+        t = time.perf_counter()
+        frame = compare(subset, metrics=("cka",))
+        t_pairs = time.perf_counter() - t
+        model_pairs = k_report * (k_report + 1) // 2
+        total = sum(t_summarise[:k_report]) + t_pairs
+        entry = {"summarise_s": sum(t_summarise[:k_report]), "pairs_s": t_pairs, "total_s": total,
+                 "layer_pairs": len(frame), "model_pairs": model_pairs}
+        if straight_times:
+            entry["straightforward64_s"] = float(np.mean(straight_times)) * model_pairs
+            entry["straightforward32_s"] = float(np.mean(straight32_times)) * model_pairs
+            entry["speedup_vs_float64"] = entry["straightforward64_s"] / total
+            entry["speedup_vs_float32"] = entry["straightforward32_s"] / total
+        per_k[k_report] = entry
+        print(f"  K={k_report}: compare over {model_pairs} checkpoint pairs {t_pairs:.1f} s", flush=True)
+    results["per_k"] = per_k
     if straight_times:
-        per_pair = float(np.mean(straight_times))
-        straight_total = per_pair * model_pairs
         sub = frame[(frame.a_model == 0) & (frame.b_model == 1)]
         ours = {(r.a_layer, r.b_layer): r.score for r in sub.itertuples()}
-        diff = max(abs(ours[key] - value) for key, value in straight_scores.items())
-        results.update({
-            "straightforward_pair_samples_s": straight_times, "straightforward_per_pair_s": per_pair,
-            "straightforward_total_s_estimated": straight_total,
-            "straightforward_layer_pairs_per_s": len(frame) / straight_total,
-            "speedup": straight_total / vaesim_total, "target_speedup": 0.8 * k_total,
-            "max_abs_diff_vs_straightforward": diff,
-        })
-        t = time.perf_counter()
-        f32 = straightforward_pair(kept[0], kept[1], same=False, dtype=np.float32)
-        results["straightforward_float32_pair_s"] = time.perf_counter() - t
-        results["straightforward_float32_max_abs_diff"] = max(abs(ours[key] - v) for key, v in f32.items())
+        results["straightforward64_per_pair_s"] = float(np.mean(straight_times))
+        results["straightforward32_per_pair_s"] = float(np.mean(straight32_times))
+        results["max_abs_diff_vs_straightforward"] = max(abs(ours[key] - v) for key, v in straight_scores.items())
+        results["straightforward32_max_abs_diff"] = max(abs(straight_scores[key] - v)
+                                                       for key, v in straight32_scores.items())
+        results["accuracy"] = accuracy_table(kept)
         results.update(peer(kept, frame) if not args.skip_peer else {})
         results.update(procrustes(kept, k_total) if not args.skip_procrustes else {})
     results["peak_after"] = measure_peak(n)
-    peak = max(results["peak_before"]["dsyrk_gflops"], results["peak_after"]["dsyrk_gflops"])
-    results["vaesim_gram_phase_fraction_of_syrk_peak"] = results["vaesim_gram_phase_gflops"] / peak
+    results["load_after"] = loadavg()
+    dsyrk = max(results["peak_before"]["dsyrk_gflops"], results["peak_after"]["dsyrk_gflops"])
+    ssyrk = max(results["peak_before"]["ssyrk_gflops"], results["peak_after"]["ssyrk_gflops"])
+    results["gram_phase_fraction_of_ssyrk"] = results["gram_phase_gflops"] / ssyrk
+    results["gram_phase_fraction_of_dsyrk"] = results["gram_phase_gflops"] / dsyrk
+    if t_before:
+        results["gram_phase_before_fraction_of_dsyrk"] = results["gram_phase_before_gflops"] / dsyrk
+        results["gram_phase_before_fraction_of_ssyrk"] = results["gram_phase_before_gflops"] / ssyrk
+        results["gram_phase_after_same_fraction_of_ssyrk"] = results["gram_phase_after_same_gflops"] / ssyrk
     if spill_dir:
         del store
         shutil.rmtree(spill_dir, ignore_errors=True)
     return results
+
+
+def loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as handle:
+            return " ".join(handle.read().split()[:3])
+    except OSError:
+        return "n/a"
+
+
+def accuracy_table(kept: dict) -> dict:
+    """Max |CKA - float64 textbook| over ACCURACY_LAYERS pairs of checkpoints 0 and 1, per method and input.
+
+    Inputs: the synthetic activations as they are (float32, post-ReLU), and
+    the same with a 1e4 offset (float32: a large mean on wide float32 layers,
+    the case where centring in float32 loses digits).
+    """
+    table = {}
+    for label, offset in (("as generated", 0.0), ("+1e4 offset, float32", 1e4)):
+        a = {k: (kept[0][k] + np.float32(offset)).astype(np.float32) for k in ACCURACY_LAYERS}
+        b = {k: (kept[1][k] + np.float32(offset)).astype(np.float32) for k in ACCURACY_LAYERS}
+        exact = textbook_pair(a, b)  # float64: centre the features, then Grams (exact for any offset)
+        methods = {
+            "vaesim mixed (now)": _vaesim_scores(a, b, "mixed"),
+            "vaesim float64 (before)": _vaesim_scores(a, b, "float64"),
+            "straightforward float64": straightforward_pair(a, b, same=False),
+            "straightforward float32": straightforward_pair(a, b, same=False, dtype=np.float32),
+        }
+        table[label] = {m: max(abs(scores[key] - v) for key, v in exact.items()) for m, scores in methods.items()}
+    return table
+
+
+def textbook_pair(a: dict, b: dict) -> dict:
+    """Float64 reference: features centred in float64, then n x n Grams and <K, L> / (|K| |L|)."""
+    def gram(v):
+        x = v.astype(np.float64)
+        x -= x.mean(0)
+        return x @ x.T
+    ga, gb = {k: gram(v) for k, v in a.items()}, {k: gram(v) for k, v in b.items()}
+    return {(la, lb): float((ga[la] * gb[lb]).sum() / np.sqrt((ga[la] ** 2).sum() * (gb[lb] ** 2).sum()))
+            for la in a for lb in b}
+
+
+def _vaesim_scores(a: dict, b: dict, precision: str) -> dict:
+    models = {m: {k: summarise(v, name=k, metrics=("cka",), precision=precision) for k, v in acts.items()}
+              for m, acts in ((0, a), (1, b))}
+    frame = compare(models, metrics=("cka",), model_pairs=[(0, 1)])
+    return {(r.a_layer, r.b_layer): r.score for r in frame.itertuples()}
 
 
 def peer(kept: dict, frame) -> dict:
@@ -305,26 +393,47 @@ def procrustes_wide_pair(kept: dict) -> dict:
 
 
 def report(r: dict) -> None:
-    print("\n=== all-pairs linear CKA (float64 products) ===")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"float64 peak dsyrk {max(r['peak_before']['dsyrk_gflops'], r['peak_after']['dsyrk_gflops']):.0f} GFLOP/s, "
-          f"dgemm {max(r['peak_before']['dgemm_gflops'], r['peak_after']['dgemm_gflops']):.0f} GFLOP/s (best of before/after)")
-    print(f"workload: n={r['n']}, K={r['checkpoints']} checkpoints, {r['layers']} layers, "
-          f"{r['model_pairs']} checkpoint pairs, {r['layer_pair_rows']} layer pairs")
-    print(f"vaesim: summarise {r['vaesim_summarise_s']:.1f} s + pairs {r['vaesim_pairs_s']:.1f} s = "
-          f"{r['vaesim_total_s']:.1f} s ({r['vaesim_layer_pairs_per_s']:.0f} layer pairs/s); Gram phase "
-          f"{r['vaesim_gram_phase_gflops']:.0f} GFLOP/s = {100 * r['vaesim_gram_phase_fraction_of_syrk_peak']:.0f}% "
-          f"of the measured dsyrk peak (activation generation, {r['generation_s_excluded']:.0f} s, not counted)")
-    if "speedup" in r:
-        print(f"straightforward (Kornblith demo, float64): {r['straightforward_per_pair_s']:.1f} s per checkpoint pair "
-              f"(mean of {len(r['straightforward_pair_samples_s'])} sampled pairs) x {r['model_pairs']} pairs = "
-              f"{r['straightforward_total_s_estimated']:.0f} s estimated "
-              f"({r['straightforward_layer_pairs_per_s']:.1f} layer pairs/s)")
-        print(f"speed ratio vaesim / straightforward = {r['speedup']:.1f}x   (target 0.8 x K = {r['target_speedup']:.1f}x: "
-              f"{'MET' if r['speedup'] >= r['target_speedup'] else 'NOT MET'})")
-        print(f"agreement: max |vaesim - straightforward| = {r['max_abs_diff_vs_straightforward']:.2e}; "
-              f"straightforward float32 Grams: {r['straightforward_float32_pair_s']:.1f} s per pair, "
-              f"max |diff| = {r['straightforward_float32_max_abs_diff']:.2e}")
+    print("\n=== all-pairs linear CKA ===")
+    peak = {key: max(r["peak_before"][key], r["peak_after"][key]) for key in r["peak_before"]}
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; load average "
+          f"{r['load_before']} (start) / {r['load_after']} (end); peaks (best of before/after): float32 ssyrk "
+          f"{peak['ssyrk_gflops']:.0f}, float64 dsyrk {peak['dsyrk_gflops']:.0f}, dgemm {peak['dgemm_gflops']:.0f} GFLOP/s")
+    print(f"workload: n={r['n']}, {r['layers']} layers, {r['flops_per_checkpoint'] / 1e9:.0f} GFLOP of Grams "
+          f"(n^2 p) per checkpoint; activation generation ({r['generation_s_excluded']:.0f} s) not counted")
+    if r.get("gram_phase_before_gflops"):
+        print(f"Gram phase on the same {r['before_samples']} checkpoint(s), interleaved layer by layer: "
+              f"float64 route (before) {r['gram_phase_before_gflops']:.0f} GFLOP/s = "
+              f"{100 * r['gram_phase_before_fraction_of_ssyrk']:.0f}% of ssyrk peak "
+              f"({100 * r['gram_phase_before_fraction_of_dsyrk']:.0f}% of dsyrk); mixed route (now) "
+              f"{r['gram_phase_after_same_gflops']:.0f} GFLOP/s = {100 * r['gram_phase_after_same_fraction_of_ssyrk']:.0f}% "
+              f"of ssyrk peak (target >= 75%)")
+    print(f"Gram phase over all checkpoints (now): {r['gram_phase_gflops']:.0f} GFLOP/s = "
+          f"{100 * r['gram_phase_fraction_of_ssyrk']:.0f}% of ssyrk peak, "
+          f"{100 * r['gram_phase_fraction_of_dsyrk']:.0f}% of dsyrk peak")
+    if "straightforward64_per_pair_s" in r:
+        print(f"straightforward per checkpoint pair (mean of sampled pairs): float64 (Kornblith demo) "
+              f"{r['straightforward64_per_pair_s']:.1f} s, float32 (centre in float32, x @ x.T) "
+              f"{r['straightforward32_per_pair_s']:.1f} s")
+    print(f"\n{'K':>4s} {'ckpt pairs':>10s} {'layer pairs':>11s} {'vaesim s':>22s} {'float64 s':>10s} "
+          f"{'ratio':>7s} {'float32 s':>10s} {'ratio':>7s} {'target 0.8K':>11s}")
+    for k, e in sorted(r["per_k"].items()):
+        vaesim = f"{e['summarise_s']:.0f}+{e['pairs_s']:.1f}={e['total_s']:.0f}"
+        if "speedup_vs_float64" in e:
+            print(f"{k:>4d} {e['model_pairs']:>10d} {e['layer_pairs']:>11d} {vaesim:>22s} "
+                  f"{e['straightforward64_s']:>10.0f} {e['speedup_vs_float64']:>6.1f}x "
+                  f"{e['straightforward32_s']:>10.0f} {e['speedup_vs_float32']:>6.1f}x {0.8 * k:>10.1f}x")
+        else:
+            print(f"{k:>4d} {e['model_pairs']:>10d} {e['layer_pairs']:>11d} {vaesim:>22s}")
+    if "accuracy" in r:
+        print(f"\naccuracy: max |CKA - float64 textbook| over {len(ACCURACY_LAYERS)} x {len(ACCURACY_LAYERS)} layer pairs "
+              f"({', '.join(ACCURACY_LAYERS)}) of checkpoints 0 and 1")
+        methods = list(next(iter(r["accuracy"].values())))
+        print(f"{'input':>24s} " + " ".join(f"{m:>24s}" for m in methods))
+        for label, row in r["accuracy"].items():
+            print(f"{label:>24s} " + " ".join(f"{row[m]:>24.1e}" for m in methods))
+        print(f"all pairs of checkpoints 0 and 1 (all 15 layers): vaesim vs float64 straightforward "
+              f"{r['max_abs_diff_vs_straightforward']:.1e}; float32 straightforward vs float64 "
+              f"{r['straightforward32_max_abs_diff']:.1e}")
     if "peer_s" in r:
         print(f"peer {r['peer']}: {r['peer_layer_pairs']} layer pairs of one checkpoint pair in {r['peer_s']:.1f} s "
               f"(straightforward on the same subset {r['peer_straightforward_same_subset_s']:.1f} s); "
@@ -336,7 +445,7 @@ def report(r: dict) -> None:
         print(f"Ding et al. per-pair p x p SVD: {r['procrustes_ding_pair_s']:.1f} s for only {r['procrustes_layer_pairs']} of them "
               f"(p_a p_b <= 4096 x 1024; so the ratios below understate vaesim's gain)")
         print(f"speed ratio: {r['procrustes_speedup_one_pair']:.1f}x for one checkpoint pair, "
-              f"{r['procrustes_speedup_at_K_estimated']:.1f}x estimated for all pairs of K={r['checkpoints']}; "
+              f"{r['procrustes_speedup_at_K_estimated']:.1f}x estimated for all pairs of K={max(r['checkpoints'])}; "
               f"max |diff| = {r['procrustes_max_abs_diff']:.2e}")
         la, lb = r["procrustes_wide_pair"]
         print(f"wide pair {la} x {lb} (p = 4096 > n, checkpoints 0 and 1): vaesim {r['procrustes_wide_vaesim_s']:.1f} s "
@@ -346,9 +455,12 @@ def report(r: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoints", type=int, default=10)
+    parser.add_argument("--checkpoints", type=int, nargs="+", default=[10],
+                        help="K values to report (one run of the largest; e.g. 10 40)")
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--before-samples", type=int, default=2,
+                        help="checkpoints also summarised by the float64 route (vaesim before), for the before/after Gram phase")
     parser.add_argument("--ram-budget-gb", type=float, default=4.0, help="spill packed Grams to disk beyond this")
     parser.add_argument("--spill-dir", default=None)
     parser.add_argument("--skip-peer", action="store_true")

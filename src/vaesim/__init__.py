@@ -13,6 +13,13 @@ Subpackages: :mod:`vaesim.similarity`, :mod:`vaesim.data`, :mod:`vaesim.models`,
 
 import logging
 
+from vaesim.utils.threads import prefer_passive_waiting
+
+# Before torch / numpy load their thread pools: idle threads sleep instead of
+# spinning (a shared CPU otherwise makes every parallel region several times
+# slower; see vaesim.utils.threads). Variables the user set are kept.
+prefer_passive_waiting()
+
 __version__ = "0.1.0"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -9,6 +9,7 @@ about ``min(n^2, n p)`` numbers:
 * ``gram``: the centred Gram ``Kc = Xc Xc^T`` when ``p > n / 2``, stored packed
   (upper triangle, row-major, off-diagonal entries scaled by ``sqrt(2)`` so
   that the plain dot product of two packed vectors is ``<Kc, Lc>_F``);
+  formed in mixed precision for large layers (see "Mixed-precision Gram");
 * ``r``: for Procrustes with ``p > n``, the packed upper-triangular ``R`` of
   ``Xc^T = Q R`` (``R^T R = Kc``), the reduced factor of width ``n``;
 * ``row_norms`` = ``diag(Kc)`` ``(n,)`` and ``total_variance`` = ``tr Kc``
@@ -16,6 +17,26 @@ about ``min(n^2, n p)`` numbers:
 
 Summaries are saved as ``.npz`` (no pickle; one JSON metadata entry) through
 :func:`vaesim.utils.atomic_path`.
+
+Mixed-precision Gram (``precision="mixed"``; ``"auto"`` uses it when
+``n^2 p >= MIXED_MIN_WORK``): the column means are accumulated and subtracted
+in float64 (so offsets of any size cancel exactly as in the float64 route),
+the centred values ``Xc`` are rounded once to float32 and the Gram is one
+float32 ``ssyrk`` (about twice the float64 ``dsyrk`` rate); its diagonal is
+then replaced by the float64 row norms ``||xc_i||^2``. Error: with ``u =
+2^-24``, every off-diagonal entry is within ``(2u + gamma) |xc_i| |xc_j|`` of
+the float64 value, where the accumulation term ``gamma`` is ``~u`` for
+round-to-nearest sums of centred data (random signs; ``p u`` in the worst
+case), and the errors are uncorrelated with any other layer's Gram, so
+``<Kc, Lc>`` and ``||Kc||`` and hence every CKA move by ``O(u)`` relative to
+``||Kc|| ||Lc||``, far below 1e-6. The diagonal, the traces and
+``row_norms`` (which the debiased estimator subtracts and the Procrustes
+normalisation divides by) are exact float64. The tests in
+``tests/similarity/test_similarity_mixed.py`` check every measure against
+the float64 textbook formulas within 1e-6 on the adversarial cases (offsets
+1e3-1e4 on float32 input, p >> n, rank-deficient and nearly rank-one
+layers). Procrustes factors (QR) stay in float64; on a GPU the mixed route
+is used only when torch's float32 matmul precision is "highest" (no TF32).
 """
 
 from __future__ import annotations
@@ -50,6 +71,11 @@ METRICS = ("cka", "cka_debiased", "procrustes")
 FORMAT_NAME = "vaesim-layer-summaries"
 FORMAT_VERSION = 1
 SQRT2 = math.sqrt(2.0)
+PRECISIONS = ("auto", "mixed", "float64")
+#: ``n^2 p`` from which ``precision="auto"`` forms a Gram in mixed precision (smaller ones: float64, cheap anyway)
+MIXED_MIN_WORK = 2**27
+#: float64 bytes per row block while centring for the mixed route (stays in cache)
+_CENTRE_BLOCK_BYTES = 4 << 20
 
 
 def packed_offset(i: int, n: int) -> int:
@@ -192,7 +218,8 @@ def check_metrics(metrics: Iterable[str], where: str) -> tuple[str, ...]:
     return metrics
 
 
-def summarise(x: Any, *, name: str = "x", metrics: Iterable[str] = ("cka", "procrustes"), device: Any = None) -> LayerSummary:
+def summarise(x: Any, *, name: str = "x", metrics: Iterable[str] = ("cka", "procrustes"), device: Any = None,
+              precision: str = "auto") -> LayerSummary:
     """Centre one layer's activations once and keep what the pair measures need.
 
     Args:
@@ -201,14 +228,27 @@ def summarise(x: Any, *, name: str = "x", metrics: Iterable[str] = ("cka", "proc
         metrics: which of ``"cka"``, ``"cka_debiased"``, ``"procrustes"`` the
             summary must serve (Procrustes adds the QR factor for ``p > n``).
         device: torch device for the Gram / QR (e.g. ``"cuda"``); None = numpy.
+        precision: how a stored Gram (``p > n / 2``, no QR factor needed) is
+            formed: ``"mixed"`` (float64 centring, float32 product, float64
+            diagonal; see the module docstring for the error bound),
+            ``"float64"``, or ``"auto"`` (mixed when ``n^2 p >= MIXED_MIN_WORK``).
 
     Returns:
         :class:`LayerSummary` (float64, about ``min(n^2, n p)`` numbers).
     """
     metrics = check_metrics(metrics, "summarise")
+    if precision not in PRECISIONS:
+        raise ValueError(f"summarise: precision must be one of {PRECISIONS}, got {precision!r}")
     matrix = as_matrix(x, name, check_finite=False)  # finiteness is checked while centring
     n, p = matrix.shape
     want_factor = "procrustes" in metrics
+    mixed = p > n / 2 and _use_mixed(precision, n, p, device)
+    if mixed and not want_factor:  # no float64 copy of the features is needed at all
+        gram_full, row_norms = _mixed_gram(matrix, name, device)  # (n, n) float64, (n,)
+        return LayerSummary(
+            name=name, n=n, num_features=p, row_norms=row_norms, total_variance=float(row_norms.sum()),
+            gram=pack_upper(gram_full, scale=True),
+        )
     xc = unit_scale(centre_columns(matrix, name))  # (n, p) float64; extreme magnitudes scaled (exact, power of 2)
     keep_features = p <= n / 2 or (want_factor and p <= n)
     features = xc if keep_features else None
@@ -218,6 +258,8 @@ def summarise(x: Any, *, name: str = "x", metrics: Iterable[str] = ("cka", "proc
             r = _qr_r(xc, device)  # (n, n) upper, R^T R = Kc
             r_packed = pack_upper(r, scale=False)
             gram_full = r.T @ r
+        elif mixed:  # n/2 < p <= n with Procrustes: the float64 features are kept anyway
+            gram_full = _gram32(xc.astype(np.float32), np.einsum("ij,ij->i", xc, xc), device)
         else:
             gram_full = _gram(xc, device)  # (n, n) syrk
         del xc
@@ -229,6 +271,69 @@ def summarise(x: Any, *, name: str = "x", metrics: Iterable[str] = ("cka", "proc
         name=name, n=n, num_features=p, row_norms=row_norms, total_variance=float(row_norms.sum()),
         features=features, gram=gram, r=r_packed,
     )
+
+
+def _use_mixed(precision: str, n: int, p: int, device: Any) -> bool:
+    if precision == "float64":
+        return False
+    if device is not None and str(device).startswith("cuda"):
+        import torch
+
+        if torch.get_float32_matmul_precision() != "highest":  # TF32 would lose the float32 bound
+            return False
+    return precision == "mixed" or n * n * p >= MIXED_MIN_WORK
+
+
+_FLOAT32_SAFE_EXPONENT = 30  # |values| in 2^[-30, 30]: squares and sums stay normal float32 numbers
+
+
+def _mixed_gram(matrix: np.ndarray, name: str, device: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Centred Gram ``(n, n)`` float64 via float64 centring + float32 syrk, and exact row norms ``(n,)``.
+
+    The centring runs in row blocks that fit in cache: each block is centred
+    in float64, its row norms summed in float64, and rounded into one float32
+    copy ``(n, p)`` (half the float64 copy's memory).
+    """
+    n, p = matrix.shape
+    mean = matrix.mean(axis=0, dtype=np.float64)  # (p,)
+    if not np.isfinite(mean).all():
+        as_matrix(matrix, name, min_rows=1)  # raises the standard "expected finite values" error
+    highest, lowest = matrix.max(axis=0).astype(np.float64), matrix.min(axis=0).astype(np.float64)
+    constant = None
+    if matrix.dtype != np.float32:  # float32 columns: exact zeros by construction (see centre_columns)
+        constant = highest == lowest
+        constant = constant if constant.any() else None
+    # Extreme magnitudes are scaled by a power of two into [0.5, 1) (exact) so that neither 1e200 (inf in
+    # float32) nor 1e-200 (0 in float32) reaches the float32 products; CKA and Procrustes are scale-invariant,
+    # as in the float64 path (``unit_scale``). Values within 2^+-30 are left as they are.
+    peak = float(np.max(np.maximum(highest - mean, mean - lowest))) if p else 0.0
+    exponent = math.frexp(peak)[1] if peak > 0 and math.isfinite(peak) else 0
+    scale = math.ldexp(1.0, -exponent) if abs(exponent) > _FLOAT32_SAFE_EXPONENT else 1.0
+    x32 = np.empty((n, p), dtype=np.float32)
+    row_norms = np.empty(n)
+    rows = max(1, _CENTRE_BLOCK_BYTES // (8 * p))
+    for i0 in range(0, n, rows):
+        block = np.subtract(matrix[i0 : i0 + rows], mean, dtype=np.float64)  # (b, p) float64
+        if scale != 1.0:
+            block *= scale
+        if constant is not None:
+            block[:, constant] = 0.0
+        row_norms[i0 : i0 + rows] = np.einsum("ij,ij->i", block, block)
+        x32[i0 : i0 + rows] = block
+    return _gram32(x32, row_norms, device), row_norms
+
+
+def _gram32(x32: np.ndarray, row_norms: np.ndarray, device: Any) -> np.ndarray:
+    """float32 Gram of ``x32`` ``(n, p)`` as float64 ``(n, n)``, its diagonal set to the float64 ``row_norms``."""
+    if device is None:
+        gram = (x32 @ x32.T).astype(np.float64)  # numpy calls ssyrk for x @ x.T
+    else:
+        import torch
+
+        t = torch.from_numpy(x32).to(device)
+        gram = (t @ t.T).cpu().numpy().astype(np.float64)
+    np.fill_diagonal(gram, row_norms)
+    return gram
 
 
 def _gram(xc: np.ndarray, device: Any) -> np.ndarray:

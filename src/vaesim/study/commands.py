@@ -22,7 +22,8 @@ def register(subparsers) -> None:
     run.add_argument("--workers", type=int, default=None,
                      help="local executor: number of worker processes (default: sequential)")
     run.add_argument("--threads", type=int, default=None,
-                     help="local executor: torch threads per task (default: cores / workers)")
+                     help="local executor: torch/BLAS threads per task (default and maximum: "
+                          "usable CPUs / workers)")
     run.add_argument("--address", default=None, help="ray executor: cluster address (default: start a local Ray)")
     run.add_argument("--force", action="store_true",
                      help="reuse a directory whose recorded spec differs; recompute what the change affects")

@@ -1,7 +1,9 @@
 """Executors: run one stage's independent tasks, the same task code everywhere.
 
 - :class:`LocalExecutor`: sequential by default; ``workers=N`` uses a process
-  pool (spawned processes, ``torch`` threads per worker = cores // N).
+  pool (spawned processes). Threads per task (torch and BLAS) = the CPUs this
+  process may use (affinity and cgroup quota, :func:`vaesim.utils.threads.available_cpus`)
+  // workers, and at most that many workers: never more busy threads than CPUs.
 - :class:`RayExecutor`: one Ray task per study task, each requesting the
   stage's ``num_cpus`` / ``num_gpus`` (fractional GPUs let several small VAEs
   share one card), retried ``max_retries`` times by Ray.
@@ -13,7 +15,6 @@ id and error, the stage's other tasks go on.
 from __future__ import annotations
 
 import logging
-import os
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Callable
 from vaesim.study.plan import Task
 from vaesim.study.spec import TaskResources
 from vaesim.study.stages import run_task
+from vaesim.utils.threads import split_cpus
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +77,11 @@ class LocalExecutor:
 
     def _sequential(self, study_dir: str, tasks: list[Task], on_done: OnDone) -> StageOutcome:
         outcome = StageOutcome()
+        _, threads = split_cpus(1, self.threads)
         for task in tasks:
             for attempt in range(self.max_retries + 1):
                 try:
-                    report = run_task(study_dir, task, self.threads)
+                    report = run_task(study_dir, task, threads)
                 except Exception as error:  # a failed task is reported, the others go on
                     logger.warning("task %s failed (attempt %d of %d): %s\n%s", task.task_id, attempt + 1,
                                    self.max_retries + 1, _error_text(error), traceback.format_exc())
@@ -94,8 +97,9 @@ class LocalExecutor:
 
     def _pool(self, study_dir: str, tasks: list[Task], on_done: OnDone) -> StageOutcome:
         outcome = StageOutcome()
-        workers = min(self.workers, len(tasks))
-        threads = self.threads or max(1, (os.cpu_count() or 1) // workers)
+        workers, threads = split_cpus(min(self.workers, len(tasks)), self.threads)
+        if workers == 1:
+            return self._sequential(study_dir, tasks, on_done)
         attempts = {task.task_id: 0 for task in tasks}
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=watch_parent,
                                  initargs=(os.getpid(),)) as pool:

@@ -182,8 +182,8 @@ def run_study(spec, out_dir, *, executor: str = "local", workers: int | None = N
 
     ``spec``: a :class:`StudySpec`, a YAML path or a preset name.
     ``executor``: ``local`` (``workers`` = process-pool size, default
-    sequential; ``threads`` = torch threads per task, default
-    cores // workers in a pool and torch's default when sequential) or
+    sequential; ``threads`` = torch/BLAS threads per task, default and
+    maximum: the CPUs this process may use (affinity, cgroup quota) // workers) or
     ``ray`` (``address`` of a cluster, default: the Ray instance of this
     process or a new local one; threads follow each stage's ``num_cpus``). Raises ValueError /
     FileNotFoundError for bad input before any work, :class:`StudyFailed`

@@ -1,0 +1,185 @@
+"""Threads on a shared CPU: how many cores this process really gets, and no spin-waiting.
+
+Measured on a 2-core machine (see benchmarks/README.md, "shared CPU"): with
+the OpenMP runtime's default wait policy, torch's worker threads spin at
+every parallel region's barrier; when another process holds one of the two
+cores, the spinning thread burns its time slice waiting for a thread that is
+not running, and a training step became 7x (quiet machine) to 5-10x (load
+7-9) slower instead of the 2x of a fair share. With ``OMP_WAIT_POLICY=PASSIVE``
+the waiting threads sleep and the same step is 1.7-2x slower: a fair share.
+
+Two things are done here:
+
+* :func:`prefer_passive_waiting` sets, unless the user already set them, the
+  environment variables that stop the thread pools from spinning
+  (``OMP_WAIT_POLICY=PASSIVE`` for GNU/LLVM OpenMP behind torch and MKL,
+  ``KMP_BLOCKTIME=0`` for Intel OpenMP, ``OPENBLAS_THREAD_TIMEOUT=4`` for
+  OpenBLAS behind numpy, whose idle threads otherwise spin ~2^28 cycles after
+  every call while torch works). The runtimes read them when they load, so
+  this runs when :mod:`vaesim` is imported (before torch/numpy in the CLI and
+  in every spawned worker process; worker processes also inherit the
+  environment). If torch was imported before vaesim, it keeps its settings:
+  set ``OMP_WAIT_POLICY=PASSIVE`` yourself in that case.
+* :func:`available_cpus` counts the CPUs this process may use: its CPU
+  affinity, capped by a cgroup CPU quota (containers, Slurm, systemd), not
+  ``os.cpu_count()``; :func:`split_cpus` shares them between worker
+  processes so that workers x threads never exceeds it; :func:`thread_limit`
+  applies a thread count to torch and to the BLAS behind numpy in a block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Iterator, MutableMapping
+
+logger = logging.getLogger(__name__)
+
+#: environment defaults that make idle pool threads sleep instead of spinning
+PASSIVE_WAIT_ENV = {
+    "OMP_WAIT_POLICY": "PASSIVE",
+    "KMP_BLOCKTIME": "0",
+    "OPENBLAS_THREAD_TIMEOUT": "4",
+}
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def prefer_passive_waiting(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
+    """Set :data:`PASSIVE_WAIT_ENV` in ``environ`` (default ``os.environ``) where unset; return what was set.
+
+    ``VAESIM_SPIN_WAIT=1`` leaves the environment alone (the runtimes' own
+    defaults: faster by ~10-20% per step on a machine nobody else uses,
+    several times slower on a shared one).
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get("VAESIM_SPIN_WAIT", "") not in ("", "0"):
+        return {}
+    changed = {}
+    for key, value in PASSIVE_WAIT_ENV.items():
+        if key not in environ:
+            environ[key] = value
+            changed[key] = value
+    return changed
+
+
+def cgroup_cpu_limit(root: Path = CGROUP_ROOT, proc_cgroup: Path = Path("/proc/self/cgroup")) -> float | None:
+    """CPUs allowed by this process's cgroup CPU quota (quota / period), or None when unlimited/unknown.
+
+    Reads cgroup v2 ``cpu.max`` ("max 100000" or "150000 100000") and v1
+    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` (quota -1 = unlimited), in
+    the process's own cgroup and in the mount root; the smallest limit wins.
+    """
+    candidates: list[tuple[Path, str]] = []
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        controllers, path = parts[1], parts[2].lstrip("/")
+        if controllers == "":  # v2 unified hierarchy
+            candidates.append((root / path, "v2"))
+        elif "cpu" in controllers.split(","):
+            for mount in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
+                candidates.append((root / mount / path, "v1"))
+    candidates += [(root, "v2"), (root / "cpu", "v1"), (root / "cpu,cpuacct", "v1")]
+    limits = []
+    for directory, version in candidates:
+        limit = _read_v2(directory) if version == "v2" else _read_v1(directory)
+        if limit is not None:
+            limits.append(limit)
+    return min(limits) if limits else None
+
+
+def _read_v2(directory: Path) -> float | None:
+    try:
+        quota, period = (directory / "cpu.max").read_text().split()[:2]
+        if quota == "max":
+            return None
+        return int(quota) / int(period)
+    except (OSError, ValueError):
+        return None
+
+
+def _read_v1(directory: Path) -> float | None:
+    try:
+        quota = int((directory / "cpu.cfs_quota_us").read_text())
+        period = int((directory / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    if quota <= 0 or period <= 0:
+        return None
+    return quota / period
+
+
+def affinity_cpus() -> int:
+    """CPUs in this process's affinity mask (``os.cpu_count()`` where affinity is not available)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def available_cpus() -> int:
+    """CPUs this process may keep busy: affinity, capped by the cgroup quota (rounded down, at least 1).
+
+    ``VAESIM_CPUS=N`` overrides it (e.g. to leave cores to other work).
+    """
+    override = os.environ.get("VAESIM_CPUS", "").strip()
+    if override:
+        try:
+            value = int(override)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ValueError(f"VAESIM_CPUS must be a positive integer; got {override!r}")
+        return value
+    cpus = affinity_cpus()
+    quota = cgroup_cpu_limit()
+    if quota is not None:
+        cpus = min(cpus, max(1, math.floor(quota)))
+    return cpus
+
+
+def split_cpus(workers: int, threads: int | None = None, cpus: int | None = None) -> tuple[int, int]:
+    """``(workers, threads per worker)`` with ``workers x threads <= cpus`` (at least one of each).
+
+    ``threads`` (the user's per-worker choice) is kept when it fits, else
+    lowered; ``workers`` beyond ``cpus`` are cut to ``cpus`` (more processes
+    than cores only take turns), with a logged warning.
+    """
+    cpus = available_cpus() if cpus is None else cpus
+    if workers > cpus:
+        logger.warning("%d worker processes asked for, but this process may use %d CPU(s); using %d workers",
+                       workers, cpus, cpus)
+        workers = cpus
+    fair = max(1, cpus // workers)
+    if threads is not None and threads > fair:
+        logger.warning("%d threads per worker x %d workers exceed the %d available CPU(s); using %d",
+                       threads, workers, cpus, fair)
+        threads = fair
+    return workers, threads or fair
+
+
+@contextlib.contextmanager
+def thread_limit(threads: int | None) -> Iterator[None]:
+    """Limit torch and BLAS threads to ``threads`` inside the block (no change when None)."""
+    if threads is None:
+        yield
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = max(1, int(threads))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        torch.set_num_threads(previous)

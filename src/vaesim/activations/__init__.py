@@ -1,6 +1,18 @@
 """Layer activations: a forward-hook recorder for any module, extraction from VAE checkpoints."""
 
-from vaesim.activations.extract import extract_activations, extract_checkpoint
-from vaesim.activations.recorder import LayerRecorder
+from typing import TYPE_CHECKING
 
-__all__ = ["LayerRecorder", "extract_activations", "extract_checkpoint"]
+from vaesim._lazy import lazy_exports
+
+# Imported on first use, so the CLI's --help never pays for torch / pandas / matplotlib.
+_EXPORTS = {
+    "extract_activations": "vaesim.activations.extract",
+    "extract_checkpoint": "vaesim.activations.extract",
+    "LayerRecorder": "vaesim.activations.recorder",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vaesim.activations.extract import extract_activations, extract_checkpoint
+    from vaesim.activations.recorder import LayerRecorder

@@ -195,3 +195,21 @@ def test_cars3d_archive_extraction_takes_only_car_files(tmp_path):
     (tmp_path / "bad.tar.gz").write_bytes(b"\x1f\x8b" + bytes(50))
     with pytest.raises(DownloadError, match=r"bad.tar.gz: could not read the Cars3D archive"):
         extract_cars3d(tmp_path / "bad.tar.gz", target)
+
+
+def test_offline_download_leaves_no_empty_folder_behind(tmp_path, capsys):
+    import socket
+
+    from vaesim.cli import main
+
+    with socket.socket() as probe:  # a port with nobody listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    root = tmp_path / "new-root"
+    args = ["data", "download", "dsprites", "--root", str(root), "--url", f"http://127.0.0.1:{port}/x.npz", "--timeout", "2"]
+    assert main(args) == 2
+    assert "could not connect" in capsys.readouterr().err
+    assert not root.exists()
+    (tmp_path / "kept").mkdir()  # a root that was there before stays
+    assert main([*args[:3], "--root", str(tmp_path / "kept"), *args[5:]]) == 2
+    assert (tmp_path / "kept").is_dir() and not any((tmp_path / "kept").iterdir())

@@ -119,8 +119,22 @@ class Synthetic:
              for p, s in self.run_list()]
         )
 
+    def training_metrics(self) -> pd.DataFrame:
+        """Logged steps of every run: loss = 1000 / (1 + step / 100) + param; kl_dim_d = d * step / T."""
+        total = self.steps[-1]
+        rows = []
+        for param, seed in self.run_list():
+            for step in range(0, total + 1, 100):
+                kl = {f"kl_dim_{d}": d * step / total for d in range(3)}
+                rows.append(dict(run_id=self.run_id(param, seed), step=step, loss=1000 / (1 + step / 100) + param,
+                                 reconstruction=1000 / (1 + step / 100), kl=sum(kl.values()), **kl,
+                                 dataset="dsprites-procedural", objective=self.objective,
+                                 param_name=self.param_name, param=param, seed=seed))
+        return pd.DataFrame(rows)
+
     def write_study(self, study_dir: Path) -> Path:
-        """A study directory in the documented layout: spec.yaml, results/*.parquet, runs.parquet."""
+        """A study directory in the documented layout: spec.yaml, results/*.parquet, runs.parquet,
+        training_metrics.parquet (no checkpoints: the model pictures are skipped)."""
         study_dir.mkdir(parents=True, exist_ok=True)
         spec = dict(name="synthetic", datasets=["dsprites-procedural"],
                     objectives={self.objective: {self.param_name: list(self.params)}},
@@ -132,4 +146,5 @@ class Synthetic:
                 write_table(study_dir / "results" / f"{comparison}__{index:03d}.parquet", task, RESULT_SCHEMA,
                             checksum=True)
         write_table(study_dir / "runs.parquet", self.runs())
+        write_table(study_dir / "training_metrics.parquet", self.training_metrics())
         return study_dir

@@ -27,7 +27,7 @@ def expected_rows(spec) -> dict[str, int]:
     metrics = len(spec.metrics)
     pairs = expected_pairs(spec)
     runs = 8
-    steps = len(spec.checkpoint_steps())
+    steps = len(spec.recorded_steps())
     # A checkpoint with itself gives each unordered layer pair once (L(L+1)/2), others L x L.
     self_pairs = runs * steps
     within = self_pairs * LAYERS * (LAYERS + 1) // 2 + (pairs["within_run"] - self_pairs) * LAYERS**2

@@ -96,7 +96,7 @@ def test_paper_plan_size():
 
     plan = plan_study(load_spec("paper"))
     assert len(plan.runs) == 300
-    assert len(plan.tasks["extract"]) == 300 * 5
+    assert len(plan.tasks["extract"]) == 300 * 6  # 5 learned checkpoints + the initial-state baseline
     assert len(LAYER_NAMES) == 16
 
 
@@ -120,11 +120,63 @@ def test_bad_worker_count(tiny_spec, tmp_path, bad):
 def test_self_and_final_and_final_step_only(tiny_dict):
     tiny_dict["comparisons"] = {"within_run": "self_and_final", "across_steps": "final"}
     spec = parse_spec(tiny_dict)
-    steps = spec.checkpoint_steps()  # [0, 10, 20]
+    steps = spec.recorded_steps()  # [0, 10, 20]
     counted: dict[str, set] = {}
     for comparison, _label, pairs in comparison_groups(spec, plan_runs(spec)):
         counted.setdefault(comparison, set()).update((a_step, b_step) for _, a_step, _, b_step in pairs)
     assert counted["within_run"] == {(0, 0), (10, 10), (20, 20), (0, 20), (10, 20)}
-    for comparison in ("seeds", "params", "objectives"):
-        assert counted[comparison] == {(steps[-1], steps[-1])}
+    for comparison in ("seeds", "params", "objectives"):  # the final step and the untrained baseline
+        assert counted[comparison] == {(0, 0), (steps[-1], steps[-1])}
     assert counted["factors"] == {(s, s) for s in steps}
+
+
+def test_the_initial_state_is_always_recorded_but_not_a_scheduled_checkpoint(tiny_dict):
+    tiny_dict["training"]["checkpoints"] = {"schedule": "even", "count": 4, "include_init": False}
+    tiny_dict["training"]["steps"] = 40
+    spec = parse_spec(tiny_dict)
+    assert spec.checkpoint_steps() == [10, 20, 30, 40]  # evenly spaced after training starts (the paper's protocol)
+    assert spec.recorded_steps() == [0, 10, 20, 30, 40]
+    plan = plan_study(spec)
+    assert all(run.steps == [0, 10, 20, 30, 40] for run in plan.runs)  # training saves the baseline too
+    assert {task.step for task in plan.tasks["extract"]} == {0, 10, 20, 30, 40}
+
+
+def test_sampling_noise_mode_reaches_extraction_and_the_monitor(tiny_dict):
+    spec = parse_spec(tiny_dict)
+    assert spec.probe.sample_noise == "independent"
+    plan = plan_study(spec)
+    assert {task.sample_noise for task in plan.tasks["extract"]} == {"independent"}
+    assert {run.config["sample_noise"] for run in plan.runs} == {"independent"}
+    tiny_dict["probe"]["sample_noise"] = "shared"
+    shared = plan_study(parse_spec(tiny_dict))
+    assert {task.sample_noise for task in shared.tasks["compare"]} == {"shared"}
+    # the mode changes what is computed: new compare task ids and run addresses
+    assert {t.task_id for t in shared.tasks["compare"]}.isdisjoint({t.task_id for t in plan.tasks["compare"]})
+    assert spec_differences(spec, parse_spec(tiny_dict)) == ["probe.sample_noise: 'independent' -> 'shared'"]
+
+
+def test_every_task_kind_is_a_frozen_picklable_record(tiny_spec):
+    import dataclasses
+    import pickle
+
+    from vaesim.study.plan import CompareTask, ExtractTask, ProbeTask, StoreTask, TrainTask
+
+    plan = plan_study(tiny_spec)
+    kinds = {"probe": ProbeTask, "train": TrainTask, "extract": ExtractTask, "compare": CompareTask,
+             "store": StoreTask}
+    for stage, kind in kinds.items():
+        task = plan.tasks[stage][0]
+        assert type(task) is kind and task.stage == stage
+        assert not hasattr(task, "payload")
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            task.task_id = "other"
+        assert pickle.loads(pickle.dumps(task)) == task  # travels to a pool or a Ray worker unchanged
+
+
+def test_compare_task_rebuilds_the_planned_extract_task(tiny_spec):
+    plan = plan_study(tiny_spec)
+    extract = {t.task_id: t for t in plan.tasks["extract"]}
+    for task in plan.tasks["compare"]:
+        for a_run, a_step, b_run, b_step in task.pairs:
+            rebuilt = task.extract_task(a_run, a_step)
+            assert rebuilt == extract[rebuilt.task_id]

@@ -7,6 +7,7 @@ from vaesim._lazy import lazy_exports
 # Imported on first use, so the CLI's --help never pays for torch / pandas / matplotlib.
 _EXPORTS = {
     "ARCHITECTURES": "vaesim.models.architectures",
+    "INITIALISATIONS": "vaesim.models.architectures",
     "DECODER_LAYERS": "vaesim.models.architectures",
     "ENCODER_LAYERS": "vaesim.models.architectures",
     "FC_LAYER_NAMES": "vaesim.models.architectures",
@@ -24,14 +25,14 @@ _EXPORTS = {
     "stratified_log_weights": "vaesim.models.losses",
     "total_correlation": "vaesim.models.losses",
     "OBJECTIVES": "vaesim.models.objectives",
-    "OBJECTIVE_NAMES": "vaesim.models.names",
-    "MAIN_PARAMS": "vaesim.models.names",
     "Objective": "vaesim.models.objectives",
     "check_objective_params": "vaesim.models.objectives",
     "main_param": "vaesim.models.objectives",
     "make_discriminator": "vaesim.models.objectives",
     "make_objective": "vaesim.models.objectives",
     "objective_params": "vaesim.models.objectives",
+    "OBJECTIVE_NAMES": "vaesim.models.names",
+    "MAIN_PARAMS": "vaesim.models.names",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
@@ -39,6 +40,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 if TYPE_CHECKING:  # pragma: no cover
     from vaesim.models.architectures import (
         ARCHITECTURES,
+        INITIALISATIONS,
         DECODER_LAYERS,
         ENCODER_LAYERS,
         FC_LAYER_NAMES,

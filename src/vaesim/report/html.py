@@ -165,12 +165,20 @@ def provenance_html(provenance: dict, environment: dict) -> str:
 
 
 def render_report(*, title: str, summary: str, findings: pd.DataFrame, figures, runs: pd.DataFrame | None,
-                  counts: pd.DataFrame, spec_text: str, notes: Sequence[str] = (), pictures: Sequence = (),
+                  counts: pd.DataFrame, spec_text: str, notes: Sequence[str] = (),
+                  sections: Sequence[tuple[str, str, str]] = (), pictures: Sequence = (),
                   gallery: Sequence = (), training: Sequence = (), provenance: dict | None = None,
                   environment: dict | None = None, other_reports: Sequence[tuple[str, str]] = (),
                   figures_dir: str = "figures") -> str:
-    """The whole page as a string."""
+    """The whole page as a string.
+
+    ``sections``: (title, explanation text, table HTML) shown after the
+    findings (baselines, metric diagnostic). ``pictures`` / ``gallery`` /
+    ``training``: figures of what the models do and of training;
+    ``provenance``: the study's provenance.json, ``environment``: the report's own.
+    """
     notes_html = "".join(f"<p class='skipped'>{_text(n)}</p>" for n in notes)
+    sections_html = "".join(f"<h2>{_text(name)}</h2><p>{_text(text)}</p>{body}" for name, text, body in sections)
     runs_html = (table_html(runs, table_id="runs", columns=RUN_COLUMNS) if runs is not None and len(runs)
                  else "<p class='skipped'>No runs table (runs.parquet) yet.</p>")
     links = "".join(f" The same report for {_text(metric.upper())}: <a href='{_text(name)}'>{_text(name)}</a>."
@@ -193,6 +201,7 @@ def render_report(*, title: str, summary: str, findings: pd.DataFrame, figures, 
 Similarity</em> (arXiv 2205.08399), checked with the numbers of this study. Each verdict follows from the
 definition written under its name.</p>
 {findings_html(findings)}
+{sections_html}
 <h2 id='models'>What the models do</h2>
 {figures_html(pictures, figures_dir)}
 {gallery_html}

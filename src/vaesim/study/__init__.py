@@ -26,6 +26,7 @@ _EXPORTS = {
     "preset_names": "vaesim.study.spec",
     "RESULT_COLUMNS": "vaesim.study.store",
     "RESULT_KEY": "vaesim.study.store",
+    "load_latents": "vaesim.study.store",
     "load_results": "vaesim.study.store",
     "load_runs": "vaesim.study.store",
     "load_training_metrics": "vaesim.study.store",
@@ -41,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from vaesim.study.store import (
         RESULT_COLUMNS,
         RESULT_KEY,
+        load_latents,
         load_results,
         load_runs,
         load_training_metrics,

@@ -112,7 +112,7 @@ def remove_stale(out_dir: Path, old: StudySpec, new: StudySpec) -> None:
             for path in base.rglob("*"):
                 if path.is_file() and str(path.relative_to(out_dir)) not in keep:
                     path.unlink()
-    for name in (layout.RUNS_TABLE, layout.TRAINING_METRICS_TABLE):
+    for name in (layout.RUNS_TABLE, layout.TRAINING_METRICS_TABLE, layout.LATENTS_TABLE):
         (out_dir / name).unlink(missing_ok=True)
 
 
@@ -223,13 +223,13 @@ def _repair_and_rerun(plan: StudyPlan, out_dir: Path, corrupt_extract_ids: list[
     by_id = {t.task_id: t for t in plan.tasks["extract"]}
     first_bad: dict[str, int] = {}
     for task_id in corrupt_extract_ids:
-        payload = by_id[task_id].payload
-        run_id, step = payload["run_id"], int(payload["step"])
+        task = by_id[task_id]
+        run_id, step = task.run_id, task.step
         first_bad[run_id] = min(step, first_bad.get(run_id, step))
     for run_id, step in first_bad.items():
         repair_run(out_dir, plan, run_id, step)
-    train = [t for t in plan.tasks["train"] if t.payload["run_id"] in first_bad]
-    extract = [t for t in plan.tasks["extract"] if t.payload["run_id"] in first_bad and not outputs_done(out_dir, t)]
+    train = [t for t in plan.tasks["train"] if t.run_id in first_bad]
+    extract = [t for t in plan.tasks["extract"] if t.run_id in first_bad and not outputs_done(out_dir, t)]
     failures = []
     for stage, tasks in (("train", train), ("extract", extract)):
         meter.start(f"{stage}*", len(tasks), 0)
@@ -260,13 +260,14 @@ def repair_run(out_dir: Path, plan: StudyPlan, run_id: str, bad_step: int) -> No
     stale = set()
     for step in plan.run(run_id).steps:
         if step >= bad_step:
-            for rel in (layout.summary_path(run_id, step), layout.activations_path(run_id, step)):
+            for rel in (layout.summary_path(run_id, step), layout.activations_path(run_id, step),
+                        layout.latents_path(run_id, step)):
                 discard(out_dir / rel)
                 stale.add(rel)
     for task in plan.tasks["compare"]:
         if stale & set(task.inputs):
             discard(out_dir / task.outputs[0])
-    for name in (layout.RUNS_TABLE, layout.TRAINING_METRICS_TABLE):
+    for name in (layout.RUNS_TABLE, layout.TRAINING_METRICS_TABLE, layout.LATENTS_TABLE):
         (out_dir / name).unlink(missing_ok=True)
 
 

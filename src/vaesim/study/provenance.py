@@ -64,6 +64,25 @@ def environment() -> dict:
     return info
 
 
+def invoking_command() -> str:
+    """``vaesim <args>`` when this process is the CLI, else a note that the study ran from Python."""
+    import shlex
+
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    if program == "vaesim" or (program in {"cli.py", "__main__.py"} and "vaesim" in sys.argv[0]):
+        return shlex.join(["vaesim", *sys.argv[1:]])
+    return "vaesim.study.run_study(...) from Python"
+
+
+def last_command(study_dir: str | Path) -> str | None:
+    """The command of the latest CLI session recorded in the study's provenance, if any."""
+    for session in reversed(read_provenance(study_dir)["sessions"]):
+        command = session.get("command", "")
+        if command.startswith("vaesim "):
+            return command
+    return None
+
+
 def read_provenance(study_dir: str | Path) -> dict:
     """The study's provenance record; ``{"sessions": []}`` when it has none (a study run before it existed)."""
     path = Path(study_dir) / PROVENANCE_FILE
@@ -83,7 +102,7 @@ class ProvenanceRecorder:
         self.study_dir = Path(study_dir)
         self.session = {
             "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "command": command if command is not None else " ".join(["vaesim", *sys.argv[1:]]),
+            "command": command if command is not None else invoking_command(),
             "environment": environment(),
             "stages": {},
         }

@@ -23,6 +23,8 @@ from pathlib import Path
 from vaesim.study import plan as layout
 from vaesim.study.executors import EXECUTORS, StageOutcome, TaskFailure, make_executor
 from vaesim.study.plan import STAGES, StudyPlan, Task, plan_study, spec_differences
+from vaesim.study.progress import clear_progress
+from vaesim.study.provenance import ProvenanceRecorder
 from vaesim.study.spec import StudySpec, TaskResources, load_spec, param_name
 from vaesim.study.stages import outputs_done
 from vaesim.study.store import discard, verified
@@ -121,27 +123,101 @@ def remove_stale(out_dir: Path, old: StudySpec, new: StudySpec) -> None:
 
 @dataclass
 class _Progress:
+    """The per-stage task bar, with live progress from inside the running tasks (``.progress`` files).
+
+    On a terminal: a tqdm bar per stage whose postfix shows the running task
+    (run, step, loss, steps/s, ETA), refreshed every second. Not a terminal
+    (a log file, CI): no bars; one plain line every ``quiet_every`` seconds.
+    Either way a resumed training run is announced once ("resuming from step N").
+    """
+
     enabled: bool
+    out_dir: Path | None = None
     bar: object = None
     counts: dict = field(default_factory=dict)
+    ran: int = 0  # tasks the current stage runs (not already done)
+    quiet_every: float = 60.0
+    stream: object = None
+
+    def __post_init__(self) -> None:
+        import sys
+        import threading
+
+        self.stream = self.stream or sys.stderr
+        self.terminal = bool(self.enabled and getattr(self.stream, "isatty", lambda: False)())
+        self.stage = ""
+        self.done = self.total = 0
+        self.announced: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
+        self._last_line = time.monotonic()
 
     def start(self, stage: str, total: int, done: int) -> None:
-        if self.enabled:
+        self.stage, self.total, self.done = stage, total, done
+        if self.terminal:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, initial=done, desc=f"{stage:8s}", unit="task", leave=True)
+            self.bar = tqdm(total=total, initial=done, desc=f"{stage:8s}", unit="task", leave=True, file=self.stream)
         logger.info("stage %s: %d of %d tasks already done", stage, done, total)
+        if self.enabled and self.out_dir is not None and self._thread is None:
+            import threading
+
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._watch, name="vaesim-progress", daemon=True)
+            self._thread.start()
 
     def advance(self, item) -> None:
+        with self._lock:
+            self.done += 1
+            if self.bar is not None:
+                self.bar.update(1)
+                if isinstance(item, TaskFailure):
+                    self.bar.set_postfix_str(f"failed: {item.task_id}")
+
+    def refresh(self) -> None:
+        """Show what the running tasks report (called every second by the watcher thread)."""
+        from vaesim.study.progress import describe, read_progress
+
+        records = read_progress(self.out_dir)
+        with self._lock:
+            for record in records:
+                if record.get("resumed_from") and record["task"] not in self.announced:
+                    self.announced.add(record["task"])
+                    self._say(f"{self.stage}: {record.get('what', record['task'])}: resuming from step "
+                              f"{record['resumed_from']}")
+            text = describe(records[0]) + (f" (+{len(records) - 1} more running)" if len(records) > 1 else "") \
+                if records else ""
+            if self.bar is not None:
+                self.bar.set_postfix_str(text, refresh=True)
+            elif not self.terminal and text and time.monotonic() - self._last_line >= self.quiet_every:
+                self._last_line = time.monotonic()
+                self._say(f"{self.stage}: {self.done}/{self.total} tasks; {text}")
+
+    def _say(self, line: str) -> None:
         if self.bar is not None:
-            self.bar.update(1)
-            if isinstance(item, TaskFailure):
-                self.bar.set_postfix_str(f"failed: {item.task_id}")
+            self.bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                self.refresh()
+            except Exception as error:  # pragma: no cover - progress never stops a study
+                logger.debug("progress refresh failed: %s", error)
 
     def stop(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.stop()
 
 
 def run_study(spec, out_dir, *, executor: str = "local", workers: int | None = None,
@@ -168,14 +244,19 @@ def run_study(spec, out_dir, *, executor: str = "local", workers: int | None = N
     runner = make_executor(executor, workers=workers, address=address, max_retries=spec.resources.max_retries,
                            threads=threads)
     failures: list[TaskFailure] = []
-    meter = _Progress(progress)
+    clear_progress(out_dir)
+    meter = _Progress(progress, out_dir)
+    recorder = ProvenanceRecorder(out_dir)
     started = time.perf_counter()
     try:
         for stage in STAGES:
+            stage_started = time.perf_counter()
             failures += _run_stage(plan, stage, out_dir, runner, meter)
+            recorder.stage(stage, time.perf_counter() - stage_started, meter.ran)
     finally:
-        meter.stop()
+        meter.close()
         runner.close()
+        clear_progress(out_dir)
         (out_dir / RUNNING_FILE).unlink(missing_ok=True)
     atomic_write_json(out_dir / FAILURES_FILE, [f.__dict__ for f in failures])
     logger.info("study %s finished in %.1f s with %d failure(s)", out_dir, time.perf_counter() - started,
@@ -194,6 +275,7 @@ def _run_stage(plan: StudyPlan, stage: str, out_dir: Path, runner, meter: _Progr
     blocked = [TaskFailure(t.task_id, "not run: an upstream task failed (its inputs are missing)")
                for t in pending if t not in ready]
     meter.start(stage, len(tasks), len(tasks) - len(pending))
+    meter.ran = len(ready)
     for failure in blocked:
         meter.advance(failure)
     resources = getattr(plan.spec.resources, stage, TaskResources())  # probe, store: one CPU
@@ -309,6 +391,7 @@ class StudyStatus:
     stages: dict[str, tuple[int, int]]
     running: dict | None
     failures: list[dict]
+    resume_command: str | None = None  # the command that last ran the study (provenance.json)
 
     @property
     def complete(self) -> bool:
@@ -325,7 +408,12 @@ class StudyStatus:
             lines.append(f"  running: pid {self.running.get('pid')} on {self.running.get('host')} "
                          f"({self.running.get('executor')} executor)")
         else:
-            lines.append("  complete" if self.complete else "  not running (rerun `vaesim study run` to resume)")
+            command = self.resume_command or f"vaesim study run {self.study_dir / SPEC_FILE} --out {self.study_dir}"
+            lines.append("  complete" if self.complete else f"  not running (rerun `{command}` to resume)")
+        if self.running:
+            from vaesim.study.progress import describe, read_progress
+
+            lines += [f"  now: {describe(record)}" for record in read_progress(self.study_dir)]
         for failure in self.failures:
             lines.append(f"  failed last run: {failure['task_id']}: {failure['error']}")
         return "\n".join(lines)
@@ -356,4 +444,6 @@ def study_status(out_dir) -> StudyStatus:
     failures_file = out_dir / FAILURES_FILE
     if failures_file.is_file() and running is None:
         failures = json.loads(failures_file.read_text())
-    return StudyStatus(out_dir, stages, running, failures)
+    from vaesim.study.provenance import last_command
+
+    return StudyStatus(out_dir, stages, running, failures, last_command(out_dir))

@@ -127,6 +127,11 @@ def run_train(args) -> int:
         monitor_every=args.monitor_every,
     )
     already_done = (Path(args.out) / DONE_FILE).is_file()
+    from vaesim.training.checkpoint import list_checkpoints
+
+    earlier = [] if already_done or not Path(args.out).is_dir() else list_checkpoints(args.out)
+    if earlier:
+        print(f"{args.out}: resuming from step {earlier[-1]} of {config.steps}", file=sys.stderr)
     try:
         run_dir = train(config, args.out, progress=not args.no_progress, device=args.device)
     except TrainingDiverged as error:

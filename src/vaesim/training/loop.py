@@ -236,6 +236,7 @@ def train(
     progress: bool = True,
     device: str | torch.device | None = None,
     callback: Callable[[int], None] | None = None,
+    on_log: Callable[[dict], None] | None = None,
 ) -> Path:
     """Train (or resume, or skip if finished) the run ``config`` in ``run_dir``; return ``run_dir``.
 
@@ -245,6 +246,7 @@ def train(
     device: default CUDA when available, else CPU.
     callback: called with the number of finished steps after every update
     (progress hooks, tests that simulate a crash).
+    on_log: called with every logged metrics row (``step``, ``loss``, ...).
     Raises :class:`TrainingDiverged` when the loss stops being finite.
     """
     run_dir = Path(run_dir)
@@ -337,6 +339,8 @@ def train(
                 row.update(held_out.measure(model))
             writer.write(row)
             last_row = row
+            if on_log is not None:
+                on_log(row)
             bar.set_postfix(loss=f"{row['loss']:.1f}", rec=f"{row['reconstruction']:.1f}", kl=f"{row['kl']:.2f}", refresh=False)
             if finished in logged_steps:
                 writer.sync()

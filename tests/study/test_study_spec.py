@@ -163,3 +163,32 @@ def test_documented_example_spec_is_valid():
     path = Path(__file__).resolve().parents[2] / "docs" / "example-study.yaml"
     spec = load_spec(path)
     assert spec.checkpoint_steps()[0] == 0 and spec.checkpoint_steps()[-1] == spec.training.steps
+
+
+def test_every_spec_problem_is_reported_at_once(tmp_path):
+    from vaesim.study.runner import load_checked_spec
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "bad", "datasets": ["dsprites", "shapes3d", "mnist"], "dataset_root": str(tmp_path / "none"),
+        "objectives": [{"name": "beta_vae", "values": [1]}, {"name": "vae", "values": [2]}],
+        "seeds": [0, 0], "training": {"steps": 10, "bogus": 1}, "probe": {"n": 10},
+    }))
+    with pytest.raises(ValueError) as caught:
+        load_checked_spec(path)
+    text = str(caught.value)
+    # pydantic round, names round and files round in one message
+    assert "seeds: entries must be distinct; got [0, 0] (remove the repeats)" in text
+    assert text.count("got [0, 0]") == 1 and "Value error" not in text
+    assert "unknown field 'bogus' in training" in text
+    assert "datasets: unknown dataset 'mnist'" in text
+    assert "objectives.1.name: unknown objective 'vae'" in text
+    assert "dataset 'dsprites': missing" in text and "dataset 'shapes3d': missing" in text
+
+
+def test_all_missing_datasets_are_named_together(tiny_dict, tmp_path):
+    tiny_dict["datasets"] = ["dsprites", "cars3d"]
+    tiny_dict["dataset_root"] = str(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError) as caught:
+        run_study(parse_spec(tiny_dict), tmp_path / "out", progress=False)
+    assert "dataset 'dsprites': missing" in str(caught.value) and "dataset 'cars3d': missing" in str(caught.value)

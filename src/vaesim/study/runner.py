@@ -66,19 +66,66 @@ def check_executor_options(executor: str, *, workers, address, threads) -> None:
 
 
 def check_inputs(spec: StudySpec) -> None:
-    """Fail before any work: missing dataset files, objective parameters the objective rejects."""
-    from vaesim.data import require_files
+    """Fail before any work, naming every problem at once: missing dataset files, objective parameters the
+    objective rejects."""
     from vaesim.models import make_objective
 
-    for dataset in spec.datasets:
-        require_files(dataset, root=spec.dataset_root)
+    missing = missing_data_problems(spec.datasets, spec.dataset_root)
+    problems = list(missing)
     for i, objective in enumerate(spec.objectives):
         name = param_name(objective)
         for value in objective.values:
             try:
                 make_objective(objective.name, **{name: value, **objective.fixed})
             except (TypeError, ValueError) as error:
-                raise ValueError(f"study spec objectives.{i} ({objective.name}, {name}={value}): {error}") from None
+                problems.append(f"objectives.{i} ({objective.name}, {name}={value}): {error}")
+    if problems:
+        error = FileNotFoundError if len(problems) == len(missing) else ValueError
+        raise error("the study cannot start:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def missing_data_problems(datasets, root) -> list[str]:
+    """One line per dataset (known names only) whose files are missing, with the fix."""
+    from vaesim.data import DATASETS, require_files
+
+    problems = []
+    for dataset in datasets:
+        if isinstance(dataset, str) and dataset in DATASETS:
+            try:
+                require_files(dataset, root=root)
+            except FileNotFoundError as error:
+                problems.append(str(error))
+    return problems
+
+
+def load_checked_spec(spec) -> StudySpec:
+    """:func:`load_spec`, then :func:`check_inputs`; an invalid spec's error also lists its missing files."""
+    try:
+        spec = load_spec(spec)
+    except ValueError as error:
+        raw = _raw_spec(spec)
+        missing = missing_data_problems(raw.get("datasets") or [], raw.get("dataset_root")) if raw else []
+        if missing:
+            raise ValueError(str(error) + "".join(f"\n  - {p}" for p in missing)) from None
+        raise
+    check_inputs(spec)
+    return spec
+
+
+def _raw_spec(spec) -> dict:
+    """The spec mapping as written (for listing problems of a spec that does not validate)."""
+    import yaml
+
+    from vaesim.study.spec import PRESET_DIR
+
+    path = Path(str(spec))
+    if not path.is_file():
+        path = PRESET_DIR / f"{spec}.yaml"
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def prepare_directory(spec: StudySpec, out_dir: Path, *, force: bool) -> None:
@@ -234,10 +281,9 @@ def run_study(spec, out_dir, *, executor: str = "local", workers: int | None = N
     FileNotFoundError for bad input before any work, :class:`StudyFailed`
     when some tasks failed (the rest is finished and kept).
     """
-    spec = load_spec(spec)
-    out_dir = Path(out_dir)
     check_executor_options(executor, workers=workers, address=address, threads=threads)
-    check_inputs(spec)
+    spec = load_checked_spec(spec)
+    out_dir = Path(out_dir)
     prepare_directory(spec, out_dir, force=force)
     plan = plan_study(spec)
     _claim(out_dir, executor)

@@ -36,6 +36,7 @@ class Calibration:
     pair_seconds: tuple[float, float]  # one more model pair, once the models' summaries are prepared
     model_seconds: tuple[float, float]  # preparing one model's summaries inside a comparison
     seconds: float  # how long the calibration itself took
+    busy: float = 1.0  # CPU time / (threads x wall time) while training: < 1 when other work shares the cores
 
 
 @dataclass(frozen=True)
@@ -80,12 +81,16 @@ def calibrate(plan: StudyPlan, *, train_steps: int = 5, sizes: tuple[int, int] =
     config = type(base).from_dict({**base.to_dict(), "dataset": _stand_in(channels), "dataset_root": None,
                                    "steps": warmup + train_steps, "checkpoints": [warmup + train_steps],
                                    "monitor_every": 0, "validation_split": 0.0})
-    marks: dict[int, float] = {}
+    marks: dict[int, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory(prefix="vaesim-calibrate-") as folder:
         run_dir = Path(folder) / "run"
         train(config, run_dir, progress=False, device=resolve_device(task.device),
-              callback=lambda finished: marks.__setitem__(finished, time.perf_counter()))
-        seconds_per_step = (marks[warmup + train_steps] - marks[warmup]) / train_steps
+              callback=lambda finished: marks.__setitem__(finished, (time.perf_counter(), time.process_time())))
+        (wall_0, cpu_0), (wall_1, cpu_1) = marks[warmup], marks[warmup + train_steps]
+        seconds_per_step = (wall_1 - wall_0) / train_steps
+        import torch
+
+        busy = min(1.0, (cpu_1 - cpu_0) / max(torch.get_num_threads(), 1) / max(wall_1 - wall_0, 1e-9))
         checkpoint_bytes = sum(p.stat().st_size for p in (run_dir / "checkpoints").glob("step_*"))
 
         layers = spec.layer_names()
@@ -115,7 +120,7 @@ def calibrate(plan: StudyPlan, *, train_steps: int = 5, sizes: tuple[int, int] =
             model_seconds.append(max((two - pair) / 2, 0.0))
     return Calibration(seconds_per_step, checkpoint_bytes, tuple(sizes), tuple(extract_seconds[1:]),
                        tuple(summary_bytes[1:]), tuple(pair_seconds[1:]), tuple(model_seconds[1:]),
-                       time.perf_counter() - started)
+                       time.perf_counter() - started, busy)
 
 
 def pair_weight(pair: tuple, comparison: str, n_layers: int) -> float:
@@ -205,6 +210,10 @@ def format_plan(plan: StudyPlan, estimates: list[StageEstimate] | None, calibrat
         f"{plan.spec.training.batch_size}; at n={calibration.sizes[1]} probe images: extract "
         f"{calibration.extract_seconds[1]:.2f} s per checkpoint, compare {calibration.model_seconds[1]:.2f} s per "
         f"model + {calibration.pair_seconds[1]:.3f} s per model pair; scaled to n={plan.spec.probe.n}.")
+    total = sum(e.seconds for e in estimates)
+    if calibration.busy < 0.8:
+        lines.append(f"This machine is busy: training got {calibration.busy:.0%} of its threads' time; on an idle "
+                     f"machine expect about {human_seconds(total * calibration.busy)} in all.")
     lines.append("Times are for sequential work on this machine as loaded now; parallel workers or a GPU divide "
                  "them. Disk excludes keep_activations.")
     return "\n".join(lines)

@@ -38,7 +38,8 @@ figcaption { color: #444; font-size: 0.9rem; }
 .skipped { background: #fff8e1; border-left: 4px solid #f0b400; padding: 0.5rem 0.8rem; }
 pre { background: #f5f5f7; padding: 0.8rem; overflow-x: auto; font-size: 0.82rem; }
 .scroll { max-height: 28rem; overflow: auto; }
-.gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(240px, 1fr)); gap: 0.8rem; }
+.gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr)); gap: 0.8rem; }
+table.stages { width: auto; min-width: 24rem; }
 .gallery figure { margin: 0; } .gallery figcaption { font-size: 0.8rem; }
 td.id { font-family: ui-monospace, monospace; font-size: 0.8rem; white-space: nowrap; }
 dl.provenance { display: grid; grid-template-columns: max-content 1fr; gap: 0.15rem 1rem; font-size: 0.88rem; }
@@ -140,9 +141,11 @@ def provenance_html(provenance: dict, environment: dict) -> str:
     keys = ("vaesim", "python", "torch", "numpy", "git_commit", "hostname", "platform", "processor", "cpu_count",
             "torch_threads", "cuda")
 
+    missing = {"cuda": "none (CPU only)", "git_commit": "not a git checkout"}
+
     def facts(info: dict) -> str:
-        return "".join(f"<dt>{_text(k)}</dt><dd>{_text(info[k] if info.get(k) is not None else 'unknown')}</dd>"
-                       for k in keys if k in info)
+        return "".join(f"<dt>{_text(k)}</dt><dd>{_text(info[k] if info.get(k) is not None else missing.get(k, 'unknown'))}"
+                       f"</dd>" for k in keys if k in info)
 
     sessions = provenance.get("sessions", [])
     if not sessions:

@@ -89,3 +89,21 @@ def test_train_stage_reports_steps_and_loss_and_the_resume(tmp_path, monkeypatch
 
     assert losses[-1] == pytest.approx(float(read_metrics(run_dir)["loss"].iloc[-1]))
     assert P.read_progress(tmp_path) == []
+
+
+def test_runner_bar_on_a_terminal_shows_the_running_task(tmp_path):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    meter = _Progress(True, tmp_path, stream=stream)
+    meter.start("train", 4, 0)
+    running = P.TaskProgress(tmp_path, "train/run-c", "dip_vae_ii lambda_od=10 seed 0", 800, done=0)
+    running.update(400, loss=501.5)
+    running._write()
+    meter.refresh()
+    assert "dip_vae_ii lambda_od=10 seed 0: step 400/800, loss 501.5" in meter.bar.postfix
+    meter.advance("train/run-x")
+    meter.close()
+    assert "1/4" in stream.getvalue()

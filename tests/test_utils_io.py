@@ -32,3 +32,26 @@ def test_atomic_files_get_umask_permissions(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_writer_that_recreates_the_file_still_leaves_umask_permissions(tmp_path):
+    # safetensors.save_file removes and recreates its target 0600; the result must still be 0644
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import load_file, save_file
+
+    from vaesim.utils import atomic_path
+
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "w.safetensors") as tmp:
+            save_file({"w": torch.ones(2)}, str(tmp))
+        with atomic_path(tmp_path / "r.bin") as tmp:
+            tmp.unlink()
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.write(fd, b"x")
+            os.close(fd)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "r.bin").stat().st_mode & 0o777 == 0o644
+    assert load_file(str(tmp_path / "w.safetensors"))["w"].tolist() == [1.0, 1.0]

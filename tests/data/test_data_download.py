@@ -207,3 +207,21 @@ def test_cli_download_of_a_file_that_is_not_the_format_is_refused(server, tmp_pa
     assert code != 0 and "ok " not in captured.out
     assert "is not a valid npz file" in captured.err and captured.err.count("\n") == 1
     assert not list((root / "dsprites").glob("*.npz"))
+
+
+def test_offline_download_leaves_no_empty_folder_behind(tmp_path, capsys):
+    import socket
+
+    from vaesim.cli import main
+
+    with socket.socket() as probe:  # a port with nobody listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    root = tmp_path / "new-root"
+    args = ["data", "download", "dsprites", "--root", str(root), "--url", f"http://127.0.0.1:{port}/x.npz", "--timeout", "2"]
+    assert main(args) == 2
+    assert "could not connect" in capsys.readouterr().err
+    assert not root.exists()
+    (tmp_path / "kept").mkdir()  # a root that was there before stays
+    assert main([*args[:3], "--root", str(tmp_path / "kept"), *args[5:]]) == 2
+    assert (tmp_path / "kept").is_dir() and not any((tmp_path / "kept").iterdir())

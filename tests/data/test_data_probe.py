@@ -57,3 +57,11 @@ def test_load_rejects_other_files(tmp_path):
     (tmp_path / "cut.npz").write_bytes(b"PK\x03\x04garbage")
     with pytest.raises(ValueError, match=r"cut.npz: could not read the probe set"):
         ProbeSet.load(tmp_path / "cut.npz")
+
+
+def test_probe_set_repr_is_one_short_line_of_shapes():
+    probe = make_probe_set(get_dataset("dsprites-procedural"), 50, seed=3)
+    text = repr(probe)
+    assert "\n" not in text and len(text) < 200
+    assert text.startswith("ProbeSet(dataset='dsprites-procedural', n=50, images=50x1x64x64 uint8, factors={'")
+    assert text.endswith("seed=3)")

@@ -147,6 +147,19 @@ class Synthetic:
              for p, s in self.run_list()]
         )
 
+    def training_metrics(self) -> pd.DataFrame:
+        """Logged steps of every run: loss = 1000 / (1 + step / 100) + param; kl_dim_d = d * step / T."""
+        total = self.steps[-1]
+        rows = []
+        for param, seed in self.run_list():
+            for step in range(0, total + 1, 100):
+                kl = {f"kl_dim_{d}": d * step / total for d in range(3)}
+                rows.append(dict(run_id=self.run_id(param, seed), step=step, loss=1000 / (1 + step / 100) + param,
+                                 reconstruction=1000 / (1 + step / 100), kl=sum(kl.values()), **kl,
+                                 dataset="dsprites-procedural", objective=self.objective,
+                                 param_name=self.param_name, param=param, seed=seed))
+        return pd.DataFrame(rows)
+
     def latents(self) -> pd.DataFrame:
         """latents.parquet: per run, checkpoint and dimension; the first ``passive`` dimensions are passive."""
         rows = []
@@ -161,7 +174,8 @@ class Synthetic:
         return pd.DataFrame(rows)
 
     def write_study(self, study_dir: Path) -> Path:
-        """A study directory in the documented layout: spec.yaml, results/*.parquet, runs.parquet."""
+        """A study directory in the documented layout: spec.yaml, results/*.parquet, runs.parquet,
+        training_metrics.parquet, latents.parquet (no checkpoints: the model pictures are skipped)."""
         from vaesim.study.store import planned_result_files
 
         study_dir.mkdir(parents=True, exist_ok=True)
@@ -179,5 +193,6 @@ class Synthetic:
             planned.remove(target)
             write_table(target, part, RESULT_SCHEMA, checksum=True)
         write_table(study_dir / "runs.parquet", self.runs(), checksum=True)
+        write_table(study_dir / "training_metrics.parquet", self.training_metrics(), checksum=True)
         write_table(study_dir / "latents.parquet", self.latents(), checksum=True)
         return study_dir

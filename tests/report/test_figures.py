@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -24,18 +25,95 @@ def test_heatmap_rows_and_columns_go_input_to_output(synthetic):
     assert matrix[LAYER_NAMES.index("encoder.mean"), LAYER_NAMES.index("encoder.mean")] == pytest.approx(0.6)
     assert matrix[1, 1] == pytest.approx(0.95)
     assert "beta=1" in ax.get_ylabel() and "beta=8" in ax.get_xlabel()
+    assert "regularisation" not in ax.get_title() and "averaged over 2 seeds" in ax.get_title()
     _close(fig)
 
 
-def test_learning_dynamics_colours_encoder_blue_decoder_orange(synthetic):
+def _labelled_lines(ax):
+    return {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
+
+
+def _min_colour_distance(colours) -> float:
+    rgb = np.array([matplotlib.colors.to_rgb(c) for c in colours])
+    return min(np.linalg.norm(a - b) for i, a in enumerate(rgb) for b in rgb[i + 1:])
+
+
+def test_learning_dynamics_has_a_panel_per_model_and_distinguishable_layers(synthetic):
     fig = FG.figure_learning_dynamics(synthetic.results())
-    lines = {line.get_label(): line for line in fig.axes[0].get_lines() if not line.get_label().startswith("_")}
-    assert list(lines) == list(LAYER_NAMES[1:])  # input excluded, order kept
-    for name, line in lines.items():
-        red, _, blue, _ = line.get_color()
-        assert (blue > red) if name.startswith("encoder.") else (red > blue), name
-    conv1 = lines["encoder.conv1"].get_ydata()
+    n_models = len(synthetic.params)
+    encoder_axes, decoder_axes = fig.axes[:n_models], fig.axes[n_models:2 * n_models]
+    encoder = [n for n in LAYER_NAMES[1:] if n.startswith("encoder.")]
+    decoder = [n for n in LAYER_NAMES[1:] if n.startswith("decoder.")]
+    for model_index, (enc_ax, dec_ax) in enumerate(zip(encoder_axes, decoder_axes)):
+        beta = f"beta={synthetic.params[model_index]:g}"  # never averaged over strengths
+        assert beta in enc_ax.get_title() and beta in dec_ax.get_title() and "mean over 2 seeds" in enc_ax.get_title()
+        enc, dec = _labelled_lines(enc_ax), _labelled_lines(dec_ax)
+        assert list(enc) == encoder and list(dec) == decoder  # input excluded, order kept
+        assert all(line.get_linestyle() == "-" for line in enc.values())
+        assert all(line.get_linestyle() == "--" for line in dec.values())
+        assert _min_colour_distance([line.get_color() for line in enc.values()]) > 0.2
+        assert _min_colour_distance([line.get_color() for line in dec.values()]) > 0.2
+        assert any(text.get_text() == "0.9: settled" for text in enc_ax.texts)
+    conv1 = _labelled_lines(encoder_axes[0])["encoder.conv1"].get_ydata()
     assert conv1[-1] == pytest.approx(1.0) and conv1[0] == pytest.approx(0.5)
+    ticks = [t.get_text() for t in decoder_axes[0].get_xticklabels()]
+    assert ticks[-1] == "final\n1000"
+    _close(fig)
+
+
+def test_posterior_collapse_has_one_column_per_objective(synthetic):
+    import pandas as pd
+
+    other = synthetic.__class__(objective="dip_vae_ii", param_name="lambda_od", params=(1.0, 10.0))
+    results = pd.concat([synthetic.results(), other.results()], ignore_index=True)
+    runs = pd.concat([synthetic.runs(), other.runs()], ignore_index=True)
+    fig = FG.figure_posterior_collapse(results, runs)
+    axes = [ax for ax in fig.axes if ax.has_data()]
+    assert len(axes) == 4  # (similarity, active dims) x (beta_vae, dip_vae_ii)
+    assert sorted(ax.get_xlabel() for ax in axes) == ["beta (beta_vae)", "beta (beta_vae)",
+                                                      "lambda_od (dip_vae_ii)", "lambda_od (dip_vae_ii)"]
+    for ax in axes:  # each panel shows only its own objective's strengths, and every legend entry is drawn
+        xs = {float(x) for line in ax.get_lines() for x in line.get_xdata()}
+        assert xs == ({1.0, 10.0} if "lambda_od" in ax.get_xlabel() else set(synthetic.params))
+        legend = ax.get_legend()
+        if legend is not None:
+            assert [t.get_text() for t in legend.get_texts()] == ["one run (seed)", "mean over seeds"]
+    _close(fig)
+
+
+def test_model_styles_separate_objectives_and_order_strengths():
+    import pandas as pd
+
+    models = pd.DataFrame({"objective": ["beta_vae"] * 3 + ["dip_vae_ii"], "param_name": ["beta"] * 3 + ["lambda_od"],
+                           "param": [1.0, 4.0, 32.0, 10.0]})
+    styles = FG.model_styles(models)
+    colours = [matplotlib.colors.to_rgb(styles[key][0]) for key in styles]
+    assert _min_colour_distance(colours) > 0.15
+    # darker = stronger within an objective; no colour is pale (low contrast on white)
+    luminance = [0.2126 * r + 0.7152 * g + 0.0722 * b for r, g, b in colours]
+    assert luminance[0] > luminance[1] > luminance[2] and max(luminance) < 0.8
+    assert styles[("beta_vae", "beta", 1.0)][1] != styles[("dip_vae_ii", "lambda_od", 10.0)][1]
+
+
+def test_factors_figure_shows_each_layer_per_step_and_model(synthetic):
+    import pandas as pd
+
+    results = synthetic.results()
+    rows = []
+    for (run, objective, param, seed, step, layer), _ in results.groupby(
+            ["a_run", "a_objective", "a_param", "a_seed", "a_step", "a_layer"]):
+        base = results.iloc[0].to_dict()
+        rows.append({**base, "comparison": "factors", "metric": "cka", "a_run": run, "b_run": run,
+                     "a_objective": objective, "b_objective": objective, "a_param": param, "b_param": param,
+                     "a_seed": seed, "b_seed": seed, "a_step": step, "b_step": step, "a_layer": layer,
+                     "b_layer": "factors", "score": step / 1000 * (LAYER_NAMES.index(layer) + 1) / 16})
+    table = FG.factors_table(pd.DataFrame(rows))
+    conv1 = table[(table["layer"] == "encoder.conv1") & (table["param"] == 1.0)].set_index("step")["score"]
+    assert conv1.to_dict() == pytest.approx({s: s / 1000 * 2 / 16 for s in synthetic.steps})
+    fig = FG.figure_factors(pd.concat([results, pd.DataFrame(rows)], ignore_index=True))
+    image_axes = [ax for ax in fig.axes if ax.images]
+    assert len(image_axes) == len(synthetic.params)
+    assert [t.get_text() for t in image_axes[0].get_yticklabels()] == list(LAYER_NAMES)
     _close(fig)
 
 
@@ -46,6 +124,7 @@ def test_embedding_vectorises_each_runs_upper_triangle(synthetic):
     assert vectors.shape == (8, n_layers * (n_layers - 1) // 2)
     fig = FG.figure_embedding(synthetic.results())
     assert len(fig.axes) == 2
+    assert [(ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes] == [("MDS dimension 1", "MDS dimension 2")] * 2
     _close(fig)
 
 

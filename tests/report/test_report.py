@@ -30,13 +30,15 @@ def test_report_is_self_contained_with_every_figure(study, report):
     page = report.read_text()
     assert report == study / "report.html"
     images = re.findall(r"<img [^>]*src='([^']*)'", page)
-    assert len(images) == len(FIGURES)
+    drawn = [name for name, *_ in FIGURES if name != "factors"]  # the synthetic store has no 'factors' rows
+    # + the training curves and KL per dimension (training_metrics.parquet)
+    assert len(images) == len(drawn) + 2
     for src in images:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:8] == PNG_MAGIC
     # nothing fetched from elsewhere
     assert not re.search(r"(src|href)=['\"](https?:|//)", page)
-    for name, *_ in FIGURES:
+    for name in drawn:
         assert (study / "figures" / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
         assert b"<svg" in (study / "figures" / f"{name}.svg").read_bytes()[:500]
 
@@ -75,7 +77,9 @@ def test_empty_store_still_writes_a_report(tmp_path):
     (study / "spec.yaml").write_text("name: empty\n")
     page = write_report(study).read_text()
     assert "The results store is empty" in page
-    assert page.count("not drawn:") == len(FIGURES)
+    # every similarity figure, the reconstructions and the two training figures
+    assert page.count("not drawn:") == len(FIGURES) + 3
+    assert "No provenance.json" in page
 
 
 def test_report_command_prints_findings_and_path(study, capsys):
@@ -94,3 +98,72 @@ def test_report_command_on_a_non_study_is_a_clear_error(tmp_path, capsys):
 def test_unknown_metric_is_named(study):
     with pytest.raises(ValueError, match="metric 'cosine' is not in the results"):
         write_report(study, metric="cosine")
+
+
+def test_training_section_draws_the_stored_curves(study, report):
+    from matplotlib import pyplot as plt
+
+    from vaesim.report.training_figures import figure_kl_per_dimension, figure_training_curves
+    from vaesim.study import load_training_metrics
+
+    page = report.read_text()
+    assert "id='fig-training_curves'" in page and "id='fig-kl_per_dimension'" in page
+    metrics = load_training_metrics(study)
+    fig = figure_training_curves(metrics)
+    loss_ax = fig.axes[0]
+    line = next(l for l in loss_ax.get_lines() if l.get_label() == "beta_vae beta=8")
+    # mean over the 2 seeds of 1000 / (1 + step / 100) + 8
+    assert list(line.get_xdata()) == list(range(0, 1001, 100))
+    assert line.get_ydata()[0] == pytest.approx(1008.0) and line.get_ydata()[-1] == pytest.approx(1000 / 11 + 8)
+    plt.close(fig)
+    fig = figure_kl_per_dimension(metrics)
+    panels = [ax for ax in fig.axes if ax.has_data()]
+    assert len(panels) == 4  # one per beta, lowest seed; never averaged over strengths
+    dim2 = next(l for l in panels[0].get_lines() if l.get_label() == "z2")
+    assert dim2.get_ydata()[-1] == pytest.approx(2.0)
+    plt.close(fig)
+
+
+def test_runs_table_shows_short_ids_and_provenance_is_reported(tmp_path):
+    from vaesim.study.provenance import PROVENANCE_FILE, ProvenanceRecorder, read_provenance
+
+    study = Synthetic(params=(1.0, 2.0), seeds=(0,)).write_study(tmp_path / "s")
+    recorder = ProvenanceRecorder(study, command="vaesim study run quick --out s")
+    recorder.stage("train", 125.0, 4)
+    recorder.stage("compare", 3.5, 2)
+    again = ProvenanceRecorder(study, command="vaesim study run quick --out s")  # a resumed session
+    again.stage("train", 0.1, 0)
+    record = read_provenance(study)
+    assert [s["stages"]["train"]["tasks"] for s in record["sessions"]] == [4, 0]
+    assert (study / PROVENANCE_FILE).stat().st_size > 0
+    page = write_report(study).read_text()
+    assert "Run session 1" in page and "Run session 2" in page and "2 min 5 s" in page
+    env = record["sessions"][0]["environment"]
+    assert env["python"] and env["torch"] and env["vaesim"] and env["cpu_count"] >= 1
+    assert f"<dd>{env['torch']}</dd>" in page
+
+
+def test_short_run_ids_keep_the_full_id_as_tooltip():
+    import pandas as pd
+
+    from vaesim.report.html import table_html
+
+    run_id = "dsprites-procedural_beta_vae_beta=32_seed=1_3beb7559"
+    html = table_html(pd.DataFrame({"run_id": [run_id], "seed": [1]}), table_id="runs")
+    assert f"<td class='id' title='{run_id}'>3beb7559</td>" in html and "<th>run</th>" in html
+
+
+def test_each_metric_has_its_own_report_and_neither_overwrites_the_other(tmp_path, capsys):
+    study = Synthetic(params=(1.0, 8.0)).write_study(tmp_path / "both")
+    assert main(["report", str(study)]) == 0
+    cka_page = (study / "report.html").read_text()
+    cka_heatmap = (study / "figures" / "heatmap.png").read_bytes()
+    assert main(["report", str(study), "--metric", "procrustes"]) == 0
+    out = capsys.readouterr().out
+    assert str((study / "report-procrustes.html").resolve()) in out
+    assert (study / "report.html").read_text() == cka_page
+    assert (study / "figures" / "heatmap.png").read_bytes() == cka_heatmap
+    assert (study / "figures-procrustes" / "heatmap.png").read_bytes() != cka_heatmap
+    assert load_findings(study, "procrustes")["value"].tolist() != load_findings(study)["value"].tolist()
+    assert "href='report-procrustes.html'" in cka_page
+    assert "href='report.html'" in (study / "report-procrustes.html").read_text()

@@ -240,3 +240,32 @@ def test_a_study_that_does_not_fit_on_disk_is_refused_with_the_numbers(tiny_dict
     with pytest.raises(ValueError, match=r"needs about [\d.,]+ GiB of disk .* but 0.00 GiB is free"):
         run_study(parse_spec(tiny_dict), tmp_path / "never", progress=False)
     assert not (tmp_path / "never").exists()
+
+
+def test_every_spec_problem_is_reported_at_once(tmp_path):
+    from vaesim.study.runner import load_checked_spec
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "bad", "datasets": ["dsprites", "shapes3d", "mnist"], "dataset_root": str(tmp_path / "none"),
+        "objectives": [{"name": "beta_vae", "values": [1]}, {"name": "vae", "values": [2]}],
+        "seeds": [0, 0], "training": {"steps": 10, "bogus": 1}, "probe": {"n": 10},
+    }))
+    with pytest.raises(ValueError) as caught:
+        load_checked_spec(path)
+    text = str(caught.value)
+    # pydantic round, names round and files round in one message
+    assert "seeds: entries must be distinct; got [0, 0] (remove the repeats)" in text
+    assert text.count("got [0, 0]") == 1 and "Value error" not in text
+    assert "unknown field 'bogus' in training" in text
+    assert "datasets: unknown dataset 'mnist'" in text
+    assert "objectives.1.name: unknown objective 'vae'" in text
+    assert "dataset 'dsprites': missing" in text and "dataset 'shapes3d': missing" in text
+
+
+def test_all_missing_datasets_are_named_together(tiny_dict, tmp_path):
+    tiny_dict["datasets"] = ["dsprites", "cars3d"]
+    tiny_dict["dataset_root"] = str(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError) as caught:
+        run_study(parse_spec(tiny_dict), tmp_path / "out", progress=False)
+    assert "dataset 'dsprites': missing" in str(caught.value) and "dataset 'cars3d': missing" in str(caught.value)

@@ -69,3 +69,15 @@ def test_epoch_order_visits_every_example_once_per_epoch():
     np.testing.assert_array_equal(fresh.batch(4, 4), stream[16:20])  # any step without replaying
     np.testing.assert_array_equal(fresh.batch(2, 4), stream[8:12])  # straddles the epoch boundary
     assert not np.array_equal(EpochOrder(seed=4, size=10).batch(0, 10), stream[:10])
+
+
+def test_a_mixed_schedule_joins_explicit_steps_and_kinds_and_the_default_includes_step_0():
+    from vaesim.training.commands import DEFAULT_CHECKPOINTS
+    from vaesim.training.config import TrainConfig, checkpoint_steps
+
+    assert checkpoint_steps("0,log:10", 1000) == [0] + checkpoint_steps("log:10", 1000)
+    assert checkpoint_steps("5, every:400", 1000) == [5, 400, 800, 1000]
+    assert TrainConfig().checkpoints == DEFAULT_CHECKPOINTS
+    assert checkpoint_steps(DEFAULT_CHECKPOINTS, 300_000)[:2] == [0, 1]
+    with pytest.raises(ValueError, match="unknown kind 'weekly'"):
+        checkpoint_steps("0,weekly:2", 100)

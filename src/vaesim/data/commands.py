@@ -1,4 +1,4 @@
-"""``vaesim data download NAME`` and ``vaesim data info NAME``."""
+"""``vaesim data list``, ``vaesim data download NAME`` and ``vaesim data info NAME``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ def register(subparsers) -> None:
     data = subparsers.add_parser("data", help="datasets: download files, show factors and where files go")
     sub = data.add_subparsers(dest="data_command", metavar="ACTION")
     names = list(DATASETS)
+
+    listing = sub.add_parser("list", help="every dataset: ready, missing or built in, size on disk, folder")
+    listing.add_argument("--root", default=None, help="data root (default $VAESIM_DATA or ~/.cache/vaesim/data)")
+    listing.set_defaults(func=_list)
 
     download = sub.add_parser("download", help="fetch a dataset's public files (resumable, SHA-256 verified)")
     download.add_argument("name", choices=names, metavar="NAME", help=f"one of: {', '.join(names)}")
@@ -28,6 +32,45 @@ def register(subparsers) -> None:
     info.set_defaults(func=_info)
 
     data.set_defaults(func=lambda args: (data.print_help(), 0)[1])
+
+
+def dataset_rows(root=None) -> list[dict]:
+    """One row per dataset: name, status (ready / missing / built in), bytes on disk, folder, description."""
+    from vaesim.data.registry import DATASETS, dataset_dir, expected_files
+
+    rows = []
+    for name, spec in DATASETS.items():
+        if spec.folder is None:
+            rows.append({"name": name, "status": "built in", "bytes": 0, "folder": "-", "description": spec.description})
+            continue
+        found = expected_files(name, root)
+        ready = all(paths and len(paths) >= spec.min_count for _, paths in found)
+        size = sum(path.stat().st_size for _, paths in found for path in paths)
+        rows.append({"name": name, "status": "ready" if ready else "missing", "bytes": size,
+                     "folder": str(dataset_dir(name, root)), "description": spec.description})
+    return rows
+
+
+def _human_bytes(count: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    raise AssertionError  # pragma: no cover
+
+
+def _list(args: argparse.Namespace) -> int:
+    rows = dataset_rows(args.root)
+    width = max(len(row["name"]) for row in rows)
+    print(f"{'dataset':<{width}}  {'status':<8}  {'on disk':>8}  folder")
+    for row in rows:
+        size = _human_bytes(row["bytes"]) if row["bytes"] else "-"
+        print(f"{row['name']:<{width}}  {row['status']:<8}  {size:>8}  {row['folder']}")
+    missing = [row["name"] for row in rows if row["status"] == "missing"]
+    if missing:
+        print(f"\nmissing: fetch with `vaesim data download NAME` ({', '.join(missing)}); "
+              "`vaesim data info NAME` lists the files")
+    return 0
 
 
 def _download(args: argparse.Namespace) -> int:

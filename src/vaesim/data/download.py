@@ -118,17 +118,22 @@ def download_file(
     removed).
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists() and _verified(dest, sha256, size, remove=False):
         logger.info("%s already present and verified", dest)
         return dest
+    created = [folder for folder in (dest.parent, *dest.parent.parents) if not folder.exists()]
+    dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
     if size is not None and have > size:
         part.unlink()
         have = 0
     if size is None or have < size:
-        _fetch(url, part, have, timeout, dest)
+        try:
+            _fetch(url, part, have, timeout, dest)
+        except DownloadError:
+            _remove_empty(created)  # a failed (offline) download leaves no empty folder behind
+            raise
     if not _verified(part, sha256, size, remove=True):
         raise DownloadError(f"{url}: downloaded file failed verification and was removed; run the download again")
     with open(part, "rb+") as handle:
@@ -137,6 +142,15 @@ def download_file(
     if sha256 is None:
         logger.warning("%s: no published SHA-256 is known; its size was checked only (pass --sha256 to pin one)", dest.name)
     return dest
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders this download created (deepest first) that are still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (a kept .part file) or already gone
+            return
 
 
 def _fetch(url: str, part: Path, have: int, timeout: float, dest: Path) -> None:

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 
 
-@dataclass
+@dataclass(repr=False)
 class ProbeSet:
     """A fixed sample: ``images_uint8`` (n, C, 64, 64), ``factors`` int64 (n, F), ``indices`` int64 (n,)."""
 
@@ -42,6 +42,12 @@ class ProbeSet:
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
+
+    def __repr__(self) -> str:
+        """One line (shapes, not the arrays): a REPL stays readable."""
+        shape = "x".join(map(str, self.images_uint8.shape))
+        return (f"ProbeSet(dataset={self.dataset!r}, n={len(self)}, images={shape} uint8, "
+                f"factors={dict(zip(self.factor_names, self.factor_sizes))}, seed={self.seed})")
 
     def save(self, path: str | Path) -> Path:
         """Write an ``.npz`` atomically (no pickles: names are stored as a unicode array)."""

@@ -5,25 +5,33 @@
     write_report(d)      # d/report.html, d/figures/*.png|svg, d/findings.csv
 """
 
-from vaesim.report.figures import FIGURES, make_figures
-from vaesim.report.findings import (
-    DOES_NOT_HOLD,
-    HOLDS,
-    NOT_ENOUGH_DATA,
-    compute_findings,
-    format_findings,
-)
-from vaesim.report.report import load_findings, read_store, write_report
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "DOES_NOT_HOLD",
-    "FIGURES",
-    "HOLDS",
-    "NOT_ENOUGH_DATA",
-    "compute_findings",
-    "format_findings",
-    "load_findings",
-    "make_figures",
-    "read_store",
-    "write_report",
-]
+from vaesim._lazy import lazy_exports
+
+# Imported on first use, so the CLI's --help never pays for torch / pandas / matplotlib.
+_EXPORTS = {
+    "FIGURES": "vaesim.report.figures",
+    "make_figures": "vaesim.report.figures",
+    "DOES_NOT_HOLD": "vaesim.report.findings",
+    "HOLDS": "vaesim.report.findings",
+    "NOT_ENOUGH_DATA": "vaesim.report.findings",
+    "compute_findings": "vaesim.report.findings",
+    "format_findings": "vaesim.report.findings",
+    "load_findings": "vaesim.report.report",
+    "read_store": "vaesim.report.report",
+    "write_report": "vaesim.report.report",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vaesim.report.figures import FIGURES, make_figures
+    from vaesim.report.findings import (
+        DOES_NOT_HOLD,
+        HOLDS,
+        NOT_ENOUGH_DATA,
+        compute_findings,
+        format_findings,
+    )
+    from vaesim.report.report import load_findings, read_store, write_report

@@ -17,7 +17,9 @@ def register(subparsers) -> None:
         ),
     )
     parser.add_argument("study_dir", metavar="DIR", type=Path, help="a study directory (vaesim study run / demo)")
-    parser.add_argument("--metric", default="cka", help="similarity metric of findings and figures (default: cka)")
+    parser.add_argument("--metric", default="cka",
+                        help="similarity metric of findings and figures (default: cka -> report.html; "
+                             "another metric M writes report-M.html, figures-M/ and findings-M.csv beside it)")
     parser.set_defaults(func=run_report)
 
 
@@ -27,7 +29,7 @@ def report_and_print(study_dir: Path, *, metric: str = "cka") -> Path:
 
     started = time.perf_counter()
     path = write_report(study_dir, metric=metric)
-    print(format_findings(load_findings(study_dir)))
+    print(format_findings(load_findings(study_dir, metric)))
     print(f"\nreport: {path.resolve()}  ({time.perf_counter() - started:.1f} s)")
     return path
 

@@ -5,9 +5,12 @@ returns a matplotlib Figure, or raises :class:`NotEnoughData` with the reason
 when the store lacks what the figure needs; :func:`make_figures` saves every
 figure as PNG and SVG and records the reasons of skipped ones.
 
-Colours are fixed across figures: encoder layers in blues, decoder layers in
-oranges (darker = deeper), ``input`` in grey; regularisation strengths on the
-viridis scale; seeds in tab10. Layers always go input to output.
+Colours are fixed across figures: each layer has its own qualitative colour
+(encoder layers solid lines, decoder layers dashed); each model (objective,
+strength) has its objective's colour family, darker = stronger, and its
+objective's line style; seeds in tab10. Layers always go input to output.
+Curves are never averaged over objectives or strengths: a figure shows one
+panel (or line) per model, averaged over seeds only.
 """
 
 from __future__ import annotations
@@ -57,21 +60,43 @@ class FigureOutput:
 
 # ------------------------------------------------------------------ colours
 def layer_colours(layers) -> dict[str, tuple]:
-    """Fixed colour per layer: encoder blues, decoder oranges, darker with depth; input grey."""
+    """Fixed, distinguishable colour per layer: a qualitative palette in depth order, separately for the
+    encoder and the decoder (telled apart by line style); ``input`` grey."""
     ordered = L.order_layers(layers)
-    encoder = [name for name in ordered if L.is_encoder(name)]
-    decoder = [name for name in ordered if L.is_decoder(name)]
     colours = {name: (0.45, 0.45, 0.45, 1.0) for name in ordered}
-    for names, cmap in ((encoder, plt.cm.Blues), (decoder, plt.cm.Oranges)):
-        for name, level in zip(names, np.linspace(0.4, 0.95, max(len(names), 1))):
-            colours[name] = cmap(level)
+    palette = [plt.cm.tab10(i) for i in (0, 1, 2, 3, 4, 5, 6, 8, 9, 7)]
+    for test in (L.is_encoder, L.is_decoder):
+        for index, name in enumerate(n for n in ordered if test(n)):
+            colours[name] = palette[index % len(palette)]
     return colours
 
 
-def strength_colours(values) -> dict:
-    """Viridis colour per distinct regularisation value (sorted)."""
-    values = sorted(set(values))
-    return {v: plt.cm.viridis(x) for v, x in zip(values, np.linspace(0.05, 0.9, max(len(values), 1)))}
+OBJECTIVE_COLOURMAPS = ("Blues", "Oranges", "Greens", "Purples", "Reds", "Greys")
+OBJECTIVE_LINES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (1, 1)))
+
+
+def model_styles(models: pd.DataFrame) -> dict[tuple, tuple]:
+    """{(objective, param_name, param): (colour, line style, label)} for the distinct models of ``models``.
+
+    Each objective has a colour family and a line style; within it, stronger
+    regularisation is darker (shades 0.45 to 1.0, never the pale end).
+    """
+    styles = {}
+    keys = models[["objective", "param_name", "param"]].drop_duplicates()
+    for index, (objective, group) in enumerate(keys.groupby("objective", sort=True)):
+        cmap = plt.get_cmap(OBJECTIVE_COLOURMAPS[index % len(OBJECTIVE_COLOURMAPS)])
+        values = sorted(group["param"].unique())
+        shades = np.linspace(0.45, 1.0, len(values)) if len(values) > 1 else [0.8]
+        for value, shade in zip(values, shades):
+            param_name = group.loc[group["param"] == value, "param_name"].iloc[0]
+            styles[(objective, param_name, value)] = (cmap(shade), OBJECTIVE_LINES[index % len(OBJECTIVE_LINES)],
+                                                      _model_label(objective, param_name, value))
+    return styles
+
+
+def seeds_phrase(n_seeds: int) -> str:
+    """'mean over 3 seeds', or 'one seed'."""
+    return f"mean over {n_seeds} seeds" if n_seeds > 1 else "one seed"
 
 
 def _model_label(objective, param_name, param) -> str:
@@ -146,11 +171,17 @@ def figure_heatmap(results: pd.DataFrame, runs=None, *, metric: str = "cka") -> 
     ax.set_xticks(range(len(b_order)), b_order, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(a_order)), a_order, fontsize=8)
     label_a, label_b = _model_label(*model_a), _model_label(*model_b)
-    what = {"params": "regularisation", "seeds": "seeds", "within_run": "model with itself"}[comparison]
-    ax.set_ylabel(label_a)
-    ax.set_xlabel(label_b if comparison != "seeds" else f"{label_b} (another seed)")
-    ax.set_title(f"{metric.upper()} between layers at the final step ({what}; mean over {n_seeds} seed(s))",
-                 fontsize=10)
+    ax.set_ylabel(f"layer of {label_a}")
+    ax.set_xlabel(f"layer of {label_b}" + (" (another seed)" if comparison == "seeds" else ""))
+    if comparison == "within_run":
+        what = f"between the layers of {label_a} itself"
+    elif comparison == "seeds":
+        what = f"between two seeds of {label_a}"
+    else:
+        what = f"between each layer of {label_a} (rows) and of {label_b} (columns)"
+    seeds = f"averaged over {n_seeds} seeds" if n_seeds > 1 else "one seed"
+    ax.set_title(f"{metric.upper()} {what}\nend of training, {seeds}; 1 = same representation, 0 = unrelated",
+                 fontsize=9.5)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=metric.upper())
     fig.tight_layout()
     return fig
@@ -158,11 +189,13 @@ def figure_heatmap(results: pd.DataFrame, runs=None, *, metric: str = "cka") -> 
 
 # ------------------------------------------------------------------ 2. learning dynamics
 def dynamics_table(results: pd.DataFrame, *, metric: str = "cka") -> pd.DataFrame:
-    """Mean similarity of each layer at step t with itself at the final step, over runs.
+    """Mean similarity of each layer at step t with itself at the final step, per model, over seeds.
 
-    Returns layer, step, fraction (t / T), score (mean over runs), n_runs; the
-    final step is included with score 1; ``input`` is left out.
+    Returns objective, param_name, param, layer, step, fraction (t / T),
+    score (mean over the model's seeds), n_runs; the final step is included
+    with score 1; ``input`` is left out.
     """
+    columns = ["objective", "param_name", "param", "layer", "step", "fraction", "score", "n_runs"]
     finals = final_steps(results)
     rows = select(results, comparison="within_run", metric=metric)
     rows = rows[(rows["a_run"] == rows["b_run"]) & (rows["a_layer"] == rows["b_layer"])]
@@ -170,42 +203,81 @@ def dynamics_table(results: pd.DataFrame, *, metric: str = "cka") -> pd.DataFram
     rows = rows[(rows["b_step"] == rows["b_run"].map(finals)) & (rows["a_layer"] != L.INPUT_LAYER)]
     rows = rows[rows["a_layer"].map(lambda n: L.is_encoder(n) or L.is_decoder(n)).astype(bool)]
     if rows.empty:
-        return pd.DataFrame(columns=["layer", "step", "fraction", "score", "n_runs"])
-    per_run = rows.groupby(["a_run", "a_layer", "a_step"])["score"].mean().reset_index()
+        return pd.DataFrame(columns=columns)
+    model = ["a_objective", "a_param_name", "a_param"]
+    per_run = rows.groupby([*model, "a_run", "a_layer", "a_step"])["score"].mean().reset_index()
     finals_rows = per_run.drop_duplicates(["a_run", "a_layer"]).assign(score=1.0)
     finals_rows["a_step"] = finals_rows["a_run"].map(finals)
     per_run = pd.concat([per_run, finals_rows]).drop_duplicates(["a_run", "a_layer", "a_step"], keep="first")
     per_run["fraction"] = per_run["a_step"] / per_run["a_run"].map(finals)
-    table = per_run.groupby(["a_layer", "a_step"]).agg(
+    table = per_run.groupby([*model, "a_layer", "a_step"]).agg(
         fraction=("fraction", "mean"), score=("score", "mean"), n_runs=("a_run", "nunique")
     )
-    return table.reset_index().rename(columns={"a_layer": "layer", "a_step": "step"})
+    table = table.reset_index().rename(columns={"a_objective": "objective", "a_param_name": "param_name",
+                                                "a_param": "param", "a_layer": "layer", "a_step": "step"})
+    return table[columns]
+
+
+SETTLED = 0.9  # the findings' threshold: a layer has settled once its similarity with its final state reaches it
 
 
 def figure_learning_dynamics(results: pd.DataFrame, runs=None, *, metric: str = "cka") -> plt.Figure:
-    """Claim 1: similarity of each layer with its final state against training step."""
+    """Claim 1: similarity of each layer with its final state against step; encoder row and decoder row,
+    one column per model (objective, strength), mean over seeds."""
     table = dynamics_table(results, metric=metric)
     if table.empty or table["step"].nunique() < 2:
         raise NotEnoughData("no within-run rows comparing a layer with its final state at >= 2 checkpoints")
     uniform = final_steps(results).nunique() == 1
     x_column, x_label = ("step", "training step") if uniform else ("fraction", "fraction of training")
+    final_x = float(table[x_column].max())
     colours = layer_colours(table["layer"])
-    fig, ax = plt.subplots(figsize=(10.0, 5.0))
-    for layer in L.order_layers(table["layer"]):
-        curve = table[table["layer"] == layer].sort_values(x_column)
-        style = "-" if L.is_encoder(layer) else "--"
-        ax.plot(curve[x_column], curve["score"], style, marker="o", markersize=3.5, color=colours[layer],
-                label=layer, linewidth=1.6)
-    ax.axhline(0.9, color="#999999", linewidth=0.8, linestyle=":")
-    if uniform:
-        _step_axis(ax, table["step"])
-    ax.set_xlabel(x_label)
-    ax.set_ylabel(f"{metric.upper()}(layer at step t, same layer at the final step)")
-    ax.set_ylim(min(0.0, float(table["score"].min())) - 0.02, 1.02)
-    ax.set_title(f"Learning dynamics: encoder (blue, solid) vs decoder (orange, dashed); "
-                 f"mean over {int(table['n_runs'].max())} runs", fontsize=10)
-    ax.legend(fontsize=7.5, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    ax.grid(alpha=0.25)
+    models = table[["objective", "param_name", "param"]].drop_duplicates().sort_values(["objective", "param"])
+    n_models = len(models)
+    n_cols = min(n_models, 4)
+    blocks = int(np.ceil(n_models / n_cols))
+    fig, axes = plt.subplots(2 * blocks, n_cols, figsize=(3.3 * n_cols + 2.0, 2.7 * 2 * blocks), squeeze=False,
+                             sharey=True)
+    low = min(0.0, float(table["score"].min())) - 0.02
+    for index, model in enumerate(models.itertuples(index=False)):
+        block, column = divmod(index, n_cols)
+        part = table[(table["objective"] == model.objective) & (table["param"] == model.param)]
+        for row, (test, group, style) in enumerate(((L.is_encoder, "encoder", "-"), (L.is_decoder, "decoder", "--"))):
+            ax = axes[2 * block + row, column]
+            for layer in L.order_layers(n for n in part["layer"].unique() if test(n)):
+                curve = part[part["layer"] == layer].sort_values(x_column)
+                ax.plot(curve[x_column], curve["score"], style, marker="o", markersize=3, color=colours[layer],
+                        label=layer, linewidth=1.5)
+            ax.axhline(SETTLED, color="#555555", linewidth=0.8, linestyle=":")
+            ax.text(0.01, SETTLED + 0.01, f"{SETTLED:g}: settled", transform=ax.get_yaxis_transform(),
+                    fontsize=7, color="#555555", va="bottom")
+            ax.axvline(final_x, color="#bbbbbb", linewidth=0.8)
+            ax.set_ylim(low, 1.05)
+            ax.grid(alpha=0.25)
+            n_runs = int(part["n_runs"].max())
+            ax.set_title(f"{_model_label(model.objective, model.param_name, model.param)}: {group}\n"
+                         f"({seeds_phrase(n_runs)})", fontsize=8.5)
+            if column == 0:
+                ax.set_ylabel(f"{metric.upper()} with final state", fontsize=8)
+    for index, ax in enumerate(axes.flat):
+        if not ax.has_data():
+            ax.axis("off")
+            continue
+        if uniform:
+            _step_axis(ax, table["step"])
+            ticks = [t for t in ax.get_xticks() if 0 <= t < final_x * 0.85] + [final_x]
+        else:
+            ticks = [0.0, 0.25, 0.5, 0.75, 1.0]
+        decoder_row = (index // n_cols) % 2 == 1
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks[:-1]] + [f"final\n{final_x:g}"] if decoder_row else [],
+                      fontsize=7.5)
+        if decoder_row:
+            ax.set_xlabel(x_label, fontsize=8)
+    for row, group in ((0, "encoder"), (1, "decoder")):
+        handles, labels = axes[row, 0].get_legend_handles_labels()
+        axes[row, -1].legend(handles, labels, fontsize=7, frameon=False, loc="center left",
+                             bbox_to_anchor=(1.02, 0.5), title=f"{group} layers", title_fontsize=7.5)
+    fig.suptitle(f"Learning dynamics: {metric.upper()} of each layer at step t with the same layer at the final "
+                 f"step (dotted: {SETTLED:g}, the 'settled' threshold)", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -242,13 +314,12 @@ def figure_layer_pairs(results: pd.DataFrame, runs=None, *, metric: str = "cka")
                             f"at >= 2 checkpoints")
     fig, axes = plt.subplots(1, len(tables), figsize=(5.2 * len(tables), 4.2), squeeze=False)
     for ax, (pair, table) in zip(axes[0], tables.items()):
-        colours = strength_colours(table["param"])
-        objectives = sorted(table["objective"].unique())
-        styles = dict(zip(objectives, ["-", "--", ":", "-."] * 3))
-        for (objective, param_name, param), curve in table.groupby(["objective", "param_name", "param"]):
+        styles = model_styles(table)
+        for key, curve in table.groupby(["objective", "param_name", "param"]):
             curve = curve.sort_values("step")
-            ax.plot(curve["step"], curve["score"], styles[objective], marker="o", markersize=3,
-                    color=colours[param], label=_model_label(objective, param_name, param))
+            colour, line, label = styles[key]
+            ax.plot(curve["step"], curve["score"], linestyle=line, marker="o", markersize=3, color=colour,
+                    label=label)
         ax.set_title(f"{pair[0]} vs {pair[1]}", fontsize=10)
         _step_axis(ax, table["step"])
         ax.set_xlabel("training step")
@@ -256,7 +327,7 @@ def figure_layer_pairs(results: pd.DataFrame, runs=None, *, metric: str = "cka")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.25)
         ax.legend(fontsize=7, frameon=False)
-    fig.suptitle("Layer pairs over training, one line per regularisation strength", fontsize=11)
+    fig.suptitle("Layer pairs over training, one line per model (objective and strength)", fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -279,12 +350,14 @@ def figure_agreement(results: pd.DataFrame, runs=None, *, metric: str = "cka") -
         table = table[table["layer"].isin(position)]
         x = table["layer"].map(position) + offsets[comparison]
         ax.errorbar(x, table["mean"], yerr=table["std"].fillna(0.0), fmt="o-", capsize=2, markersize=4,
-                    color=COMPARISON_COLOURS[comparison], label=f"{labels[comparison]} (n={int(table['n_pairs'].max())})")
+                    color=COMPARISON_COLOURS[comparison],
+                    label=f"{labels[comparison]} ({int(table['n_pairs'].max())} model pairs)")
     ax.set_xticks(range(len(ordered)), ordered, rotation=60, ha="right", fontsize=8)
     ax.set_ylim(-0.02, 1.05)
     ax.set_ylabel(f"mean {metric.upper()}, same layer, final step")
     ax.set_title("Agreement of each layer across models (blue band: encoder, orange: decoder)", fontsize=10)
-    ax.legend(fontsize=8, frameon=False, loc="lower left")
+    ax.legend(fontsize=8, frameon=False, loc="lower left", title="error bars: \u00b11 SD over model pairs",
+              title_fontsize=8)
     ax.grid(alpha=0.25, axis="y")
     fig.tight_layout()
     return fig
@@ -293,7 +366,8 @@ def figure_agreement(results: pd.DataFrame, runs=None, *, metric: str = "cka") -
 # ------------------------------------------------------------------ 5. posterior collapse
 def figure_posterior_collapse(results: pd.DataFrame, runs: pd.DataFrame | None = None, *,
                               metric: str = "cka") -> plt.Figure:
-    """Claim 3: CKA(mean, sampled) and active dimensions against regularisation strength."""
+    """Claim 3: CKA(mean, sampled) and active dimensions against regularisation strength, one column per
+    objective (strengths of different objectives are not comparable: beta is not lambda_od)."""
     similarity = mean_sample_similarity(results, metric=metric)
     has_dims = runs is not None and {"objective", "param", "active_dims"} <= set(runs.columns) and len(runs)
     if similarity.empty and not has_dims:
@@ -301,25 +375,36 @@ def figure_posterior_collapse(results: pd.DataFrame, runs: pd.DataFrame | None =
     panels = [("similarity", similarity)] if not similarity.empty else []
     if has_dims:
         panels.append(("active dims", runs))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 4.0), squeeze=False)
-    for ax, (what, table) in zip(axes[0], panels):
-        column = "score" if what == "similarity" else "active_dims"
-        for index, (objective, group) in enumerate(table.groupby("objective")):
-            colour = plt.cm.tab10(index)
-            ax.scatter(group["param"], group[column], color=colour, alpha=0.5, s=18)
-            means = group.groupby("param")[column].mean()
-            ax.plot(means.index, means.to_numpy(), "-", color=colour, label=f"{objective} (mean over seeds)")
-        _strength_axis(ax, table["param"])
-        param_names = sorted(set(table["param_name"])) if "param_name" in table else []
-        ax.set_xlabel("regularisation (" + ", ".join(param_names) + ")" if param_names else "regularisation")
-        if what == "similarity":
-            ax.set_ylabel(f"{metric.upper()}(encoder.mean, encoder.sample), final step")
-            ax.set_ylim(-0.02, 1.02)
-        else:
-            ax.set_ylabel("active latent dimensions")
-        ax.grid(alpha=0.25)
-        ax.legend(fontsize=7, frameon=False)
-    fig.suptitle("Posterior collapse against regularisation strength", fontsize=11)
+    objectives = sorted(set().union(*(set(table["objective"]) for _, table in panels)))
+    fig, axes = plt.subplots(len(panels), len(objectives), figsize=(3.9 * len(objectives) + 0.6, 3.3 * len(panels)),
+                             squeeze=False)
+    for row, (what, table) in enumerate(panels):
+        column_name = "score" if what == "similarity" else "active_dims"
+        for col, objective in enumerate(objectives):
+            ax = axes[row, col]
+            group = table[table["objective"] == objective]
+            if group.empty:
+                ax.axis("off")
+                continue
+            colour = plt.get_cmap(OBJECTIVE_COLOURMAPS[col % len(OBJECTIVE_COLOURMAPS)])(0.8)
+            ax.scatter(group["param"], group[column_name], color=colour, alpha=0.55, s=22, label="one run (seed)")
+            means = group.groupby("param")[column_name].mean()
+            ax.plot(means.index, means.to_numpy(), "-", color=colour, label="mean over seeds")
+            _strength_axis(ax, group["param"])
+            ax.set_xticks(list(means.index), [f"{v:g}" for v in means.index])
+            param_name = group["param_name"].iloc[0] if "param_name" in group else "strength"
+            ax.set_xlabel(f"{param_name} ({objective})", fontsize=8.5)
+            if what == "similarity":
+                ax.set_ylabel(f"{metric.upper()}(mean, sample), final step", fontsize=8.5)
+                ax.set_ylim(-0.02, 1.02)
+            else:
+                ax.set_ylabel("active latent dimensions", fontsize=8.5)
+                ax.set_ylim(bottom=0)
+            ax.set_title(objective, fontsize=9.5)
+            ax.grid(alpha=0.25)
+            if row == 0 and col == 0:
+                ax.legend(fontsize=7.5, frameon=False)
+    fig.suptitle("Posterior collapse against regularisation strength, one column per objective", fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -380,40 +465,101 @@ def figure_embedding(results: pd.DataFrame, runs=None, *, metric: str = "cka") -
         mask = (info["seed"] == seed).to_numpy()
         axes[0].scatter(embedding[mask, 0], embedding[mask, 1], color=plt.cm.tab10(seed_values.index(seed) % 10),
                         label=f"seed {seed}", s=40, edgecolor="white")
-    colours = strength_colours(info["param"])
+    styles = model_styles(info)
     markers = dict(zip(sorted(info["objective"].unique()), "osD^v<>"))
-    for (objective, param_name, param), group in info.groupby(["objective", "param_name", "param"]):
+    for key, group in info.groupby(["objective", "param_name", "param"]):
         mask = info.index.isin(group.index)
-        axes[1].scatter(embedding[mask, 0], embedding[mask, 1], color=colours[param], marker=markers[objective],
-                        label=_model_label(objective, param_name, param), s=40, edgecolor="white")
-    for ax, title in zip(axes, ("coloured by seed", "coloured by regularisation")):
+        colour, _, label = styles[key]
+        axes[1].scatter(embedding[mask, 0], embedding[mask, 1], color=colour, marker=markers[key[0]],
+                        label=label, s=46, edgecolor="#333333", linewidth=0.5)
+    for ax, title in zip(axes, ("coloured by seed", "coloured by model (objective and strength)")):
         ax.set_title(title, fontsize=10)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set_xlabel("MDS dimension 1", fontsize=8.5)
+        ax.set_ylabel("MDS dimension 2", fontsize=8.5)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.2)
         ax.legend(fontsize=7, frameon=False)
-    fig.suptitle(f"MDS of each run's layer x layer {metric.upper()} matrix (final step, {len(info)} runs)",
-                 fontsize=11)
+    fig.suptitle(f"Runs placed so that distances match the differences between their layer x layer "
+                 f"{metric.upper()} matrices\n(classical MDS, final step, {len(info)} runs; axis units are "
+                 f"distances between vectorised matrices)", fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------ 7. factors over training
+def factors_table(results: pd.DataFrame, *, metric: str = "cka") -> pd.DataFrame:
+    """Similarity of each layer with the ground-truth factors of the probe images, per model and step.
+
+    Returns objective, param_name, param, layer, step, score (mean over seeds), n_runs.
+    """
+    rows = select(results, comparison="factors", metric=metric)
+    rows = both_orientations(rows)
+    rows = rows[(rows["b_layer"] == L.FACTORS_LAYER) & (rows["a_layer"] != L.FACTORS_LAYER)]
+    if rows.empty:
+        return pd.DataFrame(columns=["objective", "param_name", "param", "layer", "step", "score", "n_runs"])
+    table = rows.groupby(["a_objective", "a_param_name", "a_param", "a_layer", "a_step"]).agg(
+        score=("score", "mean"), n_runs=("a_run", "nunique")).reset_index()
+    return table.rename(columns={"a_objective": "objective", "a_param_name": "param_name", "a_param": "param",
+                                 "a_layer": "layer", "a_step": "step"})
+
+
+def figure_factors(results: pd.DataFrame, runs=None, *, metric: str = "cka") -> plt.Figure:
+    """Which layers carry the ground-truth factors, through training: a layer x step heatmap per model."""
+    table = factors_table(results, metric=metric)
+    if table.empty:
+        raise NotEnoughData(f"no 'factors' rows of metric {metric!r} (comparisons.factors is off, or not run yet)")
+    models = table[["objective", "param_name", "param"]].drop_duplicates().sort_values(["objective", "param"])
+    n_cols = min(len(models), 4)
+    n_rows = int(np.ceil(len(models) / n_cols))
+    layers = L.order_layers(table["layer"].unique())
+    steps = sorted(table["step"].unique())
+    top = max(float(table["score"].max()), 1e-6)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.6 * n_cols + 2.6, 0.27 * len(layers) * n_rows + 1.6),
+                             squeeze=False)
+    image = None
+    for ax, model in zip(axes.flat, models.itertuples(index=False)):
+        part = table[(table["objective"] == model.objective) & (table["param"] == model.param)]
+        matrix = part.pivot_table(index="layer", columns="step", values="score").reindex(index=layers, columns=steps)
+        image = ax.imshow(matrix.to_numpy(dtype=float), vmin=0, vmax=top, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(steps)), [f"{s:g}" for s in steps], rotation=45, fontsize=7)
+        ax.set_yticks(range(len(layers)), layers, fontsize=7)
+        ax.set_xlabel("training step", fontsize=8)
+        n_runs = int(part["n_runs"].max())
+        ax.set_title(f"{_model_label(model.objective, model.param_name, model.param)}\n"
+                     f"({seeds_phrase(n_runs)})", fontsize=8.5)
+    for ax in list(axes.flat)[len(models):]:
+        ax.axis("off")
+    for ax in axes[:, 1:].flat:
+        ax.set_yticklabels([])
+    fig.colorbar(image, ax=axes, fraction=0.025, pad=0.02, label=f"{metric.upper()}(layer, factor values)")
+    fig.suptitle("Which layers carry the ground-truth factors? Similarity of each layer with the probe images' "
+                 "factor values, through training", fontsize=10)
     return fig
 
 
 # ------------------------------------------------------------------ all
 FIGURES = (
     ("heatmap", "Layer x layer similarity", figure_heatmap,
-     "Similarity between every layer of one model (rows) and every layer of another (columns) at the final "
-     "step, averaged over seeds: the weakest vs the strongest regularisation of the first objective."),
+     "Similarity between every layer of one model (rows) and every layer of another (columns) at the end of "
+     "training, averaged over seeds: the weakest vs the strongest regularisation of the first objective. "
+     "Bright diagonal cells mean a layer is the same in both models."),
     ("learning_dynamics", "Learning dynamics (claim 1)", figure_learning_dynamics,
-     "Similarity of each layer at step t with the same layer at the end of training, mean over runs. "
-     "Layers whose curve reaches 1 early have learned their representation early."),
+     "Similarity of each layer at step t with the same layer at the end of training, one column per model "
+     "(mean over its seeds; encoder layers on top, decoder layers below). A curve that crosses the dotted 0.9 "
+     "line early belongs to a layer that settled early."),
     ("layer_pairs", "Layer pairs over training", figure_layer_pairs,
      "Input vs sampled and mean vs sampled representations of the same run at the same step, one line per "
-     "regularisation strength (mean over seeds)."),
+     "model (objective: colour family and line style; stronger regularisation: darker), mean over seeds."),
     ("agreement", "Agreement across models per layer (claim 2)", figure_agreement,
-     "Mean similarity (+- one standard deviation) of the same layer in two models that differ by "
-     "regularisation strength, objective or seed, at the final step."),
+     "Mean similarity of the same layer in two models that differ by regularisation strength, objective or "
+     "seed, at the end of training; error bars are one standard deviation over the model pairs."),
     ("posterior_collapse", "Posterior collapse (claim 3)", figure_posterior_collapse,
-     "CKA between the mean and sampled representations at the final step, and the number of active latent "
-     "dimensions, against regularisation strength (points: runs; lines: mean over seeds)."),
+     "Top: CKA between the mean and sampled representations at the end of training; bottom: active latent "
+     "dimensions (KL above 0.01 nats). One column per objective, since their strengths are different "
+     "quantities (points: runs; lines: mean over seeds)."),
+    ("factors", "Which layers carry the ground-truth factors", figure_factors,
+     "Similarity of each layer with the ground-truth factor values of the probe images (the 'factors' "
+     "comparison), at every checkpoint: where and when the factors become readable."),
     ("embedding", "Runs embedded by their similarity matrices", figure_embedding,
      "Multidimensional scaling of each run's vectorised layer x layer similarity matrix at the final step: "
      "runs close together have similar internal structure."),

@@ -37,7 +37,13 @@ figure { margin: 1.5rem 0; } figure img { max-width: 100%; border: 1px solid #ee
 figcaption { color: #444; font-size: 0.9rem; }
 .skipped { background: #fff8e1; border-left: 4px solid #f0b400; padding: 0.5rem 0.8rem; }
 pre { background: #f5f5f7; padding: 0.8rem; overflow-x: auto; font-size: 0.82rem; }
-.scroll { max-height: 28rem; overflow-y: auto; }
+.scroll { max-height: 28rem; overflow: auto; }
+.gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr)); gap: 0.8rem; }
+table.stages { width: auto; min-width: 24rem; }
+.gallery figure { margin: 0; } .gallery figcaption { font-size: 0.8rem; }
+td.id { font-family: ui-monospace, monospace; font-size: 0.8rem; white-space: nowrap; }
+dl.provenance { display: grid; grid-template-columns: max-content 1fr; gap: 0.15rem 1rem; font-size: 0.88rem; }
+dl.provenance dt { color: #555; } dl.provenance dd { margin: 0; font-variant-numeric: tabular-nums; }
 """
 
 SCRIPT = """
@@ -80,23 +86,34 @@ def findings_html(findings: pd.DataFrame) -> str:
     return f"<table id='findings'>{head}{''.join(rows)}</table>"
 
 
+def short_run_id(run_id: str) -> str:
+    """The address hash at the end of a run id (``..._seed=0_3beb7559`` -> ``3beb7559``): the other parts of
+    the id are columns of the runs table already."""
+    tail = str(run_id).rsplit("_", 1)[-1]
+    return tail if len(tail) == 8 and all(c in "0123456789abcdef" for c in tail) else str(run_id)
+
+
 def table_html(frame: pd.DataFrame, *, table_id: str, columns: Sequence[str] | None = None) -> str:
-    """A plain HTML table of ``frame`` (only ``columns`` that exist, when given)."""
+    """A plain HTML table of ``frame`` (only ``columns`` that exist, when given).
+
+    A ``run_id`` column shows the run's short address; the full id is its tooltip.
+    """
     if columns is not None:
         frame = frame[[c for c in columns if c in frame.columns]]
-    head = "".join(f"<th>{_text(c)}</th>" for c in frame.columns)
+    head = "".join(f"<th>{'run' if c == 'run_id' else _text(c)}</th>" for c in frame.columns)
     body = []
     for values in frame.itertuples(index=False):
         cells = "".join(
-            f"<td class='num'>{_number(v)}</td>" if isinstance(v, (int, float)) and not isinstance(v, bool)
+            f"<td class='id' title='{_text(v)}'>{_text(short_run_id(v))}</td>" if name == "run_id"
+            else f"<td class='num'>{_number(v)}</td>" if isinstance(v, (int, float)) and not isinstance(v, bool)
             else f"<td>{_text(v)}</td>"
-            for v in values
+            for name, v in zip(frame.columns, values)
         )
         body.append(f"<tr>{cells}</tr>")
     return f"<div class='scroll'><table id='{table_id}'><tr>{head}</tr>{''.join(body)}</table></div>"
 
 
-def figures_html(figures) -> str:
+def figures_html(figures, folder: str = "figures") -> str:
     """Each figure as an embedded PNG with its caption, or a note saying why it was skipped."""
     parts = []
     for figure in figures:
@@ -104,33 +121,83 @@ def figures_html(figures) -> str:
             parts.append(f"<div class='skipped' id='fig-{figure.name}'><strong>{_text(figure.title)}</strong>: "
                          f"not drawn: {_text(figure.skipped)}.</div>")
             continue
+        caption = f" {_text(figure.caption)}" if figure.caption else ""
         parts.append(
             f"<figure id='fig-{figure.name}'><img alt='{_text(figure.title)}' src='{png_data_uri(figure.png)}'>"
-            f"<figcaption><strong>{_text(figure.title)}.</strong> {_text(figure.caption)} "
-            f"(Files: figures/{figure.png.name}, figures/{figure.svg.name}.)</figcaption></figure>"
+            f"<figcaption><strong>{_text(figure.title)}.</strong>{caption} "
+            f"(Files: {folder}/{figure.png.name}, {folder}/{figure.svg.name}.)</figcaption></figure>"
         )
+    return "\n".join(parts)
+
+
+def _seconds(value: float) -> str:
+    minutes, seconds = divmod(float(value), 60)
+    return f"{int(minutes)} min {seconds:.0f} s" if minutes else f"{seconds:.1f} s"
+
+
+def provenance_html(provenance: dict, environment: dict) -> str:
+    """Each run session of the study (command, versions, machine, wall time per stage), then the report's own."""
+    parts = []
+    keys = ("vaesim", "python", "torch", "numpy", "git_commit", "hostname", "platform", "processor", "cpu_count",
+            "torch_threads", "cuda")
+
+    missing = {"cuda": "none (CPU only)", "git_commit": "not a git checkout"}
+
+    def facts(info: dict) -> str:
+        return "".join(f"<dt>{_text(k)}</dt><dd>{_text(info[k] if info.get(k) is not None else missing.get(k, 'unknown'))}"
+                       f"</dd>" for k in keys if k in info)
+
+    sessions = provenance.get("sessions", [])
+    if not sessions:
+        parts.append("<p class='skipped'>No provenance.json: this study was run before vaesim recorded "
+                     "provenance; only the report's own environment is known.</p>")
+    for number, session in enumerate(sessions, 1):
+        stages = session.get("stages", {})
+        rows = "".join(f"<tr><td>{_text(name)}</td><td class='num'>{int(stage.get('tasks', 0))}</td>"
+                       f"<td class='num'>{_seconds(stage.get('seconds', 0.0))}</td></tr>"
+                       for name, stage in stages.items())
+        total = sum(float(stage.get("seconds", 0.0)) for stage in stages.values())
+        table = (f"<table class='stages'><tr><th>stage</th><th>tasks run</th><th>wall time</th></tr>{rows}"
+                 f"<tr><th>total</th><th></th><th class='num'>{_seconds(total)}</th></tr></table>"
+                 if stages else "<p>No stage finished in this session.</p>")
+        parts.append(f"<h3>Run session {number}: {_text(session.get('started', '?'))}</h3>"
+                     f"<p><code>{_text(session.get('command', ''))}</code></p>"
+                     f"<dl class='provenance'>{facts(session.get('environment', {}))}</dl>{table}")
+    parts.append(f"<h3>This report was written with</h3><dl class='provenance'>{facts(environment)}</dl>")
     return "\n".join(parts)
 
 
 def render_report(*, title: str, summary: str, findings: pd.DataFrame, figures, runs: pd.DataFrame | None,
                   counts: pd.DataFrame, spec_text: str, notes: Sequence[str] = (),
-                  sections: Sequence[tuple[str, str, str]] = ()) -> str:
+                  sections: Sequence[tuple[str, str, str]] = (), pictures: Sequence = (),
+                  gallery: Sequence = (), training: Sequence = (), provenance: dict | None = None,
+                  environment: dict | None = None, other_reports: Sequence[tuple[str, str]] = (),
+                  figures_dir: str = "figures") -> str:
     """The whole page as a string.
 
     ``sections``: (title, explanation text, table HTML) shown after the
-    findings (baselines, metric diagnostic).
+    findings (baselines, metric diagnostic). ``pictures`` / ``gallery`` /
+    ``training``: figures of what the models do and of training;
+    ``provenance``: the study's provenance.json, ``environment``: the report's own.
     """
     notes_html = "".join(f"<p class='skipped'>{_text(n)}</p>" for n in notes)
     sections_html = "".join(f"<h2>{_text(name)}</h2><p>{_text(text)}</p>{body}" for name, text, body in sections)
     runs_html = (table_html(runs, table_id="runs", columns=RUN_COLUMNS) if runs is not None and len(runs)
                  else "<p class='skipped'>No runs table (runs.parquet) yet.</p>")
+    links = "".join(f" The same report for {_text(metric.upper())}: <a href='{_text(name)}'>{_text(name)}</a>."
+                    for metric, name in other_reports)
+    gallery_html = (f"<h3>Latent traversals per model (final step)</h3><p>One image of the probe set decoded with "
+                    f"one latent coordinate set from -2 to +2 (columns) while the others keep the image's "
+                    f"posterior mean; rows are the latent dimensions, largest KL first; grey: inactive "
+                    f"(KL under 0.01 nats).</p><div class='gallery'>{figures_html(gallery, figures_dir)}</div>"
+                    if gallery else "")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{_text(title)}</title><style>{STYLE}</style></head>
 <body>
 <h1>{_text(title)}</h1>
-<p class="meta">{_text(summary)}</p>
+<p class="meta">{_text(summary)}{links}</p>
 {notes_html}
 <h2>Findings</h2>
 <p>The claims of Bonheme &amp; Grzes, <em>How do Variational Autoencoders Learn? Insights from Representational
@@ -138,12 +205,19 @@ Similarity</em> (arXiv 2205.08399), checked with the numbers of this study. Each
 definition written under its name.</p>
 {findings_html(findings)}
 {sections_html}
+<h2 id='models'>What the models do</h2>
+{figures_html(pictures, figures_dir)}
+{gallery_html}
+<h2 id='training'>Training</h2>
+{figures_html(training, figures_dir)}
 <h2>Figures</h2>
-{figures_html(figures)}
+{figures_html(figures, figures_dir)}
 <h2>What was run</h2>
 {runs_html}
 <h3>Similarity rows in the store</h3>
 {table_html(counts, table_id="counts")}
+<h2 id='provenance'>Provenance</h2>
+{provenance_html(provenance or {"sessions": []}, environment or {})}
 <h2>Study specification (spec.yaml)</h2>
 <pre>{_text(spec_text)}</pre>
 <script>{SCRIPT}</script>

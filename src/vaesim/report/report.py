@@ -1,9 +1,13 @@
 """``write_report(study_dir)``: findings, figures and ``report.html`` from a study directory.
 
-Reads only the study's store (``spec.yaml``, ``results/*.parquet``,
-``runs.parquet``) through ``vaesim.study``'s readers; writes
+Reads the study's store (``spec.yaml``, ``results/*.parquet``,
+``runs.parquet``, ``training_metrics.parquet``, ``provenance.json``) through
+``vaesim.study``'s readers, and its probe sets and checkpoints for the
+pictures of what the models do (reconstructions, latent traversals); writes
 ``figures/*.png|svg``, ``findings.csv`` and ``report.html`` into the study
-directory (each atomically).
+directory (each atomically). A report of another metric than CKA goes to
+``report-<metric>.html``, ``findings-<metric>.csv`` and ``figures-<metric>/``,
+so the reports of both metrics live side by side.
 """
 
 from __future__ import annotations
@@ -16,17 +20,30 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from vaesim.report.figures import make_figures
+from vaesim.report import pictures
+from vaesim.report.figures import FigureOutput, NotEnoughData, make_figures, save_figure
 from vaesim.report.findings import baseline_table, compute_findings
 from vaesim.report.html import render_report, table_html
+from vaesim.report.pictures import NoCheckpoints
+from vaesim.report.training_figures import figure_kl_per_dimension, figure_training_curves
+from vaesim.study.provenance import environment, read_provenance
 from vaesim.utils import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
 REPORT_FILE = "report.html"
 FINDINGS_FILE = "findings.csv"
-BASELINES_FILE = "baselines.csv"
 FIGURES_DIR = "figures"
+DEFAULT_METRIC = "cka"
+
+
+def report_paths(study_dir: str | Path, metric: str = DEFAULT_METRIC) -> tuple[Path, Path, Path]:
+    """(report.html, findings.csv, figures folder) of ``metric``: the plain names for CKA, suffixed otherwise."""
+    study_dir = Path(study_dir)
+    if metric == DEFAULT_METRIC:
+        return study_dir / REPORT_FILE, study_dir / FINDINGS_FILE, study_dir / FIGURES_DIR
+    return (study_dir / f"report-{metric}.html", study_dir / f"findings-{metric}.csv",
+            study_dir / f"{FIGURES_DIR}-{metric}")
 
 
 def read_store(study_dir: str | Path) -> tuple[str, pd.DataFrame, pd.DataFrame | None]:
@@ -119,17 +136,69 @@ def _summary(spec_text: str, results: pd.DataFrame, runs: pd.DataFrame | None) -
     return f"vaesim report: {name}", summary
 
 
-def write_report(study_dir: str | Path, *, metric: str = "cka") -> Path:
-    """Compute findings and figures of ``study_dir`` and write ``study_dir/report.html``; return its path.
+def _training_metrics(study_dir: Path) -> pd.DataFrame | None:
+    from vaesim.study import load_training_metrics
 
-    Also writes ``study_dir/figures/<name>.png`` and ``.svg`` for every
-    figure the data allows, ``study_dir/findings.csv`` and
-    ``study_dir/baselines.csv`` (per layer: untrained and trained agreement,
-    initial-to-final similarity, noise floor).
+    try:
+        return load_training_metrics(study_dir)
+    except FileNotFoundError:
+        return None
+
+
+def _draw(name: str, title: str, caption: str, directory: Path, draw) -> FigureOutput:
+    """Save the figure ``draw()`` returns, or record why it could not be drawn."""
+    try:
+        fig = draw()
+    except (NotEnoughData, NoCheckpoints) as reason:
+        logger.info("figure %s skipped: %s", name, reason)
+        return FigureOutput(name, title, caption, None, None, skipped=str(reason))
+    png, svg = save_figure(fig, directory, name)
+    return FigureOutput(name, title, caption, png, svg)
+
+
+def model_pictures(study_dir: Path, runs: pd.DataFrame | None, directory: Path) -> tuple[list, list]:
+    """(reconstructions and traversals over training, one traversal per model) drawn from the checkpoints."""
+    if runs is None or runs.empty:
+        note = "runs.parquet is missing: the study's store stage has not run"
+        return [FigureOutput("reconstructions", "Reconstructions", "", None, None, skipped=note)], []
+    main = []
+    for dataset in sorted(runs["dataset"].unique()):
+        suffix = "" if runs["dataset"].nunique() == 1 else f"_{dataset}"
+        main.append(_draw(
+            f"reconstructions{suffix}", f"Reconstructions ({dataset})",
+            "Probe images (top row) and what each model makes of them at the end of training: the decoded "
+            "posterior mean, one row per model (its lowest seed).",
+            directory, lambda dataset=dataset: pictures.figure_reconstructions(study_dir, runs, dataset)))
+    chosen = pictures.representative_runs(runs)
+    if len(chosen):
+        one = chosen.iloc[len(chosen) // 2]
+        main.append(_draw(
+            "traversals_over_training", f"One model through training ({pictures.run_label(one)})",
+            "Each row is a checkpoint: reconstructions of probe images, then the traversal of the latent "
+            "dimension with the largest KL at that checkpoint (its value set from -2 to +2, the other "
+            "dimensions kept at the image's posterior mean).",
+            directory, lambda: pictures.figure_traversals_over_training(study_dir, one)))
+    gallery = [
+        _draw(f"traversal_{index:02d}", pictures.run_label(run), "", directory,
+              lambda run=run: pictures.figure_traversals(study_dir, run))
+        for index, (_, run) in enumerate(chosen.iterrows())
+    ]
+    return main, gallery
+
+
+def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC) -> Path:
+    """Compute findings and figures of ``study_dir`` and write its report; return the report's path.
+
+    For CKA: ``study_dir/report.html``, ``figures/<name>.png|svg`` for every
+    figure the data allows, ``findings.csv`` and ``baselines.csv`` (per
+    layer: untrained and trained agreement, initial-to-final similarity,
+    noise floor); another metric writes ``report-<metric>.html``,
+    ``figures-<metric>/``, ``findings-<metric>.csv`` and ``baselines-<metric>.csv``.
     """
     started = time.perf_counter()
     study_dir = Path(study_dir)
     spec_text, results, runs = read_store(study_dir)
+    report_file, findings_file, figures_dir = report_paths(study_dir, metric)
     notes = []
     if results.empty:
         notes.append("The results store is empty: run the study to its compare stage; every finding lacks data.")
@@ -143,12 +212,24 @@ def write_report(study_dir: str | Path, *, metric: str = "cka") -> Path:
         notes.append("latents.parquet is missing (a study from before per-checkpoint latent statistics, or its store "
                      "stage has not run): claim 3 lacks data.")
     findings = compute_findings(results, runs, latents=latents, metric=metric)
-    with atomic_path(study_dir / FINDINGS_FILE) as tmp:
+    with atomic_path(findings_file) as tmp:
         findings.to_csv(tmp, index=False)
-    figures = make_figures(results, runs, study_dir / FIGURES_DIR, metric=metric)
+    figures = make_figures(results, runs, figures_dir, metric=metric)
+    pictures_main, gallery = model_pictures(study_dir, runs, figures_dir)
+    metrics = _training_metrics(study_dir)
+    training = [
+        _draw("training_curves", "Training curves", "Loss, reconstruction and KL against training step "
+              "(training_metrics.parquet), one line per model, mean over seeds.", figures_dir,
+              lambda: figure_training_curves(metrics)),
+        _draw("kl_per_dimension", "KL per latent dimension", "The KL of each latent dimension against training "
+              "step, one panel per model (its lowest seed): when each dimension starts to carry information, "
+              "or that it never does.", figures_dir, lambda: figure_kl_per_dimension(metrics)),
+    ]
+    other_metrics = sorted(set(results["metric"]) - {metric}) if len(results) else []
+    links = [(m, report_paths(study_dir, m)[0].name) for m in other_metrics]
     title, summary = _summary(spec_text, results, runs)
     baselines = baseline_table(results, metric=metric)
-    with atomic_path(study_dir / BASELINES_FILE) as tmp:
+    with atomic_path(findings_file.with_name(findings_file.name.replace("findings", "baselines"))) as tmp:
         baselines.to_csv(tmp, index=False)
     sections = [
         ("Baselines: what the architecture gives without learning",
@@ -163,16 +244,20 @@ def write_report(study_dir: str | Path, *, metric: str = "cka") -> Path:
          "the number of examples, debiased CKA is not), and each probe set against a row-shuffled copy of itself.",
          table_html(metric_diagnostic(study_dir, results).round(3), table_id="diagnostic")),
     ]
-    page = render_report(title=title, summary=summary, findings=findings, figures=figures, runs=runs,
-                         counts=_counts(results), spec_text=spec_text, notes=notes, sections=sections)
-    path = atomic_write_text(study_dir / REPORT_FILE, page)
+    page = render_report(title=f"{title} ({metric.upper()})", summary=summary, findings=findings,
+                         figures=figures, runs=runs, counts=_counts(results), spec_text=spec_text, notes=notes,
+                         sections=sections, pictures=pictures_main, gallery=gallery, training=training,
+                         provenance=read_provenance(study_dir), environment=environment(),
+                         other_reports=links, figures_dir=figures_dir.name)
+    path = atomic_write_text(report_file, page)
     logger.info("report %s written in %.1f s", path, time.perf_counter() - started)
     return path
 
 
-def load_findings(study_dir: str | Path) -> pd.DataFrame:
-    """The findings table that :func:`write_report` saved (``findings.csv``)."""
-    path = Path(study_dir) / FINDINGS_FILE
+def load_findings(study_dir: str | Path, metric: str = DEFAULT_METRIC) -> pd.DataFrame:
+    """The findings table that :func:`write_report` saved for ``metric`` (``findings.csv`` for CKA)."""
+    path = report_paths(study_dir, metric)[1]
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: run `vaesim report {study_dir}` first")
+        option = "" if metric == DEFAULT_METRIC else f" --metric {metric}"
+        raise FileNotFoundError(f"{path} does not exist: run `vaesim report {study_dir}{option}` first")
     return pd.read_csv(path, keep_default_na=False, na_values=[""]).fillna({"detail": ""})

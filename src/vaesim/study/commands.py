@@ -1,4 +1,4 @@
-"""``vaesim study run|status|verify`` and ``vaesim query``."""
+"""``vaesim study run|plan|show|status|verify`` and ``vaesim query``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 
 def register(subparsers) -> None:
-    """Add ``study run``, ``study status`` and ``query`` to the ``vaesim`` parser."""
+    """Add ``study run|plan|show|status`` and ``query`` to the ``vaesim`` parser."""
     study = subparsers.add_parser("study", help="run a declared study grid end to end, or show its status")
     study_commands = study.add_subparsers(dest="study_command", metavar="STUDY_COMMAND")
     study.set_defaults(func=lambda args: (study.print_help(), 0)[1])
@@ -29,6 +29,18 @@ def register(subparsers) -> None:
                      help="reuse a directory whose recorded spec differs; recompute what the change affects")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(func=_run)
+
+    plan = study_commands.add_parser(
+        "plan", help="what a study will do before it runs: tasks, disk and time per stage (measured calibration)")
+    plan.add_argument("spec", help="study spec YAML file, or a preset name: paper, quick")
+    plan.add_argument("--no-calibrate", action="store_true",
+                      help="only count the tasks (skip the few-second measurement that estimates disk and time)")
+    plan.set_defaults(func=_plan)
+
+    show = study_commands.add_parser("show", help="print a preset's spec, to start your own: "
+                                                  "vaesim study show paper > my.yaml")
+    show.add_argument("preset", help="preset name: paper, quick")
+    show.set_defaults(func=_show)
 
     status = study_commands.add_parser("status", help="done/pending tasks per stage of a study directory")
     status.add_argument("dir", help="study directory")
@@ -62,6 +74,38 @@ def _run(args) -> int:
         return 1
     print(f"study complete: {out} (results: vaesim query {shlex.quote(str(out))} "
           f"{shlex.quote('SELECT * FROM results LIMIT 5')})")
+    return 0
+
+
+def _plan(args) -> int:
+    from vaesim.study.estimate import calibrate, estimate, format_plan
+    from vaesim.study.plan import plan_study
+    from vaesim.study.runner import load_checked_spec
+
+    try:
+        spec = load_checked_spec(args.spec)
+    except FileNotFoundError as error:  # missing data files: still plan, and say what to fetch
+        from vaesim.study.spec import load_spec
+
+        spec = load_spec(args.spec)
+        print(f"note: {error}", file=sys.stderr)
+    plan = plan_study(spec)
+    if args.no_calibrate:
+        print(format_plan(plan, None, None))
+        return 0
+    print(f"calibrating on this machine (a few training steps, one extraction, one comparison)...", file=sys.stderr)
+    calibration = calibrate(plan)
+    print(format_plan(plan, estimate(plan, calibration), calibration))
+    return 0
+
+
+def _show(args) -> int:
+    from vaesim.study.spec import PRESET_DIR, preset_names
+
+    path = PRESET_DIR / f"{args.preset}.yaml"
+    if args.preset not in preset_names():
+        raise ValueError(f"preset {args.preset!r} does not exist; presets: {', '.join(preset_names())}")
+    sys.stdout.write(path.read_text(encoding="utf-8"))
     return 0
 
 

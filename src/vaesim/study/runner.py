@@ -24,6 +24,8 @@ from vaesim.study.budget import check_budget, writable_directory
 from vaesim.study.executors import EXECUTORS, StageOutcome, TaskFailure, make_executor
 from vaesim.study.lock import RUNNING_FILE, StudyLock, describe, read_running, runner_alive
 from vaesim.study.plan import STAGES, StudyPlan, Task, plan_study, spec_differences
+from vaesim.study.progress import clear_progress
+from vaesim.study.provenance import ProvenanceRecorder
 from vaesim.study.spec import StudySpec, TaskResources, load_spec, param_name
 from vaesim.study.stages import corrupt_outputs, drop_checkpoints_from, outputs_done, read_sums, store_is_stale
 from vaesim.study.store import discard
@@ -65,19 +67,66 @@ def check_executor_options(executor: str, *, workers, address, threads) -> None:
 
 
 def check_inputs(spec: StudySpec) -> None:
-    """Fail before any work: missing dataset files, objective parameters the objective rejects."""
-    from vaesim.data import require_files
+    """Fail before any work, naming every problem at once: missing dataset files, objective parameters the
+    objective rejects."""
     from vaesim.models import make_objective
 
-    for dataset in spec.datasets:
-        require_files(dataset, root=spec.dataset_root)
+    missing = missing_data_problems(spec.datasets, spec.dataset_root)
+    problems = list(missing)
     for i, objective in enumerate(spec.objectives):
         name = param_name(objective)
         for value in objective.values:
             try:
                 make_objective(objective.name, **{name: value, **objective.fixed})
             except (TypeError, ValueError) as error:
-                raise ValueError(f"study spec objectives.{i} ({objective.name}, {name}={value}): {error}") from None
+                problems.append(f"objectives.{i} ({objective.name}, {name}={value}): {error}")
+    if problems:
+        error = FileNotFoundError if len(problems) == len(missing) else ValueError
+        raise error("the study cannot start:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def missing_data_problems(datasets, root) -> list[str]:
+    """One line per dataset (known names only) whose files are missing, with the fix."""
+    from vaesim.data import DATASETS, require_files
+
+    problems = []
+    for dataset in datasets:
+        if isinstance(dataset, str) and dataset in DATASETS:
+            try:
+                require_files(dataset, root=root)
+            except FileNotFoundError as error:
+                problems.append(str(error))
+    return problems
+
+
+def load_checked_spec(spec) -> StudySpec:
+    """:func:`load_spec`, then :func:`check_inputs`; an invalid spec's error also lists its missing files."""
+    try:
+        spec = load_spec(spec)
+    except ValueError as error:
+        raw = _raw_spec(spec)
+        missing = missing_data_problems(raw.get("datasets") or [], raw.get("dataset_root")) if raw else []
+        if missing:
+            raise ValueError(str(error) + "".join(f"\n  - {p}" for p in missing)) from None
+        raise
+    check_inputs(spec)
+    return spec
+
+
+def _raw_spec(spec) -> dict:
+    """The spec mapping as written (for listing problems of a spec that does not validate)."""
+    import yaml
+
+    from vaesim.study.spec import PRESET_DIR
+
+    path = Path(str(spec))
+    if not path.is_file():
+        path = PRESET_DIR / f"{spec}.yaml"
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def prepare_directory(spec: StudySpec, out_dir: Path, *, force: bool) -> None:
@@ -152,27 +201,101 @@ def remove_stale(out_dir: Path, old: StudySpec, new: StudySpec) -> None:
 
 @dataclass
 class _Progress:
+    """The per-stage task bar, with live progress from inside the running tasks (``.progress`` files).
+
+    On a terminal: a tqdm bar per stage whose postfix shows the running task
+    (run, step, loss, steps/s, ETA), refreshed every second. Not a terminal
+    (a log file, CI): no bars; one plain line every ``quiet_every`` seconds.
+    Either way a resumed training run is announced once ("resuming from step N").
+    """
+
     enabled: bool
+    out_dir: Path | None = None
     bar: object = None
     counts: dict = field(default_factory=dict)
+    ran: int = 0  # tasks the current stage runs (not already done)
+    quiet_every: float = 60.0
+    stream: object = None
+
+    def __post_init__(self) -> None:
+        import sys
+        import threading
+
+        self.stream = self.stream or sys.stderr
+        self.terminal = bool(self.enabled and getattr(self.stream, "isatty", lambda: False)())
+        self.stage = ""
+        self.done = self.total = 0
+        self.announced: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
+        self._last_line = time.monotonic()
 
     def start(self, stage: str, total: int, done: int) -> None:
-        if self.enabled:
+        self.stage, self.total, self.done = stage, total, done
+        if self.terminal:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, initial=done, desc=f"{stage:8s}", unit="task", leave=True)
+            self.bar = tqdm(total=total, initial=done, desc=f"{stage:8s}", unit="task", leave=True, file=self.stream)
         logger.info("stage %s: %d of %d tasks already done", stage, done, total)
+        if self.enabled and self.out_dir is not None and self._thread is None:
+            import threading
+
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._watch, name="vaesim-progress", daemon=True)
+            self._thread.start()
 
     def advance(self, item) -> None:
+        with self._lock:
+            self.done += 1
+            if self.bar is not None:
+                self.bar.update(1)
+                if isinstance(item, TaskFailure):
+                    self.bar.set_postfix_str(f"failed: {item.task_id}")
+
+    def refresh(self) -> None:
+        """Show what the running tasks report (called every second by the watcher thread)."""
+        from vaesim.study.progress import describe, read_progress
+
+        records = read_progress(self.out_dir)
+        with self._lock:
+            for record in records:
+                if record.get("resumed_from") and record["task"] not in self.announced:
+                    self.announced.add(record["task"])
+                    self._say(f"{self.stage}: {record.get('what', record['task'])}: resuming from step "
+                              f"{record['resumed_from']}")
+            text = describe(records[0]) + (f" (+{len(records) - 1} more running)" if len(records) > 1 else "") \
+                if records else ""
+            if self.bar is not None:
+                self.bar.set_postfix_str(text, refresh=True)
+            elif not self.terminal and text and time.monotonic() - self._last_line >= self.quiet_every:
+                self._last_line = time.monotonic()
+                self._say(f"{self.stage}: {self.done}/{self.total} tasks; {text}")
+
+    def _say(self, line: str) -> None:
         if self.bar is not None:
-            self.bar.update(1)
-            if isinstance(item, TaskFailure):
-                self.bar.set_postfix_str(f"failed: {item.task_id}")
+            self.bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                self.refresh()
+            except Exception as error:  # pragma: no cover - progress never stops a study
+                logger.debug("progress refresh failed: %s", error)
 
     def stop(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.stop()
 
 
 def run_study(spec, out_dir, *, executor: str = "local", workers: int | None = None,
@@ -189,10 +312,9 @@ def run_study(spec, out_dir, *, executor: str = "local", workers: int | None = N
     FileNotFoundError for bad input before any work, :class:`StudyFailed`
     when some tasks failed (the rest is finished and kept).
     """
-    spec = load_spec(spec)
-    out_dir = Path(out_dir)
     check_executor_options(executor, workers=workers, address=address, threads=threads)
-    check_inputs(spec)
+    spec = load_checked_spec(spec)  # every spec problem and missing data file at once
+    out_dir = Path(out_dir)
     writable_directory(out_dir)
     check_budget(spec, out_dir)
     # The lock comes first: a runner that is refused has changed nothing (not even spec.yaml).
@@ -203,14 +325,19 @@ def run_study(spec, out_dir, *, executor: str = "local", workers: int | None = N
         runner = make_executor(executor, workers=workers, address=address,
                                max_retries=spec.resources.max_retries, threads=threads)
         failures: list[TaskFailure] = []
-        meter = _Progress(progress)
+        clear_progress(out_dir)
+        meter = _Progress(progress, out_dir)
+        recorder = ProvenanceRecorder(out_dir)
         started = time.perf_counter()
         try:
             for stage in STAGES:
+                stage_started = time.perf_counter()
                 failures += _run_stage(plan, stage, out_dir, runner, meter)
+                recorder.stage(stage, time.perf_counter() - stage_started, meter.ran)
         finally:
-            meter.stop()
+            meter.close()
             runner.close()
+            clear_progress(out_dir)
         atomic_write_json(out_dir / FAILURES_FILE, [f.__dict__ for f in failures])
     logger.info("study %s finished in %.1f s with %d failure(s)", out_dir, time.perf_counter() - started,
                 len(failures))
@@ -232,6 +359,7 @@ def _run_stage(plan: StudyPlan, stage: str, out_dir: Path, runner, meter: _Progr
     blocked = [TaskFailure(t.task_id, "not run: an upstream task failed (its inputs are missing)")
                for t in pending if t not in ready]
     meter.start(stage, len(tasks), len(tasks) - len(pending))
+    meter.ran = len(ready)
     for failure in blocked:
         meter.advance(failure)
     resources = getattr(plan.spec.resources, stage, TaskResources())  # probe, store: one CPU
@@ -360,6 +488,7 @@ class StudyStatus:
     failures: list[dict]
     stale_runner: dict | None = None  # a running.json whose runner is gone (killed, host down, pid reused)
     corrupt: dict[str, int] = field(default_factory=dict)  # per stage: finished tasks with a corrupt output
+    resume_command: str | None = None  # the command that last ran the study (provenance.json)
 
     @property
     def complete(self) -> bool:
@@ -378,7 +507,12 @@ class StudyStatus:
         else:
             if self.stale_runner:
                 lines.append(f"  stale runner record: {describe(self.stale_runner)} is gone")
-            lines.append("  complete" if self.complete else "  not running (rerun `vaesim study run` to resume)")
+            command = self.resume_command or f"vaesim study run {self.study_dir / SPEC_FILE} --out {self.study_dir}"
+            lines.append("  complete" if self.complete else f"  not running (rerun `{command}` to resume)")
+        if self.running:
+            from vaesim.study.progress import describe as describe_progress, read_progress
+
+            lines += [f"  now: {describe_progress(record)}" for record in read_progress(self.study_dir)]
         for failure in self.failures:
             lines.append(f"  failed last run: {failure['task_id']}: {failure['error']}")
         return "\n".join(lines)
@@ -412,4 +546,6 @@ def study_status(out_dir) -> StudyStatus:
     failures_file = out_dir / FAILURES_FILE
     if failures_file.is_file() and running is None:
         failures = json.loads(failures_file.read_text())
-    return StudyStatus(out_dir, stages, running, failures, stale, corrupt)
+    from vaesim.study.provenance import last_command
+
+    return StudyStatus(out_dir, stages, running, failures, stale, corrupt, last_command(out_dir))

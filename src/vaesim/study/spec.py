@@ -373,7 +373,9 @@ def parse_spec(data: Any, *, source: str = "spec") -> StudySpec:
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as error:
-        raise ValueError(f"study spec {source} is invalid:\n" + _format_errors(error)) from None
+        # every problem at once: the field errors and the unknown names among what did parse
+        names = "".join(f"\n  - {p}" for p in _raw_name_problems(data))
+        raise ValueError(f"study spec {source} is invalid:\n" + _format_errors(error) + names) from None
     problems = _semantic_problems(spec)
     if problems:
         raise ValueError(f"study spec {source} is invalid:\n" + "\n".join(f"  - {p}" for p in problems))
@@ -395,7 +397,9 @@ def _format_errors(error: ValidationError) -> str:
         else:
             got = item.get("input")
             got_text = repr(got) if not isinstance(got, dict) else "a mapping"
-            lines.append(f"  - {loc}: {item['msg']}; got {got_text}")
+            message = item["msg"].removeprefix("Value error, ")
+            # our validators already say what arrived ("...; got [0, 0]"): do not repeat it
+            lines.append(f"  - {loc}: {message}" + ("" if "got " in message else f"; got {got_text}"))
     return "\n".join(lines)
 
 
@@ -415,6 +419,25 @@ def _allowed_fields(loc: tuple) -> list[str]:
                     model = inner
                     break
     return list(model.model_fields)
+
+
+def _raw_name_problems(data: dict) -> list[str]:
+    """Unknown dataset and objective names in a spec mapping that failed validation elsewhere."""
+    from vaesim.data import DATASETS
+    from vaesim.models.names import OBJECTIVE_NAMES
+
+    problems = []
+    datasets = data.get("datasets")
+    for name in datasets if isinstance(datasets, list) else []:
+        if isinstance(name, str) and name not in DATASETS:
+            problems.append(f"datasets: unknown dataset {name!r}; allowed values: {', '.join(DATASETS)}")
+    objectives = data.get("objectives")
+    for i, objective in enumerate(objectives if isinstance(objectives, list) else []):
+        name = objective.get("name") if isinstance(objective, dict) else None
+        if isinstance(name, str) and name not in OBJECTIVE_NAMES:
+            problems.append(f"objectives.{i}.name: unknown objective {name!r}; "
+                            f"allowed values: {', '.join(OBJECTIVE_NAMES)}")
+    return problems
 
 
 def _semantic_problems(spec: StudySpec) -> list[str]:

@@ -28,6 +28,7 @@ import pandas as pd
 
 from vaesim.study import plan as layout
 from vaesim.study.plan import FACTORS_LAYER, CompareTask, ExtractTask, ProbeTask, StoreTask, Task, TrainTask
+from vaesim.study.progress import TaskProgress
 from vaesim.study.store import RESULT_SCHEMA, discard, is_written, verified, write_checksum, write_table
 from vaesim.utils import atomic_path, atomic_write_json, sha256_file
 
@@ -167,6 +168,12 @@ def train_config(task: TrainTask):
     )
 
 
+def run_label(run) -> str:
+    """``beta_vae beta=4 seed 0`` (plus the dataset when it is not the procedural default)."""
+    label = f"{run.objective} {run.param_name}={run.param:g} seed {run.seed}"
+    return label if run.dataset == "dsprites-procedural" else f"{run.dataset} {label}"
+
+
 def train_stage(root: Path, task: TrainTask) -> None:
     """Train one run into ``runs/<run_id>/`` (resumes from its last checkpoint); record its checksums.
 
@@ -176,11 +183,23 @@ def train_stage(root: Path, task: TrainTask) -> None:
     unwritten) is a verified mismatch, so it and the later ones are removed
     and the run resumes from the last good one.
     """
-    from vaesim.training import train
+    from vaesim.training import list_checkpoints, train
 
     run_dir = root / layout.run_dir(task.run_id)
+    config = train_config(task)
     for attempt in range(2):
-        train(train_config(task), run_dir, progress=False, device=resolve_device(task.device))
+        done = [] if (run_dir / layout.DONE_MARKER).is_file() else list_checkpoints(run_dir)
+        start = done[-1] if done else 0
+        with TaskProgress(root, task.task_id, run_label(task.run), config.steps, done=start,
+                          resumed_from=start or None) as meter:
+            last: dict = {}  # the loss of the latest logged row (none before the first one)
+
+            def on_log(row: dict) -> None:
+                last["loss"] = row["loss"]
+                meter.update(row["step"], **last)
+
+            train(config, run_dir, progress=False, device=resolve_device(task.device),
+                  callback=lambda finished: meter.update(finished, **last), on_log=on_log)
         sums, damaged = checked_sums(run_dir)
         if not damaged:
             break
@@ -286,6 +305,7 @@ def extract_stage(root: Path, task: ExtractTask) -> str | None:
     model, _meta = load_checkpoint(root / layout.run_dir(run_id), step)
     probe = load_probe(root, task.dataset)
     recorded = tuple(dict.fromkeys((*task.layers, *LATENT_LAYERS)))
+    meter = TaskProgress(root, task.task_id, f"extract {run_id} step {step}", 1 + len(task.layers), unit="layer")
     activations = extract_activations(
         model, probe_images(probe), layers=recorded,
         seed=noise_seed(task.probe_seed, run_id, step, task.sample_noise), device=resolve_device(task.device),
@@ -309,11 +329,15 @@ def extract_stage(root: Path, task: ExtractTask) -> str | None:
             np.savez(tmp, **{name: np.asarray(activations[name], dtype=np.float32) for name in kept})
         write_checksum(path)
     device = array_device(task.device)
-    summaries = {name: summarise(activations[name], name=name, metrics=task.metrics, device=device)
-                 for name in task.layers}
+    meter.update(1)
+    summaries = {}
+    for index, name in enumerate(task.layers, 2):  # recording counts as the first unit
+        summaries[name] = summarise(activations[name], name=name, metrics=task.metrics, device=device)
+        meter.update(index)
     path = root / layout.summary_path(run_id, step)
     save_summaries(path, summaries)
     write_checksum(path)
+    meter.close()
     return None
 
 
@@ -387,12 +411,18 @@ def compare_stage(root: Path, task: CompareTask) -> None:
     comparison, dataset = task.comparison, task.dataset
     pairs = list(task.pairs)
     models: dict[str, dict] = {}
+    needed = {(run_id, step) for a_run, a_step, b_run, b_step in pairs
+              for run_id, step in ([(a_run, a_step)] if comparison == "factors" else [(a_run, a_step), (b_run, b_step)])}
+    # units: each checkpoint's summaries loaded, then the scoring of all pairs (one unit)
+    meter = TaskProgress(root, task.task_id, f"compare {task.task_id.split('/', 1)[-1]} ({len(pairs)} pairs)",
+                         len(needed) + 1, unit="unit")
     for a_run, a_step, b_run, b_step in pairs:
         sides = [(a_run, a_step)] if comparison == "factors" else [(a_run, a_step), (b_run, b_step)]
         for run_id, step in sides:
             key = model_key(run_id, step)
             if key not in models:
                 models[key] = load_checked_summaries(root, run_id, step, task)
+                meter.update(len(models))
     if comparison == "factors":
         models[FACTORS_LAYER] = load_factors_summary(root, dataset)
         model_pairs = [(model_key(a, s), FACTORS_LAYER) for a, s, _b, _t in pairs]
@@ -412,6 +442,7 @@ def compare_stage(root: Path, task: CompareTask) -> None:
     frame = result_rows(scores, pairs, task, dataset_size(root, dataset))
     path = root / layout.results_path(task.task_id)
     write_table(path, frame, RESULT_SCHEMA, checksum=True)
+    meter.close()
 
 
 def dataset_size(root: Path, dataset: str) -> int:

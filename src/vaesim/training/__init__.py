@@ -1,21 +1,29 @@
 """Training: config, checkpoint schedule, the resumable loop, checkpoints and metrics."""
 
-from vaesim.training.checkpoint import list_checkpoints, load_checkpoint, read_checkpoint
-from vaesim.training.config import TrainConfig, checkpoint_steps
-from vaesim.training.images import ImageArray
-from vaesim.training.loop import EpochOrder, TrainingDiverged, build_objective, train
-from vaesim.training.metrics import read_metrics
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "EpochOrder",
-    "ImageArray",
-    "TrainConfig",
-    "TrainingDiverged",
-    "build_objective",
-    "checkpoint_steps",
-    "list_checkpoints",
-    "load_checkpoint",
-    "read_checkpoint",
-    "read_metrics",
-    "train",
-]
+from vaesim._lazy import lazy_exports
+
+# Imported on first use, so the CLI's --help never pays for torch / pandas / matplotlib.
+_EXPORTS = {
+    "list_checkpoints": "vaesim.training.checkpoint",
+    "load_checkpoint": "vaesim.training.checkpoint",
+    "read_checkpoint": "vaesim.training.checkpoint",
+    "TrainConfig": "vaesim.training.config",
+    "checkpoint_steps": "vaesim.training.config",
+    "ImageArray": "vaesim.training.images",
+    "EpochOrder": "vaesim.training.loop",
+    "TrainingDiverged": "vaesim.training.loop",
+    "build_objective": "vaesim.training.loop",
+    "train": "vaesim.training.loop",
+    "read_metrics": "vaesim.training.metrics",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vaesim.training.checkpoint import list_checkpoints, load_checkpoint, read_checkpoint
+    from vaesim.training.config import TrainConfig, checkpoint_steps
+    from vaesim.training.images import ImageArray
+    from vaesim.training.loop import EpochOrder, TrainingDiverged, build_objective, train
+    from vaesim.training.metrics import read_metrics

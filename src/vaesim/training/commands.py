@@ -6,7 +6,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from vaesim.models.objectives import OBJECTIVES, main_param, objective_params
+from vaesim.models.names import MAIN_PARAMS, OBJECTIVE_NAMES
+
+# The default checkpoint schedule: the initial weights, then 10 log-spaced steps (as studies include step 0).
+DEFAULT_CHECKPOINTS = "0,log:10"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` only where there is a real default to show (not for required or None)."""
+
+    def _get_help_string(self, action):
+        if action.required or action.default is None or action.default == [] or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def register(subparsers) -> None:
@@ -18,16 +30,17 @@ def register(subparsers) -> None:
             "Train one VAE of the study on a dataset, writing checkpoints, metrics.jsonl and DONE to --out. "
             "Rerunning the same command resumes a killed run and does nothing for a finished one."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--dataset", default="dsprites-procedural", help="dataset name (see vaesim data list)")
-    parser.add_argument("--data-root", default=None, help="folder holding the dataset's files")
-    parser.add_argument("--objective", default="beta_vae", help=f"one of: {', '.join(OBJECTIVES)}")
+    parser.add_argument("--data-root", default=None,
+                        help="data root holding the dataset's folder (default: $VAESIM_DATA or ~/.cache/vaesim/data)")
+    parser.add_argument("--objective", default="beta_vae", help=f"one of: {', '.join(OBJECTIVE_NAMES)}")
+    main_params = ", ".join(f"{param} for {name}" for name, param in MAIN_PARAMS.items())
     parser.add_argument(
         "--param",
         default=None,
-        help="value of the objective's main parameter (beta for beta_vae/beta_tc_vae, c_max for annealed_vae, "
-        "lambda_od for dip_vae_*, gamma for factor_vae)",
+        help=f"value of the objective's main parameter ({main_params}); default: the objective's own default",
     )
     parser.add_argument(
         "--set",
@@ -36,15 +49,19 @@ def register(subparsers) -> None:
         metavar="NAME=VALUE",
         help="any other objective parameter, e.g. --set gamma=1000 --set sampling=stratified (repeatable)",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=300_000)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--latent-dim", type=int, default=10)
-    parser.add_argument("--architecture", choices=["conv", "fc"], default="conv")
-    parser.add_argument("--reconstruction", choices=["bernoulli", "gaussian"], default="bernoulli")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of weights and minibatch order")
+    parser.add_argument("--steps", type=int, default=300_000, help="training steps (optimizer updates)")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per step")
+    parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
+    parser.add_argument("--latent-dim", type=int, default=10, help="number of latent dimensions")
+    parser.add_argument("--architecture", choices=["conv", "fc"], default="conv",
+                        help="encoder/decoder of Locatello et al. 2019: convolutional or fully connected")
+    parser.add_argument("--reconstruction", choices=["bernoulli", "gaussian"], default="bernoulli",
+                        help="reconstruction likelihood of a pixel")
     parser.add_argument(
-        "--checkpoints", default="log:10", help="schedule: every:N, log:N (dense early), even:N, or steps '0,100,1000'"
+        "--checkpoints",
+        default=DEFAULT_CHECKPOINTS,
+        help="schedule: every:N, log:N (dense early), even:N, steps '0,100,1000', or a mix such as '0,log:10'",
     )
     parser.add_argument("--log-every", type=int, default=100, help="metrics row every N steps")
     parser.add_argument("--monitor-every", type=int, default=0, help="posterior-collapse monitor every K steps (0 = off)")
@@ -55,7 +72,7 @@ def register(subparsers) -> None:
                         help="fraction of the dataset held out of training; its ELBO terms are logged as val_* "
                              "(default: 0, no split; the paper holds out 0.1)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    parser.add_argument("--out", required=True, help="run directory")
+    parser.add_argument("--out", required=True, help="run directory (created; rerun to resume)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run_train)
 
@@ -71,8 +88,10 @@ def _parse_value(text: str):
 
 def objective_params_from_args(objective: str, param: str | None, assignments: list[str]) -> dict:
     """{name: value} from ``--param`` and ``--set NAME=VALUE``; ValueError lists the valid names."""
-    if objective not in OBJECTIVES:
-        raise ValueError(f"--objective {objective!r} is unknown; valid objectives: {', '.join(OBJECTIVES)}")
+    if objective not in OBJECTIVE_NAMES:  # answered before torch is imported
+        raise ValueError(f"--objective {objective!r} is unknown; valid objectives: {', '.join(OBJECTIVE_NAMES)}")
+    from vaesim.models.objectives import main_param, objective_params
+
     params: dict = {}
     if param is not None:
         value = _parse_value(param)
@@ -92,10 +111,10 @@ def objective_params_from_args(objective: str, param: str | None, assignments: l
 
 
 def run_train(args) -> int:
+    params = objective_params_from_args(args.objective, args.param, args.set)
     from vaesim.training.config import TrainConfig
     from vaesim.training.loop import DONE_FILE, TrainingDiverged, train
 
-    params = objective_params_from_args(args.objective, args.param, args.set)
     config = TrainConfig(
         dataset=args.dataset,
         dataset_root=args.data_root,
@@ -115,6 +134,11 @@ def run_train(args) -> int:
         validation_split=args.validation_split,
     )
     already_done = (Path(args.out) / DONE_FILE).is_file()
+    from vaesim.training.checkpoint import list_checkpoints
+
+    earlier = [] if already_done or not Path(args.out).is_dir() else list_checkpoints(args.out)
+    if earlier:
+        print(f"{args.out}: resuming from step {earlier[-1]} of {config.steps}", file=sys.stderr)
     try:
         run_dir = train(config, args.out, progress=not args.no_progress, device=args.device)
     except TrainingDiverged as error:

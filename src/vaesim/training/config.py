@@ -15,7 +15,8 @@ from vaesim.models.objectives import check_objective_params
 SAMPLE_NOISE = ("independent", "shared")
 SCHEDULE_HELP = (
     "a checkpoint schedule is 'every:N' (every N steps), 'log:N' (N log-spaced steps, dense early), "
-    "'even:N' (N evenly spaced steps from 0 to the end, both included) or explicit steps '0,100,1000'; "
+    "'even:N' (N evenly spaced steps from 0 to the end, both included), explicit steps '0,100,1000' "
+    "or a comma-separated mix such as '0,log:10'; "
     "the final step is always included"
 )
 
@@ -49,7 +50,7 @@ class TrainConfig:
     lr: float = 1e-4
     adam_betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
-    checkpoints: str | list[int] = "log:10"
+    checkpoints: str | list[int] = "0,log:10"
     latent_dim: int = 10
     architecture: str = "conv"
     reconstruction: str = "bernoulli"
@@ -113,8 +114,10 @@ def checkpoint_steps(schedule: str | int | list[int] | tuple[int, ...], steps: i
     ``schedule``: ``"every:N"`` (N, 2N, ...), ``"log:N"`` (N steps spaced
     evenly in log between 1 and ``steps``: dense early, where the dynamics
     are), ``"even:N"`` (N steps spaced evenly from 0, the initial weights, to
-    ``steps``), or explicit steps as a list or ``"0,100,1000"``. Step 0 means
-    the weights before any update.
+    ``steps``), explicit steps as a list or ``"0,100,1000"``, or a
+    comma-separated mix of both (``"0,log:10"``, the default of
+    :class:`TrainConfig` and ``vaesim train``: the initial weights too, as in
+    studies). Step 0 means the weights before any update.
     """
     if steps < 1:
         raise ValueError(f"checkpoint_steps: steps must be >= 1, got {steps}")
@@ -130,6 +133,9 @@ def _parse_schedule(schedule, steps: int) -> list[int]:
         return [_as_step(s, schedule) for s in schedule]
     if not isinstance(schedule, str):
         raise TypeError(f"checkpoint schedule must be a string or a list of steps, got {type(schedule).__name__}; {SCHEDULE_HELP}")
+    parts = [part.strip() for part in schedule.split(",") if part.strip()]
+    if len(parts) > 1:  # a mix of explicit steps and kinds, e.g. "0,log:10"
+        return [step for part in parts for step in _parse_schedule(part, steps)]
     text = schedule.strip()
     kind, sep, count_text = text.partition(":")
     if sep:
@@ -146,7 +152,7 @@ def _parse_schedule(schedule, steps: int) -> list[int]:
         if kind == "even":
             return [int(round(s)) for s in np.linspace(0, steps, count)] if count > 1 else [steps]
         raise ValueError(f"checkpoint schedule {schedule!r}: unknown kind {kind!r}; {SCHEDULE_HELP}")
-    return [_as_step(part, schedule) for part in text.split(",") if part.strip()]
+    return [_as_step(text, schedule)] if text else []
 
 
 def _as_step(value, schedule) -> int:

@@ -267,6 +267,7 @@ def train(
     device: str | torch.device | None = None,
     callback: Callable[[int], None] | None = None,
     channels_last: bool | None = None,
+    on_log: Callable[[dict], None] | None = None,
 ) -> Path:
     """Train (or resume, or skip if finished) the run ``config`` in ``run_dir``; return ``run_dir``.
 
@@ -282,6 +283,7 @@ def train(
     weights after 50 steps match the NCHW path to float32 rounding
     (tests/training/test_training_fast_path.py). Checkpoints are stored in
     the usual contiguous layout either way.
+    on_log: called with every logged metrics row (``step``, ``loss``, ...).
     Raises :class:`TrainingDiverged` when the loss stops being finite.
     """
     run_dir = Path(run_dir)
@@ -378,6 +380,8 @@ def train(
                 row.update(held_out.measure(model))
             writer.write(row)
             last_row = row
+            if on_log is not None:
+                on_log(row)
             bar.set_postfix(loss=f"{row['loss']:.1f}", rec=f"{row['reconstruction']:.1f}", kl=f"{row['kl']:.2f}", refresh=False)
             if finished in logged_steps:
                 writer.sync()

@@ -1,0 +1,109 @@
+"""Live progress inside tasks: progress files written by the tasks, shown by the runner's line."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+
+from vaesim.study import progress as P
+from vaesim.study.runner import _Progress
+
+
+def test_task_progress_file_reports_rate_eta_and_disappears(tmp_path, monkeypatch):
+    clock = iter([100.0, 100.0, 104.0, 104.0, 108.0, 108.0])
+    monkeypatch.setattr(P.time, "monotonic", lambda: next(clock))
+    meter = P.TaskProgress(tmp_path, "train/run-a", "beta_vae beta=4 seed 0", 100, done=20, resumed_from=20,
+                           interval=0.0)
+    meter.update(40, loss=412.25)  # 20 steps in 4 s
+    (record,) = P.read_progress(tmp_path)
+    assert record["done"] == 40 and record["rate"] == pytest.approx(5.0) and record["eta"] == pytest.approx(12.0)
+    assert P.describe(record) == "beta_vae beta=4 seed 0: step 40/100, loss 412.2, 5 steps/s, ETA 12s"
+    meter.close()
+    assert P.read_progress(tmp_path) == []
+
+
+def test_progress_writes_are_throttled(tmp_path):
+    meter = P.TaskProgress(tmp_path, "extract/x", "extract", 1000, unit="layer", interval=3600.0)
+    for done in range(1, 1000):
+        meter.update(done)
+    assert P.read_progress(tmp_path)[0]["done"] == 0  # only the first write happened
+    meter.close()
+
+
+def test_runner_line_without_a_terminal_is_quiet_and_announces_resumes(tmp_path):
+    stream = io.StringIO()  # not a terminal: no bars
+    meter = _Progress(True, tmp_path, stream=stream, quiet_every=3600.0)
+    meter.start("train", 8, 2)
+    running = P.TaskProgress(tmp_path, "train/run-b", "beta_vae beta=32 seed 1", 800, done=186, resumed_from=186)
+    for _ in range(5):
+        meter.refresh()
+    meter.quiet_every = 0.0
+    running.update(200, loss=398.1)
+    running._write()
+    meter.refresh()
+    meter.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "train: beta_vae beta=32 seed 1: resuming from step 186"
+    assert len(lines) == 2 and lines[1].startswith("train: 2/8 tasks; beta_vae beta=32 seed 1: step 200/800, loss 398.1")
+    assert "\r" not in stream.getvalue()
+
+
+def test_train_stage_reports_steps_and_loss_and_the_resume(tmp_path, monkeypatch, tiny_spec):
+    from vaesim.study import stages
+    from vaesim.study.plan import plan_study
+    from vaesim.training import train
+
+    updates, created = [], []
+
+    class Spy(P.TaskProgress):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            created.append(self.record.copy())
+
+        def update(self, done, **fields):
+            updates.append((done, fields.get("loss")))
+            super().update(done, **fields)
+
+    monkeypatch.setattr(stages, "TaskProgress", Spy)
+    task = plan_study(tiny_spec).tasks["train"][0]
+    run_dir = tmp_path / "runs" / task.run_id
+
+    class Crash(Exception):
+        pass
+
+    def crash_at_12(finished):
+        if finished == 12:
+            raise Crash
+
+    with pytest.raises(Crash):  # a killed run: checkpoints 0 and 10 on disk
+        train(stages.train_config(task), run_dir, progress=False, callback=crash_at_12)
+    stages.train_stage(tmp_path, task)
+    assert created[0]["resumed_from"] == 10 and created[0]["done"] == 10 and created[0]["total"] == 20
+    assert sorted({done for done, _ in updates}) == list(range(11, 21))
+    losses = [loss for _, loss in updates]
+    first_logged = next(i for i, loss in enumerate(losses) if loss is not None)
+    assert all(loss is not None and math.isfinite(loss) for loss in losses[first_logged:])
+    from vaesim.training import read_metrics
+
+    assert losses[-1] == pytest.approx(float(read_metrics(run_dir)["loss"].iloc[-1]))
+    assert P.read_progress(tmp_path) == []
+
+
+def test_runner_bar_on_a_terminal_shows_the_running_task(tmp_path):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    meter = _Progress(True, tmp_path, stream=stream)
+    meter.start("train", 4, 0)
+    running = P.TaskProgress(tmp_path, "train/run-c", "dip_vae_ii lambda_od=10 seed 0", 800, done=0)
+    running.update(400, loss=501.5)
+    running._write()
+    meter.refresh()
+    assert "dip_vae_ii lambda_od=10 seed 0: step 400/800, loss 501.5" in meter.bar.postfix
+    meter.advance("train/run-x")
+    meter.close()
+    assert "1/4" in stream.getvalue()

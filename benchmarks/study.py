@@ -56,8 +56,8 @@ def timed(study_dir: Path, tasks, threads: int) -> list[float]:
 
 def layer_pairs(task, layers: int) -> int:
     """Layer pairs (x metrics not included) a compare task computes."""
-    pairs = task.payload["pairs"]
-    if task.payload["comparison"] == "factors":
+    pairs = task.pairs
+    if task.comparison == "factors":
         return len(pairs) * layers
     self_pairs = sum(1 for a, s, b, t in pairs if a == b and s == t)
     return self_pairs * layers * (layers + 1) // 2 + (len(pairs) - self_pairs) * layers**2
@@ -88,7 +88,7 @@ def measure(n: int, steps: int, threads: int, device: str, trained: Path | None)
     per_type: dict[str, list[float]] = {}
     for task in plan.tasks["compare"]:
         seconds = timed(study_dir, [task], threads)[0]
-        per_type.setdefault(task.payload["comparison"], []).append(seconds / layer_pairs(task, layers))
+        per_type.setdefault(task.comparison, []).append(seconds / layer_pairs(task, layers))
     result["compare_s_per_layer_pair"] = {k: float(np.median(v)) for k, v in per_type.items()}
     result["compare_tasks"] = {k: len(v) for k, v in per_type.items()}
     result["study_dir"] = study_dir
@@ -140,7 +140,7 @@ def paper_projection(results: list[dict]) -> None:
     train_step = results[0]["train_s_per_step"]
     pairs_by_type: dict[str, int] = {}
     for task in plan.tasks["compare"]:
-        kind = task.payload["comparison"]
+        kind = task.comparison
         pairs_by_type[kind] = pairs_by_type.get(kind, 0) + layer_pairs(task, layers)
     print(f"\npaper preset: {runs} runs x {steps:,} steps, {checkpoints} checkpoints, n = {n:,}, {layers} layers")
     print(f"(projected from n = {base['n']} with extraction ~ n^{EXTRACT_EXPONENT}, compare ~ n^{COMPARE_EXPONENT})")

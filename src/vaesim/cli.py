@@ -16,7 +16,7 @@ from vaesim import __version__
 
 # Order is the order shown in --help.
 COMMAND_MODULES = (
-    "vaesim.study.demo_command",
+    "vaesim.demo_command",
     "vaesim.study.commands",
     "vaesim.report.commands",
     "vaesim.training.commands",

@@ -39,9 +39,17 @@ class Synthetic:
     head_speed: float | None = None  # encoder mean/logvar/variance/sample; None = encoder_speed
     trunk_agreement: float = 0.95
     head_agreement: float = 0.6
-    mean_sample: callable = field(default=lambda param: 0.95 - 0.05 * param)
+    # untrained networks of different seeds (step-0 'seeds' rows): trunk, heads, the rest (noise-driven)
+    untrained_trunk: float = 0.7
+    untrained_heads: float = 0.3
+    untrained_other: float = 0.05
+    # passive latent dimensions of a run at a fraction f = t / T of training; CKA(mean, sample) from them
+    passive: callable = field(default=lambda param, fraction: int(min(10, round(param * fraction))))
+    mean_sample: callable = field(default=lambda param, fraction, passive: 0.95 - 0.08 * passive)
     procrustes: callable = field(default=np.sqrt)  # procrustes score as a function of the CKA score
     layers: tuple = LAYER_NAMES
+    curves: dict = field(default_factory=dict)  # {layer: {step: CKA(step, final)}} overriding convergence()
+    latent_dim: int = 10
 
     def run_id(self, param, seed) -> str:
         return f"{self.objective}-{self.param_name}{param:g}-s{seed}"
@@ -50,6 +58,8 @@ class Synthetic:
         return [(p, s) for p in self.params for s in self.seeds]
 
     def convergence(self, layer: str, step: int) -> float:
+        if layer in self.curves and step in self.curves[layer]:
+            return float(self.curves[layer][step])
         speed = self.encoder_speed if layer.startswith("encoder.") else self.decoder_speed
         heads = ("encoder.mean", "encoder.logvar", "encoder.variance", "encoder.sample")
         if layer in heads and self.head_speed is not None:
@@ -61,13 +71,22 @@ class Synthetic:
     def within(self, i: int, j: int, step: int, param: float) -> float:
         pair = {self.layers[i], self.layers[j]}
         if pair == {"encoder.mean", "encoder.sample"}:
-            return float(self.mean_sample(param)) * (0.5 + 0.5 * step / self.steps[-1])
+            fraction = step / self.steps[-1]
+            return float(self.mean_sample(param, fraction, self.passive(param, fraction)))
         return float(np.exp(-abs(i - j) / 4.0))
 
-    def across(self, i: int, j: int) -> float:
+    def across(self, i: int, j: int, comparison: str = "params", step: int | None = None) -> float:
         if i != j:
             return float(0.3 * np.exp(-abs(i - j) / 4.0))
         layer = self.layers[i]
+        if step == 0:  # untrained networks: runs of one seed share their initial weights
+            upstream = layer == "input" or (layer.startswith("encoder.") and layer != "encoder.sample")
+            if comparison != "seeds":
+                return 1.0 if upstream else self.untrained_other
+            if layer == "input":
+                return 1.0
+            return (self.untrained_heads if layer in HEADS else self.untrained_trunk if upstream
+                    else self.untrained_other)
         if layer in HEADS:
             return self.head_agreement
         if layer.startswith("encoder.") and layer != "encoder.sample":
@@ -106,18 +125,33 @@ class Synthetic:
             comparison = "params" if sa == sb else "seeds" if pa == pb else None
             if comparison is None:
                 continue
-            for i, j in itertools.product(range(n_layers), repeat=2):
-                rows += self._both_metrics(comparison, (pa, sa, final, self.layers[i]),
-                                           (pb, sb, final, self.layers[j]), self.across(i, j))
+            for step in sorted({0, final} & set(self.steps)):
+                for i, j in itertools.product(range(n_layers), repeat=2):
+                    rows += self._both_metrics(comparison, (pa, sa, step, self.layers[i]),
+                                               (pb, sb, step, self.layers[j]), self.across(i, j, comparison, step))
         return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
     def runs(self) -> pd.DataFrame:
         return pd.DataFrame(
             [dict(run_id=self.run_id(p, s), dataset="dsprites-procedural", objective=self.objective,
                   param_name=self.param_name, param=p, seed=s, steps=self.steps[-1],
-                  active_dims=int(max(0, 10 - p)), cka_mean_sample=float(self.mean_sample(p)))
+                  active_dims=self.latent_dim - self.passive(p, 1.0),
+                  cka_mean_sample=float(self.mean_sample(p, 1.0, self.passive(p, 1.0))))
              for p, s in self.run_list()]
         )
+
+    def latents(self) -> pd.DataFrame:
+        """latents.parquet: per run, checkpoint and dimension; the first ``passive`` dimensions are passive."""
+        rows = []
+        for param, seed in self.run_list():
+            for step in self.steps:
+                passive = self.passive(param, step / self.steps[-1])
+                for dim in range(self.latent_dim):
+                    rows.append(dict(run_id=self.run_id(param, seed), step=step, dim=dim,
+                                     mean_variance=0.001 if dim < passive else 1.0,
+                                     posterior_variance=1.0 if dim < passive else 0.05,
+                                     kl=0.0 if dim < passive else 2.0))
+        return pd.DataFrame(rows)
 
     def write_study(self, study_dir: Path) -> Path:
         """A study directory in the documented layout: spec.yaml, results/*.parquet, runs.parquet."""
@@ -132,4 +166,5 @@ class Synthetic:
                 write_table(study_dir / "results" / f"{comparison}__{index:03d}.parquet", task, RESULT_SCHEMA,
                             checksum=True)
         write_table(study_dir / "runs.parquet", self.runs())
+        write_table(study_dir / "latents.parquet", self.latents())
         return study_dir

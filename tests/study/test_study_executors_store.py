@@ -12,25 +12,25 @@ from vaesim.study import RESULT_KEY, load_results, query, run_study, study_statu
 from vaesim.study import plan as layout
 from vaesim.study import stages
 from vaesim.study.executors import LocalExecutor, TaskFailure
-from vaesim.study.plan import Task
+from vaesim.study.plan import ProbeTask
 from vaesim.study.spec import TaskResources
 from vaesim.study.store import RESULT_COLUMNS, result_files, verified, write_checksum
 
 
 def fake_tasks(count):
-    return [Task(task_id=f"probe/t{i}", stage="probe", payload={"i": i}, outputs=(f"out/t{i}.txt",))
+    return [ProbeTask(task_id=f"probe/t{i}", outputs=(f"out/t{i}.txt",), dataset=f"t{i}", n=i, seed=0, metrics=())
             for i in range(count)]
 
 
 def test_sequential_executor_collects_failures_and_goes_on(tmp_path, monkeypatch):
     calls = []
 
-    def fake_stage(root, payload):
-        calls.append(payload["i"])
-        if payload["i"] == 1:
+    def fake_stage(root, task):
+        calls.append(task.n)
+        if task.n == 1:
             raise RuntimeError("boom in task 1")
         (root / "out").mkdir(exist_ok=True)
-        (root / f"out/t{payload['i']}.txt").write_text("ok")
+        (root / f"out/t{task.n}.txt").write_text("ok")
 
     monkeypatch.setitem(stages.STAGE_FUNCTIONS, "probe", fake_stage)
     seen = []
@@ -45,7 +45,7 @@ def test_sequential_executor_collects_failures_and_goes_on(tmp_path, monkeypatch
 def test_retry_recovers_a_transient_failure(tmp_path, monkeypatch):
     attempts = {"n": 0}
 
-    def flaky(root, payload):
+    def flaky(root, task):
         attempts["n"] += 1
         if attempts["n"] == 1:
             raise OSError("transient")
@@ -60,7 +60,7 @@ def test_retry_recovers_a_transient_failure(tmp_path, monkeypatch):
 def test_finished_task_is_skipped(tmp_path, monkeypatch):
     (tmp_path / "out").mkdir()
     (tmp_path / "out/t0.txt").write_text("done before")
-    monkeypatch.setitem(stages.STAGE_FUNCTIONS, "probe", lambda root, payload: pytest.fail("should be skipped"))
+    monkeypatch.setitem(stages.STAGE_FUNCTIONS, "probe", lambda root, task: pytest.fail("should be skipped"))
     report = stages.run_task(str(tmp_path), fake_tasks(1)[0])
     assert report["status"] == "skipped"
 
@@ -88,7 +88,7 @@ def test_failed_task_is_reported_and_blocks_only_its_dependants(tiny_copy, tiny_
         (tiny_copy / task.outputs[0]).unlink()
     untouched = [p for p in result_files(tiny_copy)]
 
-    def broken_train(root, payload):
+    def broken_train(root, task):
         raise RuntimeError("GPU fell off the bus")
 
     monkeypatch.setitem(stages.STAGE_FUNCTIONS, "train", broken_train)

@@ -128,3 +128,30 @@ def test_self_and_final_and_final_step_only(tiny_dict):
     for comparison in ("seeds", "params", "objectives"):
         assert counted[comparison] == {(steps[-1], steps[-1])}
     assert counted["factors"] == {(s, s) for s in steps}
+
+
+def test_every_task_kind_is_a_frozen_picklable_record(tiny_spec):
+    import dataclasses
+    import pickle
+
+    from vaesim.study.plan import CompareTask, ExtractTask, ProbeTask, StoreTask, TrainTask
+
+    plan = plan_study(tiny_spec)
+    kinds = {"probe": ProbeTask, "train": TrainTask, "extract": ExtractTask, "compare": CompareTask,
+             "store": StoreTask}
+    for stage, kind in kinds.items():
+        task = plan.tasks[stage][0]
+        assert type(task) is kind and task.stage == stage
+        assert not hasattr(task, "payload")
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            task.task_id = "other"
+        assert pickle.loads(pickle.dumps(task)) == task  # travels to a pool or a Ray worker unchanged
+
+
+def test_compare_task_rebuilds_the_planned_extract_task(tiny_spec):
+    plan = plan_study(tiny_spec)
+    extract = {t.task_id: t for t in plan.tasks["extract"]}
+    for task in plan.tasks["compare"]:
+        for a_run, a_step, b_run, b_step in task.pairs:
+            rebuilt = task.extract_task(a_run, a_step)
+            assert rebuilt == extract[rebuilt.task_id]

@@ -1,6 +1,6 @@
 """Layer activations: a forward-hook recorder for any module, extraction from VAE checkpoints."""
 
-from vaesim.activations.extract import extract_activations, extract_checkpoint
+from vaesim.activations.extract import SAMPLE_NOISE, extract_activations, extract_checkpoint, noise_seed
 from vaesim.activations.recorder import LayerRecorder
 
-__all__ = ["LayerRecorder", "extract_activations", "extract_checkpoint"]
+__all__ = ["SAMPLE_NOISE", "LayerRecorder", "extract_activations", "extract_checkpoint", "noise_seed"]

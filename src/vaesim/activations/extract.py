@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Sequence
 
@@ -10,6 +11,28 @@ import torch
 
 from vaesim.activations.recorder import LayerRecorder
 from vaesim.models.architectures import VAE
+
+
+SAMPLE_NOISE = ("independent", "shared")
+
+
+def noise_seed(probe_seed: int, run_id: str, step: int, mode: str = "independent") -> int:
+    """Seed of the sampled layer's eps for one checkpoint of one run.
+
+    ``independent`` (default; what the seed paper's library does, drawing
+    fresh noise for every model): a 63-bit seed from SHA-256 of
+    (probe seed, run id, step), so every (run, checkpoint) draws its own eps,
+    deterministically. ``shared``: ``probe_seed`` for every run and
+    checkpoint, so all models see the same eps (their ``encoder.sample`` and
+    decoder layers then share a noise component that inflates their
+    similarity; kept for reproducing older studies).
+    """
+    if mode == "shared":
+        return int(probe_seed)
+    if mode != "independent":
+        raise ValueError(f"noise_seed: mode={mode!r} is unknown; expected one of {list(SAMPLE_NOISE)}")
+    digest = hashlib.sha256(f"{int(probe_seed)}/{run_id}/{int(step)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def _as_float_images(images) -> torch.Tensor:

@@ -11,7 +11,8 @@ from vaesim.data.base import GroundTruthDataset
 from vaesim.data.download import DownloadError, download_dataset, download_file
 from vaesim.data.probe import ProbeSet, make_probe_set
 from vaesim.data.procedural import render as render_dsprites
-from vaesim.data.registry import DATASETS, dataset_dir, default_root, get_dataset, require_files
+from vaesim.data.files import default_root
+from vaesim.data.registry import DATASETS, dataset_dir, get_dataset, require_files
 
 __all__ = [
     "DATASETS",

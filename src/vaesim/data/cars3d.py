@@ -22,7 +22,9 @@ from vaesim.data.grid import resize_uint8
 
 logger = logging.getLogger(__name__)
 
+FOLDER = "cars3d"  # below the data root
 PATTERN = "car_*_mesh.mat"
+MODEL_COUNT = 183  # files (car models) in the official archive
 FACTOR_NAMES = ("elevation", "azimuth", "object")
 FACTOR_SIZES = (4, 24, 183)
 
@@ -57,11 +59,11 @@ class Cars3D(GroundTruthDataset):
     description = "Cars3D: renderings of 183 car models at 4 elevations x 24 azimuths"
 
     def __init__(self, root: str | Path | None = None, *, directory: str | Path | None = None):
-        from vaesim.data.registry import dataset_dir, require_files
+        from vaesim.data.files import dataset_folder, require_files_in
 
         if directory is None:
-            require_files("cars3d", root)
-            directory = dataset_dir("cars3d", root)
+            directory = dataset_folder(FOLDER, root)
+            require_files_in("cars3d", directory, (PATTERN,), min_count=MODEL_COUNT)
         self.directory = Path(directory)
         self.files = sorted(self.directory.glob(PATTERN))
         if not self.files:

@@ -97,7 +97,8 @@ def sources(name: str) -> list[RemoteFile]:
 
 
 def source_hint(name: str) -> str:
-    found = sources(name)
+    """Where a dataset's files come from (base URLs), for error messages; reads no registry."""
+    found = SOURCES.get(_ALIASES.get(name, name), [])
     return ", ".join(sorted({f.url.rsplit("/", 1)[0] + "/" for f in found})) if found else "(no download: built in)"
 
 

@@ -39,6 +39,7 @@ from vaesim.data.procedural import FACTOR_NAMES, FACTOR_SIZES, ProceduralDSprite
 
 logger = logging.getLogger(__name__)
 
+FOLDER = "dsprites"  # below the data root
 FILENAME = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 _CHUNK_ROWS = 16384
 
@@ -52,9 +53,11 @@ class DSprites(GroundTruthDataset):
     description = "dSprites (official npz): binary 2D sprites"
 
     def __init__(self, root: str | Path | None = None, *, path: str | Path | None = None):
-        from vaesim.data.registry import require_files
+        from vaesim.data.files import dataset_folder, require_files_in
 
-        self.path = Path(path) if path is not None else require_files("dsprites", root)[0]
+        if path is None:
+            path = require_files_in("dsprites", dataset_folder(FOLDER, root), (FILENAME,))[0]
+        self.path = Path(path)
         self._packed, table = load_official(self.path)
         self.factor_sizes = tuple(int(s) for s in table.max(axis=0) + 1)
         if tuple(self.factor_sizes) != FACTOR_SIZES:

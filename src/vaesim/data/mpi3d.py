@@ -17,6 +17,7 @@ import numpy as np
 from vaesim.data import npzfile
 from vaesim.data.base import IMAGE_SIZE, GroundTruthDataset
 
+FOLDER = "mpi3d"  # below the data root
 FACTOR_NAMES = ("object_color", "object_shape", "object_size", "camera_height", "background_color", "horizontal_axis", "vertical_axis")
 VARIANT_SIZES = {
     "real": (6, 6, 2, 3, 3, 40, 40),
@@ -45,10 +46,10 @@ class MPI3D(GroundTruthDataset):
         path: str | Path | None = None,
         factor_sizes: tuple[int, ...] | None = None,
     ):
-        from vaesim.data.registry import dataset_dir
+        from vaesim.data.files import dataset_folder
 
         self.variant = variant
-        self.path = Path(path) if path is not None else dataset_dir("mpi3d", root) / filename(variant)
+        self.path = Path(path) if path is not None else dataset_folder(FOLDER, root) / filename(variant)
         if not self.path.exists():
             raise FileNotFoundError(
                 f"{self.path}: MPI3D file not found; get it with `vaesim data download mpi3d --variant {variant}` "

@@ -38,6 +38,7 @@ from vaesim.data.base import IMAGE_SIZE, GroundTruthDataset
 logger = logging.getLogger(__name__)
 
 SHAPES = ("square", "ellipse", "heart")
+FOLDER = "dsprites-procedural"  # render cache, below the data root
 FACTOR_NAMES = ("shape", "scale", "orientation", "posX", "posY")
 FACTOR_SIZES = (3, 6, 40, 32, 32)
 SCALES = np.linspace(0.5, 1.0, 6)
@@ -139,9 +140,9 @@ class ProceduralDSprites(GroundTruthDataset):
     def __init__(self, root: str | Path | None = None, *, cache: bool = False, chunk_size: int = 8192):
         self._packed = None
         if cache:
-            from vaesim.data.registry import dataset_dir
+            from vaesim.data.files import dataset_folder
 
-            path = dataset_dir("dsprites-procedural", root) / f"dsprites_procedural_v{RENDER_VERSION}.npy"
+            path = dataset_folder(FOLDER, root) / f"dsprites_procedural_v{RENDER_VERSION}.npy"
             self._packed = load_or_build_cache(path, chunk_size=chunk_size)
 
     def masks(self, indices: np.ndarray) -> np.ndarray:

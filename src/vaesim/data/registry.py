@@ -23,6 +23,10 @@ from typing import Callable
 
 from vaesim.data import cars3d, dsprites, mpi3d, procedural, shapes3d, smallnorb
 from vaesim.data.base import GroundTruthDataset
+from vaesim.data.files import dataset_folder, default_root, match_files, require_files_in
+
+__all__ = ["DATASETS", "DatasetSpec", "dataset_dir", "default_root", "expected_files", "get_dataset", "get_spec",
+           "require_files"]
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ _DSPRITES_FACTORS = (procedural.FACTOR_NAMES, procedural.FACTOR_SIZES)
 
 DATASETS: dict[str, DatasetSpec] = {
     "dsprites": DatasetSpec(
-        "dsprites", *_DSPRITES_FACTORS, 1, "dsprites", (dsprites.FILENAME,),
+        "dsprites", *_DSPRITES_FACTORS, 1, dsprites.FOLDER, (dsprites.FILENAME,),
         "dSprites, official file (Matthey et al. 2017)", dsprites.DSprites,
     ),
     "dsprites-procedural": DatasetSpec(
@@ -76,31 +80,25 @@ DATASETS: dict[str, DatasetSpec] = {
         _official_or_procedural_variant("noisy"),
     ),
     "shapes3d": DatasetSpec(
-        "shapes3d", shapes3d.FACTOR_NAMES, shapes3d.FACTOR_SIZES, 3, "shapes3d", (shapes3d.FILENAME,),
+        "shapes3d", shapes3d.FACTOR_NAMES, shapes3d.FACTOR_SIZES, 3, shapes3d.FOLDER, (shapes3d.FILENAME,),
         "Shapes3D (Burgess & Kim 2018)", shapes3d.Shapes3D,
     ),
     "smallnorb": DatasetSpec(
-        "smallnorb", smallnorb.FACTOR_NAMES, smallnorb.FACTOR_SIZES, 1, "smallnorb", tuple(smallnorb.filenames()),
+        "smallnorb", smallnorb.FACTOR_NAMES, smallnorb.FACTOR_SIZES, 1, smallnorb.FOLDER, tuple(smallnorb.filenames()),
         "smallNORB, both splits, left camera (LeCun et al. 2004)", smallnorb.SmallNORB,
     ),
     "cars3d": DatasetSpec(
-        "cars3d", cars3d.FACTOR_NAMES, cars3d.FACTOR_SIZES, 3, "cars3d", (cars3d.PATTERN,),
-        "Cars3D (Reed et al. 2015)", cars3d.Cars3D, min_count=183,
+        "cars3d", cars3d.FACTOR_NAMES, cars3d.FACTOR_SIZES, 3, cars3d.FOLDER, (cars3d.PATTERN,),
+        "Cars3D (Reed et al. 2015)", cars3d.Cars3D, min_count=cars3d.MODEL_COUNT,
     ),
     "mpi3d": DatasetSpec(
-        "mpi3d", mpi3d.FACTOR_NAMES, mpi3d.VARIANT_SIZES["real"], 3, "mpi3d", (mpi3d.filename("real"),),
+        "mpi3d", mpi3d.FACTOR_NAMES, mpi3d.VARIANT_SIZES["real"], 3, mpi3d.FOLDER, (mpi3d.filename("real"),),
         "MPI3D real (Gondal et al. 2019); variant='toy'/'realistic' for the others", mpi3d.MPI3D,
     ),
     "digits": DatasetSpec(
         "digits", ("digit",), (10,), 1, None, (), "scikit-learn handwritten digits upsampled to 64x64", _build_digits,
     ),
 }
-
-
-def default_root() -> Path:
-    """``$VAESIM_DATA`` or ``~/.cache/vaesim/data``."""
-    env = os.environ.get("VAESIM_DATA")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "vaesim" / "data"
 
 
 def get_spec(name: str) -> DatasetSpec:
@@ -114,22 +112,12 @@ def get_spec(name: str) -> DatasetSpec:
 def dataset_dir(name: str, root: str | os.PathLike | None = None) -> Path:
     """Folder of a dataset's files: ``<root>/<folder>``."""
     spec = get_spec(name)
-    base = Path(root).expanduser() if root is not None else default_root()
-    return base / (spec.folder or name)
+    return dataset_folder(spec.folder or name, root)
 
 
 def expected_files(name: str, root=None) -> list[tuple[str, list[Path]]]:
     """(pattern, files found) for each expected file or glob pattern."""
-    spec = get_spec(name)
-    directory = dataset_dir(name, root)
-    found = []
-    for pattern in spec.files:
-        if any(ch in pattern for ch in "*?["):
-            matches = sorted(directory.glob(pattern))
-        else:
-            matches = [p for p in (directory / pattern, directory / (pattern + ".gz")) if p.exists()][:1]
-        found.append((pattern, matches))
-    return found
+    return match_files(dataset_dir(name, root), get_spec(name).files)
 
 
 def require_files(name: str, root=None) -> list[Path]:
@@ -138,24 +126,7 @@ def require_files(name: str, root=None) -> list[Path]:
     Returns ``[]`` for procedural or packaged datasets.
     """
     spec = get_spec(name)
-    directory = dataset_dir(name, root)
-    paths, missing = [], []
-    for pattern, matches in expected_files(name, root):
-        if not matches:
-            missing.append(pattern)
-        elif len(matches) < spec.min_count:
-            missing.append(f"{pattern} ({len(matches)} of {spec.min_count} files present)")
-        paths.extend(matches)
-    if missing:
-        from vaesim.data.download import source_hint
-
-        raise FileNotFoundError(
-            f"dataset {name!r}: missing {', '.join(missing)} in {directory}. "
-            f"Fix: `vaesim data download {name} --root {directory.parent}`, or get the files from "
-            f"{source_hint(name)} and put them in {directory}"
-            + ("; or use 'dsprites-procedural' (no download)" if name == "dsprites" else "")
-        )
-    return paths
+    return require_files_in(name, dataset_dir(name, root), spec.files, spec.min_count)
 
 
 def get_dataset(name: str, root: str | os.PathLike | None = None, **options) -> GroundTruthDataset:

@@ -24,6 +24,7 @@ from vaesim.data.grid import is_c_order_grid, values_to_indices
 
 logger = logging.getLogger(__name__)
 
+FOLDER = "shapes3d"  # below the data root
 FILENAME = "3dshapes.h5"
 FACTOR_NAMES = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
 FACTOR_SIZES = (10, 10, 10, 8, 4, 15)
@@ -38,9 +39,11 @@ class Shapes3D(GroundTruthDataset):
     def __init__(self, root: str | Path | None = None, *, path: str | Path | None = None, in_memory: bool = False):
         import h5py
 
-        from vaesim.data.registry import require_files
+        from vaesim.data.files import dataset_folder, require_files_in
 
-        self.path = Path(path) if path is not None else require_files("shapes3d", root)[0]
+        if path is None:
+            path = require_files_in("shapes3d", dataset_folder(FOLDER, root), (FILENAME,))[0]
+        self.path = Path(path)
         try:
             self._file = h5py.File(self.path, "r")
         except OSError as error:

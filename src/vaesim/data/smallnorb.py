@@ -49,6 +49,7 @@ MAGIC_DTYPES = {
 MAGIC_OF = {"uint8": 0x1E3D4C55, "int32": 0x1E3D4C54}
 SPLITS = {"training": "smallnorb-5x46789x9x18x6x2x96x96-training", "testing": "smallnorb-5x01235x9x18x6x2x96x96-testing"}
 PARTS = ("dat", "cat", "info")
+FOLDER = "smallnorb"  # below the data root
 FACTOR_NAMES = ("category", "elevation", "azimuth", "lighting")
 FACTOR_SIZES = (5, 9, 18, 6)
 
@@ -142,11 +143,11 @@ class SmallNORB(GroundTruthDataset):
     description = "smallNORB (both splits, left camera, 64x64): toys under varying pose and light"
 
     def __init__(self, root: str | Path | None = None, *, directory: str | Path | None = None):
-        from vaesim.data.registry import dataset_dir, require_files
+        from vaesim.data.files import dataset_folder, require_files_in
 
         if directory is None:
-            require_files("smallnorb", root)
-            directory = dataset_dir("smallnorb", root)
+            directory = dataset_folder(FOLDER, root)
+            require_files_in("smallnorb", directory, tuple(filenames()))
         self.directory = Path(directory)
         images, tables, instances = [], [], []
         for stem in SPLITS.values():

@@ -2,6 +2,7 @@
 
 from vaesim.models.architectures import (
     ARCHITECTURES,
+    INITIALISATIONS,
     DECODER_LAYERS,
     ENCODER_LAYERS,
     FC_LAYER_NAMES,
@@ -33,6 +34,7 @@ from vaesim.models.objectives import (
 
 __all__ = [
     "ARCHITECTURES",
+    "INITIALISATIONS",
     "DECODER_LAYERS",
     "ENCODER_LAYERS",
     "FC_LAYER_NAMES",

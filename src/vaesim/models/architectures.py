@@ -73,6 +73,10 @@ FC_LAYER_NAMES: tuple[str, ...] = (
 )
 
 ARCHITECTURES = ("conv", "fc")
+# Weight initialisation schemes: ``glorot`` is what disentanglement_lib and the seed paper's
+# library get from Keras/TF defaults (Glorot-uniform kernels, zero biases); ``pytorch`` is
+# torch's own default (Kaiming-uniform with a = sqrt(5), uniform non-zero biases).
+INITIALISATIONS = ("glorot", "pytorch")
 
 
 class VAEOutput(NamedTuple):
@@ -230,8 +234,36 @@ class VAE(nn.Module):
         return VAEOutput(logits, mean, logvar, sample)
 
 
-def build_vae(architecture: str = "conv", num_channels: int = 1, latent_dim: int = 10) -> VAE:
-    """Build the ``"conv"`` (default, Locatello et al. 2019) or ``"fc"`` (1200-1200) VAE."""
+def initialise(model: nn.Module, scheme: str = "glorot") -> nn.Module:
+    """Re-initialise every conv, transposed-conv and dense layer of ``model`` in place; return it.
+
+    ``glorot``: weights ~ U(-a, a) with a = sqrt(6 / (fan_in + fan_out))
+    (Glorot & Bengio 2010; fans include the kernel's receptive field, so
+    fan_in + fan_out is the same for a transposed convolution as in Keras),
+    biases 0. ``pytorch``: leave torch's default initialisation as built.
+    Draws from torch's global generator (seed it first for reproducibility).
+    """
+    if scheme not in INITIALISATIONS:
+        raise ValueError(f"initialise: scheme={scheme!r} is unknown; expected one of {list(INITIALISATIONS)}")
+    if scheme == "pytorch":
+        return model
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return model
+
+
+def build_vae(architecture: str = "conv", num_channels: int = 1, latent_dim: int = 10, *,
+              init: str = "glorot") -> VAE:
+    """Build the ``"conv"`` (default, Locatello et al. 2019) or ``"fc"`` (1200-1200) VAE.
+
+    ``init``: ``"glorot"`` (default; the references' Glorot-uniform weights
+    and zero biases) or ``"pytorch"`` (torch's default); see :func:`initialise`.
+    """
+    if init not in INITIALISATIONS:
+        raise ValueError(f"build_vae: init={init!r} is unknown; expected one of {list(INITIALISATIONS)}")
     if architecture not in ARCHITECTURES:
         raise ValueError(
             f"build_vae: architecture={architecture!r} is unknown; expected one of {list(ARCHITECTURES)}"
@@ -239,4 +271,4 @@ def build_vae(architecture: str = "conv", num_channels: int = 1, latent_dim: int
     for label, value in (("num_channels", num_channels), ("latent_dim", latent_dim)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"build_vae: {label} must be a positive integer, got {value!r}")
-    return VAE(architecture, num_channels, latent_dim)
+    return initialise(VAE(architecture, num_channels, latent_dim), init)

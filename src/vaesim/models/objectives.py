@@ -26,6 +26,8 @@ travels with ``state_dict()``; its own optimiser, if any, is
 
 from __future__ import annotations
 
+import math
+
 import abc
 import inspect
 
@@ -111,7 +113,21 @@ class BetaTCVAE(Objective):
 
     def regularizer(self, kl, mean, logvar, sample, step):
         tc = total_correlation(sample, mean, logvar, sampling=self.sampling, dataset_size=self.dataset_size)
-        return kl + (self.beta - 1.0) * tc, {"tc": tc}
+        return kl + (self.beta - 1.0) * tc, {"tc": self.logged_tc(tc, mean.shape[0], mean.shape[1])}
+
+    def logged_tc(self, tc: torch.Tensor, batch: int, latent_dim: int) -> torch.Tensor:
+        """The TC estimate itself, for logs: MWS as optimised leaves out ``(D - 1) log(N B)``.
+
+        Minibatch weighted sampling estimates log q(z) and each log q(z_j)
+        with a ``-log(N B)`` that :func:`total_correlation` drops (it moves no
+        gradient); TC = log q(z) - sum_j log q(z_j) therefore misses
+        ``(D - 1) log(N B)``. Adding it back makes the logged ``tc`` the
+        estimator's value, comparable with the stratified one. Needs the
+        dataset size N; without it the optimised quantity is logged.
+        """
+        if self.sampling != "mws" or not self.dataset_size:
+            return tc
+        return tc + (latent_dim - 1) * math.log(self.dataset_size * batch)
 
 
 class DIPVAE(Objective):

@@ -1,10 +1,30 @@
-"""The seed paper's claims, checked with numbers from the results store.
+"""The seed paper's claims as tests that can fail, read against baselines from the same store.
 
 Bonheme & Grzes, "How do Variational Autoencoders Learn? Insights from
 Representational Similarity" (arXiv 2205.08399). Each finding is one row:
 ``finding`` (name), ``value`` (its number, NaN without data), ``verdict``
-(``holds`` / ``does not hold`` / ``not enough data``), ``definition`` (how the
-number is computed and when it holds) and ``detail`` (the numbers behind it).
+(``holds`` / ``does not hold`` / ``not enough data`` / ``not applicable``),
+``definition`` (how the number is computed and when it holds), ``detail``
+(the numbers behind it), ``ci_low`` / ``ci_high`` (95 % bootstrap interval
+of the value, NaN where none) and ``n`` (independent units behind it: runs
+or model pairs).
+
+Baselines. Step 0 is the initial state of a run (its weights before any
+update). It is recorded by every study but never counted as a learned
+state: it is the baseline that says what architecture and input statistics
+give without learning. ``baseline_table`` puts, per layer, the similarity of
+untrained networks of different seeds, each run's initial-to-final
+similarity and the trained agreements side by side.
+
+Claims (the paper's numbering; claim 4 is a property of the metrics and
+lives in :mod:`vaesim.similarity.diagnostics`, not among the verdicts):
+
+1. Encoder layers settle before decoder layers (paired test over runs).
+2. The encoder trunk agrees across strengths / objectives beyond the
+   untrained cross-seed baseline, and more than the mean/variance heads.
+3. CKA(mean, sampled) tracks posterior collapse: it falls as the number of
+   passive latent dimensions grows (objectives that push towards the prior).
+
 Every function here is pure: pandas tables in, pandas tables out.
 """
 
@@ -18,6 +38,7 @@ import pandas as pd
 from scipy import stats
 
 from vaesim.report import layers as L
+from vaesim.report.statistics import bootstrap_groups, clustered_spearman, paired_greater
 from vaesim.report.tables import (
     at_final_step,
     both_orientations,
@@ -32,17 +53,20 @@ logger = logging.getLogger(__name__)
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
 NOT_ENOUGH_DATA = "not enough data"
-FINDING_COLUMNS = ("finding", "value", "verdict", "definition", "detail")
+NOT_APPLICABLE = "not applicable"
+FINDING_COLUMNS = ("finding", "value", "verdict", "definition", "detail", "ci_low", "ci_high", "n")
 
-CONVERGENCE_THRESHOLD = 0.9  # claim 1: CKA with the final state counted as "learned"
-AGREEMENT_THRESHOLD = 0.9  # claim 2: mean agreement counted as "very similar"
-MIN_CHECKPOINTS = 3  # claim 1: a run needs at least this many checkpoints (final included)
-SIGNIFICANCE = 0.05  # claim 3: one-sided p-value of Spearman's rho
-MIN_RUNS_FOR_CORRELATION = 5
-MIN_STRENGTHS_FOR_CORRELATION = 3
-UNRELATED_CKA = 0.5  # claim 4: layer pairs with CKA below this count as unrelated
-MIN_PAIRS_FOR_METRIC_COMPARISON = 10
-PROCRUSTES_ABOVE_SHARE = 0.9
+INITIAL_STEP = 0  # the initial weights: a baseline, never a learned state
+CONVERGENCE_THRESHOLD = 0.9  # claim 1: CKA with the final state counted as "settled"
+MIN_CHECKPOINTS = 3  # claim 1: learned checkpoints a run needs (final included, step 0 excluded)
+MIN_RUNS_FOR_PAIRED_TEST = 5  # claim 1: a one-sided signed-rank test cannot reach p < 0.05 with fewer
+MIN_PAIRS_FOR_AGREEMENT = 3  # claim 2: model pairs at the final step
+SIGNIFICANCE = 0.05
+MIN_RUNS_FOR_CORRELATION = 5  # claim 3
+PASSIVE_VARIANCE = 0.01  # claim 3: Burda et al. (2016): dimension u is active if Cov_x(E[z_u|x]) > 0.01
+# Objectives whose swept parameter pushes the posterior towards the prior (claim 3 applies):
+# beta-VAE's beta; Annealed VAE's capacity C_max (a smaller capacity pushes harder).
+COLLAPSE_OBJECTIVES = {"beta_vae": "beta", "annealed_vae": "-C_max"}
 
 # Sign that turns an objective's main parameter into a regularisation strength
 # (larger = stronger pressure towards the prior). Annealed VAE's C_max is a KL
@@ -50,25 +74,43 @@ PROCRUSTES_ABOVE_SHARE = 0.9
 STRENGTH_SIGN = {"annealed_vae": -1.0}
 
 
-def _row(finding: str, value: float, verdict: str, definition: str, detail: str) -> dict:
-    return dict(finding=finding, value=float(value), verdict=verdict, definition=definition, detail=detail)
+def _row(finding: str, value: float, verdict: str, definition: str, detail: str,
+         ci: tuple[float, float] = (math.nan, math.nan), n: int = 0) -> dict:
+    return dict(finding=finding, value=float(value), verdict=verdict, definition=definition, detail=detail,
+                ci_low=float(ci[0]), ci_high=float(ci[1]), n=int(n))
 
 
-# --------------------------------------------------------------------------- claim 1
+def _above_zero(value: float) -> bool:
+    """``value > 0`` beyond float rounding (sums of equal scores can leave 1e-17)."""
+    return bool(value > 1e-12)
+
+
+def _ci_text(low: float, high: float) -> str:
+    return f"95% CI [{low:+.3f}, {high:+.3f}]" if np.isfinite(low) and np.isfinite(high) else "no CI"
+
+
+# --------------------------------------------------------------------------- trajectories
 def convergence_table(
     results: pd.DataFrame, *, metric: str = "cka", threshold: float = CONVERGENCE_THRESHOLD
 ) -> pd.DataFrame:
-    """When each layer of each run reaches its final state (claim 1 of the paper).
+    """How and when each layer of each run reaches its final state (claim 1 of the paper).
 
     Uses ``within_run`` rows comparing a layer at step t with the same layer at
-    the run's final step T. For each (run, layer) the convergence step is the
-    first checkpoint t with score(t, T) >= ``threshold`` (the final step itself
-    counts with score 1, so every layer converges at the latest at T).
+    the run's final step T (score(T, T) = 1). Per (run, layer), ``input`` and
+    non-model layers excluded:
 
-    Returns one row per (run, layer), ``input`` and non-model layers excluded:
-    run, objective, param, seed, layer, group ("encoder" / "decoder"),
-    final_step, converged_step, converged_fraction (= converged_step / T, in
-    (0, 1]), n_checkpoints (distinct steps of that run, final included).
+    - ``initial_score``: score(0, T), the layer's similarity between its
+      initial and final state (NaN when step 0 was not recorded);
+    - ``changed``: ``initial_score < threshold``: training moved the layer
+      (a layer already within the threshold at initialisation is "not changed
+      by training", not "learned early"); NaN when step 0 is missing;
+    - ``settled_step``: the first learned (non-initial) checkpoint from which
+      the score stays >= ``threshold`` at every later checkpoint;
+      ``settled_fraction`` = settled_step / T, in (0, 1];
+    - ``progress_auc``: area under (s(t) - s(0)) / (1 - s(0)) over t / T in
+      [0, 1] (trapezoids through the checkpoints; NaN without step 0 or when
+      s(0) = 1): 1 = the layer reached its final state at once, 0.5 = linearly;
+    - ``n_checkpoints``: learned checkpoints (final included).
     """
     check_results(results)
     finals = final_steps(results)
@@ -83,57 +125,134 @@ def convergence_table(
         curve = group.groupby("a_step")["score"].mean()
         curve.loc[final] = 1.0  # a state is identical to itself
         curve = curve.sort_index()
-        reached = curve[curve >= threshold]
-        converged = int(reached.index[0])
+        initial = float(curve.get(INITIAL_STEP, math.nan))
+        learned = curve[curve.index > INITIAL_STEP]
+        settled = final
+        for step, score in zip(learned.index[::-1], learned.to_numpy()[::-1]):
+            if score < threshold:
+                break
+            settled = int(step)
         first = group.iloc[0]
-        out.append(
-            dict(
-                run=run,
-                objective=first["a_objective"],
-                param=first["a_param"],
-                seed=first["a_seed"],
-                layer=layer,
-                group=L.layer_group(layer),
-                final_step=final,
-                converged_step=converged,
-                converged_fraction=converged / final if final > 0 else float("nan"),
-                n_checkpoints=len(curve),
-            )
-        )
-    columns = ["run", "objective", "param", "seed", "layer", "group", "final_step", "converged_step",
-               "converged_fraction", "n_checkpoints"]
+        out.append(dict(
+            run=run, objective=first["a_objective"], param=first["a_param"], seed=first["a_seed"], layer=layer,
+            group=L.layer_group(layer), final_step=final, initial_score=initial,
+            changed=(initial < threshold) if np.isfinite(initial) else math.nan,
+            settled_step=settled, settled_fraction=settled / final if final > 0 else math.nan,
+            progress_auc=_progress_auc(curve, final), n_checkpoints=len(learned),
+        ))
+    columns = ["run", "objective", "param", "seed", "layer", "group", "final_step", "initial_score", "changed",
+               "settled_step", "settled_fraction", "progress_auc", "n_checkpoints"]
     return pd.DataFrame(out, columns=columns)
 
 
-def claim_encoder_first(results: pd.DataFrame, *, metric: str = "cka") -> dict:
-    """Claim 1: encoder layers reach their final representation before decoder layers."""
+def _progress_auc(curve: pd.Series, final: int) -> float:
+    if INITIAL_STEP not in curve.index or final <= 0:
+        return math.nan
+    start = float(curve.loc[INITIAL_STEP])
+    if not start < 1.0 - 1e-12:
+        return math.nan
+    progress = (curve.to_numpy() - start) / (1.0 - start)
+    time = curve.index.to_numpy(dtype=np.float64) / final
+    return float(np.sum((time[1:] - time[:-1]) * (progress[1:] + progress[:-1]) / 2.0))
+
+
+def claim_encoder_first(results: pd.DataFrame, *, metric: str = "cka",
+                        threshold: float = CONVERGENCE_THRESHOLD) -> dict:
+    """Claim 1: encoder layers settle before decoder layers (paired over runs)."""
     definition = (
-        f"For each run and layer: the first checkpoint step t at which {metric.upper()}(layer at t, same layer "
-        f"at the final step T) >= {CONVERGENCE_THRESHOLD}, as a fraction t/T of training ('input' excluded: it "
-        f"never changes). Per run: mean over encoder.* layers and over decoder.* layers (a mean, not a median, "
-        f"so that the mean/variance heads, which the paper finds settle late, do not hide the trunk); then the "
-        f"median of each over runs with >= {MIN_CHECKPOINTS} checkpoints. Value = decoder median - encoder "
-        f"median (fraction of training). Holds if the encoder median is smaller."
+        f"Per run and layer: the settle point is the first learned checkpoint t (step 0, the initial weights, "
+        f"never counts) from which {metric.upper()}(layer at t, same layer at the final step T) stays >= "
+        f"{threshold} at every later checkpoint, as a fraction t/T. Layers with {metric.upper()}(initial, final) "
+        f">= {threshold} were not changed by training and are left out. Per run: mean settle point of the changed "
+        f"encoder.* and of the changed decoder.* layers; d = decoder - encoder. Holds if d > 0 in a one-sided "
+        f"Wilcoxon signed-rank test over runs (p < {SIGNIFICANCE}, ties split) and the 95% bootstrap CI of the "
+        f"mean d is above 0 (needs >= {MIN_RUNS_FOR_PAIRED_TEST} runs with >= {MIN_CHECKPOINTS} learned "
+        f"checkpoints, a recorded initial state and changed layers on both sides). Value = mean d."
     )
-    name = "claim 1: encoder layers converge before decoder layers"
-    table = convergence_table(results, metric=metric)
+    name = "claim 1: encoder layers settle before decoder layers"
+    table = convergence_table(results, metric=metric, threshold=threshold)
     table = table[table["n_checkpoints"] >= MIN_CHECKPOINTS]
-    per_run = table.groupby(["run", "group"])["converged_fraction"].mean().unstack()
-    if per_run.empty or not {"encoder", "decoder"} <= set(per_run.columns):
+    if table.empty:
         return _row(name, math.nan, NOT_ENOUGH_DATA, definition,
-                    f"no run with >= {MIN_CHECKPOINTS} checkpoints and both encoder and decoder layers "
-                    f"in 'within_run' rows of metric {metric!r}")
-    per_run = per_run.dropna(subset=["encoder", "decoder"])
-    if per_run.empty:
-        return _row(name, math.nan, NOT_ENOUGH_DATA, definition, "no run has both encoder and decoder layers")
-    encoder, decoder = float(per_run["encoder"].median()), float(per_run["decoder"].median())
-    earlier = int((per_run["encoder"] < per_run["decoder"]).sum())
-    verdict = HOLDS if encoder < decoder else DOES_NOT_HOLD
+                    f"no run with >= {MIN_CHECKPOINTS} learned checkpoints in 'within_run' rows of metric {metric!r}")
+    no_baseline = table["changed"].isna()
+    if no_baseline.all():
+        return _row(name, math.nan, NOT_ENOUGH_DATA, definition,
+                    "no run recorded its initial state (step 0), so no layer can be told apart from one that "
+                    "training did not change; rerun with a spec that records step 0")
+    known = table[~no_baseline]
+    unchanged = known[~known["changed"].astype(bool)]
+    changed = known[known["changed"].astype(bool)]
+    unchanged_text = _unchanged_text(unchanged, known)
+    per_run = changed.groupby(["run", "group"])["settled_fraction"].mean().unstack()
+    both = per_run.dropna(subset=[g for g in ("encoder", "decoder") if g in per_run.columns]) \
+        if {"encoder", "decoder"} <= set(per_run.columns) else per_run.iloc[0:0]
+    if len(both) < MIN_RUNS_FOR_PAIRED_TEST:
+        return _row(name, math.nan, NOT_ENOUGH_DATA, definition,
+                    f"{len(both)} run(s) have layers changed by training in both the encoder and the decoder; "
+                    f"needs >= {MIN_RUNS_FOR_PAIRED_TEST}. {unchanged_text}", n=len(both))
+    differences = (both["decoder"] - both["encoder"]).to_numpy()
+    p_value = paired_greater(differences)
+    estimate, low, high = bootstrap_groups([differences], np.mean)
+    verdict = HOLDS if p_value < SIGNIFICANCE and _above_zero(low) else DOES_NOT_HOLD
+    auc = changed.groupby("group")["progress_auc"].mean()
     detail = (
-        f"encoder median {encoder:.2f}, decoder median {decoder:.2f} of training "
-        f"(encoder earlier by {decoder - encoder:+.2f}); encoder first in {earlier}/{len(per_run)} runs"
+        f"settle point: encoder median {both['encoder'].median():.2f}, decoder median {both['decoder'].median():.2f} "
+        f"of training; mean d = {estimate:+.3f} ({_ci_text(low, high)}), Wilcoxon one-sided p = {p_value:.3g}, "
+        f"encoder first in {int((differences > 0).sum())}/{len(differences)} runs, tied in "
+        f"{int((differences == 0).sum())}. Progress AUC (1 = settled at once): encoder "
+        f"{auc.get('encoder', math.nan):.3f}, decoder {auc.get('decoder', math.nan):.3f}. {unchanged_text}"
     )
-    return _row(name, decoder - encoder, verdict, definition, detail)
+    return _row(name, estimate, verdict, definition, detail, (low, high), len(differences))
+
+
+def _unchanged_text(unchanged: pd.DataFrame, known: pd.DataFrame) -> str:
+    if unchanged.empty:
+        return "Every layer was changed by training."
+    counts = unchanged.groupby("layer").size()
+    names = ", ".join(f"{layer} ({counts[layer]})" for layer in L.order_layers(counts.index))
+    return (f"{len(unchanged)} of {len(known)} (run, layer) curves were not changed by training and are left "
+            f"out: {names}.")
+
+
+# --------------------------------------------------------------------------- baselines
+def _same_layer_rows(results: pd.DataFrame, comparison: str, metric: str, step: str) -> pd.DataFrame:
+    rows = select(results, comparison=comparison, metric=metric)
+    rows = rows[rows["a_layer"] == rows["b_layer"]]
+    if step == "final":
+        return at_final_step(rows, final_steps(results))
+    return rows[(rows["a_step"] == INITIAL_STEP) & (rows["b_step"] == INITIAL_STEP)]
+
+
+def baseline_table(results: pd.DataFrame, *, metric: str = "cka") -> pd.DataFrame:
+    """Per layer: what training adds to what architecture and input give without learning.
+
+    Columns (means over model pairs or runs; NaN where the store has no rows):
+    ``untrained_seeds`` (same layer of untrained networks of different seeds,
+    step 0 ``seeds`` rows), ``trained_seeds`` (same, at the final step),
+    ``initial_to_final`` (each run's layer at step 0 against its final state),
+    ``params_initial`` / ``objectives_initial`` (the ``params`` /
+    ``objectives`` pairs at step 0: runs that share a seed share their
+    initial weights, so these are 1 for layers upstream of any noise), and
+    ``params_final`` / ``objectives_final``.
+    """
+    check_results(results)
+    columns = {}
+    for label, comparison, step in (("untrained_seeds", "seeds", "initial"), ("trained_seeds", "seeds", "final"),
+                                    ("params_initial", "params", "initial"), ("params_final", "params", "final"),
+                                    ("objectives_initial", "objectives", "initial"),
+                                    ("objectives_final", "objectives", "final")):
+        columns[label] = _same_layer_rows(results, comparison, metric, step).groupby("a_layer")["score"].mean()
+    trajectories = convergence_table(results, metric=metric)
+    columns["initial_to_final"] = trajectories.groupby("layer")["initial_score"].mean()
+    table = pd.DataFrame(columns)
+    order = [c for c in ("untrained_seeds", "trained_seeds", "initial_to_final", "params_initial", "params_final",
+                         "objectives_initial", "objectives_final")]
+    table = table.reindex(columns=order)
+    table = table.loc[[name for name in L.order_layers(table.index) if name in table.index]]
+    out = table.rename_axis("layer").reset_index()
+    out.insert(1, "group", out["layer"].map(L.layer_group))
+    return out
 
 
 # --------------------------------------------------------------------------- claim 2
@@ -146,8 +265,7 @@ def agreement_by_layer(results: pd.DataFrame, *, comparison: str = "params", met
     Returns layer (input-to-output order), group, mean, std, n_pairs.
     """
     check_results(results)
-    rows = at_final_step(select(results, comparison=comparison, metric=metric), final_steps(results))
-    rows = rows[rows["a_layer"] == rows["b_layer"]]
+    rows = _same_layer_rows(results, comparison, metric, "final")
     stats_by_layer = rows.groupby("a_layer")["score"].agg(["mean", "std", "count"])
     order = [name for name in L.order_layers(stats_by_layer.index) if name in stats_by_layer.index]
     stats_by_layer = stats_by_layer.loc[order].rename(columns={"count": "n_pairs"})
@@ -156,36 +274,93 @@ def agreement_by_layer(results: pd.DataFrame, *, comparison: str = "params", met
     return out
 
 
-def claim_encoder_agreement(results: pd.DataFrame, *, comparison: str = "params", metric: str = "cka") -> dict:
-    """Claim 2: encoder layers other than mean/variance agree across models; the heads less so."""
+def _pair_matrix(rows: pd.DataFrame, layers: list[str]) -> np.ndarray:
+    """(model pairs, layers) matrix of scores; a pair is its two runs, in either order."""
+    if rows.empty:
+        return np.empty((0, len(layers)))
+    keys = [tuple(sorted(p)) for p in zip(rows["a_run"], rows["b_run"])]
+    frame = rows.assign(pair=keys).pivot_table(index="pair", columns="a_layer", values="score", aggfunc="mean")
+    return frame.reindex(columns=layers).to_numpy(dtype=np.float64)
+
+
+def claim_encoder_agreement(results: pd.DataFrame, *, comparison: str = "params", metric: str = "cka",
+                            threshold: float = CONVERGENCE_THRESHOLD) -> dict:
+    """Claim 2: the encoder trunk agrees across models beyond the untrained baseline; the heads less so."""
     across = {"params": "regularisation strengths", "objectives": "objectives", "seeds": "seeds"}[comparison]
     definition = (
-        f"Per layer: mean {metric.upper()} between the same layer of two models trained with different "
-        f"{across} (comparison '{comparison}', both at their final step). Trunk = encoder.conv*/encoder.fc; "
-        f"heads = encoder.mean/logvar/variance. Value = mean over trunk layers. Holds if it is "
-        f">= {AGREEMENT_THRESHOLD} and above the heads' mean."
+        f"Trunk = encoder.conv*/encoder.fc, heads = encoder.mean/logvar/variance. Agreement = {metric.upper()} "
+        f"between the same layer of two models trained with different {across} (comparison '{comparison}', both "
+        f"at their final step). Baseline = the same layer of untrained networks of different seeds (step-0 "
+        f"'seeds' rows). Only trunk layers that training changed count ({metric.upper()}(initial, final) < "
+        f"{threshold} in the median run): runs sharing a seed share their initial weights, so a layer that did "
+        f"not move agrees trivially. Value = mean over those layers of (agreement - baseline). Holds if its 95% "
+        f"bootstrap CI (model pairs resampled) is above 0 and the CI of (trunk agreement - heads agreement) is "
+        f"above 0 too (needs >= {MIN_PAIRS_FOR_AGREEMENT} model pairs)."
     )
-    name = f"claim 2: encoder trunk agrees across {across}, mean/variance layers less"
-    table = agreement_by_layer(results, comparison=comparison, metric=metric)
-    trunk = table[table["layer"].map(L.is_trunk).astype(bool)]
-    heads = table[table["layer"].isin(L.HEAD_LAYERS)]
-    if trunk.empty or heads.empty:
+    name = f"claim 2: encoder trunk agrees across {across} beyond the untrained baseline, mean/variance layers less"
+    final_rows = _same_layer_rows(results, comparison, metric, "final")
+    baseline_rows = _same_layer_rows(results, "seeds", metric, "initial")
+    trunk = [layer for layer in L.order_layers(final_rows["a_layer"]) if L.is_trunk(layer)]
+    heads = [layer for layer in L.HEAD_LAYERS if layer in set(final_rows["a_layer"])]
+    n_pairs = len({tuple(sorted(p)) for p in zip(final_rows["a_run"], final_rows["b_run"])})
+    if not trunk or not heads or n_pairs < MIN_PAIRS_FOR_AGREEMENT:
         return _row(name, math.nan, NOT_ENOUGH_DATA, definition,
-                    f"no '{comparison}' rows of metric {metric!r} for both trunk and head layers at the final step")
-    trunk_mean, head_mean = float(trunk["mean"].mean()), float(heads["mean"].mean())
-    verdict = HOLDS if trunk_mean >= AGREEMENT_THRESHOLD and trunk_mean > head_mean else DOES_NOT_HOLD
-    weakest = trunk.loc[trunk["mean"].idxmin()]
+                    f"{n_pairs} '{comparison}' model pair(s) of metric {metric!r} at the final step with "
+                    f"{len(trunk)} trunk and {len(heads)} head layer(s); needs >= {MIN_PAIRS_FOR_AGREEMENT} pairs "
+                    f"and both groups", n=n_pairs)
+    baseline_layers = set(baseline_rows["a_layer"])
+    if not set(trunk) & baseline_layers:
+        return _row(name, math.nan, NOT_ENOUGH_DATA, definition,
+                    "no untrained cross-seed baseline: the store has no 'seeds' rows at step 0 (record the initial "
+                    "state and compare seeds at step 0)", n=n_pairs)
+    initial = convergence_table(results, metric=metric, threshold=threshold).groupby("layer")["initial_score"].median()
+    changed = [layer for layer in trunk if layer in baseline_layers and initial.get(layer, math.nan) < threshold]
+    not_changed = [layer for layer in trunk if layer not in changed]
+    if not changed:
+        return _row(name, math.nan, NOT_ENOUGH_DATA, definition,
+                    f"no trunk layer was changed by training ({', '.join(f'{layer} {initial.get(layer, math.nan):.3f}' for layer in trunk)} "
+                    f"initial-to-final); their agreement is that of the initial weights", n=n_pairs)
+    final = _pair_matrix(final_rows, changed + heads)
+    base = _pair_matrix(baseline_rows, changed)
+    k = len(changed)
+
+    def above_baseline(f: np.ndarray, b: np.ndarray) -> float:
+        return float(np.mean(np.nanmean(f[:, :k], axis=0) - np.nanmean(b, axis=0)))
+
+    def trunk_minus_heads(f: np.ndarray) -> float:
+        means = np.nanmean(f, axis=0)
+        return float(np.mean(means[:k]) - np.mean(means[k:]))
+
+    estimate, low, high = bootstrap_groups([final, base], above_baseline)
+    gap, gap_low, gap_high = bootstrap_groups([final], trunk_minus_heads, seed=1)
+    verdict = HOLDS if _above_zero(low) and _above_zero(gap_low) else DOES_NOT_HOLD
+    per_layer = ", ".join(
+        f"{layer} {np.nanmean(final[:, i]):.3f} vs {np.nanmean(base[:, i]):.3f}" for i, layer in enumerate(changed))
+    shared = _same_layer_rows(results, comparison, metric, "initial")
+    shared_trunk = shared[shared["a_layer"].isin(trunk)]["score"]
+    shared_text = (f" At step 0 the same '{comparison}' pairs already score {shared_trunk.mean():.3f} on the trunk "
+                   f"(shared initial weights)." if len(shared_trunk) else "")
     detail = (
-        f"trunk {trunk_mean:.3f} (lowest {weakest['layer']} {weakest['mean']:.3f}), heads {head_mean:.3f} (trunk - heads = {trunk_mean - head_mean:+.3f}); "
-        f"up to {int(table['n_pairs'].max())} model pair(s) per layer"
+        f"trunk above baseline {estimate:+.3f} ({_ci_text(low, high)}); trunk - heads {gap:+.3f} "
+        f"({_ci_text(gap_low, gap_high)}); agreement vs untrained baseline: {per_layer}; heads "
+        f"{np.nanmean(final[:, k:]):.3f}; {final.shape[0]} model pair(s), {base.shape[0]} baseline pair(s)."
+        + (f" Not changed by training (left out): {', '.join(not_changed)}." if not_changed else "")
+        + shared_text
     )
-    return _row(name, trunk_mean, verdict, definition, detail)
+    return _row(name, estimate, verdict, definition, detail, (low, high), final.shape[0])
 
 
 # --------------------------------------------------------------------------- claim 3
 def regularisation_strength(objective: str, param: float) -> float:
     """Main parameter turned into a strength that grows with the pressure towards the prior."""
     return STRENGTH_SIGN.get(objective, 1.0) * float(param)
+
+
+def _mean_sample_rows(results: pd.DataFrame, metric: str) -> pd.DataFrame:
+    rows = select(results, comparison="within_run", metric=metric)
+    pair = {L.MEAN_LAYER, L.SAMPLE_LAYER}
+    return rows[(rows["a_run"] == rows["b_run"]) & (rows["a_step"] == rows["b_step"])
+                & (rows["a_layer"] != rows["b_layer"]) & rows["a_layer"].isin(pair) & rows["b_layer"].isin(pair)]
 
 
 def mean_sample_similarity(results: pd.DataFrame, *, metric: str = "cka") -> pd.DataFrame:
@@ -196,14 +371,7 @@ def mean_sample_similarity(results: pd.DataFrame, *, metric: str = "cka") -> pd.
     param, seed, strength, score.
     """
     check_results(results)
-    rows = at_final_step(select(results, comparison="within_run", metric=metric), final_steps(results))
-    pair = {L.MEAN_LAYER, L.SAMPLE_LAYER}
-    rows = rows[
-        (rows["a_run"] == rows["b_run"])
-        & (rows["a_layer"] != rows["b_layer"])
-        & rows["a_layer"].isin(pair)
-        & rows["b_layer"].isin(pair)
-    ]
+    rows = at_final_step(_mean_sample_rows(results, metric), final_steps(results))
     scores = rows.groupby("a_run")["score"].mean().rename("score")
     info = run_info(results).set_index("run")
     out = info.join(scores, how="inner").rename_axis("run").reset_index()
@@ -211,114 +379,112 @@ def mean_sample_similarity(results: pd.DataFrame, *, metric: str = "cka") -> pd.
     return out[["run", "objective", "param_name", "param", "seed", "strength", "score"]]
 
 
-def _rank_correlation_row(table: pd.DataFrame, column: str, *, name: str, definition: str, what: str) -> dict:
-    table = table.dropna(subset=["strength", column])
-    n_runs, n_strengths = len(table), table["strength"].nunique()
-    if n_runs < MIN_RUNS_FOR_CORRELATION or n_strengths < MIN_STRENGTHS_FOR_CORRELATION:
-        return _row(name, math.nan, NOT_ENOUGH_DATA, definition,
-                    f"{n_runs} runs with {n_strengths} distinct strengths; needs >= {MIN_RUNS_FOR_CORRELATION} runs "
-                    f"and >= {MIN_STRENGTHS_FOR_CORRELATION} strengths")
-    if table[column].nunique() < 2:
-        return _row(name, math.nan, DOES_NOT_HOLD, definition, f"{what} is constant ({table[column].iloc[0]:.3g})")
-    rho, p_value = stats.spearmanr(table["strength"], table[column], alternative="less")
-    verdict = HOLDS if rho < 0 and p_value < SIGNIFICANCE else DOES_NOT_HOLD
-    by_strength = table.groupby("strength")[column].mean()
-    span = f"{what} {by_strength.iloc[0]:.3g} at the weakest, {by_strength.iloc[-1]:.3g} at the strongest"
-    p_text = "< 1e-16" if p_value < 1e-16 else f"= {p_value:.3g}"
-    detail = f"rho = {rho:+.2f}, one-sided p {p_text}, {n_runs} runs, {n_strengths} strengths; {span}"
-    return _row(name, rho, verdict, definition, detail)
+def passive_dimensions(latents: pd.DataFrame, *, threshold: float = PASSIVE_VARIANCE) -> pd.DataFrame:
+    """Passive latent dimensions per (run, step) from the ``latents`` table.
 
-
-def claims_posterior_collapse(results: pd.DataFrame, runs: pd.DataFrame | None, *, metric: str = "cka") -> list[dict]:
-    """Claim 3: stronger regularisation lowers CKA(mean, sampled) and the number of active dimensions.
-
-    One row per objective for CKA(encoder.mean, encoder.sample) at the final
-    step (results store) and one per objective for ``active_dims`` (runs
-    table), each a one-sided Spearman rank correlation with the strength.
+    A dimension u is active when Cov_x(E_q[z_u | x]) > ``threshold`` over the
+    probe set (Burda et al. 2016, "Importance Weighted Autoencoders", Sec. 5.2),
+    i.e. its ``mean_variance`` column; passive otherwise. Returns run, step,
+    passive_dims, latent_dim.
     """
-    rows = []
-    table = mean_sample_similarity(results, metric=metric)
-    objectives = sorted(set(table["objective"]) | set([] if runs is None or "objective" not in runs else runs["objective"]))
+    required = {"run_id", "step", "dim", "mean_variance"}
+    missing = required - set(latents.columns)
+    if missing:
+        raise ValueError(f"latents: missing columns {sorted(missing)}; expected the latents.parquet table of a "
+                         f"study (columns run_id, step, dim, mean_variance, ...)")
+    grouped = latents.assign(passive=latents["mean_variance"] <= threshold).groupby(["run_id", "step"])
+    out = grouped.agg(passive_dims=("passive", "sum"), latent_dim=("dim", "nunique")).reset_index()
+    return out.rename(columns={"run_id": "run"})
+
+
+def collapse_table(results: pd.DataFrame, latents: pd.DataFrame, *, metric: str = "cka") -> pd.DataFrame:
+    """CKA(mean, sampled) beside the number of passive dimensions, per run and learned checkpoint.
+
+    Returns run, objective, param, seed, step, score, passive_dims,
+    latent_dim; step 0 (initial weights) is left out.
+    """
+    check_results(results)
+    rows = _mean_sample_rows(results, metric)
+    scores = rows.groupby(["a_run", "a_step"])["score"].mean().rename("score").reset_index()
+    scores = scores.rename(columns={"a_run": "run", "a_step": "step"})
+    merged = scores.merge(passive_dimensions(latents), on=["run", "step"], how="inner")
+    merged = merged.merge(run_info(results)[["run", "objective", "param", "seed"]], on="run", how="left")
+    merged = merged[merged["step"] > INITIAL_STEP]
+    return merged[["run", "objective", "param", "seed", "step", "score", "passive_dims", "latent_dim"]]
+
+
+def claims_posterior_collapse(results: pd.DataFrame, latents: pd.DataFrame | None, *,
+                              metric: str = "cka") -> list[dict]:
+    """Claim 3, directly: CKA(mean, sampled) falls as latent dimensions become passive.
+
+    One row per objective in the store. Objectives whose parameter does not
+    push the posterior towards the prior are ``not applicable``.
+    """
+    definition = (
+        f"Over the learned checkpoints (step 0 excluded) of every run of the objective: Spearman's rho between "
+        f"{metric.upper()}(encoder.mean, encoder.sample) at that checkpoint (within-run rows) and the number of "
+        f"passive latent dimensions at the same checkpoint (Cov_x(E[z_u|x]) <= {PASSIVE_VARIANCE} on the probe "
+        f"set, Burda et al. 2016). Holds if rho < 0 and the 95% CI from resampling whole runs is below 0 (needs "
+        f">= {MIN_RUNS_FOR_CORRELATION} runs and a varying number of passive dimensions). Applies to objectives "
+        f"whose parameter pushes towards the prior: "
+        + ", ".join(f"{name} ({param})" for name, param in COLLAPSE_OBJECTIVES.items()) + "."
+    )
+    check_results(results)
+    objectives = sorted(set(run_info(results)["objective"]))
     if not objectives:
-        objectives = ["any objective"]
+        return [_row("claim 3: CKA(mean, sampled) falls as dimensions become passive", math.nan, NOT_ENOUGH_DATA,
+                     definition, "the results store has no runs")]
+    table = None if latents is None else collapse_table(results, latents, metric=metric)
+    rows = []
     for objective in objectives:
-        sign = "-C_max" if STRENGTH_SIGN.get(objective, 1.0) < 0 else "its main parameter"
-        definition = (
-            f"Spearman rank correlation between regularisation strength ({sign}) and "
-            f"{metric.upper()}(encoder.mean, encoder.sample) of each run at its final step (within-run rows). "
-            f"Holds if rho < 0 with one-sided p < {SIGNIFICANCE} (needs >= {MIN_RUNS_FOR_CORRELATION} runs, "
-            f">= {MIN_STRENGTHS_FOR_CORRELATION} strengths)."
-        )
-        rows.append(_rank_correlation_row(
-            table[table["objective"] == objective], "score",
-            name=f"claim 3: CKA(mean, sampled) falls with regularisation [{objective}]",
-            definition=definition, what=f"{metric.upper()}(mean, sampled)",
-        ))
-        definition_dims = definition.replace(
-            f"{metric.upper()}(encoder.mean, encoder.sample) of each run at its final step (within-run rows)",
-            "the run's number of active latent dimensions (runs table, 'active_dims')",
-        )
-        if runs is None or not {"objective", "param", "active_dims"} <= set(runs.columns):
-            rows.append(_row(f"claim 3: active dimensions fall with regularisation [{objective}]", math.nan,
-                             NOT_ENOUGH_DATA, definition_dims, "the runs table has no 'active_dims' column"))
+        name = f"claim 3: CKA(mean, sampled) falls as dimensions become passive [{objective}]"
+        if objective not in COLLAPSE_OBJECTIVES:
+            rows.append(_row(name, math.nan, NOT_APPLICABLE, definition,
+                             f"{objective}'s parameter does not push the posterior towards the prior in the same "
+                             f"way (DIP-VAE's lambda penalises the covariance of the mean; beta-TC-VAE's beta the "
+                             f"total correlation); see the CKA(mean, sampled) figure for it"))
             continue
-        dims = runs[runs["objective"] == objective][["objective", "param", "active_dims"]].copy()
-        dims["strength"] = [regularisation_strength(o, p) for o, p in zip(dims["objective"], dims["param"])]
-        rows.append(_rank_correlation_row(
-            dims, "active_dims", name=f"claim 3: active dimensions fall with regularisation [{objective}]",
-            definition=definition_dims, what="active dims",
-        ))
+        if table is None:
+            rows.append(_row(name, math.nan, NOT_ENOUGH_DATA, definition,
+                             "no per-checkpoint latent statistics (latents.parquet): rerun the study's extract "
+                             "and store stages"))
+            continue
+        part = table[table["objective"] == objective]
+        n_runs = part["run"].nunique()
+        if n_runs < MIN_RUNS_FOR_CORRELATION or part["passive_dims"].nunique() < 2 or part["score"].nunique() < 2:
+            rows.append(_row(name, math.nan, NOT_ENOUGH_DATA, definition,
+                             f"{n_runs} run(s), {len(part)} checkpoints; passive dimensions take the values "
+                             f"{sorted(part['passive_dims'].unique().tolist())}: needs >= "
+                             f"{MIN_RUNS_FOR_CORRELATION} runs and at least two distinct counts", n=n_runs))
+            continue
+        rho, low, high = clustered_spearman(part["score"].to_numpy(), part["passive_dims"].to_numpy(),
+                                            part["run"].to_numpy())
+        verdict = HOLDS if _above_zero(-rho) and _above_zero(-high) else DOES_NOT_HOLD
+        by_count = part.groupby("passive_dims")["score"].mean()
+        detail = (
+            f"rho = {rho:+.3f} ({_ci_text(low, high)}, runs resampled), {n_runs} runs, {len(part)} checkpoints; "
+            f"mean {metric.upper()}(mean, sampled) by passive dimensions: "
+            + ", ".join(f"{int(k)}: {v:.3f}" for k, v in by_count.items())
+        )
+        rows.append(_row(name, rho, verdict, definition, detail, (low, high), n_runs))
     return rows
 
 
-# --------------------------------------------------------------------------- claim 4
-def metric_pairs(results: pd.DataFrame) -> pd.DataFrame:
-    """CKA and Procrustes scores of the same layer pairs side by side: key columns + cka, procrustes."""
-    check_results(results)
-    keys = [c for c in results.columns if c.startswith(("a_", "b_"))] + ["comparison"]
-    wide = results[results["metric"].isin(["cka", "procrustes"]) & results["score"].notna()]
-    wide = wide.pivot_table(index=keys, columns="metric", values="score", aggfunc="mean")
-    if not {"cka", "procrustes"} <= set(wide.columns):
-        return pd.DataFrame(columns=keys + ["cka", "procrustes"])
-    return wide[["cka", "procrustes"]].dropna().reset_index()
-
-
-def claim_procrustes_above_cka(results: pd.DataFrame) -> dict:
-    """Claim 4: Procrustes similarity stays above linear CKA on unrelated layer pairs."""
-    definition = (
-        f"Over layer pairs scored with both metrics whose CKA < {UNRELATED_CKA} ('unrelated'): the share "
-        f"where Procrustes similarity >= linear CKA. Holds if the share >= {PROCRUSTES_ABOVE_SHARE} "
-        f"(needs >= {MIN_PAIRS_FOR_METRIC_COMPARISON} pairs)."
-    )
-    name = "claim 4: Procrustes >= CKA on unrelated layer pairs"
-    pairs = metric_pairs(results)
-    unrelated = pairs[pairs["cka"] < UNRELATED_CKA]
-    if len(unrelated) < MIN_PAIRS_FOR_METRIC_COMPARISON:
-        return _row(name, math.nan, NOT_ENOUGH_DATA, definition,
-                    f"{len(unrelated)} unrelated pairs scored with both cka and procrustes")
-    share = float((unrelated["procrustes"] >= unrelated["cka"]).mean())
-    verdict = HOLDS if share >= PROCRUSTES_ABOVE_SHARE else DOES_NOT_HOLD
-    detail = (
-        f"{share:.1%} of {len(unrelated)} pairs; median CKA {unrelated['cka'].median():.3f}, "
-        f"median Procrustes {unrelated['procrustes'].median():.3f}"
-    )
-    return _row(name, share, verdict, definition, detail)
-
-
 # --------------------------------------------------------------------------- all
-def compute_findings(results: pd.DataFrame, runs: pd.DataFrame | None = None, *, metric: str = "cka") -> pd.DataFrame:
-    """Every finding, one row each: finding, value, verdict, definition, detail.
+def compute_findings(results: pd.DataFrame, runs: pd.DataFrame | None = None, *,
+                     latents: pd.DataFrame | None = None, metric: str = "cka") -> pd.DataFrame:
+    """Every finding, one row each (columns :data:`FINDING_COLUMNS`).
 
     ``results``: the results store (``vaesim.study.load_results``); ``runs``:
-    ``runs.parquet`` (one row per run) or None.
+    ``runs.parquet`` (one row per run) or None; ``latents``:
+    ``latents.parquet`` (per run, checkpoint and latent dimension) or None.
     """
     check_results(results)
     rows = [
         claim_encoder_first(results, metric=metric),
         claim_encoder_agreement(results, comparison="params", metric=metric),
         claim_encoder_agreement(results, comparison="objectives", metric=metric),
-        *claims_posterior_collapse(results, runs, metric=metric),
-        claim_procrustes_above_cka(results),
+        *claims_posterior_collapse(results, latents, metric=metric),
     ]
     findings = pd.DataFrame(rows, columns=list(FINDING_COLUMNS))
     logger.info("findings: %s", dict(zip(findings["finding"], findings["verdict"])))

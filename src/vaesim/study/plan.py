@@ -21,7 +21,7 @@ import hashlib
 import itertools
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from vaesim.study.spec import StudySpec, param_name
 
@@ -78,13 +78,103 @@ class RunPlan:
 
 @dataclass(frozen=True)
 class Task:
-    """One unit of work: runs anywhere, writes ``outputs`` (relative to the study dir) atomically."""
+    """One unit of work: runs anywhere, writes ``outputs`` (relative to the study dir) atomically.
 
+    Each stage has its own kind (:class:`ProbeTask`, :class:`TrainTask`,
+    :class:`ExtractTask`, :class:`CompareTask`, :class:`StoreTask`): a frozen
+    dataclass carrying exactly what its stage function reads, picklable so
+    it travels to a process pool or a Ray worker.
+    """
+
+    stage: ClassVar[str] = ""
     task_id: str
-    stage: str
-    payload: dict
     outputs: tuple[str, ...]
     inputs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeTask(Task):
+    """Draw one dataset's probe set and summarise its ground-truth factors."""
+
+    stage: ClassVar[str] = "probe"
+    dataset: str
+    n: int
+    seed: int
+    metrics: tuple[str, ...]
+    dataset_root: str | None = None
+    device: str = "cpu"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainTask(Task):
+    """Train one run of the grid (``run.config`` fixes everything it computes)."""
+
+    stage: ClassVar[str] = "train"
+    run: RunPlan
+    dataset_root: str | None = None
+    device: str = "auto"
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtractTask(Task):
+    """Record every layer of one checkpoint on the probe set and summarise it."""
+
+    stage: ClassVar[str] = "extract"
+    run_id: str
+    dataset: str
+    step: int
+    layers: tuple[str, ...]
+    metrics: tuple[str, ...]
+    probe_seed: int
+    keep_activations: tuple[str, ...] = ()
+    device: str = "cpu"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompareTask(Task):
+    """Compare one group of model pairs ``(a_run, a_step, b_run, b_step)``.
+
+    ``runs`` holds the plan of every run involved (their columns in the
+    store); the extraction fields let a corrupt summary be recomputed on the
+    spot (:meth:`extract_task`).
+    """
+
+    stage: ClassVar[str] = "compare"
+    comparison: str
+    dataset: str
+    pairs: tuple[tuple[str, int, str, int], ...]
+    runs: tuple[RunPlan, ...]
+    layers: tuple[str, ...]
+    metrics: tuple[str, ...]
+    batch_size: int
+    probe_seed: int
+    keep_activations: tuple[str, ...] = ()
+    device: str = "cpu"
+
+    def run(self, run_id: str) -> RunPlan:
+        """The plan of one involved run."""
+        for run in self.runs:
+            if run.run_id == run_id:
+                return run
+        raise KeyError(f"run {run_id} is not part of {self.task_id}")
+
+    def extract_task(self, run_id: str, step: int) -> "ExtractTask":
+        """The extract task that writes the summaries of ``run_id`` at ``step``."""
+        return extract_task(run_id, self.dataset, step, layers=self.layers, metrics=self.metrics,
+                            probe_seed=self.probe_seed, keep_activations=self.keep_activations,
+                            device=self.device)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoreTask(Task):
+    """Write the run tables (``runs.parquet``, ``training_metrics.parquet``)."""
+
+    stage: ClassVar[str] = "store"
+    runs: tuple[RunPlan, ...]
 
 
 @dataclass
@@ -264,6 +354,21 @@ def comparison_groups(spec: StudySpec, runs: list[RunPlan]) -> list[tuple[str, s
     return groups
 
 
+def extract_task(run_id: str, dataset: str, step: int, *, layers: tuple[str, ...], metrics: tuple[str, ...],
+                 probe_seed: int, keep_activations: tuple[str, ...] = (), device: str = "cpu") -> ExtractTask:
+    """The extract task of one checkpoint, with its outputs and inputs (one definition for every caller)."""
+    outputs = [summary_path(run_id, step), checksum_path(summary_path(run_id, step))]
+    if keep_activations:
+        outputs += [activations_path(run_id, step), checksum_path(activations_path(run_id, step))]
+    return ExtractTask(
+        task_id=f"extract/{run_id}/step_{step:08d}",
+        outputs=tuple(outputs),
+        inputs=(checkpoint_sums_path(run_id), probe_path(dataset)),
+        run_id=run_id, dataset=dataset, step=int(step), layers=tuple(layers), metrics=tuple(metrics),
+        probe_seed=int(probe_seed), keep_activations=tuple(keep_activations), device=device,
+    )
+
+
 # -- the whole plan -------------------------------------------------------
 
 
@@ -277,11 +382,8 @@ def plan_study(spec: StudySpec) -> StudyPlan:
     by_id = {run.run_id: run for run in runs}
 
     plan.tasks["probe"] = [
-        Task(
+        ProbeTask(
             task_id=f"probe/{dataset}",
-            stage="probe",
-            payload={"dataset": dataset, "dataset_root": spec.dataset_root, "n": spec.probe.n, "seed": spec.probe.seed,
-                     "metrics": list(spec.metrics), "device": spec.device},
             outputs=(
                 probe_path(dataset),
                 checksum_path(probe_path(dataset)),
@@ -289,44 +391,25 @@ def plan_study(spec: StudySpec) -> StudyPlan:
                 factors_summary_path(dataset),
                 checksum_path(factors_summary_path(dataset)),
             ),
+            dataset=dataset, n=spec.probe.n, seed=spec.probe.seed, metrics=tuple(spec.metrics),
+            dataset_root=spec.dataset_root, device=spec.device,
         )
         for dataset in spec.datasets
     ]
     plan.tasks["train"] = [
-        Task(
+        TrainTask(
             task_id=f"train/{run.run_id}",
-            stage="train",
-            payload={"run_id": run.run_id, "config": run.config, "dataset_root": spec.dataset_root,
-                     "device": spec.device},
             outputs=(checkpoint_sums_path(run.run_id),),
+            run=run, dataset_root=spec.dataset_root, device=spec.device,
         )
         for run in runs
     ]
-    extract = []
-    for run in runs:
-        for step in steps:
-            outputs = [summary_path(run.run_id, step), checksum_path(summary_path(run.run_id, step))]
-            if spec.kept_layers():
-                outputs += [activations_path(run.run_id, step), checksum_path(activations_path(run.run_id, step))]
-            extract.append(
-                Task(
-                    task_id=f"extract/{run.run_id}/step_{step:08d}",
-                    stage="extract",
-                    payload={
-                        "run_id": run.run_id,
-                        "dataset": run.dataset,
-                        "step": step,
-                        "layers": layers,
-                        "metrics": list(spec.metrics),
-                        "probe_seed": spec.probe.seed,
-                        "keep_activations": spec.kept_layers(),
-                        "device": spec.device,
-                    },
-                    outputs=tuple(outputs),
-                    inputs=(checkpoint_sums_path(run.run_id), probe_path(run.dataset)),
-                )
-            )
-    plan.tasks["extract"] = extract
+    plan.tasks["extract"] = [
+        extract_task(run.run_id, run.dataset, step, layers=tuple(layers), metrics=tuple(spec.metrics),
+                     probe_seed=spec.probe.seed, keep_activations=tuple(spec.kept_layers()), device=spec.device)
+        for run in runs
+        for step in steps
+    ]
 
     compare = []
     for comparison, label, pairs in comparison_groups(spec, runs):
@@ -338,34 +421,29 @@ def plan_study(spec: StudySpec) -> StudyPlan:
         if comparison == "factors":
             inputs = sorted({summary_path(p[0], p[1]) for p in pairs}) + [factors_summary_path(dataset)]
         compare.append(
-            Task(
+            CompareTask(
                 task_id=task_id,
-                stage="compare",
-                payload={
-                    "task_id": task_id,
-                    "comparison": comparison,
-                    "dataset": dataset,
-                    "pairs": [list(p) for p in pairs],
-                    "runs": {run_id: by_id[run_id].meta() for run_id in involved},
-                    "metrics": list(spec.metrics),
-                    "layers": layers,
-                    "batch_size": spec.training.batch_size,
-                    "probe_seed": spec.probe.seed,
-                    "keep_activations": spec.kept_layers(),
-                    "device": spec.device,
-                },
                 outputs=(results_path(task_id), checksum_path(results_path(task_id))),
                 inputs=tuple(inputs),
+                comparison=comparison,
+                dataset=dataset,
+                pairs=tuple((a, int(s), b, int(t)) for a, s, b, t in pairs),
+                runs=tuple(by_id[run_id] for run_id in involved),
+                layers=tuple(layers),
+                metrics=tuple(spec.metrics),
+                batch_size=spec.training.batch_size,
+                probe_seed=spec.probe.seed,
+                keep_activations=tuple(spec.kept_layers()),
+                device=spec.device,
             )
         )
     plan.tasks["compare"] = compare
     plan.tasks["store"] = [
-        Task(
+        StoreTask(
             task_id="store/runs",
-            stage="store",
-            payload={"runs": [dict(run.meta(), dataset=run.dataset, config=run.config) for run in runs]},
             outputs=(RUNS_TABLE, TRAINING_METRICS_TABLE),
             inputs=tuple(checkpoint_sums_path(run.run_id) for run in runs),
+            runs=tuple(runs),
         )
     ]
     return plan

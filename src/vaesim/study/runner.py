@@ -223,13 +223,13 @@ def _repair_and_rerun(plan: StudyPlan, out_dir: Path, corrupt_extract_ids: list[
     by_id = {t.task_id: t for t in plan.tasks["extract"]}
     first_bad: dict[str, int] = {}
     for task_id in corrupt_extract_ids:
-        payload = by_id[task_id].payload
-        run_id, step = payload["run_id"], int(payload["step"])
+        task = by_id[task_id]
+        run_id, step = task.run_id, task.step
         first_bad[run_id] = min(step, first_bad.get(run_id, step))
     for run_id, step in first_bad.items():
         repair_run(out_dir, plan, run_id, step)
-    train = [t for t in plan.tasks["train"] if t.payload["run_id"] in first_bad]
-    extract = [t for t in plan.tasks["extract"] if t.payload["run_id"] in first_bad and not outputs_done(out_dir, t)]
+    train = [t for t in plan.tasks["train"] if t.run_id in first_bad]
+    extract = [t for t in plan.tasks["extract"] if t.run_id in first_bad and not outputs_done(out_dir, t)]
     failures = []
     for stage, tasks in (("train", train), ("extract", extract)):
         meter.start(f"{stage}*", len(tasks), 0)

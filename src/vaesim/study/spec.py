@@ -57,10 +57,17 @@ class CheckpointSpec(_Strict):
     """Which training steps are saved and compared.
 
     ``schedule: even`` places ``count`` checkpoints evenly over
-    ``[0, steps]`` (step 0 is the initialisation; the final step is always
-    included); ``schedule: log`` spaces them geometrically between
+    ``[0, steps]`` when ``include_init`` (step 0 is the initialisation; the
+    final step is always included), or evenly after training starts
+    (``steps/count, 2 steps/count, ..., steps``; the seed paper's protocol)
+    when not; ``schedule: log`` spaces them geometrically between
     ``log_first`` and ``steps`` (plus step 0 when ``include_init``), which
     resolves early learning better; ``steps`` lists them explicitly.
+
+    Whatever the schedule, every study also records step 0, the initial
+    weights (:meth:`StudySpec.recorded_steps`): it is the baseline of every
+    verdict (what the architecture gives without learning) and is never
+    counted as a learned state.
     """
 
     schedule: Literal["even", "log"] = "even"
@@ -95,13 +102,23 @@ class TrainingSpec(_Strict):
     checkpoints: CheckpointSpec = Field(default_factory=CheckpointSpec)
     log_every: int = Field(default=100, ge=1)
     monitor_every: int = Field(default=0, ge=0)
+    init: Literal["glorot", "pytorch"] = "glorot"
+    validation_split: float = Field(default=0.0, ge=0.0, lt=1.0)
 
 
 class ProbeSpec(_Strict):
-    """The fixed probe set every checkpoint is recorded on: ``n`` unique examples drawn with ``seed``."""
+    """The fixed probe set every checkpoint is recorded on: ``n`` unique examples drawn with ``seed``.
+
+    ``sample_noise``: the eps of the sampled layer. ``independent`` (default,
+    as the seed paper's library): every (run, checkpoint) draws its own eps,
+    seeded by (probe seed, run id, step). ``shared``: every model sees the
+    same eps, which makes the sampled and decoder layers of unrelated models
+    look similar (see docs/study.md).
+    """
 
     n: int = Field(ge=2)
     seed: int = Field(default=0, ge=0)
+    sample_noise: Literal["independent", "shared"] = "independent"
 
 
 class ComparisonsSpec(_Strict):
@@ -199,8 +216,12 @@ class StudySpec(_Strict):
     # -- derived values -------------------------------------------------
 
     def checkpoint_steps(self) -> list[int]:
-        """The training steps saved and compared, increasing, final step included."""
+        """The checkpoint steps of the schedule, increasing, final step included."""
         return checkpoint_steps(self.training.checkpoints, self.training.steps)
+
+    def recorded_steps(self) -> list[int]:
+        """Steps saved, recorded and compared: the schedule plus step 0 (the initial-state baseline)."""
+        return sorted({0, *self.checkpoint_steps()})
 
     def layer_names(self) -> list[str]:
         """Layers recorded and compared (all of ``vaesim.models.LAYER_NAMES`` by default)."""

@@ -1,8 +1,8 @@
 """The work of each task, the same whatever executor runs it.
 
-:func:`run_task` takes a study directory and a :class:`~vaesim.study.plan.Task`
-(plain data, picklable, so it can travel to a process pool or a Ray worker)
-and returns a small report dict. Every output is written atomically, data
+:func:`run_task` takes a study directory and a task record (one frozen
+dataclass per stage, :mod:`vaesim.study.plan`; picklable, so it can travel to
+a process pool or a Ray worker) and returns a small report dict. Every output is written atomically, data
 file first and its SHA-256 sidecar last, so a killed task leaves nothing that
 a later run trusts; a task whose outputs all exist returns at once.
 
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from vaesim.study import plan as layout
-from vaesim.study.plan import FACTORS_LAYER, Task
+from vaesim.study.plan import FACTORS_LAYER, CompareTask, ExtractTask, ProbeTask, StoreTask, Task, TrainTask
 from vaesim.study.store import RESULT_SCHEMA, discard, is_written, verified, write_checksum, write_table
 from vaesim.utils import atomic_path, atomic_write_json, sha256_file
 
@@ -46,7 +46,7 @@ def run_task(study_dir: str, task: Task, torch_threads: int | None = None) -> di
     if outputs_done(root, task):
         return {"task_id": task.task_id, "status": "skipped", "seconds": 0.0}
     with thread_limit(torch_threads):
-        status = STAGE_FUNCTIONS[task.stage](root, task.payload) or "done"
+        status = STAGE_FUNCTIONS[task.stage](root, task) or "done"
     return {"task_id": task.task_id, "status": status, "seconds": time.perf_counter() - start}
 
 
@@ -76,7 +76,7 @@ def outputs_done(root: Path, task: Task) -> bool:
 # -- probe ------------------------------------------------------------------
 
 
-def probe_stage(root: Path, payload: dict) -> None:
+def probe_stage(root: Path, task: ProbeTask) -> None:
     """Draw the study's probe set of one dataset; summarise its ground-truth factors.
 
     Writes ``probes/<dataset>.npz`` (``ProbeSet.save``), ``probes/<dataset>.json``
@@ -86,17 +86,17 @@ def probe_stage(root: Path, payload: dict) -> None:
     from vaesim.data import get_dataset, make_probe_set
     from vaesim.similarity import save_summaries, summarise
 
-    dataset_name = payload["dataset"]
-    dataset = get_dataset(dataset_name, root=payload.get("dataset_root"))
-    probe = make_probe_set(dataset, payload["n"], payload["seed"])
+    dataset_name = task.dataset
+    dataset = get_dataset(dataset_name, root=task.dataset_root)
+    probe = make_probe_set(dataset, task.n, task.seed)
     probe_file = root / layout.probe_path(dataset_name)
     with atomic_path(probe_file) as tmp:
         probe.save(tmp)
     write_checksum(probe_file)
     factors = np.asarray(probe.factors, dtype=np.float64)  # (n, F)
     factors_file = root / layout.factors_summary_path(dataset_name)
-    save_summaries(factors_file, {FACTORS_LAYER: summarise(factors, name=FACTORS_LAYER, metrics=payload["metrics"],
-                                                                   device=array_device(payload.get("device", "cpu")))})
+    save_summaries(factors_file, {FACTORS_LAYER: summarise(factors, name=FACTORS_LAYER, metrics=task.metrics,
+                                                                   device=array_device(task.device))})
     write_checksum(factors_file)
     atomic_write_json(
         root / layout.probe_info_path(dataset_name),
@@ -105,8 +105,8 @@ def probe_stage(root: Path, payload: dict) -> None:
             "dataset_size": len(dataset),
             "factor_names": list(dataset.factor_names),
             "factor_sizes": [int(s) for s in dataset.factor_sizes],
-            "n": int(payload["n"]),
-            "seed": int(payload["seed"]),
+            "n": int(task.n),
+            "seed": int(task.seed),
         },
     )
 
@@ -131,14 +131,14 @@ def probe_images(probe) -> np.ndarray:
 # -- train ------------------------------------------------------------------
 
 
-def train_config(payload: dict):
+def train_config(task: TrainTask):
     """The :class:`vaesim.training.TrainConfig` of a train task's run config."""
     from vaesim.training import TrainConfig
 
-    config = payload["config"]
+    config = task.run.config
     return TrainConfig(
         dataset=config["dataset"],
-        dataset_root=payload.get("dataset_root"),
+        dataset_root=task.dataset_root,
         objective=config["objective"],
         params=dict(config["params"]),
         seed=config["seed"],
@@ -156,19 +156,19 @@ def train_config(payload: dict):
     )
 
 
-def train_stage(root: Path, payload: dict) -> None:
+def train_stage(root: Path, task: TrainTask) -> None:
     """Train one run into ``runs/<run_id>/`` (resumes from its last checkpoint)."""
     from vaesim.training import train
 
     from vaesim.training import list_checkpoints
 
-    run_dir = root / layout.run_dir(payload["run_id"])
-    train(train_config(payload), run_dir, progress=False, device=resolve_device(payload.get("device", "auto")))
+    run_dir = root / layout.run_dir(task.run_id)
+    train(train_config(task), run_dir, progress=False, device=resolve_device(task.device))
     sums = {str(step): sha256_file(checkpoint_file(run_dir, step)) for step in list_checkpoints(run_dir)}
-    missing = sorted(set(payload["config"]["checkpoint_steps"]) - {int(s) for s in sums})
+    missing = sorted(set(task.run.steps) - {int(s) for s in sums})
     if missing:
-        raise RuntimeError(f"run {payload['run_id']} finished without checkpoints at steps {missing}")
-    atomic_write_json(root / layout.checkpoint_sums_path(payload["run_id"]), sums)
+        raise RuntimeError(f"run {task.run_id} finished without checkpoints at steps {missing}")
+    atomic_write_json(root / layout.checkpoint_sums_path(task.run_id), sums)
 
 
 def checkpoint_file(run_dir: Path, step: int) -> Path:
@@ -190,7 +190,7 @@ def checkpoint_intact(root: Path, run_id: str, step: int) -> bool:
 # -- extract ----------------------------------------------------------------
 
 
-def extract_stage(root: Path, payload: dict) -> str | None:
+def extract_stage(root: Path, task: ExtractTask) -> str | None:
     """Record every layer of one checkpoint on the probe set; save their summaries.
 
     Writes ``summaries/<run_id>/step_{step:08d}.npz`` ({layer: LayerSummary})
@@ -202,7 +202,7 @@ def extract_stage(root: Path, payload: dict) -> str | None:
     from vaesim.similarity import save_summaries, summarise
     from vaesim.training import load_checkpoint
 
-    run_id, step = payload["run_id"], int(payload["step"])
+    run_id, step = task.run_id, task.step
     if not checkpoint_intact(root, run_id, step):
         logger.warning("checkpoint %s does not match the checksum recorded after training; the run will be repaired",
                        checkpoint_file(root / layout.run_dir(run_id), step))
@@ -213,20 +213,20 @@ def extract_stage(root: Path, payload: dict) -> str | None:
         logger.warning("checkpoint step %d of run %s failed to load (%s: %s); the run will be repaired",
                        step, run_id, type(error).__name__, error)
         return "corrupt_checkpoint"
-    probe = load_probe(root, payload["dataset"])
+    probe = load_probe(root, task.dataset)
     activations = extract_activations(
-        model, probe_images(probe), layers=tuple(payload["layers"]), seed=int(payload["probe_seed"]),
-        device=resolve_device(payload.get("device", "cpu")),
+        model, probe_images(probe), layers=tuple(task.layers), seed=task.probe_seed,
+        device=resolve_device(task.device),
     )
-    kept = payload.get("keep_activations") or []
+    kept = task.keep_activations
     if kept:
         path = root / layout.activations_path(run_id, step)
         with atomic_path(path, suffix=".npz") as tmp:
             np.savez(tmp, **{name: np.asarray(activations[name], dtype=np.float32) for name in kept})
         write_checksum(path)
-    device = array_device(payload.get("device", "cpu"))
-    summaries = {name: summarise(activations[name], name=name, metrics=payload["metrics"], device=device)
-                 for name in payload["layers"]}
+    device = array_device(task.device)
+    summaries = {name: summarise(activations[name], name=name, metrics=task.metrics, device=device)
+                 for name in task.layers}
     path = root / layout.summary_path(run_id, step)
     save_summaries(path, summaries)
     write_checksum(path)
@@ -255,7 +255,7 @@ def model_key(run_id: str, step: int) -> str:
     return f"{run_id}@{step}"
 
 
-def load_checked_summaries(root: Path, run_id: str, step: int, payload: dict) -> dict:
+def load_checked_summaries(root: Path, run_id: str, step: int, task: CompareTask) -> dict:
     """Summaries of one checkpoint, verified; a corrupt file is recomputed first."""
     from vaesim.similarity import load_summaries
 
@@ -268,11 +268,7 @@ def load_checked_summaries(root: Path, run_id: str, step: int, payload: dict) ->
     else:
         logger.warning("summary file %s is missing or corrupt; recomputing it", path)
     discard(path)
-    status = extract_stage(root, {
-        "run_id": run_id, "step": step, "dataset": payload["dataset"], "layers": payload["layers"],
-        "metrics": payload["metrics"], "probe_seed": payload["probe_seed"], "keep_activations": payload.get("keep_activations") or [],
-        "device": payload.get("device", "cpu"),
-    })
+    status = extract_stage(root, task.extract_task(run_id, step))
     if status == "corrupt_checkpoint":
         raise RuntimeError(f"cannot recompute {path}: checkpoint step {step} of run {run_id} is corrupt; "
                            "rerun `vaesim study run` to repair the run")
@@ -290,7 +286,7 @@ def load_factors_summary(root: Path, dataset: str) -> dict:
     return load_summaries(path)
 
 
-def compare_stage(root: Path, payload: dict) -> None:
+def compare_stage(root: Path, task: CompareTask) -> None:
     """Compare one group of model pairs with one call to ``vaesim.similarity.compare``.
 
     Each involved checkpoint's summaries are loaded once. Writes
@@ -299,24 +295,23 @@ def compare_stage(root: Path, payload: dict) -> None:
     """
     from vaesim.similarity import compare
 
-    comparison, dataset = payload["comparison"], payload["dataset"]
-    pairs = [(a_run, int(a_step), b_run, int(b_step)) for a_run, a_step, b_run, b_step in payload["pairs"]]
+    comparison, dataset = task.comparison, task.dataset
+    pairs = list(task.pairs)
     models: dict[str, dict] = {}
     for a_run, a_step, b_run, b_step in pairs:
         sides = [(a_run, a_step)] if comparison == "factors" else [(a_run, a_step), (b_run, b_step)]
         for run_id, step in sides:
             key = model_key(run_id, step)
             if key not in models:
-                models[key] = load_checked_summaries(root, run_id, step, payload)
+                models[key] = load_checked_summaries(root, run_id, step, task)
     if comparison == "factors":
         models[FACTORS_LAYER] = load_factors_summary(root, dataset)
         model_pairs = [(model_key(a, s), FACTORS_LAYER) for a, s, _b, _t in pairs]
     else:
         model_pairs = [(model_key(a, s), model_key(b, t)) for a, s, b, t in pairs]
-    scores = compare(models, metrics=tuple(payload["metrics"]), model_pairs=model_pairs,
-                     device=array_device(payload.get("device", "cpu")))
-    frame = result_rows(scores, pairs, payload, dataset_size(root, dataset))
-    path = root / layout.results_path(payload["task_id"])
+    scores = compare(models, metrics=tuple(task.metrics), model_pairs=model_pairs, device=array_device(task.device))
+    frame = result_rows(scores, pairs, task, dataset_size(root, dataset))
+    path = root / layout.results_path(task.task_id)
     write_table(path, frame, RESULT_SCHEMA, checksum=True)
 
 
@@ -325,9 +320,10 @@ def dataset_size(root: Path, dataset: str) -> int:
     return int(info["dataset_size"])
 
 
-def result_rows(scores: pd.DataFrame, pairs: list[tuple], payload: dict, size: int) -> pd.DataFrame:
+def result_rows(scores: pd.DataFrame, pairs: list[tuple], task: CompareTask, size: int) -> pd.DataFrame:
     """Map ``compare`` output (a_model, a_layer, b_model, b_layer, metric, score, n, note) to store rows."""
-    comparison, runs, batch = payload["comparison"], payload["runs"], int(payload["batch_size"])
+    comparison, batch = task.comparison, int(task.batch_size)
+    runs = {run.run_id: run for run in task.runs}
     side_of = {}
     for a_run, a_step, b_run, b_step in pairs:
         side_of[model_key(a_run, a_step)] = (a_run, a_step)
@@ -337,15 +333,15 @@ def result_rows(scores: pd.DataFrame, pairs: list[tuple], payload: dict, size: i
     b_sides = a_sides if comparison == "factors" else [side_of[k] for k in scores["b_model"]]
     a_run, a_step = [s[0] for s in a_sides], [s[1] for s in a_sides]
     b_run, b_step = [s[0] for s in b_sides], [s[1] for s in b_sides]
-    frame = pd.DataFrame({"dataset": payload["dataset"], "comparison": comparison,
+    frame = pd.DataFrame({"dataset": task.dataset, "comparison": comparison,
                           "metric": scores["metric"].astype(str).to_numpy()})
     for prefix, run_ids, steps, layers in (("a", a_run, a_step, scores["a_layer"]),
                                            ("b", b_run, b_step, scores["b_layer"])):
         frame[f"{prefix}_run"] = list(run_ids)
-        frame[f"{prefix}_objective"] = [runs[r]["objective"] for r in run_ids]
-        frame[f"{prefix}_param_name"] = [runs[r]["param_name"] for r in run_ids]
-        frame[f"{prefix}_param"] = np.array([runs[r]["param"] for r in run_ids], dtype=np.float64)
-        frame[f"{prefix}_seed"] = np.array([runs[r]["seed"] for r in run_ids], dtype=np.int64)
+        frame[f"{prefix}_objective"] = [runs[r].objective for r in run_ids]
+        frame[f"{prefix}_param_name"] = [runs[r].param_name for r in run_ids]
+        frame[f"{prefix}_param"] = np.array([runs[r].param for r in run_ids], dtype=np.float64)
+        frame[f"{prefix}_seed"] = np.array([runs[r].seed for r in run_ids], dtype=np.int64)
         frame[f"{prefix}_step"] = np.array(steps, dtype=np.int64)
         frame[f"{prefix}_epoch"] = np.array(steps, dtype=np.float64) * batch / size
         frame[f"{prefix}_layer"] = layers.astype(str).to_numpy()
@@ -360,7 +356,7 @@ def result_rows(scores: pd.DataFrame, pairs: list[tuple], payload: dict, size: i
 MONITOR_COLUMNS = ("active_dims", "cka_mean_sample")
 
 
-def store_stage(root: Path, payload: dict) -> None:
+def store_stage(root: Path, task: StoreTask) -> None:
     """Write ``runs.parquet`` (one row per run) and ``training_metrics.parquet`` (every logged step).
 
     ``runs.parquet`` columns: run_id, dataset, objective, param_name, param,
@@ -372,12 +368,12 @@ def store_stage(root: Path, payload: dict) -> None:
     from vaesim.training import read_metrics
 
     rows, logs = [], []
-    for run in payload["runs"]:
-        config = run["config"]
-        metrics = read_metrics(root / layout.run_dir(run["run"]))
+    for run in task.runs:
+        config = run.config
+        metrics = read_metrics(root / layout.run_dir(run.run_id))
         row = {
-            "run_id": run["run"], "dataset": run["dataset"], "objective": run["objective"],
-            "param_name": run["param_name"], "param": float(run["param"]), "seed": int(run["seed"]),
+            "run_id": run.run_id, "dataset": run.dataset, "objective": run.objective,
+            "param_name": run.param_name, "param": float(run.param), "seed": int(run.seed),
             "steps": int(config["steps"]), "batch_size": int(config["batch_size"]), "lr": float(config["lr"]),
             "latent_dim": int(config["latent_dim"]),
             "checkpoint_steps": ",".join(str(s) for s in config["checkpoint_steps"]),
@@ -385,10 +381,10 @@ def store_stage(root: Path, payload: dict) -> None:
         row.update(final_metrics(metrics))
         rows.append(row)
         log = metrics.copy()
-        log.insert(0, "run_id", run["run"])
+        log.insert(0, "run_id", run.run_id)
         for column in ("dataset", "objective", "param_name", "param", "seed"):
             if column not in log:
-                log[column] = run[column]
+                log[column] = getattr(run, column)
         logs.append(log)
     write_table(root / layout.TRAINING_METRICS_TABLE, pd.concat(logs, ignore_index=True))
     write_table(root / layout.RUNS_TABLE, pd.DataFrame(rows))

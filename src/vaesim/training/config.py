@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vaesim.models.architectures import ARCHITECTURES
+from vaesim.models.architectures import ARCHITECTURES, INITIALISATIONS
 from vaesim.models.losses import RECONSTRUCTIONS
 from vaesim.models.objectives import check_objective_params
 
+SAMPLE_NOISE = ("independent", "shared")
 SCHEDULE_HELP = (
     "a checkpoint schedule is 'every:N' (every N steps), 'log:N' (N log-spaced steps, dense early), "
     "'even:N' (N evenly spaced steps from 0 to the end, both included) or explicit steps '0,100,1000'; "
@@ -30,6 +31,12 @@ class TrainConfig:
     ``monitor_every``: posterior-collapse monitor every K steps (0 = off) on
     ``monitor_size`` fixed probe images; a latent dimension is active when its
     KL exceeds ``active_threshold`` nats.
+    ``init``: ``glorot`` (the references' Glorot-uniform weights, zero
+    biases) or ``pytorch`` (torch's default). ``sample_noise``: the monitor's
+    eps, ``independent`` (fresh per run and step) or ``shared`` (one eps from
+    the seed). ``validation_split``: fraction of the dataset held out of
+    training (fixed across runs); the held-out ELBO terms are logged as
+    ``val_reconstruction``, ``val_kl``, ``val_elbo`` (0 = no split).
     """
 
     dataset: str = "dsprites-procedural"
@@ -50,6 +57,9 @@ class TrainConfig:
     monitor_every: int = 0
     monitor_size: int = 256
     active_threshold: float = 0.01
+    init: str = "glorot"
+    sample_noise: str = "independent"
+    validation_split: float = 0.0
 
     def __post_init__(self) -> None:
         self.adam_betas = (float(self.adam_betas[0]), float(self.adam_betas[1]))
@@ -74,6 +84,12 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.reconstruction={self.reconstruction!r} is unknown; expected one of {list(RECONSTRUCTIONS)}"
             )
+        if self.init not in INITIALISATIONS:
+            raise ValueError(f"TrainConfig.init={self.init!r} is unknown; expected one of {list(INITIALISATIONS)}")
+        if self.sample_noise not in SAMPLE_NOISE:
+            raise ValueError(f"TrainConfig.sample_noise={self.sample_noise!r} is unknown; expected one of {list(SAMPLE_NOISE)}")
+        if isinstance(self.validation_split, bool) or not 0.0 <= float(self.validation_split) < 1.0:
+            raise ValueError(f"TrainConfig.validation_split must be a fraction in [0, 1), got {self.validation_split!r}")
         check_objective_params(self.objective, self.params)
         checkpoint_steps(self.checkpoints, self.steps)
 

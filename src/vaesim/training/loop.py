@@ -79,12 +79,12 @@ class EpochOrder:
 
 
 def build_objective(config: TrainConfig, dataset_size: int) -> Objective:
-    """The configured objective; FactorVAE gets the latent size, stratified TC the dataset size."""
+    """The configured objective; FactorVAE gets the latent size, beta-TC-VAE the training set size."""
     params = dict(config.params)
     valid = objective_params(config.objective)
     if "latent_dim" in valid:
         params.setdefault("latent_dim", config.latent_dim)
-    if "dataset_size" in valid and params.get("sampling") == "stratified":
+    if "dataset_size" in valid:  # stratified TC weights; the logged MWS TC's constant
         params.setdefault("dataset_size", dataset_size)
     return make_objective(config.objective, **params)
 
@@ -115,30 +115,99 @@ def _resolve_device(device) -> torch.device:
     return torch.device(device)
 
 
+def split_indices(size: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(training, held-out) dataset indices, each sorted int64, for a validation ``fraction`` in [0, 1).
+
+    The held-out part is ``round(fraction * size)`` examples drawn with a
+    fixed seed (the same for every run and seed of a study, so held-out
+    ELBOs compare across runs); the rest is trained on.
+    """
+    count = int(round(fraction * size))
+    if fraction and not 0 < count < size:
+        raise ValueError(f"validation_split={fraction} of {size} examples leaves {count} held out; "
+                         "it must keep at least one example on each side")
+    held = np.sort(np.random.default_rng(104_729).choice(size, count, replace=False)) if count else np.empty(0, np.int64)
+    keep = np.ones(size, dtype=bool)
+    keep[held] = False
+    return np.flatnonzero(keep).astype(np.int64), held.astype(np.int64)
+
+
+def noise_key(config: TrainConfig) -> int:
+    """A 63-bit integer that identifies the run (its whole config), for per-run noise seeds."""
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
 class _Monitor:
-    """Posterior-collapse monitor (claim 3): linear CKA(mean, sample) and active dimensions on a fixed probe batch."""
+    """Posterior-collapse monitor (claim 3): linear CKA(mean, sample) and active dimensions on a fixed probe batch.
+
+    Sampling noise follows ``config.sample_noise``: ``independent`` draws a
+    fresh eps at every measurement from (run, step); ``shared`` reuses one eps
+    drawn from the run's seed. A collapsed ``encoder.mean`` (zero variance)
+    gives a NaN CKA, not an error: the monitor exists to record collapse.
+    """
 
     def __init__(self, config: TrainConfig, dataset, device: torch.device) -> None:
         count = min(config.monitor_size, len(dataset))
         indices = np.sort(np.random.default_rng([config.seed, 7919]).choice(len(dataset), count, replace=False))
         self.images = torch.from_numpy(dataset.images(indices)).to(device)
-        generator = torch.Generator().manual_seed(config.seed)
-        self.noise = torch.randn(count, config.latent_dim, generator=generator).to(device)
+        self.shape = (count, config.latent_dim)
+        self.key = noise_key(config) if config.sample_noise == "independent" else None
+        self.noise = torch.randn(self.shape, generator=torch.Generator().manual_seed(config.seed)).to(device)
         self.threshold = config.active_threshold
 
+    def eps(self, step: int) -> torch.Tensor:
+        if self.key is None:
+            return self.noise
+        generator = torch.Generator().manual_seed((self.key + step) % 2**63)
+        return torch.randn(self.shape, generator=generator).to(self.noise.device)
+
     @torch.no_grad()
-    def measure(self, model: VAE) -> dict:
+    def measure(self, model: VAE, step: int = 0) -> dict:
         from vaesim.similarity import linear_cka
 
         was_training = model.training
         model.eval()
-        out = model(self.images, noise=self.noise)
+        out = model(self.images, noise=self.eps(step))
         model.train(was_training)
         kl_dim = kl_per_dimension(out.mean, out.logvar)
-        return {
-            "cka_mean_sample": float(linear_cka(out.mean.double().cpu().numpy(), out.sample.double().cpu().numpy())),
-            "active_dims": int((kl_dim > self.threshold).sum()),
-        }
+        mean, sample = out.mean.double().cpu().numpy(), out.sample.double().cpu().numpy()
+        try:
+            cka = float(linear_cka(mean, sample))
+        except (ValueError, ArithmeticError) as error:
+            logger.info("monitor: CKA(mean, sample) undefined at step %d (%s); recorded as NaN", step, error)
+            cka = float("nan")
+        return {"cka_mean_sample": cka, "active_dims": int((kl_dim > self.threshold).sum())}
+
+
+class _HeldOut:
+    """Held-out ELBO terms on up to :data:`HELD_OUT_SIZE` fixed held-out examples (fixed eps)."""
+
+    def __init__(self, config: TrainConfig, dataset, held: np.ndarray, device: torch.device) -> None:
+        chosen = held[np.linspace(0, len(held) - 1, min(HELD_OUT_SIZE, len(held))).round().astype(int)]
+        self.images = torch.from_numpy(dataset.images(np.unique(chosen))).to(device)
+        generator = torch.Generator().manual_seed(config.seed)
+        self.noise = torch.randn(len(self.images), config.latent_dim, generator=generator).to(device)
+        self.reconstruction = config.reconstruction
+
+    @torch.no_grad()
+    def measure(self, model: VAE) -> dict:
+        was_training = model.training
+        model.eval()
+        rec_sum = kl_sum = 0.0
+        for start in range(0, len(self.images), 256):
+            images = self.images[start : start + 256]
+            out = model(images, noise=self.noise[start : start + 256])
+            rec_sum += float(reconstruction_loss(images, out.logits, self.reconstruction).sum())
+            kl_sum += float(kl_per_dimension(out.mean, out.logvar).sum()) * len(images)
+        model.train(was_training)
+        rec, kl = rec_sum / len(self.images), kl_sum / len(self.images)
+        return {"val_reconstruction": rec, "val_kl": kl, "val_elbo": rec + kl}
+
+
+HELD_OUT_SIZE = 512
 
 
 def _restore(run_dir, step, model, objective, optimizer) -> dict:
@@ -194,8 +263,9 @@ def train(
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     random.seed(config.seed)
-    model = build_vae(config.architecture, int(dataset.num_channels), config.latent_dim).to(device)
-    objective = build_objective(config, len(dataset)).to(device)
+    train_indices, held_indices = split_indices(len(dataset), config.validation_split)
+    model = build_vae(config.architecture, int(dataset.num_channels), config.latent_dim, init=config.init).to(device)
+    objective = build_objective(config, len(train_indices)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.adam_betas, eps=config.adam_eps)
 
     # Resume from the last complete checkpoint, or start afresh
@@ -215,7 +285,10 @@ def train(
         save_checkpoint(run_dir, 0, model=model, objective=objective, optimizer=optimizer, meta={**meta, "losses": {}})
 
     monitor = _Monitor(config, dataset, device) if config.monitor_every else None
-    order = EpochOrder(config.seed, len(dataset))
+    held_out = _HeldOut(config, dataset, held_indices, device) if len(held_indices) else None
+    order = EpochOrder(config.seed, len(train_indices))
+    # Without a validation split the positions are the dataset indices themselves
+    to_dataset = None if held_out is None else train_indices
     bar = tqdm(total=config.steps, initial=start, disable=not progress, desc=run_dir.name, unit="step", dynamic_ncols=True)
     interval_losses: list[torch.Tensor] = []
     interval_start = start
@@ -224,7 +297,9 @@ def train(
     try:
         for step in range(start, config.steps):
             # Batch: the step's indices from the seeded epoch order
-            images = torch.from_numpy(dataset.images(order.batch(step, config.batch_size))).to(device, non_blocking=True)
+            positions = order.batch(step, config.batch_size)
+            indices = positions if to_dataset is None else to_dataset[positions]
+            images = torch.from_numpy(dataset.images(indices)).to(device, non_blocking=True)
 
             # Forward: shared reconstruction + KL, then the objective's regulariser
             out = model(images)
@@ -257,7 +332,9 @@ def train(
             row["elbo"] = row["reconstruction"] + row["kl"]
             row.update({f"kl_dim_{i}": v for i, v in enumerate(kl_dim.detach().tolist())})
             if monitor_due:
-                row.update(monitor.measure(model))
+                row.update(monitor.measure(model, finished))
+            if held_out is not None:
+                row.update(held_out.measure(model))
             writer.write(row)
             last_row = row
             bar.set_postfix(loss=f"{row['loss']:.1f}", rec=f"{row['reconstruction']:.1f}", kl=f"{row['kl']:.2f}", refresh=False)

@@ -23,6 +23,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from vaesim.study.measures import plugin_metrics, plugin_path
 from vaesim.study.spec import StudySpec, param_name
 
 STAGES = ("probe", "train", "extract", "compare", "store")
@@ -360,6 +361,8 @@ def extract_task(run_id: str, dataset: str, step: int, *, layers: tuple[str, ...
     outputs = [summary_path(run_id, step), checksum_path(summary_path(run_id, step))]
     if keep_activations:
         outputs += [activations_path(run_id, step), checksum_path(activations_path(run_id, step))]
+    if plugin_metrics(metrics):  # plug-in measures' summaries (vaesim.study.measures)
+        outputs += [plugin_path(summary_path(run_id, step)), checksum_path(plugin_path(summary_path(run_id, step)))]
     return ExtractTask(
         task_id=f"extract/{run_id}/step_{step:08d}",
         outputs=tuple(outputs),
@@ -390,7 +393,8 @@ def plan_study(spec: StudySpec) -> StudyPlan:
                 probe_info_path(dataset),
                 factors_summary_path(dataset),
                 checksum_path(factors_summary_path(dataset)),
-            ),
+            ) + ((plugin_path(factors_summary_path(dataset)), checksum_path(plugin_path(factors_summary_path(dataset))))
+                 if plugin_metrics(spec.metrics) else ()),
             dataset=dataset, n=spec.probe.n, seed=spec.probe.seed, metrics=tuple(spec.metrics),
             dataset_root=spec.dataset_root, device=spec.device,
         )

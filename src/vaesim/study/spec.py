@@ -170,9 +170,8 @@ class StudySpec(_Strict):
     seeds: list[int] = Field(min_length=1)
     training: TrainingSpec
     probe: ProbeSpec
-    metrics: list[Literal["cka", "cka_debiased", "procrustes"]] = Field(
-        default_factory=lambda: ["cka", "procrustes"], min_length=1
-    )
+    plugins: list[str] = Field(default_factory=list)
+    metrics: list[str] = Field(default_factory=lambda: ["cka", "procrustes"], min_length=1)
     layers: list[str] | None = None
     comparisons: ComparisonsSpec = Field(default_factory=ComparisonsSpec)
     keep_activations: bool | list[str] = False
@@ -185,6 +184,20 @@ class StudySpec(_Strict):
         if len(set(values)) != len(values):
             raise ValueError(f"entries must be distinct; got {values} (remove the repeats)")
         return values
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_measures(cls, metrics: list[str], info) -> list[str]:
+        # plug-in measures (vaesim.similarity.register_measure) are registered by the `plugins` modules
+        from vaesim.similarity.registry import measure_names
+        from vaesim.study.measures import import_plugins
+
+        import_plugins(info.data.get("plugins") or [], where="plugins")
+        unknown = [m for m in metrics if m not in measure_names()]
+        if unknown:
+            raise ValueError(f"unknown similarity measures {unknown}; known: {list(measure_names())} "
+                             "(a plug-in measure needs its registering module under `plugins:`)")
+        return metrics
 
     @field_validator("seeds")
     @classmethod

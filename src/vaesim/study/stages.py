@@ -27,6 +27,9 @@ import pandas as pd
 
 from vaesim.study import plan as layout
 from vaesim.study.plan import FACTORS_LAYER, CompareTask, ExtractTask, ProbeTask, StoreTask, Task, TrainTask
+from vaesim.study.measures import (
+    builtin_metrics, import_study_plugins, load_plugin_summaries, plugin_metrics, plugin_path, save_plugin_summaries,
+)
 from vaesim.study.store import RESULT_SCHEMA, discard, is_written, verified, write_checksum, write_table
 from vaesim.utils import atomic_path, atomic_write_json, sha256_file
 
@@ -43,6 +46,7 @@ def run_task(study_dir: str, task: Task, torch_threads: int | None = None) -> di
     """
     root = Path(study_dir)
     start = time.perf_counter()
+    import_study_plugins(root)  # plug-in similarity measures named in the spec
     if outputs_done(root, task):
         return {"task_id": task.task_id, "status": "skipped", "seconds": 0.0}
     with thread_limit(torch_threads):
@@ -95,9 +99,10 @@ def probe_stage(root: Path, task: ProbeTask) -> None:
     write_checksum(probe_file)
     factors = np.asarray(probe.factors, dtype=np.float64)  # (n, F)
     factors_file = root / layout.factors_summary_path(dataset_name)
-    save_summaries(factors_file, {FACTORS_LAYER: summarise(factors, name=FACTORS_LAYER, metrics=task.metrics,
-                                                                   device=array_device(task.device))})
+    save_summaries(factors_file, {FACTORS_LAYER: summarise(factors, name=FACTORS_LAYER, metrics=builtin_metrics(
+        task.metrics), device=array_device(task.device))})
     write_checksum(factors_file)
+    write_plugin_summaries(factors_file, {FACTORS_LAYER: factors}, task.metrics)
     atomic_write_json(
         root / layout.probe_info_path(dataset_name),
         {
@@ -225,12 +230,45 @@ def extract_stage(root: Path, task: ExtractTask) -> str | None:
             np.savez(tmp, **{name: np.asarray(activations[name], dtype=np.float32) for name in kept})
         write_checksum(path)
     device = array_device(task.device)
-    summaries = {name: summarise(activations[name], name=name, metrics=task.metrics, device=device)
+    summaries = {name: summarise(activations[name], name=name, metrics=builtin_metrics(task.metrics), device=device)
                  for name in task.layers}
     path = root / layout.summary_path(run_id, step)
+    write_plugin_summaries(path, {name: activations[name] for name in task.layers}, task.metrics)
     save_summaries(path, summaries)
     write_checksum(path)
     return None
+
+
+def write_plugin_summaries(summary_file: Path, activations: dict, metrics) -> None:
+    """Plug-in measures' summaries of each layer beside ``summary_file`` (nothing without plug-ins)."""
+    from vaesim.similarity import plugin_summaries
+
+    if not plugin_metrics(metrics):
+        return
+    from vaesim.similarity.validation import as_matrix
+
+    stored = {}
+    for name, x in activations.items():
+        stored[name] = plugin_summaries(x, metrics, name=name)
+        for metric in plugin_metrics(metrics):  # a pair-only measure reads the activations themselves
+            if metric not in stored[name]:
+                stored[name][metric] = np.asarray(as_matrix(x, name), dtype=np.float64)
+    target = Path(plugin_path(str(summary_file)))
+    save_plugin_summaries(target, stored)
+    write_checksum(target)
+
+
+def with_plugin_summaries(summary_file: Path, summaries: dict, metrics) -> dict:
+    """``summaries`` as ``{layer: MeasureSummaries}`` with the stored plug-in summaries (unchanged without plug-ins)."""
+    from vaesim.similarity import MeasureSummaries
+
+    if not plugin_metrics(metrics):
+        return summaries
+    target = Path(plugin_path(str(summary_file)))
+    if not (is_written(target) and verified(target)):
+        raise FileNotFoundError(f"plug-in summary file {target} is missing or corrupt")
+    custom = load_plugin_summaries(target)
+    return {name: MeasureSummaries(s.n, s, custom.get(name, {})) for name, s in summaries.items()}
 
 
 def array_device(device: str) -> str | None:
@@ -262,7 +300,7 @@ def load_checked_summaries(root: Path, run_id: str, step: int, task: CompareTask
     path = root / layout.summary_path(run_id, step)
     if is_written(path) and verified(path):
         try:
-            return load_summaries(path)
+            return with_plugin_summaries(path, load_summaries(path), task.metrics)
         except Exception as error:
             logger.warning("summary file %s failed to load (%s); recomputing it", path, error)
     else:
@@ -272,7 +310,7 @@ def load_checked_summaries(root: Path, run_id: str, step: int, task: CompareTask
     if status == "corrupt_checkpoint":
         raise RuntimeError(f"cannot recompute {path}: checkpoint step {step} of run {run_id} is corrupt; "
                            "rerun `vaesim study run` to repair the run")
-    return load_summaries(path)
+    return with_plugin_summaries(path, load_summaries(path), task.metrics)
 
 
 def load_factors_summary(root: Path, dataset: str) -> dict:
@@ -305,7 +343,8 @@ def compare_stage(root: Path, task: CompareTask) -> None:
             if key not in models:
                 models[key] = load_checked_summaries(root, run_id, step, task)
     if comparison == "factors":
-        models[FACTORS_LAYER] = load_factors_summary(root, dataset)
+        models[FACTORS_LAYER] = with_plugin_summaries(root / layout.factors_summary_path(dataset),
+                                                      load_factors_summary(root, dataset), task.metrics)
         model_pairs = [(model_key(a, s), FACTORS_LAYER) for a, s, _b, _t in pairs]
     else:
         model_pairs = [(model_key(a, s), model_key(b, t)) for a, s, b, t in pairs]

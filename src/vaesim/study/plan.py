@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 from vaesim.study.measures import plugin_metrics, plugin_path
 from vaesim.study.spec import StudySpec, param_name
 
-STAGES = ("probe", "train", "extract", "compare", "store")
+STAGES = ("probe", "train", "extract", "compare", "disentangle", "store")
 COMPARISONS = ("within_run", "seeds", "params", "objectives", "factors")
 FACTORS_LAYER = "factors"
 DONE_MARKER = "DONE"
@@ -168,6 +168,33 @@ class CompareTask(Task):
         return extract_task(run_id, self.dataset, step, layers=self.layers, metrics=self.metrics,
                             probe_seed=self.probe_seed, keep_activations=self.keep_activations,
                             device=self.device)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DisentangleTask(Task):
+    """Disentanglement metrics of one checkpoint (:func:`vaesim.metrics.evaluate_disentanglement`)."""
+
+    stage: ClassVar[str] = "disentangle"
+    run: RunPlan
+    step: int
+    metrics: tuple[str, ...]
+    protocol_fraction: float = 1.0
+    seed: int = 0
+    dataset_root: str | None = None
+    device: str = "cpu"
+
+
+@dataclass(frozen=True, kw_only=True)
+class UDRTask(Task):
+    """UDR across the seeds of one (dataset, objective, value) at one step (:func:`vaesim.metrics.udr.udr`)."""
+
+    stage: ClassVar[str] = "disentangle"
+    runs: tuple[RunPlan, ...]
+    step: int
+    points: int
+    seed: int = 0
+    dataset_root: str | None = None
+    device: str = "cpu"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -442,6 +469,7 @@ def plan_study(spec: StudySpec) -> StudyPlan:
             )
         )
     plan.tasks["compare"] = compare
+    plan.tasks["disentangle"] = disentangle_tasks(spec, runs)
     plan.tasks["store"] = [
         StoreTask(
             task_id="store/runs",
@@ -451,6 +479,52 @@ def plan_study(spec: StudySpec) -> StudyPlan:
         )
     ]
     return plan
+
+
+def disentanglement_path(run_id: str, step: int) -> str:
+    return f"disentanglement/{run_id}/step_{step:08d}.parquet"
+
+
+def udr_path(label: str, step: int) -> str:
+    return f"disentanglement/udr/{label}_step_{step:08d}.parquet"
+
+
+def disentangle_tasks(spec: StudySpec, runs: list[RunPlan]) -> list[Task]:
+    """Metric tasks (one per run and chosen checkpoint) and UDR tasks (one per seed group and step)."""
+    options = spec.disentanglement
+    if options is None:
+        return []
+    from vaesim.metrics.protocol import METRIC_NAMES
+
+    metrics = tuple(options.metrics or METRIC_NAMES)
+    tasks: list[Task] = []
+    for run in runs:
+        steps = run.steps if options.checkpoints == "all" else run.steps[-1:]
+        for step in steps:
+            path = disentanglement_path(run.run_id, step)
+            tasks.append(DisentangleTask(
+                task_id=f"disentangle/{run.run_id}/step_{step:08d}", outputs=(path, checksum_path(path)),
+                inputs=(checkpoint_sums_path(run.run_id),), run=run, step=int(step), metrics=metrics,
+                protocol_fraction=options.protocol_fraction, seed=options.seed, dataset_root=spec.dataset_root,
+                device=spec.device))
+    if options.udr:
+        groups: dict[tuple, list[RunPlan]] = {}
+        for run in runs:
+            groups.setdefault((run.dataset, run.objective, run.param_name, run.param,
+                               stable_hash(run.fixed)), []).append(run)
+        for (dataset, objective, param_name, param, _), members in groups.items():
+            if len(members) < 2:
+                continue
+            label = f"{dataset}__{objective}-{param_name}{format_value(param)}_{stable_hash([r.run_id for r in members])}"
+            steps = members[0].steps if options.checkpoints == "all" else members[0].steps[-1:]
+            for step in steps:
+                path = udr_path(label, step)
+                tasks.append(UDRTask(
+                    task_id=f"udr/{label}/step_{step:08d}", outputs=(path, checksum_path(path)),
+                    inputs=tuple(checkpoint_sums_path(r.run_id) for r in members), runs=tuple(members),
+                    step=int(step), points=options.udr_points, seed=options.seed, dataset_root=spec.dataset_root,
+                    device=spec.device))
+    return tasks
 
 
 # -- spec differences -----------------------------------------------------

@@ -27,6 +27,7 @@ import pandas as pd
 
 from vaesim.study import plan as layout
 from vaesim.study.plan import FACTORS_LAYER, CompareTask, ExtractTask, ProbeTask, StoreTask, Task, TrainTask
+from vaesim.study.disentangle import disentangle_stage
 from vaesim.study.measures import (
     builtin_metrics, import_study_plugins, load_plugin_summaries, plugin_metrics, plugin_path, save_plugin_summaries,
 )
@@ -448,5 +449,6 @@ STAGE_FUNCTIONS = {
     "train": train_stage,
     "extract": extract_stage,
     "compare": compare_stage,
+    "disentangle": disentangle_stage,
     "store": store_stage,
 }

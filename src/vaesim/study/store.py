@@ -155,7 +155,7 @@ def load_training_metrics(study_dir: str | os.PathLike) -> pd.DataFrame:
 
 
 def query(study_dir: str | os.PathLike, sql: str) -> pd.DataFrame:
-    """Run DuckDB ``sql`` over the study; views ``results``, ``runs``, ``training_metrics``.
+    """Run DuckDB ``sql`` over the study; views ``results``, ``runs``, ``training_metrics``, ``disentanglement``.
 
     Example: ``query(d, "SELECT a_layer, avg(score) FROM results WHERE
     comparison = 'within_run' GROUP BY a_layer")``.
@@ -171,6 +171,14 @@ def query(study_dir: str | os.PathLike, sql: str) -> pd.DataFrame:
         else:
             con.register("results_empty", empty_results())
             con.execute("CREATE VIEW results AS SELECT * FROM results_empty")
+        from vaesim.study.disentangle import DISENTANGLEMENT_SCHEMA, disentanglement_files
+
+        scores = [str(f) for f in disentanglement_files(study_dir)]
+        if scores:  # the disentangle stage's tables (one row per run, step, metric, value)
+            con.execute(f"CREATE VIEW disentanglement AS SELECT * FROM read_parquet({_sql_list(scores)})")
+        else:
+            con.register("disentanglement_empty", DISENTANGLEMENT_SCHEMA.empty_table().to_pandas())
+            con.execute("CREATE VIEW disentanglement AS SELECT * FROM disentanglement_empty")
         for view, name in (("runs", RUNS_TABLE), ("training_metrics", TRAINING_METRICS_TABLE)):
             path = study_dir / name
             if path.is_file():
@@ -178,7 +186,7 @@ def query(study_dir: str | os.PathLike, sql: str) -> pd.DataFrame:
         try:
             return con.execute(sql).df()
         except duckdb.Error as error:
-            raise ValueError(f"query failed: {error}; the views are results, runs, training_metrics "
+            raise ValueError(f"query failed: {error}; the views are results, runs, training_metrics, disentanglement "
                              f"(results columns: {', '.join(RESULT_COLUMNS)})") from None
     finally:
         con.close()

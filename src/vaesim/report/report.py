@@ -19,6 +19,7 @@ import yaml
 from vaesim.report.figures import make_figures
 from vaesim.report.findings import compute_findings
 from vaesim.report.html import render_report
+from vaesim.report.selection import selection_report
 from vaesim.utils import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -88,9 +89,14 @@ def write_report(study_dir: str | Path, *, metric: str = "cka") -> Path:
         raise ValueError(f"metric {metric!r} is not in the results of {study_dir} "
                          f"(found {sorted(set(results['metric']))}); pass one of those with --metric")
     findings = compute_findings(results, runs, metric=metric)
+    # similarity vs disentanglement / UDR, when the study ran its disentangle stage (vaesim.report.selection)
+    extra_findings, extra_figures = selection_report(study_dir, results, metric=metric,
+                                                     figures_dir=study_dir / FIGURES_DIR)
+    if len(extra_findings):
+        findings = pd.concat([findings, extra_findings], ignore_index=True)
     with atomic_path(study_dir / FINDINGS_FILE) as tmp:
         findings.to_csv(tmp, index=False)
-    figures = make_figures(results, runs, study_dir / FIGURES_DIR, metric=metric)
+    figures = make_figures(results, runs, study_dir / FIGURES_DIR, metric=metric) + extra_figures
     title, summary = _summary(spec_text, results, runs)
     page = render_report(title=title, summary=summary, findings=findings, figures=figures, runs=runs,
                          counts=_counts(results), spec_text=spec_text, notes=notes)

@@ -75,3 +75,16 @@ def test_disentangle_stage_stores_rows_equal_to_direct_evaluation(tmp_path):
     assert all(layout.checksum_path(str(f)) and (f.parent / (f.name + ".sha256")).is_file() for f in files)
     run_study(spec, out, progress=False, threads=1)  # resumable: nothing recomputed
     assert [f.stat().st_mtime_ns for f in files] == stamps
+
+
+def test_corrupt_disentanglement_table_is_recomputed(tmp_path):
+    spec = parse_spec(dict(spec_dict(), disentanglement={"protocol_fraction": 0.002, "udr": False,
+                                                         "metrics": ["mig", "sap"]}))
+    out = tmp_path / "study"
+    run_study(spec, out, progress=False, threads=1)
+    before = load_disentanglement(out).sort_values(["run", "metric"]).reset_index(drop=True)
+    victim = sorted((out / "disentanglement").rglob("*.parquet"))[0]
+    victim.write_bytes(b"not parquet")
+    run_study(spec, out, progress=False, threads=1)
+    after = load_disentanglement(out).sort_values(["run", "metric"]).reset_index(drop=True)
+    assert after.equals(before)

@@ -219,3 +219,34 @@ def test_bad_inputs_name_the_problem():
         evaluate_disentanglement(linear_truth(np.eye(3)), metrics=("mig", "nope"))
     with pytest.raises(ValueError, match="F >= 2"):
         modularity_from_mi(np.ones((3, 1)))
+
+
+def test_model_factor_codes_encodes_each_item_once_and_exactly():
+    import torch
+
+    from vaesim.data import get_dataset
+    from vaesim.metrics import model_factor_codes
+    from vaesim.models import build_vae
+
+    dataset = get_dataset("dsprites-procedural")
+    torch.manual_seed(0)
+    model = build_vae(num_channels=1).eval()
+    seen = []
+    original = model.encode
+
+    def counting(x):
+        seen.append(len(x))
+        return original(x)
+
+    model.encode = counting
+    truth = model_factor_codes(dataset, model, batch_size=16)
+    rng = np.random.default_rng(0)
+    factors = dataset.sample_factors(40, rng)
+    twice = np.concatenate([factors, factors[:10]])
+    codes = truth.codes(twice, rng)
+    assert sum(seen) == len(np.unique(dataset.index_of(factors)))  # the repeats come from the cache
+    with torch.no_grad():
+        direct = original(torch.from_numpy(dataset.images_for_factors(twice)))[0].double().numpy()
+    assert np.array_equal(codes, direct)
+    truth.codes(factors, rng)
+    assert sum(seen) == len(np.unique(dataset.index_of(factors)))

@@ -152,8 +152,9 @@ def selection_findings(table: pd.DataFrame) -> pd.DataFrame:
             weights = usable.n_runs.to_numpy(dtype=float)
             value = float(np.average(usable.rho, weights=weights))
             draws = np.vstack([d for d in usable.draws])  # (cells, samples)
-            combined = np.nansum(draws * weights[:, None], axis=0) / np.sum(
-                np.isfinite(draws) * weights[:, None], axis=0)
+            with np.errstate(invalid="ignore", divide="ignore"):  # a draw where every cell was degenerate
+                combined = np.nansum(draws * weights[:, None], axis=0) / np.sum(
+                    np.isfinite(draws) * weights[:, None], axis=0)
             combined = combined[np.isfinite(combined)]
             low, high = (np.percentile(combined, [2.5, 97.5]) if len(combined) else (math.nan, math.nan))
             verdict = HOLDS if low > 0 else DOES_NOT_HOLD

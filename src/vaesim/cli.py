@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "vaesim.report.commands",
     "vaesim.training.commands",
     "vaesim.data.commands",
+    "vaesim.imports.commands",
 )
 
 

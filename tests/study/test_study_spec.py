@@ -94,7 +94,8 @@ def test_unknown_names_list_allowed_values(tiny_dict):
 
 def test_bad_metric_lists_allowed(tiny_dict):
     tiny_dict["metrics"] = ["cka", "rsa"]
-    with pytest.raises(ValueError, match=r"metrics\.1: Input should be 'cka', 'cka_debiased' or 'procrustes'"):
+    with pytest.raises(ValueError, match=r"metrics: .*unknown similarity measures \['rsa'\]; known: \['cka', "
+                                         r"'cka_debiased', 'procrustes', 'svcca', 'pwcca'"):
         parse_spec(tiny_dict)
 
 

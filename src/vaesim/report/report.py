@@ -27,6 +27,7 @@ from vaesim.report.html import render_report, table_html
 from vaesim.report.pictures import NoCheckpoints
 from vaesim.report.training_figures import figure_kl_per_dimension, figure_training_curves
 from vaesim.study.provenance import environment, read_provenance
+from vaesim.report.selection import selection_report
 from vaesim.utils import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -212,9 +213,13 @@ def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC) -> Path
         notes.append("latents.parquet is missing (a study from before per-checkpoint latent statistics, or its store "
                      "stage has not run): claim 3 lacks data.")
     findings = compute_findings(results, runs, latents=latents, metric=metric)
+    # similarity vs disentanglement / UDR, when the study ran its disentangle stage (vaesim.report.selection)
+    extra_findings, extra_figures = selection_report(study_dir, results, metric=metric, figures_dir=figures_dir)
+    if len(extra_findings):
+        findings = pd.concat([findings, extra_findings], ignore_index=True)
     with atomic_path(findings_file) as tmp:
         findings.to_csv(tmp, index=False)
-    figures = make_figures(results, runs, figures_dir, metric=metric)
+    figures = make_figures(results, runs, figures_dir, metric=metric) + extra_figures
     pictures_main, gallery = model_pictures(study_dir, runs, figures_dir)
     metrics = _training_metrics(study_dir)
     training = [

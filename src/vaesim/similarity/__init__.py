@@ -4,10 +4,15 @@ Single pairs: :func:`linear_cka`, :func:`procrustes_similarity`,
 :func:`procrustes_distance`. Many layers of many models: :func:`summarise`
 each (model, layer) once, optionally :func:`save_summaries` /
 :func:`load_summaries`, then :func:`compare`. Probe sets too large for memory:
-:class:`StreamingCKA`.
+:class:`StreamingCKA`. SVCCA / PWCCA: :func:`svcca`, :func:`pwcca`, and
+``compare(..., metrics=("svcca", "pwcca"))``. Your own measure:
+:func:`register_measure` (see :mod:`vaesim.similarity.registry`).
 """
 
 from vaesim.similarity.engine import COLUMNS, compare
+from vaesim.similarity.registry import Measure, get_measure, measure_names, register_measure, unregister_measure
+from vaesim.similarity.cca import pwcca, svcca  # registers "svcca" and "pwcca"
+from vaesim.similarity.plugins import MeasureSummaries, plugin_summaries
 from vaesim.similarity.measures import linear_cka, procrustes_distance, procrustes_similarity
 from vaesim.similarity.streaming import StreamingCKA
 from vaesim.similarity.summary import METRICS, LayerSummary, load_summaries, save_summaries, summarise
@@ -16,8 +21,17 @@ __all__ = [
     "COLUMNS",
     "METRICS",
     "LayerSummary",
+    "Measure",
+    "MeasureSummaries",
     "StreamingCKA",
     "compare",
+    "get_measure",
+    "measure_names",
+    "plugin_summaries",
+    "pwcca",
+    "register_measure",
+    "svcca",
+    "unregister_measure",
     "linear_cka",
     "load_summaries",
     "procrustes_distance",

@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from vaesim.similarity.measures import CLAMP_TOLERANCE, unbiased_hsic_centred
-from vaesim.similarity.summary import LayerSummary, check_metrics, packed_offset, summarise
+from vaesim.similarity import registry
+from vaesim.similarity.summary import METRICS, LayerSummary, check_metrics, packed_offset, summarise
 
 __all__ = ["compare", "COLUMNS"]
 
@@ -328,7 +329,9 @@ def compare(
     Args:
         models: ``{model key: {layer name: activations (n, ...) or LayerSummary}}``;
             all layers share the same ``n`` examples.
-        metrics: subset of ``("cka", "cka_debiased", "procrustes")``.
+        metrics: subset of ``("cka", "cka_debiased", "procrustes")`` plus any
+            measure registered with :func:`vaesim.similarity.register_measure`
+            (e.g. ``"svcca"``, ``"pwcca"``; see :mod:`vaesim.similarity.plugins`).
         model_pairs: ``None`` = every unordered pair of model keys including
             each model with itself; else an explicit list of ``(a_key, b_key)``.
         device: torch device (e.g. ``"cuda"``) for the Grams, QR factors and
@@ -342,6 +345,12 @@ def compare(
         once (a layer with itself included); two different models give every
         ``(a_layer, b_layer)``. Zero-variance layers give NaN with a ``note``.
     """
+    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
+    if any(m in registry.measure_names() and m not in METRICS for m in metrics):  # plug-in measures
+        from vaesim.similarity.plugins import compare_with_plugins
+
+        return compare_with_plugins(models, metrics=metrics, model_pairs=model_pairs, device=device,
+                                    block_bytes=block_bytes)
     _check_models(models)
     metrics = check_metrics(metrics, "compare")
     pairs = _resolve_pairs(models, model_pairs)

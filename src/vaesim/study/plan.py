@@ -23,9 +23,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from vaesim.study.measures import plugin_metrics, plugin_path
 from vaesim.study.spec import StudySpec, param_name
 
-STAGES = ("probe", "train", "extract", "compare", "store")
+STAGES = ("probe", "train", "extract", "compare", "disentangle", "store")
 COMPARISONS = ("within_run", "seeds", "params", "objectives", "factors", "noise_floor")
 FACTORS_LAYER = "factors"
 DONE_MARKER = "DONE"
@@ -172,6 +173,33 @@ class CompareTask(Task):
                             probe_seed=self.probe_seed, keep_activations=self.keep_activations,
                             device=self.device, sample_noise=self.sample_noise,
                             resample=step == self.resample_step)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DisentangleTask(Task):
+    """Disentanglement metrics of one checkpoint (:func:`vaesim.metrics.evaluate_disentanglement`)."""
+
+    stage: ClassVar[str] = "disentangle"
+    run: RunPlan
+    step: int
+    metrics: tuple[str, ...]
+    protocol_fraction: float = 1.0
+    seed: int = 0
+    dataset_root: str | None = None
+    device: str = "cpu"
+
+
+@dataclass(frozen=True, kw_only=True)
+class UDRTask(Task):
+    """UDR across the seeds of one (dataset, objective, value) at one step (:func:`vaesim.metrics.udr.udr`)."""
+
+    stage: ClassVar[str] = "disentangle"
+    runs: tuple[RunPlan, ...]
+    step: int
+    points: int
+    seed: int = 0
+    dataset_root: str | None = None
+    device: str = "cpu"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -401,6 +429,8 @@ def extract_task(run_id: str, dataset: str, step: int, *, layers: tuple[str, ...
         outputs += [resampled_path(run_id, step), checksum_path(resampled_path(run_id, step))]
     if keep_activations:
         outputs += [activations_path(run_id, step), checksum_path(activations_path(run_id, step))]
+    if plugin_metrics(metrics):  # plug-in measures' summaries (vaesim.study.measures)
+        outputs += [plugin_path(summary_path(run_id, step)), checksum_path(plugin_path(summary_path(run_id, step)))]
     return ExtractTask(
         task_id=f"extract/{run_id}/step_{step:08d}",
         outputs=tuple(outputs),
@@ -434,7 +464,8 @@ def plan_study(spec: StudySpec) -> StudyPlan:
                 factors_summary_path(dataset),
                 checksum_path(factors_summary_path(dataset)),
                 checksum_path(probe_info_path(dataset)),
-            ),
+            ) + ((plugin_path(factors_summary_path(dataset)), checksum_path(plugin_path(factors_summary_path(dataset))))
+                 if plugin_metrics(spec.metrics) else ()),
             dataset=dataset, n=spec.probe.n, seed=spec.probe.seed, metrics=tuple(spec.metrics),
             dataset_root=spec.dataset_root, device=spec.device,
         )
@@ -487,6 +518,7 @@ def plan_study(spec: StudySpec) -> StudyPlan:
             )
         )
     plan.tasks["compare"] = compare
+    plan.tasks["disentangle"] = disentangle_tasks(spec, runs)
     plan.tasks["store"] = [
         StoreTask(
             task_id="store/runs",
@@ -497,6 +529,52 @@ def plan_study(spec: StudySpec) -> StudyPlan:
         )
     ]
     return plan
+
+
+def disentanglement_path(run_id: str, step: int) -> str:
+    return f"disentanglement/{run_id}/step_{step:08d}.parquet"
+
+
+def udr_path(label: str, step: int) -> str:
+    return f"disentanglement/udr/{label}_step_{step:08d}.parquet"
+
+
+def disentangle_tasks(spec: StudySpec, runs: list[RunPlan]) -> list[Task]:
+    """Metric tasks (one per run and chosen checkpoint) and UDR tasks (one per seed group and step)."""
+    options = spec.disentanglement
+    if options is None:
+        return []
+    from vaesim.metrics.protocol import METRIC_NAMES
+
+    metrics = tuple(options.metrics or METRIC_NAMES)
+    tasks: list[Task] = []
+    for run in runs:
+        steps = run.steps if options.checkpoints == "all" else run.steps[-1:]
+        for step in steps:
+            path = disentanglement_path(run.run_id, step)
+            tasks.append(DisentangleTask(
+                task_id=f"disentangle/{run.run_id}/step_{step:08d}", outputs=(path, checksum_path(path)),
+                inputs=(checkpoint_sums_path(run.run_id),), run=run, step=int(step), metrics=metrics,
+                protocol_fraction=options.protocol_fraction, seed=options.seed, dataset_root=spec.dataset_root,
+                device=spec.device))
+    if options.udr:
+        groups: dict[tuple, list[RunPlan]] = {}
+        for run in runs:
+            groups.setdefault((run.dataset, run.objective, run.param_name, run.param,
+                               stable_hash(run.fixed)), []).append(run)
+        for (dataset, objective, param_name, param, _), members in groups.items():
+            if len(members) < 2:
+                continue
+            label = f"{dataset}__{objective}-{param_name}{format_value(param)}_{stable_hash([r.run_id for r in members])}"
+            steps = members[0].steps if options.checkpoints == "all" else members[0].steps[-1:]
+            for step in steps:
+                path = udr_path(label, step)
+                tasks.append(UDRTask(
+                    task_id=f"udr/{label}/step_{step:08d}", outputs=(path, checksum_path(path)),
+                    inputs=tuple(checkpoint_sums_path(r.run_id) for r in members), runs=tuple(members),
+                    step=int(step), points=options.udr_points, seed=options.seed, dataset_root=spec.dataset_root,
+                    device=spec.device))
+    return tasks
 
 
 # -- spec differences -----------------------------------------------------

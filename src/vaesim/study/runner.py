@@ -23,6 +23,7 @@ from vaesim.study import plan as layout
 from vaesim.study.budget import check_budget, writable_directory
 from vaesim.study.executors import EXECUTORS, StageOutcome, TaskFailure, make_executor
 from vaesim.study.lock import RUNNING_FILE, StudyLock, describe, read_running, runner_alive
+from vaesim.study.measures import plugin_path
 from vaesim.study.plan import STAGES, StudyPlan, Task, plan_study, spec_differences
 from vaesim.study.progress import clear_progress
 from vaesim.study.provenance import ProvenanceRecorder
@@ -186,7 +187,7 @@ def remove_stale(out_dir: Path, old: StudySpec, new: StudySpec) -> None:
         for folder in ("probes", "summaries", "activations", "results"):
             shutil.rmtree(out_dir / folder, ignore_errors=True)
     keep = {output for task in plan_study(new).all_tasks() for output in task.outputs}
-    for folder in ("probes", "summaries", "activations", "results"):
+    for folder in ("probes", "summaries", "activations", "results", "disentanglement"):
         base = out_dir / folder
         if base.is_dir():
             for path in base.rglob("*"):
@@ -348,7 +349,7 @@ def run_study(spec, out_dir, *, executor: str = "local", workers: int | None = N
 
 def _run_stage(plan: StudyPlan, stage: str, out_dir: Path, runner, meter: _Progress) -> list[TaskFailure]:
     tasks = plan.tasks[stage]
-    if stage in ("probe", "compare", "store"):
+    if stage in ("probe", "compare", "disentangle", "store"):
         _discard_corrupt_outputs(out_dir, tasks)
     if stage == "store":
         _discard_stale_store(plan, out_dir)
@@ -465,9 +466,13 @@ def repair_run(out_dir: Path, plan: StudyPlan, run_id: str, bad_step: int) -> No
     for step in plan.run(run_id).steps:
         if step >= bad_step:
             for rel in (layout.summary_path(run_id, step), layout.activations_path(run_id, step),
-                        layout.latents_path(run_id, step), layout.resampled_path(run_id, step)):
+                        layout.latents_path(run_id, step), layout.resampled_path(run_id, step),
+                        plugin_path(layout.summary_path(run_id, step)), layout.disentanglement_path(run_id, step)):
                 discard(out_dir / rel)
                 stale.add(rel)
+    for task in plan.tasks.get("disentangle", []):  # UDR of a group that contains this run
+        if layout.checkpoint_sums_path(run_id) in task.inputs and getattr(task, "step", -1) >= bad_step:
+            discard(out_dir / task.outputs[0])
     for task in plan.tasks["compare"]:
         if stale & set(task.inputs):
             discard(out_dir / task.outputs[0])

@@ -146,6 +146,36 @@ class ProbeSpec(_Strict):
     sample_noise: Literal["independent", "shared"] = "independent"
 
 
+class DisentanglementSpec(_Strict):
+    """Disentanglement metrics and UDR per checkpoint (:mod:`vaesim.metrics`).
+
+    ``checkpoints``: ``final`` (each run's last checkpoint) or ``all``.
+    ``metrics``: names from :data:`vaesim.metrics.METRIC_NAMES` (default all).
+    ``protocol_fraction``: scale of disentanglement_lib's sample sizes
+    (1.0 = the protocol: 10,000 train / 5,000 test points, batches of 64).
+    ``udr``: UDR (Lasso and Spearman) across the seeds of each (dataset,
+    objective, value) on ``udr_points`` images. ``seed``: every draw.
+    """
+
+    checkpoints: Literal["final", "all"] = "final"
+    metrics: list[str] | None = None
+    protocol_fraction: float = Field(default=1.0, gt=0.0, le=1.0)
+    udr: bool = True
+    udr_points: int = Field(default=10000, ge=10)
+    seed: int = Field(default=0, ge=0)
+
+    @field_validator("metrics")
+    @classmethod
+    def _known(cls, metrics: list[str] | None) -> list[str] | None:
+        from vaesim.metrics.protocol import METRIC_NAMES
+
+        if metrics is not None:
+            unknown = [m for m in metrics if m not in METRIC_NAMES]
+            if unknown or not metrics:
+                raise ValueError(f"unknown disentanglement metrics {unknown}; known: {list(METRIC_NAMES)}")
+        return metrics
+
+
 class ComparisonsSpec(_Strict):
     """Which comparisons to make (see docs/study.md for the exact pairs).
 
@@ -200,12 +230,12 @@ class StudySpec(_Strict):
     seeds: list[Seed] = Field(min_length=1)
     training: TrainingSpec
     probe: ProbeSpec
-    metrics: list[Literal["cka", "cka_debiased", "procrustes"]] = Field(
-        default_factory=lambda: ["cka", "procrustes"], min_length=1
-    )
+    plugins: list[str] = Field(default_factory=list)
+    metrics: list[str] = Field(default_factory=lambda: ["cka", "procrustes"], min_length=1)
     layers: list[str] | None = None
     comparisons: ComparisonsSpec = Field(default_factory=ComparisonsSpec)
     keep_activations: bool | list[str] = False
+    disentanglement: DisentanglementSpec | None = None
     device: str = "auto"
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
 
@@ -215,6 +245,20 @@ class StudySpec(_Strict):
         if len(set(values)) != len(values):
             raise ValueError(f"entries must be distinct; got {values} (remove the repeats)")
         return values
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_measures(cls, metrics: list[str], info) -> list[str]:
+        # plug-in measures (vaesim.similarity.register_measure) are registered by the `plugins` modules
+        from vaesim.similarity.registry import measure_names
+        from vaesim.study.measures import import_plugins
+
+        import_plugins(info.data.get("plugins") or [], where="plugins")
+        unknown = [m for m in metrics if m not in measure_names()]
+        if unknown:
+            raise ValueError(f"unknown similarity measures {unknown}; known: {list(measure_names())} "
+                             "(a plug-in measure needs its registering module under `plugins:`)")
+        return metrics
 
     @field_validator("seeds")
     @classmethod

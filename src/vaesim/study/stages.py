@@ -29,6 +29,10 @@ import pandas as pd
 from vaesim.study import plan as layout
 from vaesim.study.plan import FACTORS_LAYER, CompareTask, ExtractTask, ProbeTask, StoreTask, Task, TrainTask
 from vaesim.study.progress import TaskProgress
+from vaesim.study.disentangle import disentangle_stage
+from vaesim.study.measures import (
+    builtin_metrics, import_study_plugins, load_plugin_summaries, plugin_metrics, plugin_path, save_plugin_summaries,
+)
 from vaesim.study.store import RESULT_SCHEMA, discard, is_written, verified, write_checksum, write_table
 from vaesim.utils import atomic_path, atomic_write_json, sha256_file
 
@@ -45,6 +49,7 @@ def run_task(study_dir: str, task: Task, torch_threads: int | None = None) -> di
     """
     root = Path(study_dir)
     start = time.perf_counter()
+    import_study_plugins(root)  # plug-in similarity measures named in the spec
     if outputs_done(root, task) and not (isinstance(task, StoreTask) and store_is_stale(root, task)):
         return {"task_id": task.task_id, "status": "skipped", "seconds": 0.0}
     with thread_limit(torch_threads):
@@ -103,9 +108,10 @@ def probe_stage(root: Path, task: ProbeTask) -> None:
     write_checksum(probe_file)
     factors = np.asarray(probe.factors, dtype=np.float64)  # (n, F)
     factors_file = root / layout.factors_summary_path(dataset_name)
-    save_summaries(factors_file, {FACTORS_LAYER: summarise(factors, name=FACTORS_LAYER, metrics=task.metrics,
-                                                                   device=array_device(task.device))})
+    save_summaries(factors_file, {FACTORS_LAYER: summarise(factors, name=FACTORS_LAYER, metrics=builtin_metrics(
+        task.metrics), device=array_device(task.device))})
     write_checksum(factors_file)
+    write_plugin_summaries(factors_file, {FACTORS_LAYER: factors}, task.metrics)
     atomic_write_json(
         root / layout.probe_info_path(dataset_name),
         {
@@ -319,7 +325,7 @@ def extract_stage(root: Path, task: ExtractTask) -> str | None:
             seed=noise_seed(task.probe_seed, run_id + RESAMPLED_SUFFIX, step), device=resolve_device(task.device),
         )
         path = root / layout.resampled_path(run_id, step)
-        save_summaries(path, {name: summarise(again[name], name=name, metrics=task.metrics,
+        save_summaries(path, {name: summarise(again[name], name=name, metrics=builtin_metrics(task.metrics),
                                               device=array_device(task.device)) for name in resampled_layers})
         write_checksum(path)
     kept = task.keep_activations
@@ -332,9 +338,10 @@ def extract_stage(root: Path, task: ExtractTask) -> str | None:
     meter.update(1)
     summaries = {}
     for index, name in enumerate(task.layers, 2):  # recording counts as the first unit
-        summaries[name] = summarise(activations[name], name=name, metrics=task.metrics, device=device)
+        summaries[name] = summarise(activations[name], name=name, metrics=builtin_metrics(task.metrics), device=device)
         meter.update(index)
     path = root / layout.summary_path(run_id, step)
+    write_plugin_summaries(path, {name: activations[name] for name in task.layers}, task.metrics)
     save_summaries(path, summaries)
     write_checksum(path)
     meter.close()
@@ -343,6 +350,38 @@ def extract_stage(root: Path, task: ExtractTask) -> str | None:
 
 LATENT_LAYERS = ("encoder.mean", "encoder.logvar")  # always recorded: the latent statistics need them
 RESAMPLED_SUFFIX = "/resampled"  # the second eps of a noise-floor recording: noise_seed(probe, run + suffix, step)
+
+
+def write_plugin_summaries(summary_file: Path, activations: dict, metrics) -> None:
+    """Plug-in measures' summaries of each layer beside ``summary_file`` (nothing without plug-ins)."""
+    from vaesim.similarity import plugin_summaries
+
+    if not plugin_metrics(metrics):
+        return
+    from vaesim.similarity.validation import as_matrix
+
+    stored = {}
+    for name, x in activations.items():
+        stored[name] = plugin_summaries(x, metrics, name=name)
+        for metric in plugin_metrics(metrics):  # a pair-only measure reads the activations themselves
+            if metric not in stored[name]:
+                stored[name][metric] = np.asarray(as_matrix(x, name), dtype=np.float64)
+    target = Path(plugin_path(str(summary_file)))
+    save_plugin_summaries(target, stored)
+    write_checksum(target)
+
+
+def with_plugin_summaries(summary_file: Path, summaries: dict, metrics) -> dict:
+    """``summaries`` as ``{layer: MeasureSummaries}`` with the stored plug-in summaries (unchanged without plug-ins)."""
+    from vaesim.similarity import MeasureSummaries
+
+    if not plugin_metrics(metrics):
+        return summaries
+    target = Path(plugin_path(str(summary_file)))
+    if not (is_written(target) and verified(target)):
+        raise FileNotFoundError(f"plug-in summary file {target} is missing or corrupt")
+    custom = load_plugin_summaries(target)
+    return {name: MeasureSummaries(s.n, s, custom.get(name, {})) for name, s in summaries.items()}
 
 
 def array_device(device: str) -> str | None:
@@ -373,9 +412,10 @@ def load_checked_summaries(root: Path, run_id: str, step: int, task: CompareTask
     from vaesim.similarity import load_summaries
 
     path = root / (layout.resampled_path if resampled else layout.summary_path)(run_id, step)
+    metrics = builtin_metrics(task.metrics) if resampled else task.metrics  # the noise floor uses built-ins only
     if is_written(path) and verified(path):
         try:
-            return load_summaries(path)
+            return with_plugin_summaries(path, load_summaries(path), metrics)
         except Exception as error:
             logger.warning("summary file %s failed to load (%s); recomputing it", path, error)
     else:
@@ -385,7 +425,7 @@ def load_checked_summaries(root: Path, run_id: str, step: int, task: CompareTask
     if status == "corrupt_checkpoint":
         raise RuntimeError(f"cannot recompute {path}: checkpoint step {step} of run {run_id} is corrupt; "
                            "rerun `vaesim study run` to repair the run")
-    return load_summaries(path)
+    return with_plugin_summaries(path, load_summaries(path), metrics)
 
 
 def load_factors_summary(root: Path, dataset: str) -> dict:
@@ -424,7 +464,8 @@ def compare_stage(root: Path, task: CompareTask) -> None:
                 models[key] = load_checked_summaries(root, run_id, step, task)
                 meter.update(len(models))
     if comparison == "factors":
-        models[FACTORS_LAYER] = load_factors_summary(root, dataset)
+        models[FACTORS_LAYER] = with_plugin_summaries(root / layout.factors_summary_path(dataset),
+                                                      load_factors_summary(root, dataset), task.metrics)
         model_pairs = [(model_key(a, s), FACTORS_LAYER) for a, s, _b, _t in pairs]
     elif comparison == "noise_floor":
         # the noise-driven layers of one checkpoint, recorded with two eps: only the same layer is compared
@@ -436,7 +477,8 @@ def compare_stage(root: Path, task: CompareTask) -> None:
             model_pairs.append((model_key(a, s), model_key(a, s) + RESAMPLED_SUFFIX))
     else:
         model_pairs = [(model_key(a, s), model_key(b, t)) for a, s, b, t in pairs]
-    scores = compare(models, metrics=tuple(task.metrics), model_pairs=model_pairs, device=array_device(task.device))
+    metrics = tuple(builtin_metrics(task.metrics)) if comparison == "noise_floor" else tuple(task.metrics)
+    scores = compare(models, metrics=metrics, model_pairs=model_pairs, device=array_device(task.device))
     if comparison == "noise_floor":
         scores = scores[scores["a_layer"] == scores["b_layer"]].reset_index(drop=True)
     frame = result_rows(scores, pairs, task, dataset_size(root, dataset))
@@ -630,5 +672,6 @@ STAGE_FUNCTIONS = {
     "train": train_stage,
     "extract": extract_stage,
     "compare": compare_stage,
+    "disentangle": disentangle_stage,
     "store": store_stage,
 }

@@ -213,7 +213,8 @@ def load_latents(study_dir: str | os.PathLike) -> pd.DataFrame:
 
 
 def query(study_dir: str | os.PathLike, sql: str) -> pd.DataFrame:
-    """Run DuckDB ``sql`` over the study; views ``results``, ``runs``, ``training_metrics``, ``latents``.
+    """Run DuckDB ``sql`` over the study; views ``results``, ``runs``, ``training_metrics``, ``latents``,
+    ``disentanglement``.
 
     Example: ``query(d, "SELECT a_layer, avg(score) FROM results WHERE
     comparison = 'within_run' GROUP BY a_layer")``.
@@ -236,6 +237,9 @@ def query(study_dir: str | os.PathLike, sql: str) -> pd.DataFrame:
     check_verified([Path(f) for f in files] + list(tables.values()), study_dir)
     con = duckdb.connect()
     try:
+        from vaesim.study.disentangle import DISENTANGLEMENT_SCHEMA, disentanglement_files
+
+        scores = [str(f) for f in disentanglement_files(study_dir)]
         try:
             if files:
                 con.execute(f"CREATE VIEW results AS SELECT * FROM read_parquet({_sql_list(files)}, "
@@ -243,9 +247,14 @@ def query(study_dir: str | os.PathLike, sql: str) -> pd.DataFrame:
             else:
                 con.register("results_empty", empty_results())
                 con.execute("CREATE VIEW results AS SELECT * FROM results_empty")
+            if scores:  # the disentangle stage's tables (one row per run, step, metric, value)
+                con.execute(f"CREATE VIEW disentanglement AS SELECT * FROM read_parquet({_sql_list(scores)})")
+            else:
+                con.register("disentanglement_empty", DISENTANGLEMENT_SCHEMA.empty_table().to_pandas())
+                con.execute("CREATE VIEW disentanglement AS SELECT * FROM disentanglement_empty")
             for view, path in tables.items():
                 con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({_sql_list([str(path)])})")
-            allowed = files + [str(path) for path in tables.values()]
+            allowed = files + scores + [str(path) for path in tables.values()]
             con.execute(f"SET allowed_paths = {_sql_list(allowed)}")
             con.execute("SET enable_external_access = false")
             con.execute("SET lock_configuration = true")
@@ -255,8 +264,8 @@ def query(study_dir: str | os.PathLike, sql: str) -> pd.DataFrame:
         try:
             return con.execute(sql).df()
         except duckdb.Error as error:
-            raise ValueError(f"query failed: {error}; the views are results, runs, training_metrics, latents "
-                             f"(results columns: {', '.join(RESULT_COLUMNS)}); files outside the study "
+            raise ValueError(f"query failed: {error}; the views are results, runs, training_metrics, latents, "
+                             f"disentanglement (results columns: {', '.join(RESULT_COLUMNS)}); files outside the study "
                              "cannot be read or written from a query") from None
     finally:
         con.close()

@@ -1,0 +1,133 @@
+"""The ``disentangle`` stage: disentanglement metrics and UDR of checkpoints, stored beside the results.
+
+Writes, each atomically with a SHA-256 sidecar (so a rerun skips finished
+tasks and a damaged file is recomputed):
+
+* ``disentanglement/<run_id>/step_{step:08d}.parquet``: one row per metric
+  of :func:`vaesim.metrics.evaluate_disentanglement` (the mean code,
+  layer ``encoder.mean``, at disentanglement_lib's protocol sizes);
+* ``disentanglement/udr/<group>_step_{step:08d}.parquet``: ``udr_lasso``,
+  ``udr_spearman`` and ``udr_active_dims`` of every seed of one (dataset,
+  objective, value), all encoded on the same ``points`` images.
+
+Columns: :data:`DISENTANGLEMENT_SCHEMA` (one row per run, step, metric,
+value). ``vaesim query DIR "SELECT * FROM disentanglement"`` reads them.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from vaesim.study import plan as layout
+from vaesim.study.plan import DisentangleTask, RunPlan, UDRTask
+from vaesim.study.store import write_table
+
+__all__ = ["DISENTANGLEMENT_SCHEMA", "disentangle_stage", "load_disentanglement"]
+
+logger = logging.getLogger(__name__)
+
+DISENTANGLEMENT_SCHEMA = pa.schema([
+    ("dataset", pa.string()),
+    ("run", pa.string()),
+    ("objective", pa.string()),
+    ("param_name", pa.string()),
+    ("param", pa.float64()),
+    ("seed", pa.int64()),
+    ("step", pa.int64()),
+    ("metric", pa.string()),
+    ("value", pa.float64()),
+])
+
+
+def _rows(run: RunPlan, step: int, values: dict[str, float]) -> pd.DataFrame:
+    return pd.DataFrame([dict(dataset=run.dataset, run=run.run_id, objective=run.objective,
+                              param_name=run.param_name, param=float(run.param), seed=int(run.seed), step=int(step),
+                              metric=name, value=float(value)) for name, value in values.items()])
+
+
+def _load_model(root: Path, run_id: str, step: int, device: str):
+    from vaesim.study.stages import checkpoint_file, checkpoint_intact, resolve_device
+    from vaesim.training import load_checkpoint
+
+    if not checkpoint_intact(root, run_id, step):
+        raise RuntimeError(f"checkpoint {checkpoint_file(root / layout.run_dir(run_id), step)} does not match the "
+                           "checksum recorded after training; rerun `vaesim study run` to repair the run")
+    model, _ = load_checkpoint(root / layout.run_dir(run_id), step, device=resolve_device(device))
+    return model.eval()
+
+
+def disentangle_stage(root: Path, task: DisentangleTask | UDRTask) -> None:
+    """Run one metrics task or one UDR task."""
+    if isinstance(task, UDRTask):
+        return udr_stage(root, task)
+    from vaesim.data import get_dataset
+    from vaesim.metrics import Protocol, evaluate_disentanglement, model_factor_codes
+    from vaesim.study.stages import resolve_device
+
+    run = task.run
+    model = _load_model(root, run.run_id, task.step, task.device)
+    dataset = get_dataset(run.dataset, root=task.dataset_root)
+    truth = model_factor_codes(dataset, model, device=resolve_device(task.device))
+    protocol = Protocol().scaled(task.protocol_fraction) if task.protocol_fraction < 1 else Protocol()
+    values = evaluate_disentanglement(truth, seed=task.seed, protocol=protocol, metrics=task.metrics)
+    write_table(root / task.outputs[0], _rows(run, task.step, values), DISENTANGLEMENT_SCHEMA, checksum=True)
+
+
+def udr_stage(root: Path, task: UDRTask) -> None:
+    """UDR of the seeds of one group at one step, from their mean and log-variance on shared images."""
+    import torch
+
+    from vaesim.data import get_dataset
+    from vaesim.metrics.udr import LatentCodes, udr
+    from vaesim.study.stages import resolve_device
+
+    first = task.runs[0]
+    dataset = get_dataset(first.dataset, root=task.dataset_root)
+    rng = np.random.default_rng([task.seed, task.step])
+    indices = rng.integers(0, len(dataset), size=task.points)
+    device = resolve_device(task.device)
+    codes = {}
+    for run in task.runs:
+        model = _load_model(root, run.run_id, task.step, task.device)
+        means, logvars = [], []
+        with torch.no_grad():
+            for start in range(0, len(indices), 512):
+                images = torch.from_numpy(dataset.images(indices[start:start + 512])).to(device)
+                mean, logvar = model.encode(images)
+                means.append(mean.double().cpu().numpy())
+                logvars.append(logvar.double().cpu().numpy())
+        codes[run.run_id] = LatentCodes.from_encoder(np.concatenate(means), np.concatenate(logvars))
+    frames = []
+    lasso = udr(codes, method="lasso", seed=task.seed)
+    spearman = udr(codes, method="spearman", seed=task.seed)
+    for run in task.runs:
+        frames.append(_rows(run, task.step, {
+            "udr_lasso": lasso.model_scores[run.run_id],
+            "udr_spearman": spearman.model_scores[run.run_id],
+            "udr_active_dims": float(lasso.active[run.run_id]),
+        }))
+    write_table(root / task.outputs[0], pd.concat(frames, ignore_index=True), DISENTANGLEMENT_SCHEMA, checksum=True)
+    logger.info("udr %s: %s", task.task_id, {k: round(v, 3) for k, v in lasso.model_scores.items()})
+
+
+def disentanglement_files(study_dir: str | Path) -> list[Path]:
+    """Written (checksummed) disentanglement tables of a study."""
+    from vaesim.study.store import is_written
+
+    folder = Path(study_dir) / "disentanglement"
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith(".") and is_written(p))
+
+
+def load_disentanglement(study_dir: str | Path) -> pd.DataFrame:
+    """Every disentanglement and UDR row of a study (empty table with the schema when none)."""
+    files = disentanglement_files(study_dir)
+    if not files:
+        return DISENTANGLEMENT_SCHEMA.empty_table().to_pandas()
+    return pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)

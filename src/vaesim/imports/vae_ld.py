@@ -217,6 +217,7 @@ def import_vae_ld(src: str | Path, out_dir: str | Path, *, dataset: str = "unkno
         by_folder.setdefault(path.parent, []).extend(rows)
     total = 0
     runs = {}
+    written: list[str] = []
     for k, (folder, rows) in enumerate(sorted(by_folder.items())):
         if not rows:
             continue
@@ -224,6 +225,7 @@ def import_vae_ld(src: str | Path, out_dir: str | Path, *, dataset: str = "unkno
         frame = frame.drop_duplicates(["comparison", "metric", "a_run", "a_step", "a_layer", "b_run", "b_step",
                                        "b_layer"])
         write_table(out_dir / "results" / f"vae_ld__{k:05d}.parquet", frame, RESULT_SCHEMA, checksum=True)
+        written.append(f"results/vae_ld__{k:05d}.parquet")
         total += len(frame)
         for side in ("a", "b"):
             for r in frame.drop_duplicates(f"{side}_run").itertuples():
@@ -232,8 +234,9 @@ def import_vae_ld(src: str | Path, out_dir: str | Path, *, dataset: str = "unkno
                     param_name=getattr(r, f"{side}_param_name"), param=getattr(r, f"{side}_param"),
                     seed=getattr(r, f"{side}_seed"))
     if runs:
-        write_table(out_dir / "runs.parquet", pd.DataFrame(sorted(runs.values(), key=lambda r: r["run_id"])))
-    manifest = {"source": str(src.resolve()), "files": len(files), "rows": total,
+        write_table(out_dir / "runs.parquet", pd.DataFrame(sorted(runs.values(), key=lambda r: r["run_id"])),
+                    checksum=True)
+    manifest = {"source": str(src.resolve()), "files": len(files), "rows": total, "results_files": written,
                 "unmapped_layers": dict(sorted(unmapped.items())),
                 "duplicate_layers": DUPLICATE_LAYERS, "layer_map": LAYER_MAP}
     atomic_write_json(out_dir / "import.json", manifest)

@@ -12,6 +12,8 @@ file is detected, reported and recomputed instead of being read.
 
 from __future__ import annotations
 
+import json
+
 import logging
 import os
 import shlex
@@ -130,13 +132,39 @@ class CorruptStudyFile(ValueError):
 
 
 def planned_result_files(study_dir: str | os.PathLike) -> list[Path]:
-    """The results file of every compare task of the study's recorded spec (written or not)."""
+    """The results file of every compare task of the study's recorded spec (written or not).
+
+    A store made by ``vaesim import`` (its spec.yaml says ``imported_from``)
+    has no plan: its files are the ones its ``import.json`` lists.
+    """
     from vaesim.study.plan import plan_study
     from vaesim.study.spec import load_spec
 
     study_dir = Path(study_dir)
+    imported = imported_result_files(study_dir)
+    if imported is not None:
+        return imported
     plan = plan_study(load_spec(study_dir / "spec.yaml"))
     return [study_dir / task.outputs[0] for task in plan.tasks["compare"]]
+
+
+def imported_result_files(study_dir: Path) -> list[Path] | None:
+    """The results files an imported store's ``import.json`` lists, or None for a study directory."""
+    import yaml
+
+    try:
+        recorded = yaml.safe_load((study_dir / "spec.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not (isinstance(recorded, dict) and "imported_from" in recorded):
+        return None
+    manifest = study_dir / "import.json"
+    try:
+        names = json.loads(manifest.read_text())["results_files"]
+    except (OSError, ValueError, KeyError) as error:
+        raise FileNotFoundError(f"{manifest}: the import's manifest is missing or unreadable ({error}); "
+                                "rerun `vaesim import` into a new directory") from None
+    return [study_dir / name for name in names]
 
 
 def result_files(study_dir: str | os.PathLike) -> list[Path]:

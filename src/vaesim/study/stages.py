@@ -533,7 +533,6 @@ def result_rows(scores: pd.DataFrame, pairs: list[tuple], task: CompareTask, siz
 # -- store ------------------------------------------------------------------
 
 MONITOR_COLUMNS = ("active_dims", "cka_mean_sample")
-RUNS_TABLE_NAME = layout.RUNS_TABLE
 
 
 METRICS_KEY = "metrics.jsonl"  # the training log's entry in checkpoint-sums.json
@@ -599,7 +598,8 @@ def store_stage(root: Path, task: StoreTask) -> None:
                 checksum=True)
     if left_out:
         # The tables hold every finished run; the runner rebuilds them once the others finish.
-        raise RuntimeError(f"{RUNS_TABLE_NAME} and the training table hold {len(rows)} of {len(task.runs)} runs; "
+        raise RuntimeError(f"{layout.RUNS_TABLE} and {layout.TRAINING_METRICS_TABLE} hold {len(rows)} of "
+                           f"{len(task.runs)} runs; "
                            f"left out: {'; '.join(left_out)}")
 
 

@@ -100,3 +100,36 @@ def test_every_layer_name_is_hookable_by_module_name():
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         build_vae(**kwargs)
+
+
+@pytest.mark.parametrize("architecture", ["conv", "fc"])
+def test_default_initialisation_is_glorot_uniform_with_zero_biases(architecture):
+    # Keras / disentanglement_lib defaults: U(-a, a), a = sqrt(6 / (fan_in + fan_out)), fans counting the
+    # kernel's receptive field; biases 0 (Glorot & Bengio 2010)
+    torch.manual_seed(0)
+    model = build_vae(architecture, num_channels=1, latent_dim=10)
+    checked = 0
+    for name, module in model.named_modules():
+        if not isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)):
+            continue
+        weight = module.weight.detach().double()
+        receptive = weight[0, 0].numel() if weight.dim() > 2 else 1
+        fan_sum = (weight.shape[0] + weight.shape[1]) * receptive
+        bound = (6.0 / fan_sum) ** 0.5
+        assert weight.abs().max() <= bound + 1e-12, name
+        if weight.numel() >= 4096:  # a uniform's variance a^2 / 3, to sampling error
+            assert weight.var().item() == pytest.approx(bound**2 / 3, rel=0.1), name
+        assert torch.count_nonzero(module.bias) == 0, name
+        checked += 1
+    assert checked >= 5
+    if architecture == "conv":  # the figure quoted in the issue: encoder.fc weights std 0.0395 (1024 -> 256)
+        assert model.encoder.fc[0].weight.std().item() == pytest.approx((6 / 1280 / 3) ** 0.5, rel=0.02)
+
+
+def test_pytorch_initialisation_stays_available():
+    torch.manual_seed(0)
+    model = build_vae(init="pytorch")
+    assert torch.count_nonzero(model.encoder.fc[0].bias) > 0  # torch's uniform biases
+    assert model.encoder.fc[0].weight.std().item() == pytest.approx(1 / (3 * 1024) ** 0.5, rel=0.05)  # Kaiming a=sqrt(5)
+    with pytest.raises(ValueError, match="init='he' is unknown"):
+        build_vae(init="he")

@@ -37,7 +37,7 @@ def test_demo_runs_the_study_writes_the_report_and_reuses_work(tmp_path, capsys)
     printed = capsys.readouterr()
     report = out / "report.html"
     assert report.is_file() and "id='findings'" in report.read_text()
-    assert "claim 1: encoder layers converge before decoder layers" in printed.out
+    assert "claim 1: encoder layers settle before decoder layers" in printed.out
     assert f"report: {report.resolve()}" in printed.out
     assert "train" in printed.err  # progress was shown
     before = _mtimes(out)

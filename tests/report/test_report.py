@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 
+import pandas as pd
 import pytest
 
 from synthetic_store import Synthetic
@@ -46,11 +47,16 @@ def test_report_shows_spec_runs_and_findings(study, report):
     assert "beta_vae-beta8-s1" in page  # a run of the runs table
     assert "synthetic" in page  # spec.yaml content
     findings = load_findings(study)
-    assert list(findings.columns) == ["finding", "value", "verdict", "definition", "detail"]
+    assert list(findings.columns) == ["finding", "value", "verdict", "definition", "detail", "ci_low", "ci_high", "n"]
     claim1 = findings[findings["finding"].str.startswith("claim 1")].iloc[0]
     assert claim1["verdict"] == HOLDS and claim1["value"] == pytest.approx(0.75)
     for verdict in findings["verdict"]:
         assert verdict in page
+    assert "id='baselines'" in page and "id='diagnostic'" in page  # the baselines the verdicts are read against
+    baselines = pd.read_csv(study / "baselines.csv").set_index("layer")
+    assert baselines.loc["encoder.conv1", "untrained_seeds"] == pytest.approx(0.7)
+    claim3 = findings[findings["finding"].str.startswith("claim 3")].iloc[0]
+    assert claim3["verdict"] == HOLDS  # read from the study's latents.parquet
 
 
 def test_missing_data_skips_figures_with_a_note(tmp_path):
@@ -75,7 +81,7 @@ def test_empty_store_still_writes_a_report(tmp_path):
 def test_report_command_prints_findings_and_path(study, capsys):
     assert main(["report", str(study)]) == 0
     out = capsys.readouterr().out
-    assert "claim 1: encoder layers converge before decoder layers" in out
+    assert "claim 1: encoder layers settle before decoder layers" in out
     assert str((study / "report.html").resolve()) in out
 
 

@@ -37,7 +37,7 @@ def expected_pairs(spec) -> dict[str, int]:
     """Model pairs per comparison type, counted from the grid by hand."""
     objectives = len(spec.objectives)
     values = len(spec.objectives[0].values)  # every objective of the tiny grid has the same count
-    seeds, steps = len(spec.seeds), len(spec.checkpoint_steps())
+    seeds, steps = len(spec.seeds), len(spec.recorded_steps())
     runs = objectives * values * seeds * len(spec.datasets)
     return {
         "within_run": runs * comb(steps + 1, 2),  # s_i <= s_j, itself included
@@ -45,4 +45,5 @@ def expected_pairs(spec) -> dict[str, int]:
         "params": objectives * seeds * steps * comb(values, 2),
         "objectives": seeds * steps * comb(objectives, 2) * values**2,
         "factors": runs * steps,
+        "noise_floor": runs,  # each run's final checkpoint against itself recorded with a second eps
     }

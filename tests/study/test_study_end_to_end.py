@@ -27,7 +27,7 @@ def expected_rows(spec) -> dict[str, int]:
     metrics = len(spec.metrics)
     pairs = expected_pairs(spec)
     runs = 8
-    steps = len(spec.checkpoint_steps())
+    steps = len(spec.recorded_steps())
     # A checkpoint with itself gives each unordered layer pair once (L(L+1)/2), others L x L.
     self_pairs = runs * steps
     within = self_pairs * LAYERS * (LAYERS + 1) // 2 + (pairs["within_run"] - self_pairs) * LAYERS**2
@@ -37,6 +37,7 @@ def expected_rows(spec) -> dict[str, int]:
         "params": pairs["params"] * LAYERS**2 * metrics,
         "objectives": pairs["objectives"] * LAYERS**2 * metrics,
         "factors": pairs["factors"] * LAYERS * metrics,  # every model layer against the one factors "layer"
+        "noise_floor": pairs["noise_floor"] * 4 * metrics,  # the same layer, for the 4 layers the noise reaches
     }
 
 

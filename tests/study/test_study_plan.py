@@ -77,13 +77,35 @@ def test_pairs_are_unique_and_respect_the_grouping(tiny_spec):
 
 def test_within_run_final_mode(tiny_dict):
     tiny_dict["comparisons"] = {"within_run": "final", "seeds": False, "params": False, "objectives": False,
-                                "factors": False}
+                                "factors": False, "noise_floor": False}
     spec = parse_spec(tiny_dict)
     groups = comparison_groups(spec, plan_runs(spec))
     assert {c for c, _, _ in groups} == {"within_run"}
     final = spec.checkpoint_steps()[-1]
     assert all(b_step == final for _, _, pairs in groups for _, _, _, b_step in pairs)
     assert sum(len(p) for _, _, p in groups) == 8 * 3
+
+
+def test_noise_floor_records_the_final_step_twice(tiny_dict):
+    from vaesim.study.plan import noise_layers, resampled_path
+
+    spec = parse_spec(tiny_dict)
+    plan = plan_study(spec)
+    final = spec.recorded_steps()[-1]
+    resampling = [task for task in plan.tasks["extract"] if task.resample]
+    assert {task.step for task in resampling} == {final} and len(resampling) == 8
+    assert all(resampled_path(task.run_id, final) in task.outputs for task in resampling)
+    floors = [task for task in plan.tasks["compare"] if task.comparison == "noise_floor"]
+    assert len(floors) == 8 and all(task.pairs[0][1] == task.pairs[0][3] == final for task in floors)
+    # a corrupt final summary recomputed from a compare task writes the same outputs as the planned extraction
+    within = next(task for task in plan.tasks["compare"] if task.comparison == "within_run")
+    run_id = within.pairs[0][0]
+    planned = next(task for task in resampling if task.run_id == run_id)
+    assert within.extract_task(run_id, final) == planned
+    assert noise_layers(spec.layer_names()) == ["encoder.sample", "decoder.fc1", "decoder.fc2", "decoder.deconv1"]
+    for off in ({"noise_floor": False}, None):
+        changed = dict(tiny_dict, comparisons=off) if off else dict(tiny_dict, probe={"n": 64, "sample_noise": "shared"})
+        assert not any(t.comparison == "noise_floor" for t in plan_study(parse_spec(changed)).tasks["compare"])
 
 
 def test_task_outputs_are_unique_across_the_plan(tiny_spec):
@@ -96,7 +118,7 @@ def test_paper_plan_size():
 
     plan = plan_study(load_spec("paper"))
     assert len(plan.runs) == 300
-    assert len(plan.tasks["extract"]) == 300 * 5
+    assert len(plan.tasks["extract"]) == 300 * 6  # 5 learned checkpoints + the initial-state baseline
     assert len(LAYER_NAMES) == 16
 
 
@@ -120,14 +142,39 @@ def test_bad_worker_count(tiny_spec, tmp_path, bad):
 def test_self_and_final_and_final_step_only(tiny_dict):
     tiny_dict["comparisons"] = {"within_run": "self_and_final", "across_steps": "final"}
     spec = parse_spec(tiny_dict)
-    steps = spec.checkpoint_steps()  # [0, 10, 20]
+    steps = spec.recorded_steps()  # [0, 10, 20]
     counted: dict[str, set] = {}
     for comparison, _label, pairs in comparison_groups(spec, plan_runs(spec)):
         counted.setdefault(comparison, set()).update((a_step, b_step) for _, a_step, _, b_step in pairs)
     assert counted["within_run"] == {(0, 0), (10, 10), (20, 20), (0, 20), (10, 20)}
-    for comparison in ("seeds", "params", "objectives"):
-        assert counted[comparison] == {(steps[-1], steps[-1])}
+    for comparison in ("seeds", "params", "objectives"):  # the final step and the untrained baseline
+        assert counted[comparison] == {(0, 0), (steps[-1], steps[-1])}
     assert counted["factors"] == {(s, s) for s in steps}
+
+
+def test_the_initial_state_is_always_recorded_but_not_a_scheduled_checkpoint(tiny_dict):
+    tiny_dict["training"]["checkpoints"] = {"schedule": "even", "count": 4, "include_init": False}
+    tiny_dict["training"]["steps"] = 40
+    spec = parse_spec(tiny_dict)
+    assert spec.checkpoint_steps() == [10, 20, 30, 40]  # evenly spaced after training starts (the paper's protocol)
+    assert spec.recorded_steps() == [0, 10, 20, 30, 40]
+    plan = plan_study(spec)
+    assert all(run.steps == [0, 10, 20, 30, 40] for run in plan.runs)  # training saves the baseline too
+    assert {task.step for task in plan.tasks["extract"]} == {0, 10, 20, 30, 40}
+
+
+def test_sampling_noise_mode_reaches_extraction_and_the_monitor(tiny_dict):
+    spec = parse_spec(tiny_dict)
+    assert spec.probe.sample_noise == "independent"
+    plan = plan_study(spec)
+    assert {task.sample_noise for task in plan.tasks["extract"]} == {"independent"}
+    assert {run.config["sample_noise"] for run in plan.runs} == {"independent"}
+    tiny_dict["probe"]["sample_noise"] = "shared"
+    shared = plan_study(parse_spec(tiny_dict))
+    assert {task.sample_noise for task in shared.tasks["compare"]} == {"shared"}
+    # the mode changes what is computed: new compare task ids and run addresses
+    assert {t.task_id for t in shared.tasks["compare"]}.isdisjoint({t.task_id for t in plan.tasks["compare"]})
+    assert spec_differences(spec, parse_spec(tiny_dict)) == ["probe.sample_noise: 'independent' -> 'shared'"]
 
 
 def test_every_task_kind_is_a_frozen_picklable_record(tiny_spec):

@@ -26,8 +26,11 @@ def test_paper_preset_is_the_papers_grid():
     assert spec.seeds == [0, 1, 2, 3, 4]
     assert (spec.training.steps, spec.training.batch_size, spec.training.lr) == (300_000, 64, 1e-4)
     assert spec.training.latent_dim == 10
-    # 5 evenly spaced checkpoints, first (initial weights) and last included
-    assert spec.checkpoint_steps() == [0, 75_000, 150_000, 225_000, 300_000]
+    # 5 evenly spaced checkpoints after training starts, as the authors saved them; step 0 recorded as a baseline
+    assert spec.checkpoint_steps() == [60_000, 120_000, 180_000, 240_000, 300_000]
+    assert spec.recorded_steps()[0] == 0
+    assert (spec.training.init, spec.training.validation_split, spec.probe.sample_noise) == (
+        "glorot", 0.1, "independent")
     assert (spec.probe.n, spec.metrics) == (10_000, ["cka", "procrustes"])
 
 

@@ -43,3 +43,47 @@ def test_beta_above_one_lowers_the_estimated_tc(seed):
     finally:
         torch.set_num_threads(threads)
     assert penalised < plain - 1.0, (plain, penalised)
+
+
+def _mws_tc_textbook(sample, mean, logvar, dataset_size):
+    """Chen et al. (2018) minibatch weighted sampling, with its -log(N B) constants, in float64 loops."""
+    import math
+
+    batch, dims = sample.shape
+    log_nb = math.log(dataset_size * batch)
+
+    def log_normal(z, mu, lv):
+        return -0.5 * (math.log(2 * math.pi) + lv + (z - mu) ** 2 / math.exp(lv))
+
+    total = 0.0
+    for i in range(batch):
+        joint = [sum(log_normal(sample[i, j], mean[k, j], logvar[k, j]) for j in range(dims)) for k in range(batch)]
+        log_qz = math.log(sum(math.exp(v) for v in joint)) - log_nb
+        marginals = 0.0
+        for j in range(dims):
+            terms = [log_normal(sample[i, j], mean[k, j], logvar[k, j]) for k in range(batch)]
+            marginals += math.log(sum(math.exp(v) for v in terms)) - log_nb
+        total += log_qz - marginals
+    return total / batch
+
+
+def test_logged_mws_tc_is_the_estimator_and_gradients_are_unchanged():
+    generator = torch.Generator().manual_seed(5)
+    mean = torch.randn(12, 4, generator=generator, dtype=torch.float64) * 0.8
+    logvar = torch.randn(12, 4, generator=generator, dtype=torch.float64) * 0.3 - 1.0
+    sample = mean + torch.exp(logvar / 2) * torch.randn(12, 4, generator=generator, dtype=torch.float64)
+    kl = kl_per_dimension(mean, logvar).sum()
+    with_size = make_objective("beta_tc_vae", beta=6.0, dataset_size=737_280)
+    without = make_objective("beta_tc_vae", beta=6.0)
+    loss, terms = with_size.regularizer(kl, mean, logvar, sample, 0)
+    plain_loss, plain_terms = without.regularizer(kl, mean, logvar, sample, 0)
+    reference = _mws_tc_textbook(sample.numpy(), mean.numpy(), logvar.numpy(), 737_280)
+    assert terms["tc"].item() == pytest.approx(reference, rel=1e-9, abs=1e-9)
+    # the optimised quantity (and so every gradient) does not depend on the logged constant
+    assert loss.item() == pytest.approx(plain_loss.item(), rel=1e-12)
+    import math
+    assert terms["tc"].item() - plain_terms["tc"].item() == pytest.approx(3 * math.log(737_280 * 12))
+    # stratified sampling estimates the same TC: the logged values are now on one scale
+    stratified = make_objective("beta_tc_vae", beta=6.0, sampling="stratified", dataset_size=737_280)
+    _, strat_terms = stratified.regularizer(kl, mean, logvar, sample, 0)
+    assert abs(strat_terms["tc"].item() - terms["tc"].item()) < abs(plain_terms["tc"].item() - terms["tc"].item())

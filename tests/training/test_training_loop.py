@@ -146,22 +146,92 @@ def _linear_cka_float64(x, y):
     return np.linalg.norm(y.T @ x) ** 2 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y))
 
 
-def test_posterior_collapse_monitor_logs_cka_and_active_dims(tiny_dataset, tmp_path):
-    config = small_config(steps=2, monitor_every=2, monitor_size=32, log_every=4, checkpoints=[])
+@pytest.mark.parametrize("sample_noise", ["shared", "independent"])
+def test_posterior_collapse_monitor_logs_cka_and_active_dims(tiny_dataset, tmp_path, sample_noise):
+    from vaesim.training.loop import noise_key
+
+    config = small_config(steps=2, monitor_every=2, monitor_size=32, log_every=4, checkpoints=[],
+                          sample_noise=sample_noise)
     train(config, tmp_path, dataset=tiny_dataset, progress=False)
     metrics = read_metrics(tmp_path).set_index("step")
     assert metrics.index.tolist() == [1, 2]
     assert math.isnan(metrics.loc[1, "cka_mean_sample"])
-    # Recompute at step 2 independently: the probe is fixed by the seed, the noise by torch.Generator(seed).
+    # Recompute at step 2 independently: the probe is fixed by the seed; the noise by torch.Generator(seed)
+    # when shared, by the run (its whole config) and the step when independent
     model, _ = load_checkpoint(tmp_path, 2)
     indices = np.sort(np.random.default_rng([config.seed, 7919]).choice(len(tiny_dataset), 32, replace=False))
-    noise = torch.randn(32, 10, generator=torch.Generator().manual_seed(config.seed))
+    noise_seed = config.seed if sample_noise == "shared" else (noise_key(config) + 2) % 2**63
+    noise = torch.randn(32, 10, generator=torch.Generator().manual_seed(noise_seed))
     with torch.no_grad():
         out = model(torch.from_numpy(tiny_dataset.images(indices)), noise=noise)
     mean, sample = out.mean.double().numpy(), out.sample.double().numpy()
     assert metrics.loc[2, "cka_mean_sample"] == pytest.approx(_linear_cka_float64(mean, sample), rel=1e-6)
     kl = 0.5 * (mean**2 + np.exp(out.logvar.double().numpy()) - out.logvar.double().numpy() - 1).mean(0)
     assert 0 <= metrics.loc[2, "active_dims"] == int((kl > 0.01).sum())
+
+
+def test_a_collapsed_mean_is_recorded_as_nan_and_training_finishes(tiny_dataset, tmp_path, caplog):
+    # a constant encoder.mean (full collapse) has no defined CKA; the monitor exists to record it
+    config = small_config(steps=4, monitor_every=2, monitor_size=16, checkpoints=[4])
+
+    def collapse(model):
+        with torch.no_grad():
+            model.encoder.mean.weight.zero_()
+            model.encoder.mean.bias.fill_(0.5)
+
+    from vaesim.training import loop
+
+    original = loop._Monitor.measure
+
+    def measure(self, model, step=0):
+        collapse(model)
+        return original(self, model, step)
+
+    caplog.set_level("INFO")
+    try:
+        loop._Monitor.measure = measure
+        train(config, tmp_path, dataset=tiny_dataset, progress=False)
+    finally:
+        loop._Monitor.measure = original
+    metrics = read_metrics(tmp_path).set_index("step")
+    assert (tmp_path / "DONE").is_file()
+    assert math.isnan(metrics.loc[2, "cka_mean_sample"]) and math.isnan(metrics.loc[4, "cka_mean_sample"])
+    assert "CKA(mean, sample) undefined at step 2" in caplog.text
+
+
+def test_validation_split_holds_out_fixed_examples_and_logs_their_elbo(tiny_dataset, tmp_path):
+    from vaesim.training.loop import split_indices
+
+    train_part, held = split_indices(48, 0.25)
+    assert len(held) == 12 and len(train_part) == 36 and not set(train_part) & set(held)
+    assert np.array_equal(held, split_indices(48, 0.25)[1])  # the same examples for every run
+    with pytest.raises(ValueError, match="leaves 0 held out"):
+        split_indices(48, 0.001)
+
+    class Recording:
+        num_channels = 1
+
+        def __init__(self):
+            self.batches = []
+
+        def __len__(self):
+            return len(tiny_dataset)
+
+        def images(self, indices):
+            self.batches.append(np.asarray(indices))
+            return tiny_dataset.images(indices)
+
+    recording = Recording()
+    config = small_config(steps=30, batch_size=8, validation_split=0.25, log_every=10, checkpoints=[30])
+    train(config, tmp_path, dataset=recording, progress=False)
+    trained = np.concatenate([b for b in recording.batches if len(b) == 8])
+    assert len(trained) == 30 * 8 and not set(trained.tolist()) & set(held.tolist())
+    metrics = read_metrics(tmp_path)
+    for column in ("val_reconstruction", "val_kl", "val_elbo"):
+        assert metrics[column].notna().all()
+    assert np.allclose(metrics["val_elbo"], metrics["val_reconstruction"] + metrics["val_kl"])
+    with pytest.raises(ValueError, match="validation_split must be a fraction"):
+        small_config(validation_split=1.0)
 
 
 def test_every_objective_trains_through_the_one_loop(tiny_dataset, tmp_path):

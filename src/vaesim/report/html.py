@@ -113,9 +113,15 @@ def figures_html(figures) -> str:
 
 
 def render_report(*, title: str, summary: str, findings: pd.DataFrame, figures, runs: pd.DataFrame | None,
-                  counts: pd.DataFrame, spec_text: str, notes: Sequence[str] = ()) -> str:
-    """The whole page as a string."""
+                  counts: pd.DataFrame, spec_text: str, notes: Sequence[str] = (),
+                  sections: Sequence[tuple[str, str, str]] = ()) -> str:
+    """The whole page as a string.
+
+    ``sections``: (title, explanation text, table HTML) shown after the
+    findings (baselines, metric diagnostic).
+    """
     notes_html = "".join(f"<p class='skipped'>{_text(n)}</p>" for n in notes)
+    sections_html = "".join(f"<h2>{_text(name)}</h2><p>{_text(text)}</p>{body}" for name, text, body in sections)
     runs_html = (table_html(runs, table_id="runs", columns=RUN_COLUMNS) if runs is not None and len(runs)
                  else "<p class='skipped'>No runs table (runs.parquet) yet.</p>")
     return f"""<!DOCTYPE html>
@@ -131,6 +137,7 @@ def render_report(*, title: str, summary: str, findings: pd.DataFrame, figures, 
 Similarity</em> (arXiv 2205.08399), checked with the numbers of this study. Each verdict follows from the
 definition written under its name.</p>
 {findings_html(findings)}
+{sections_html}
 <h2>Figures</h2>
 {figures_html(figures)}
 <h2>What was run</h2>

@@ -12,6 +12,7 @@ from vaesim.study.spec import StudySpec, checkpoint_steps, load_spec, parse_spec
 from vaesim.study.store import (
     RESULT_COLUMNS,
     RESULT_KEY,
+    load_latents,
     load_results,
     load_runs,
     load_training_metrics,
@@ -27,6 +28,7 @@ __all__ = [
     "StudySpec",
     "StudyStatus",
     "checkpoint_steps",
+    "load_latents",
     "load_results",
     "load_runs",
     "load_spec",

@@ -27,7 +27,7 @@ from vaesim.study.measures import plugin_metrics, plugin_path
 from vaesim.study.spec import StudySpec, param_name
 
 STAGES = ("probe", "train", "extract", "compare", "disentangle", "store")
-COMPARISONS = ("within_run", "seeds", "params", "objectives", "factors")
+COMPARISONS = ("within_run", "seeds", "params", "objectives", "factors", "noise_floor")
 FACTORS_LAYER = "factors"
 DONE_MARKER = "DONE"
 # Written by the train task after training: SHA-256 of every checkpoint file.
@@ -133,6 +133,8 @@ class ExtractTask(Task):
     probe_seed: int
     keep_activations: tuple[str, ...] = ()
     device: str = "cpu"
+    sample_noise: str = "independent"  # eps of the sampled layer: per (run, step) or shared by all models
+    resample: bool = False  # also record the noise-driven layers with a second eps (the run's noise floor)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,6 +157,8 @@ class CompareTask(Task):
     probe_seed: int
     keep_activations: tuple[str, ...] = ()
     device: str = "cpu"
+    sample_noise: str = "independent"
+    resample_step: int | None = None  # the checkpoint whose extraction also records a second eps
 
     def run(self, run_id: str) -> RunPlan:
         """The plan of one involved run."""
@@ -167,7 +171,8 @@ class CompareTask(Task):
         """The extract task that writes the summaries of ``run_id`` at ``step``."""
         return extract_task(run_id, self.dataset, step, layers=self.layers, metrics=self.metrics,
                             probe_seed=self.probe_seed, keep_activations=self.keep_activations,
-                            device=self.device)
+                            device=self.device, sample_noise=self.sample_noise,
+                            resample=step == self.resample_step)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -203,6 +208,7 @@ class StoreTask(Task):
 
     stage: ClassVar[str] = "store"
     runs: tuple[RunPlan, ...]
+    steps: tuple[int, ...] = ()  # recorded checkpoints whose latent statistics go into latents.parquet
 
 
 @dataclass
@@ -250,6 +256,21 @@ def summary_path(run_id: str, step: int) -> str:
     return f"summaries/{run_id}/step_{step:08d}.npz"
 
 
+def resampled_path(run_id: str, step: int) -> str:
+    """Summaries of the noise-driven layers recorded again with a second eps (noise floor)."""
+    return f"summaries/{run_id}/step_{step:08d}.resampled.npz"
+
+
+def noise_layers(layers) -> list[str]:
+    """The layers computed from the sampled code: ``encoder.sample`` and every ``decoder.*`` layer."""
+    return [layer for layer in layers if layer == "encoder.sample" or layer.startswith("decoder.")]
+
+
+def latents_path(run_id: str, step: int) -> str:
+    """Per-dimension statistics of the latent code on the probe set (``vaesim.activations.latent_statistics``)."""
+    return f"summaries/{run_id}/step_{step:08d}.latents.parquet"
+
+
 def activations_path(run_id: str, step: int) -> str:
     return f"activations/{run_id}/step_{step:08d}.npz"
 
@@ -265,6 +286,7 @@ def results_path(task_id: str) -> str:
 
 RUNS_TABLE = "runs.parquet"
 TRAINING_METRICS_TABLE = "training_metrics.parquet"
+LATENTS_TABLE = "latents.parquet"
 
 
 # -- runs -----------------------------------------------------------------
@@ -274,7 +296,8 @@ def plan_runs(spec: StudySpec) -> list[RunPlan]:
     """Every (dataset, objective, value, seed) of the grid, in a stable order."""
     training = spec.training.model_dump(mode="json")
     training.pop("checkpoints")
-    steps = spec.checkpoint_steps()
+    training["sample_noise"] = spec.probe.sample_noise  # the training monitor follows the probe's noise rule
+    steps = spec.recorded_steps()
     runs = []
     for dataset in spec.datasets:
         for objective in spec.objectives:
@@ -318,8 +341,9 @@ def comparison_groups(spec: StudySpec, runs: list[RunPlan]) -> list[tuple[str, s
     - ``within_run``: one task per run; pairs ``s_i <= s_j`` over its
       checkpoints (``all``), ``(s, final)`` for every ``s`` (``final``), or
       ``(s, s)`` and ``(s, final)`` (``self_and_final``).
-    Cross-model types use every checkpoint step, or only the final one when
-    ``across_steps: final``.
+    Cross-model types use every checkpoint step, or only the initial (step
+    0, the untrained baseline) and the final one when ``across_steps: final``.
+    Steps are the spec's recorded steps: the schedule plus step 0.
 
     - ``seeds``: one task per (dataset, objective, value, step); every
       unordered pair of distinct seeds.
@@ -328,10 +352,13 @@ def comparison_groups(spec: StudySpec, runs: list[RunPlan]) -> list[tuple[str, s
     - ``objectives``: one task per (dataset, seed, step); every pair of runs
       with different objectives (all their values), same seed.
     - ``factors``: one task per run; every checkpoint against the factors.
+    - ``noise_floor``: one task per run; its final checkpoint's noise-driven
+      layers against the same checkpoint recorded with a second eps.
     """
     comps = spec.comparisons
-    steps = spec.checkpoint_steps()
-    across = steps if comps.across_steps == "all" else steps[-1:]
+    steps = spec.recorded_steps()
+    # ``final``: the final step, plus step 0 (the untrained baseline of every cross-model comparison)
+    across = steps if comps.across_steps == "all" else sorted({steps[0], steps[-1]})
     groups: list[tuple[str, str, list[tuple]]] = []
     if comps.within_run != "none":
         for run in runs:
@@ -379,23 +406,39 @@ def comparison_groups(spec: StudySpec, runs: list[RunPlan]) -> list[tuple[str, s
     if comps.factors:
         for run in runs:
             groups.append(("factors", run.run_id, [(run.run_id, s, run.run_id, s) for s in steps]))
+    if noise_floor_step(spec) is not None:
+        for run in runs:
+            groups.append(("noise_floor", run.run_id, [(run.run_id, steps[-1], run.run_id, steps[-1])]))
     return groups
 
 
+def noise_floor_step(spec: StudySpec) -> int | None:
+    """The step recorded twice for the noise floor (the final one), or None when the spec has no floor."""
+    wanted = (spec.comparisons.noise_floor and spec.probe.sample_noise == "independent"
+              and bool(noise_layers(spec.layer_names())))
+    return spec.recorded_steps()[-1] if wanted else None
+
+
 def extract_task(run_id: str, dataset: str, step: int, *, layers: tuple[str, ...], metrics: tuple[str, ...],
-                 probe_seed: int, keep_activations: tuple[str, ...] = (), device: str = "cpu") -> ExtractTask:
+                 probe_seed: int, keep_activations: tuple[str, ...] = (), device: str = "cpu",
+                 sample_noise: str = "independent", resample: bool = False) -> ExtractTask:
     """The extract task of one checkpoint, with its outputs and inputs (one definition for every caller)."""
-    outputs = [summary_path(run_id, step), checksum_path(summary_path(run_id, step))]
+    outputs = [summary_path(run_id, step), checksum_path(summary_path(run_id, step)),
+               latents_path(run_id, step), checksum_path(latents_path(run_id, step))]
+    if resample:
+        outputs += [resampled_path(run_id, step), checksum_path(resampled_path(run_id, step))]
     if keep_activations:
         outputs += [activations_path(run_id, step), checksum_path(activations_path(run_id, step))]
     if plugin_metrics(metrics):  # plug-in measures' summaries (vaesim.study.measures)
-        outputs += [plugin_path(summary_path(run_id, step)), checksum_path(plugin_path(summary_path(run_id, step)))]
+        for base in [summary_path(run_id, step)] + ([resampled_path(run_id, step)] if resample else []):
+            outputs += [plugin_path(base), checksum_path(plugin_path(base))]
     return ExtractTask(
         task_id=f"extract/{run_id}/step_{step:08d}",
         outputs=tuple(outputs),
         inputs=(checkpoint_sums_path(run_id), probe_path(dataset)),
         run_id=run_id, dataset=dataset, step=int(step), layers=tuple(layers), metrics=tuple(metrics),
         probe_seed=int(probe_seed), keep_activations=tuple(keep_activations), device=device,
+        sample_noise=sample_noise, resample=resample,
     )
 
 
@@ -405,7 +448,8 @@ def extract_task(run_id: str, dataset: str, step: int, *, layers: tuple[str, ...
 def plan_study(spec: StudySpec) -> StudyPlan:
     """Runs and tasks of ``spec``; a pure function of the spec."""
     runs = plan_runs(spec)
-    steps = spec.checkpoint_steps()
+    steps = spec.recorded_steps()
+    resample_step = noise_floor_step(spec)
     layers = spec.layer_names()
     probe = spec.probe.model_dump()
     plan = StudyPlan(spec=spec, runs=runs)
@@ -437,7 +481,8 @@ def plan_study(spec: StudySpec) -> StudyPlan:
     ]
     plan.tasks["extract"] = [
         extract_task(run.run_id, run.dataset, step, layers=tuple(layers), metrics=tuple(spec.metrics),
-                     probe_seed=spec.probe.seed, keep_activations=tuple(spec.kept_layers()), device=spec.device)
+                     probe_seed=spec.probe.seed, keep_activations=tuple(spec.kept_layers()), device=spec.device,
+                     sample_noise=spec.probe.sample_noise, resample=step == resample_step)
         for run in runs
         for step in steps
     ]
@@ -451,6 +496,8 @@ def plan_study(spec: StudySpec) -> StudyPlan:
         inputs = sorted({summary_path(p[0], p[1]) for p in pairs} | {summary_path(p[2], p[3]) for p in pairs})
         if comparison == "factors":
             inputs = sorted({summary_path(p[0], p[1]) for p in pairs}) + [factors_summary_path(dataset)]
+        if comparison == "noise_floor":
+            inputs = inputs + [resampled_path(p[0], p[1]) for p in pairs]
         compare.append(
             CompareTask(
                 task_id=task_id,
@@ -466,6 +513,8 @@ def plan_study(spec: StudySpec) -> StudyPlan:
                 probe_seed=spec.probe.seed,
                 keep_activations=tuple(spec.kept_layers()),
                 device=spec.device,
+                sample_noise=spec.probe.sample_noise,
+                resample_step=resample_step,
             )
         )
     plan.tasks["compare"] = compare
@@ -473,9 +522,10 @@ def plan_study(spec: StudySpec) -> StudyPlan:
     plan.tasks["store"] = [
         StoreTask(
             task_id="store/runs",
-            outputs=(RUNS_TABLE, TRAINING_METRICS_TABLE),
+            outputs=(RUNS_TABLE, TRAINING_METRICS_TABLE, LATENTS_TABLE),
             inputs=tuple(checkpoint_sums_path(run.run_id) for run in runs),
             runs=tuple(runs),
+            steps=tuple(steps),
         )
     ]
     return plan

@@ -113,7 +113,7 @@ def remove_stale(out_dir: Path, old: StudySpec, new: StudySpec) -> None:
             for path in base.rglob("*"):
                 if path.is_file() and str(path.relative_to(out_dir)) not in keep:
                     path.unlink()
-    for name in (layout.RUNS_TABLE, layout.TRAINING_METRICS_TABLE):
+    for name in (layout.RUNS_TABLE, layout.TRAINING_METRICS_TABLE, layout.LATENTS_TABLE):
         (out_dir / name).unlink(missing_ok=True)
 
 
@@ -262,6 +262,7 @@ def repair_run(out_dir: Path, plan: StudyPlan, run_id: str, bad_step: int) -> No
     for step in plan.run(run_id).steps:
         if step >= bad_step:
             for rel in (layout.summary_path(run_id, step), layout.activations_path(run_id, step),
+                        layout.latents_path(run_id, step), layout.resampled_path(run_id, step),
                         plugin_path(layout.summary_path(run_id, step)), layout.disentanglement_path(run_id, step)):
                 discard(out_dir / rel)
                 stale.add(rel)
@@ -271,7 +272,7 @@ def repair_run(out_dir: Path, plan: StudyPlan, run_id: str, bad_step: int) -> No
     for task in plan.tasks["compare"]:
         if stale & set(task.inputs):
             discard(out_dir / task.outputs[0])
-    for name in (layout.RUNS_TABLE, layout.TRAINING_METRICS_TABLE):
+    for name in (layout.RUNS_TABLE, layout.TRAINING_METRICS_TABLE, layout.LATENTS_TABLE):
         (out_dir / name).unlink(missing_ok=True)
 
 

@@ -159,6 +159,9 @@ def train_config(task: TrainTask):
         reconstruction=config["reconstruction"],
         log_every=config["log_every"],
         monitor_every=config["monitor_every"],
+        init=config.get("init", "glorot"),
+        sample_noise=config.get("sample_noise", "independent"),
+        validation_split=config.get("validation_split", 0.0),
     )
 
 
@@ -199,12 +202,16 @@ def checkpoint_intact(root: Path, run_id: str, step: int) -> bool:
 def extract_stage(root: Path, task: ExtractTask) -> str | None:
     """Record every layer of one checkpoint on the probe set; save their summaries.
 
-    Writes ``summaries/<run_id>/step_{step:08d}.npz`` ({layer: LayerSummary})
+    The sampled layer's eps follows ``task.sample_noise``
+    (:func:`vaesim.activations.noise_seed`: per (run, step) by default).
+    Writes ``summaries/<run_id>/step_{step:08d}.npz`` ({layer: LayerSummary}),
+    ``summaries/<run_id>/step_{step:08d}.latents.parquet`` (per-dimension
+    statistics of the latent code, :func:`vaesim.activations.latent_statistics`)
     and, for the layers in ``keep_activations``,
     ``activations/<run_id>/step_{step:08d}.npz`` (float32 (n, features) per layer). Returns ``"corrupt_checkpoint"`` when
     the checkpoint cannot be loaded.
     """
-    from vaesim.activations import extract_activations
+    from vaesim.activations import extract_activations, latent_statistics, noise_seed
     from vaesim.similarity import save_summaries, summarise
     from vaesim.training import load_checkpoint
 
@@ -220,10 +227,24 @@ def extract_stage(root: Path, task: ExtractTask) -> str | None:
                        step, run_id, type(error).__name__, error)
         return "corrupt_checkpoint"
     probe = load_probe(root, task.dataset)
+    recorded = tuple(dict.fromkeys((*task.layers, *LATENT_LAYERS)))
     activations = extract_activations(
-        model, probe_images(probe), layers=tuple(task.layers), seed=task.probe_seed,
-        device=resolve_device(task.device),
+        model, probe_images(probe), layers=recorded,
+        seed=noise_seed(task.probe_seed, run_id, step, task.sample_noise), device=resolve_device(task.device),
     )
+    latents = latent_statistics(activations["encoder.mean"], activations["encoder.logvar"])
+    write_table(root / layout.latents_path(run_id, step), latents.assign(run_id=run_id, step=step), checksum=True)
+    if task.resample:
+        resampled_layers = tuple(layout.noise_layers(task.layers))
+        again = extract_activations(
+            model, probe_images(probe), layers=resampled_layers,
+            seed=noise_seed(task.probe_seed, run_id + RESAMPLED_SUFFIX, step), device=resolve_device(task.device),
+        )
+        path = root / layout.resampled_path(run_id, step)
+        write_plugin_summaries(path, {name: again[name] for name in resampled_layers}, task.metrics)
+        save_summaries(path, {name: summarise(again[name], name=name, metrics=builtin_metrics(task.metrics),
+                                              device=array_device(task.device)) for name in resampled_layers})
+        write_checksum(path)
     kept = task.keep_activations
     if kept:
         path = root / layout.activations_path(run_id, step)
@@ -272,6 +293,10 @@ def with_plugin_summaries(summary_file: Path, summaries: dict, metrics) -> dict:
     return {name: MeasureSummaries(s.n, s, custom.get(name, {})) for name, s in summaries.items()}
 
 
+LATENT_LAYERS = ("encoder.mean", "encoder.logvar")  # always recorded: the latent statistics need them
+RESAMPLED_SUFFIX = "/resampled"  # the second eps of a noise-floor recording: noise_seed(probe, run + suffix, step)
+
+
 def array_device(device: str) -> str | None:
     """Device for the similarity maths: None (numpy, fastest on CPU) or a CUDA device."""
     resolved = resolve_device(device)
@@ -294,11 +319,12 @@ def model_key(run_id: str, step: int) -> str:
     return f"{run_id}@{step}"
 
 
-def load_checked_summaries(root: Path, run_id: str, step: int, task: CompareTask) -> dict:
-    """Summaries of one checkpoint, verified; a corrupt file is recomputed first."""
+def load_checked_summaries(root: Path, run_id: str, step: int, task: CompareTask, *,
+                           resampled: bool = False) -> dict:
+    """Summaries of one checkpoint (its second-eps recording when ``resampled``), verified; recomputed if corrupt."""
     from vaesim.similarity import load_summaries
 
-    path = root / layout.summary_path(run_id, step)
+    path = root / (layout.resampled_path if resampled else layout.summary_path)(run_id, step)
     if is_written(path) and verified(path):
         try:
             return with_plugin_summaries(path, load_summaries(path), task.metrics)
@@ -347,9 +373,19 @@ def compare_stage(root: Path, task: CompareTask) -> None:
         models[FACTORS_LAYER] = with_plugin_summaries(root / layout.factors_summary_path(dataset),
                                                       load_factors_summary(root, dataset), task.metrics)
         model_pairs = [(model_key(a, s), FACTORS_LAYER) for a, s, _b, _t in pairs]
+    elif comparison == "noise_floor":
+        # the noise-driven layers of one checkpoint, recorded with two eps: only the same layer is compared
+        model_pairs = []
+        for a, s, _b, _t in pairs:
+            again = load_checked_summaries(root, a, s, task, resampled=True)
+            models[model_key(a, s)] = {name: models[model_key(a, s)][name] for name in again}
+            models[model_key(a, s) + RESAMPLED_SUFFIX] = again
+            model_pairs.append((model_key(a, s), model_key(a, s) + RESAMPLED_SUFFIX))
     else:
         model_pairs = [(model_key(a, s), model_key(b, t)) for a, s, b, t in pairs]
     scores = compare(models, metrics=tuple(task.metrics), model_pairs=model_pairs, device=array_device(task.device))
+    if comparison == "noise_floor":
+        scores = scores[scores["a_layer"] == scores["b_layer"]].reset_index(drop=True)
     frame = result_rows(scores, pairs, task, dataset_size(root, dataset))
     path = root / layout.results_path(task.task_id)
     write_table(path, frame, RESULT_SCHEMA, checksum=True)
@@ -370,7 +406,7 @@ def result_rows(scores: pd.DataFrame, pairs: list[tuple], task: CompareTask, siz
         side_of[model_key(b_run, b_step)] = (b_run, b_step)
     a_sides = [side_of[k] for k in scores["a_model"]]
     # For ``factors`` the b side is the factors "layer" of the same run and checkpoint.
-    b_sides = a_sides if comparison == "factors" else [side_of[k] for k in scores["b_model"]]
+    b_sides = a_sides if comparison in ("factors", "noise_floor") else [side_of[k] for k in scores["b_model"]]
     a_run, a_step = [s[0] for s in a_sides], [s[1] for s in a_sides]
     b_run, b_step = [s[0] for s in b_sides], [s[1] for s in b_sides]
     frame = pd.DataFrame({"dataset": task.dataset, "comparison": comparison,
@@ -427,7 +463,36 @@ def store_stage(root: Path, task: StoreTask) -> None:
                 log[column] = getattr(run, column)
         logs.append(log)
     write_table(root / layout.TRAINING_METRICS_TABLE, pd.concat(logs, ignore_index=True))
+    write_table(root / layout.LATENTS_TABLE, collect_latents(root, task))
     write_table(root / layout.RUNS_TABLE, pd.DataFrame(rows))
+
+
+def collect_latents(root: Path, task: StoreTask) -> pd.DataFrame:
+    """``latents.parquet``: every verified per-checkpoint latent table, with the run's columns.
+
+    Columns: run_id, dataset, objective, param_name, param, seed, step, dim,
+    mean_variance, posterior_variance, kl. A checkpoint whose file is missing
+    or fails its checksum is left out with a warning (its extract task has
+    not run or will be redone).
+    """
+    from vaesim.activations import LATENT_COLUMNS
+
+    parts = []
+    for run in task.runs:
+        for step in task.steps:
+            path = root / layout.latents_path(run.run_id, step)
+            if not verified(path):
+                logger.warning("latent statistics %s are missing or corrupt; left out of %s", path,
+                               layout.LATENTS_TABLE)
+                continue
+            frame = pd.read_parquet(path)
+            frame = frame.assign(run_id=run.run_id, dataset=run.dataset, objective=run.objective,
+                                 param_name=run.param_name, param=float(run.param), seed=int(run.seed), step=int(step))
+            parts.append(frame)
+    columns = ["run_id", "dataset", "objective", "param_name", "param", "seed", "step", *LATENT_COLUMNS]
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
+    return pd.concat(parts, ignore_index=True)[columns]
 
 
 def final_metrics(metrics: pd.DataFrame) -> dict:

@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vaesim.study.plan import RUNS_TABLE, TRAINING_METRICS_TABLE, checksum_path
+from vaesim.study.plan import LATENTS_TABLE, RUNS_TABLE, TRAINING_METRICS_TABLE, checksum_path
 from vaesim.utils import atomic_path, atomic_write_text, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -154,8 +154,17 @@ def load_training_metrics(study_dir: str | os.PathLike) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
+def load_latents(study_dir: str | os.PathLike) -> pd.DataFrame:
+    """``latents.parquet``: per run, recorded checkpoint and latent dimension (mean_variance, posterior_variance, kl)."""
+    path = _study_dir(study_dir) / LATENTS_TABLE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist yet: run the study to its store stage first")
+    return pd.read_parquet(path)
+
+
 def query(study_dir: str | os.PathLike, sql: str) -> pd.DataFrame:
-    """Run DuckDB ``sql`` over the study; views ``results``, ``runs``, ``training_metrics``, ``disentanglement``.
+    """Run DuckDB ``sql`` over the study; views ``results``, ``runs``, ``training_metrics``, ``latents``,
+    ``disentanglement``.
 
     Example: ``query(d, "SELECT a_layer, avg(score) FROM results WHERE
     comparison = 'within_run' GROUP BY a_layer")``.
@@ -179,14 +188,16 @@ def query(study_dir: str | os.PathLike, sql: str) -> pd.DataFrame:
         else:
             con.register("disentanglement_empty", DISENTANGLEMENT_SCHEMA.empty_table().to_pandas())
             con.execute("CREATE VIEW disentanglement AS SELECT * FROM disentanglement_empty")
-        for view, name in (("runs", RUNS_TABLE), ("training_metrics", TRAINING_METRICS_TABLE)):
+        for view, name in (("runs", RUNS_TABLE), ("training_metrics", TRAINING_METRICS_TABLE),
+                           ("latents", LATENTS_TABLE)):
             path = study_dir / name
             if path.is_file():
                 con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({_sql_list([str(path)])})")
         try:
             return con.execute(sql).df()
         except duckdb.Error as error:
-            raise ValueError(f"query failed: {error}; the views are results, runs, training_metrics, disentanglement "
+            raise ValueError(f"query failed: {error}; the views are results, runs, training_metrics, latents, "
+                             f"disentanglement "
                              f"(results columns: {', '.join(RESULT_COLUMNS)})") from None
     finally:
         con.close()

@@ -1,0 +1,67 @@
+"""Sampling noise per model: unrelated networks must not look alike because they share eps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vaesim.activations import extract_activations, latent_statistics, noise_seed
+from vaesim.models import build_vae
+from vaesim.similarity import linear_cka
+
+DECODER = ("decoder.fc1", "decoder.fc2", "decoder.deconv1", "decoder.output")
+
+
+def _untrained(seed: int):
+    torch.manual_seed(seed)
+    return build_vae(num_channels=1, latent_dim=10)
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    return (rng.random((200, 1, 64, 64)) < 0.1).astype(np.float32)
+
+
+def test_noise_seed_is_deterministic_and_differs_per_run_and_step():
+    assert noise_seed(0, "run-a", 10) == noise_seed(0, "run-a", 10)
+    seeds = {noise_seed(p, r, s) for p in (0, 1) for r in ("run-a", "run-b") for s in (0, 10)}
+    assert len(seeds) == 8 and all(0 <= s < 2**63 for s in seeds)
+    assert noise_seed(3, "run-a", 10, "shared") == noise_seed(3, "run-b", 99, "shared") == 3
+    with pytest.raises(ValueError, match="mode='fresh' is unknown"):
+        noise_seed(0, "r", 0, "fresh")
+
+
+def test_shared_noise_makes_unrelated_networks_look_alike_and_independent_noise_does_not(images):
+    a, b = _untrained(0), _untrained(1)
+    layers = ("encoder.mean", "encoder.sample", *DECODER)
+    shared = [extract_activations(m, images, layers=layers, seed=0) for m in (a, b)]
+    independent = [extract_activations(m, images, layers=layers, seed=noise_seed(0, run, 0))
+                   for m, run in ((a, "run-a"), (b, "run-b"))]
+    # untrained: the posterior variance is ~1, so the sample is mostly eps
+    assert linear_cka(shared[0]["encoder.sample"], shared[1]["encoder.sample"]) > 0.95
+    assert linear_cka(independent[0]["encoder.sample"], independent[1]["encoder.sample"]) < 0.15
+    for layer in DECODER:
+        assert linear_cka(shared[0][layer], shared[1][layer]) > 0.5, layer
+        assert linear_cka(independent[0][layer], independent[1][layer]) < 0.25, layer
+    # within one checkpoint the mean and sampled layers come from one forward pass with one eps
+    mean, sample = independent[0]["encoder.mean"], independent[0]["encoder.sample"]
+    eps = torch.randn(len(images), 10, generator=torch.Generator().manual_seed(noise_seed(0, "run-a", 0))).numpy()
+    variance = extract_activations(a, images, layers=("encoder.variance",), seed=0)["encoder.variance"]
+    assert np.allclose(sample, mean + np.sqrt(variance) * eps, atol=1e-5)
+
+
+def test_latent_statistics_match_the_textbook_formulas():
+    rng = np.random.default_rng(2)
+    mean = rng.normal(size=(500, 4)) * np.array([1.0, 0.05, 0.001, 2.0])
+    logvar = rng.normal(size=(500, 4)) * 0.1 - np.array([3.0, 0.0, 0.0, 2.0])
+    table = latent_statistics(mean.astype(np.float32), logvar.astype(np.float32))
+    assert list(table["dim"]) == [0, 1, 2, 3]
+    assert np.allclose(table["mean_variance"], np.var(mean, axis=0), rtol=1e-5)
+    assert np.allclose(table["posterior_variance"], np.exp(logvar).mean(0), rtol=1e-5)
+    kl = 0.5 * (mean**2 + np.exp(logvar) - logvar - 1).mean(0)
+    assert np.allclose(table["kl"], kl, rtol=1e-5)
+    assert list(table["mean_variance"] > 0.01) == [True, False, False, True]  # Burda et al.'s active units
+    with pytest.raises(ValueError, match="must both be \\(n, D\\)"):
+        latent_statistics(mean, logvar[:, :2])

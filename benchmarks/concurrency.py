@@ -168,8 +168,14 @@ def main() -> None:
     print(f"load average after: {loadavg()}")
     print(f"\n{'mode':8s} {'solo s':>8s} {'pair s':>8s} {'pair/solo':>10s} {'busy s':>8s} {'busy/solo':>10s}")
     for mode, (solo, pair, busy) in results.items():
-        busy_text = f"{busy:8.1f} {busy / solo:10.2f}" if busy is not None else f"{'-':>8s} {'-':>10s}"
-        print(f"{mode:8s} {solo:8.1f} {pair:8.1f} {pair / solo:10.2f} {busy_text}")
+        def seconds(value):
+            return f"{'>' + format(args.limit, '.0f'):>8s}" if value == float("inf") else f"{value:8.1f}"
+
+        def ratio(value):
+            return f"{'n/a':>10s}" if float("inf") in (value, solo) else f"{value / solo:10.2f}"
+
+        busy_text = f"{seconds(busy)} {ratio(busy)}" if busy is not None else f"{'-':>8s} {'-':>10s}"
+        print(f"{mode:8s} {seconds(solo)} {seconds(pair)} {ratio(pair)} {busy_text}")
     print("fair share: pair/solo 2.0 (target <= 2.5); busy/solo about 2.0; inf: stopped at --limit")
 
 

@@ -19,9 +19,15 @@ Timed, in the same run:
 * ckatorch.cka_base (PyPI, float64) on a subset of layer pairs;
 * Procrustes: vaesim (QR factors once + per-pair SVD of min(n, p) size) vs
   Ding et al.'s per-pair SVD of the p x p cross-product, on a layer subset;
-* a measured float64 GEMM / SYRK peak, to report achieved GFLOP/s.
+* straightforward float32 (centre in float32, ``x @ x.T`` in float32), sampled
+  on the same checkpoint pairs;
+* the Gram phase of vaesim's float64 route (before issue 11) and of its mixed
+  route (now) on the same ``--before-samples`` checkpoints, layer by layer;
+* an accuracy table against float64 textbook CKA (as generated and with a
+  1e4 float32 offset);
+* measured float32 SSYRK, float64 SYRK and GEMM peaks, to report achieved GFLOP/s.
 
-Usage: python benchmarks/similarity.py [--checkpoints 40] [--n 5000] [--json out.json]
+Usage: python benchmarks/similarity.py [--checkpoints 10 40] [--n 5000] [--json out.json]
 """
 
 from __future__ import annotations

@@ -10,13 +10,16 @@ from vaesim.training.loop import _make_adam, _use_channels_last
 from vaesim.models import build_vae
 
 STEPS = 50
-#: weights after 50 Adam steps at lr 1e-4: |fast - plain| <= ATOL = lr / 2 (measured max 1.2e-5, 1 thread).
-#: The two layouts sum the same products in a different order (float32 rounding, ~1e-7 relative per
-#: operation); Adam's g / sqrt(v) can turn a rounding-level change of a near-zero gradient into a
-#: step of up to lr, so the bound is stated in units of lr rather than of float32 epsilon.
+#: weights after 50 Adam steps at lr 1e-4: |fast - plain| <= ATOL = 2 lr everywhere, and all but a
+#: 1e-4 fraction within lr / 2. Measured (1 thread): default Glorot init (zero biases) max 1.1e-4 with
+#: 14 of 690,517 weights beyond lr / 2; torch's default init max 1.2e-5. The two layouts sum the same
+#: products in a different order (float32 rounding, ~1e-7 relative per operation); Adam's g / sqrt(v)
+#: can turn a rounding-level change of a near-zero gradient (zero biases make exact-zero ReLU inputs
+#: common) into a step of up to lr, so the bound is stated in units of lr rather than of float32 epsilon.
 LR = 1e-4
-ATOL = LR / 2
+ATOL = 2 * LR
 RTOL = 0.0
+MAX_FRACTION_BEYOND_HALF_LR = 1e-4
 
 
 def _weights(run_dir):
@@ -44,7 +47,7 @@ def both_paths(tmp_path_factory):
 def test_weights_after_50_steps_match_the_nchw_path(both_paths):
     plain, fast = both_paths["plain"], both_paths["fast"]
     assert plain.keys() == fast.keys()
-    moved = 0
+    moved = beyond = total = 0
     for name in plain:
         if name.startswith("optimizer."):
             continue
@@ -52,7 +55,10 @@ def test_weights_after_50_steps_match_the_nchw_path(both_paths):
         assert a.shape == b.shape and a.is_contiguous() and b.is_contiguous(), name
         torch.testing.assert_close(b, a, atol=ATOL, rtol=RTOL, msg=name)
         moved += int(not torch.equal(a, b))
+        beyond += int(((a - b).abs() > LR / 2).sum())
+        total += a.numel()
     assert moved > 0  # the layouts really differ (else this test could not fail)
+    assert beyond <= MAX_FRACTION_BEYOND_HALF_LR * total
 
 
 def test_fast_path_is_chosen_for_conv_on_cpu_and_cuda_only():

@@ -15,6 +15,7 @@ id and error, the stage's other tasks go on.
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field

@@ -472,7 +472,8 @@ def compare_stage(root: Path, task: CompareTask) -> None:
         model_pairs = []
         for a, s, _b, _t in pairs:
             again = load_checked_summaries(root, a, s, task, resampled=True)
-            models[model_key(a, s)] = {name: models[model_key(a, s)][name] for name in again}
+            first = models[model_key(a, s)]
+            models[model_key(a, s)] = {name: getattr(first[name], "builtin", first[name]) for name in again}
             models[model_key(a, s) + RESAMPLED_SUFFIX] = again
             model_pairs.append((model_key(a, s), model_key(a, s) + RESAMPLED_SUFFIX))
     else:

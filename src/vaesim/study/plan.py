@@ -429,9 +429,8 @@ def extract_task(run_id: str, dataset: str, step: int, *, layers: tuple[str, ...
         outputs += [resampled_path(run_id, step), checksum_path(resampled_path(run_id, step))]
     if keep_activations:
         outputs += [activations_path(run_id, step), checksum_path(activations_path(run_id, step))]
-    if plugin_metrics(metrics):  # plug-in measures' summaries (vaesim.study.measures)
-        for base in [summary_path(run_id, step)] + ([resampled_path(run_id, step)] if resample else []):
-            outputs += [plugin_path(base), checksum_path(plugin_path(base))]
+    if plugin_metrics(metrics):  # plug-in measures' summaries (vaesim.study.measures); the noise floor uses built-ins
+        outputs += [plugin_path(summary_path(run_id, step)), checksum_path(plugin_path(summary_path(run_id, step)))]
     return ExtractTask(
         task_id=f"extract/{run_id}/step_{step:08d}",
         outputs=tuple(outputs),

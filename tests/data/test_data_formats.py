@@ -343,3 +343,27 @@ def test_digits_are_the_sklearn_images_upsampled():
         assert np.corrcoef(blocks.ravel(), bunch.images[index].ravel())[0, 1] > 0.9
     picked = ds.index_of(np.full((50, 1), 7), np.random.default_rng(1))
     assert (bunch.target[picked] == 7).all() and len(set(picked.tolist())) > 10
+
+
+def test_resize_is_pillows_lanczos_as_the_references():
+    from PIL import Image
+
+    from vaesim.data.grid import resize_uint8
+
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, (3, 1, 96, 96), dtype=np.uint8)
+    colour = rng.integers(0, 256, (2, 3, 128, 128), dtype=np.uint8)
+    out_grey, out_colour = resize_uint8(grey), resize_uint8(colour)
+    assert out_grey.shape == (3, 1, 64, 64) and out_colour.shape == (2, 3, 64, 64)
+    for image, resized in zip(grey, out_grey):
+        expected = np.asarray(Image.fromarray(image[0]).resize((64, 64), Image.LANCZOS))
+        assert np.array_equal(resized[0], expected)
+    for image, resized in zip(colour, out_colour):
+        expected = np.asarray(Image.fromarray(image.transpose(1, 2, 0)).resize((64, 64), Image.LANCZOS))
+        assert np.array_equal(resized, expected.transpose(2, 0, 1))
+    # an edge: Lanczos overshoots (202 beside a 200 plateau), which a triangle (bilinear) filter never does
+    edge = np.zeros((1, 1, 96, 96), dtype=np.uint8)
+    edge[..., 48:] = 200
+    assert resize_uint8(edge)[0, 0, 32].max() > 200
+    with pytest.raises(ValueError, match="expected images shaped"):
+        resize_uint8(np.zeros((2, 64, 64), dtype=np.uint8))

@@ -114,6 +114,20 @@ def test_layers_that_training_did_not_change_are_left_out(synthetic):
     assert "24 of" in row["detail"] and "encoder.conv1 (8)" in row["detail"]
 
 
+def test_layers_that_sampling_noise_keeps_below_the_threshold_are_left_out(synthetic):
+    # a decoder whose final state recorded with two eps only reaches CKA 0.6 cannot settle before the
+    # final step whatever it learned: its late settle point is noise, not evidence for claim 1
+    synthetic.noise_floor = 0.6
+    table = F.convergence_table(synthetic.results())
+    assert table.loc[table["layer"] == "decoder.fc1", "noise_limited"].all()
+    assert not table.loc[table["layer"] == "encoder.conv1", "noise_limited"].any()  # upstream of the noise
+    row = F.claim_encoder_first(synthetic.results())
+    assert row["verdict"] == F.NOT_ENOUGH_DATA and "limited by sampling noise" in row["detail"]
+    synthetic.noise_floor = 0.97  # noise leaves the decoder's curves free to settle: the verdict stands
+    assert F.claim_encoder_first(synthetic.results())["verdict"] == F.HOLDS
+    assert F.baseline_table(synthetic.results()).set_index("layer").loc["decoder.fc1", "noise_floor"] == 0.97
+
+
 def test_untrained_networks_give_not_enough_data(synthetic):
     flat = {0: 0.999, 250: 0.999, 500: 1.0, 750: 1.0}
     synthetic.curves = {name: flat for name in synthetic.layers}
@@ -273,6 +287,8 @@ def test_compute_findings_table(synthetic):
     assert table["definition"].str.len().min() > 40
     text = F.format_findings(table)
     assert "claim 1" in text and "holds" in text
+    assert ("This study supports: claim 1, claim 2 (regularisation strengths), claim 3 [beta_vae]. It cannot judge "
+            "(not enough data): claim 2 (objectives).") == F.support_summary(table)
 
 
 def test_missing_columns_are_named(default_results):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 
+import pandas as pd
 import pytest
 
 from synthetic_store import Synthetic
@@ -54,6 +55,8 @@ def test_report_shows_spec_runs_and_findings(study, report):
     for verdict in findings["verdict"]:
         assert verdict in page
     assert "id='baselines'" in page and "id='diagnostic'" in page  # the baselines the verdicts are read against
+    baselines = pd.read_csv(study / "baselines.csv").set_index("layer")
+    assert baselines.loc["encoder.conv1", "untrained_seeds"] == pytest.approx(0.7)
     claim3 = findings[findings["finding"].str.startswith("claim 3")].iloc[0]
     assert claim3["verdict"] == HOLDS  # read from the study's latents.parquet
 

@@ -45,4 +45,5 @@ def expected_pairs(spec) -> dict[str, int]:
         "params": objectives * seeds * steps * comb(values, 2),
         "objectives": seeds * steps * comb(objectives, 2) * values**2,
         "factors": runs * steps,
+        "noise_floor": runs,  # each run's final checkpoint against itself recorded with a second eps
     }

@@ -37,6 +37,7 @@ def expected_rows(spec) -> dict[str, int]:
         "params": pairs["params"] * LAYERS**2 * metrics,
         "objectives": pairs["objectives"] * LAYERS**2 * metrics,
         "factors": pairs["factors"] * LAYERS * metrics,  # every model layer against the one factors "layer"
+        "noise_floor": pairs["noise_floor"] * 4 * metrics,  # the same layer, for the 4 layers the noise reaches
     }
 
 

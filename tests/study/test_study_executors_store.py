@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from vaesim.cli import main
-from vaesim.study import RESULT_KEY, load_results, query, run_study, study_status
+from vaesim.study import COMPARISONS, RESULT_KEY, load_results, query, run_study, study_status
 from vaesim.study import plan as layout
 from vaesim.study import stages
 from vaesim.study.executors import LocalExecutor, TaskFailure
@@ -125,7 +125,7 @@ def test_unfinished_files_are_not_read(finished_tiny):
         results = load_results(finished_tiny)
         assert tmp not in result_files(finished_tiny) and unsummed not in result_files(finished_tiny)
         assert len(results) == len(load_results(finished_tiny, comparison="within_run")) + sum(
-            len(load_results(finished_tiny, comparison=c)) for c in ("seeds", "params", "objectives", "factors"))
+            len(load_results(finished_tiny, comparison=c)) for c in COMPARISONS if c != "within_run")
     finally:
         tmp.unlink()
         unsummed.unlink()

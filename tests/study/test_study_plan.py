@@ -77,13 +77,35 @@ def test_pairs_are_unique_and_respect_the_grouping(tiny_spec):
 
 def test_within_run_final_mode(tiny_dict):
     tiny_dict["comparisons"] = {"within_run": "final", "seeds": False, "params": False, "objectives": False,
-                                "factors": False}
+                                "factors": False, "noise_floor": False}
     spec = parse_spec(tiny_dict)
     groups = comparison_groups(spec, plan_runs(spec))
     assert {c for c, _, _ in groups} == {"within_run"}
     final = spec.checkpoint_steps()[-1]
     assert all(b_step == final for _, _, pairs in groups for _, _, _, b_step in pairs)
     assert sum(len(p) for _, _, p in groups) == 8 * 3
+
+
+def test_noise_floor_records_the_final_step_twice(tiny_dict):
+    from vaesim.study.plan import noise_layers, resampled_path
+
+    spec = parse_spec(tiny_dict)
+    plan = plan_study(spec)
+    final = spec.recorded_steps()[-1]
+    resampling = [task for task in plan.tasks["extract"] if task.resample]
+    assert {task.step for task in resampling} == {final} and len(resampling) == 8
+    assert all(resampled_path(task.run_id, final) in task.outputs for task in resampling)
+    floors = [task for task in plan.tasks["compare"] if task.comparison == "noise_floor"]
+    assert len(floors) == 8 and all(task.pairs[0][1] == task.pairs[0][3] == final for task in floors)
+    # a corrupt final summary recomputed from a compare task writes the same outputs as the planned extraction
+    within = next(task for task in plan.tasks["compare"] if task.comparison == "within_run")
+    run_id = within.pairs[0][0]
+    planned = next(task for task in resampling if task.run_id == run_id)
+    assert within.extract_task(run_id, final) == planned
+    assert noise_layers(spec.layer_names()) == ["encoder.sample", "decoder.fc1", "decoder.fc2", "decoder.deconv1"]
+    for off in ({"noise_floor": False}, None):
+        changed = dict(tiny_dict, comparisons=off) if off else dict(tiny_dict, probe={"n": 64, "sample_noise": "shared"})
+        assert not any(t.comparison == "noise_floor" for t in plan_study(parse_spec(changed)).tasks["compare"])
 
 
 def test_task_outputs_are_unique_across_the_plan(tiny_spec):

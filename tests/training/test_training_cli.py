@@ -18,6 +18,17 @@ def test_vaesim_train_runs_on_a_named_dataset_and_then_does_nothing(tmp_path, ca
     assert "already finished, nothing to do" in capsys.readouterr().out
 
 
+def test_vaesim_train_init_and_validation_split(tmp_path, capsys):
+    import json
+
+    args = ["train", "--steps", "2", "--batch-size", "4", "--checkpoints", "2", "--log-every", "1",
+            "--init", "pytorch", "--validation-split", "0.1", "--out", str(tmp_path), "--no-progress", "--device", "cpu"]
+    assert main(args) == 0
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert (config["init"], config["validation_split"]) == ("pytorch", 0.1)
+    assert np.isfinite(read_metrics(tmp_path)["val_elbo"]).all()
+
+
 @pytest.mark.parametrize(
     "extra,message",
     [
@@ -25,6 +36,7 @@ def test_vaesim_train_runs_on_a_named_dataset_and_then_does_nothing(tmp_path, ca
         (["--objective", "annealed_vae", "--set", "beta=2"], "has no parameter 'beta'; valid parameters: c_max, gamma, iteration_threshold"),
         (["--set", "beta"], "expected NAME=VALUE"),
         (["--checkpoints", "weekly:2"], "unknown kind 'weekly'"),
+        (["--validation-split", "1.5"], "validation_split must be a fraction in [0, 1), got 1.5"),
     ],
 )
 def test_vaesim_train_rejects_bad_input_with_the_valid_choices(tmp_path, capsys, extra, message):

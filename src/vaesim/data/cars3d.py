@@ -6,7 +6,7 @@ official archive ``nips2015-analogy-data.tar.gz``, folder ``data/cars``).
 Factors: elevation 4, azimuth 24, object 183 (disentanglement_lib's order);
 item order is C-order over (elevation, azimuth, object), object fastest:
 item (e, a, o) is ``im[:, :, :, a, e]`` of the o-th file. Images are resized
-to 64x64 with an antialiased bilinear filter (:func:`resize_uint8`).
+to 64x64 with Pillow's LANCZOS filter, as the references (:func:`resize_uint8`).
 ``scipy.io.loadmat`` reads only the ``im`` variable and executes nothing.
 """
 

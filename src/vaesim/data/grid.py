@@ -1,4 +1,4 @@
-"""Helpers shared by loaders: factor tables, grid checks, antialiased resizing."""
+"""Helpers shared by loaders: factor tables, grid checks, Lanczos resizing (as the references)."""
 
 from __future__ import annotations
 
@@ -28,22 +28,25 @@ def values_to_indices(values: np.ndarray, path: Path, what: str) -> tuple[np.nda
     return indices, levels
 
 
-def resize_uint8(images: np.ndarray, size: int = 64, *, chunk: int = 1024) -> np.ndarray:
-    """Antialiased resize of uint8 images (N, C, H, W) -> uint8 (N, C, size, size).
+def resize_uint8(images: np.ndarray, size: int = 64) -> np.ndarray:
+    """Resize uint8 images (N, C, H, W) -> uint8 (N, C, size, size) with Pillow's LANCZOS filter.
 
-    Uses ``torch.nn.functional.interpolate(mode="bilinear", antialias=True,
-    align_corners=False)`` (a triangle filter widened by the downscale factor,
-    as PIL's BILINEAR resize), then rounds to the nearest integer.
+    What both references do for smallNORB and Cars3D
+    (``PIL.Image.resize(..., ANTIALIAS)``, ANTIALIAS being LANCZOS): a
+    Lanczos-3 kernel widened by the downscale factor, rounded to uint8 by
+    Pillow. C is 1 (greyscale, mode "L") or 3 (RGB, resized as one image, as
+    Pillow does).
     """
-    import torch
-    import torch.nn.functional as F
+    from PIL import Image
 
     images = np.asarray(images)
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"resize_uint8: expected images shaped (N, 1 or 3, H, W), got {images.shape}")
     if images.shape[-2:] == (size, size):
         return np.ascontiguousarray(images, dtype=np.uint8)
     out = np.empty((*images.shape[:2], size, size), dtype=np.uint8)
-    for start in range(0, images.shape[0], chunk):
-        batch = torch.from_numpy(np.ascontiguousarray(images[start : start + chunk], dtype=np.float32))
-        resized = F.interpolate(batch, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        out[start : start + chunk] = resized.round().clamp(0, 255).to(torch.uint8).numpy()
+    for index, image in enumerate(images.astype(np.uint8, copy=False)):
+        pixels = image[0] if image.shape[0] == 1 else np.ascontiguousarray(image.transpose(1, 2, 0))
+        resized = np.asarray(Image.fromarray(pixels).resize((size, size), Image.LANCZOS))
+        out[index] = resized[None] if resized.ndim == 2 else resized.transpose(2, 0, 1)
     return out

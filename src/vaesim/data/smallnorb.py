@@ -12,7 +12,7 @@ C order. Magic codes: 0x1E3D4C51 float32, 0x1E3D4C52 packed, 0x1E3D4C53
 float64, 0x1E3D4C54 int32, 0x1E3D4C55 uint8, 0x1E3D4C56 int16.
 
 * ``dat``: uint8 (24300, 2, 96, 96), stereo pair; the left camera ``[:, 0]``
-  is used, resized to 64x64 with an antialiased bilinear filter
+  is used, resized to 64x64 with Pillow's LANCZOS filter (as the references)
   (:func:`vaesim.data.grid.resize_uint8`).
 * ``cat``: int32 (24300,) category 0..4.
 * ``info``: int32 (24300, 4): instance 0..9, elevation 0..8, azimuth 0, 2, ..,

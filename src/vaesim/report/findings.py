@@ -110,7 +110,13 @@ def convergence_table(
     - ``progress_auc``: area under (s(t) - s(0)) / (1 - s(0)) over t / T in
       [0, 1] (trapezoids through the checkpoints; NaN without step 0 or when
       s(0) = 1): 1 = the layer reached its final state at once, 0.5 = linearly;
-    - ``n_checkpoints``: learned checkpoints (final included).
+    - ``n_checkpoints``: learned checkpoints (final included);
+    - ``noise_floor``: CKA of the layer at the final step with itself
+      recorded with a second eps (``noise_floor`` rows; NaN for layers
+      upstream of the sampling noise or without such rows), and
+      ``noise_limited`` = noise_floor < ``threshold``: sampling noise alone
+      keeps the layer's curve below the threshold, so its settle point says
+      nothing about learning.
     """
     check_results(results)
     finals = final_steps(results)
@@ -119,6 +125,7 @@ def convergence_table(
     rows = both_orientations(rows)
     rows = rows[rows["b_step"] == rows["b_run"].map(finals)]
     rows = rows[rows["a_layer"].map(lambda name: L.is_encoder(name) or L.is_decoder(name)).astype(bool)]
+    floors = noise_floors(results, metric=metric)
     out = []
     for (run, layer), group in rows.groupby(["a_run", "a_layer"], sort=False):
         final = int(finals[run])
@@ -139,10 +146,20 @@ def convergence_table(
             changed=(initial < threshold) if np.isfinite(initial) else math.nan,
             settled_step=settled, settled_fraction=settled / final if final > 0 else math.nan,
             progress_auc=_progress_auc(curve, final), n_checkpoints=len(learned),
+            noise_floor=floors.get((run, layer), math.nan),
         ))
     columns = ["run", "objective", "param", "seed", "layer", "group", "final_step", "initial_score", "changed",
-               "settled_step", "settled_fraction", "progress_auc", "n_checkpoints"]
-    return pd.DataFrame(out, columns=columns)
+               "settled_step", "settled_fraction", "progress_auc", "n_checkpoints", "noise_floor", "noise_limited"]
+    table = pd.DataFrame(out, columns=[c for c in columns if c != "noise_limited"])
+    table["noise_limited"] = table["noise_floor"] < threshold
+    return table[columns]
+
+
+def noise_floors(results: pd.DataFrame, *, metric: str = "cka") -> dict[tuple[str, str], float]:
+    """{(run, layer): CKA of a noise-driven layer with itself under a second eps}, from ``noise_floor`` rows."""
+    rows = select(results, comparison="noise_floor", metric=metric)
+    rows = rows[rows["a_layer"] == rows["b_layer"]]
+    return rows.groupby(["a_run", "a_layer"])["score"].mean().to_dict()
 
 
 def _progress_auc(curve: pd.Series, final: int) -> float:
@@ -184,6 +201,14 @@ def claim_encoder_first(results: pd.DataFrame, *, metric: str = "cka",
     unchanged = known[~known["changed"].astype(bool)]
     changed = known[known["changed"].astype(bool)]
     unchanged_text = _unchanged_text(unchanged, known)
+    limited = changed[changed["noise_limited"]]
+    changed = changed[~changed["noise_limited"]]
+    if len(limited):
+        counts = limited.groupby("layer").size()
+        unchanged_text += (
+            f" {len(limited)} changed curve(s) are limited by sampling noise (the layer recorded twice at the final "
+            f"step with two eps scores < {threshold}) and are left out too: "
+            + ", ".join(f"{layer} ({counts[layer]})" for layer in L.order_layers(counts.index)) + ".")
     per_run = changed.groupby(["run", "group"])["settled_fraction"].mean().unstack()
     both = per_run.dropna(subset=[g for g in ("encoder", "decoder") if g in per_run.columns]) \
         if {"encoder", "decoder"} <= set(per_run.columns) else per_run.iloc[0:0]
@@ -231,6 +256,8 @@ def baseline_table(results: pd.DataFrame, *, metric: str = "cka") -> pd.DataFram
     ``untrained_seeds`` (same layer of untrained networks of different seeds,
     step 0 ``seeds`` rows), ``trained_seeds`` (same, at the final step),
     ``initial_to_final`` (each run's layer at step 0 against its final state),
+    ``noise_floor`` (a noise-driven layer's final state against itself
+    recorded with a second sampling eps),
     ``params_initial`` / ``objectives_initial`` (the ``params`` /
     ``objectives`` pairs at step 0: runs that share a seed share their
     initial weights, so these are 1 for layers upstream of any noise), and
@@ -245,9 +272,10 @@ def baseline_table(results: pd.DataFrame, *, metric: str = "cka") -> pd.DataFram
         columns[label] = _same_layer_rows(results, comparison, metric, step).groupby("a_layer")["score"].mean()
     trajectories = convergence_table(results, metric=metric)
     columns["initial_to_final"] = trajectories.groupby("layer")["initial_score"].mean()
+    columns["noise_floor"] = trajectories.groupby("layer")["noise_floor"].mean()
     table = pd.DataFrame(columns)
-    order = [c for c in ("untrained_seeds", "trained_seeds", "initial_to_final", "params_initial", "params_final",
-                         "objectives_initial", "objectives_final")]
+    order = [c for c in ("untrained_seeds", "trained_seeds", "initial_to_final", "noise_floor", "params_initial",
+                         "params_final", "objectives_initial", "objectives_final")]
     table = table.reindex(columns=order)
     table = table.loc[[name for name in L.order_layers(table.index) if name in table.index]]
     out = table.rename_axis("layer").reset_index()
@@ -503,4 +531,30 @@ def format_findings(findings: pd.DataFrame, *, width: int = 110) -> str:
         lines.append(f"{row.verdict:<16} {value:>8}   {row.finding}")
         if row.detail:
             lines.append(textwrap.fill(str(row.detail), width=width, initial_indent=indent, subsequent_indent=indent))
+    summary = support_summary(findings)
+    if summary:
+        lines += ["", textwrap.fill(summary, width=width)]
     return "\n".join(lines)
+
+
+def short_name(finding: str) -> str:
+    """``claim 2 (objectives)``, ``claim 3 [beta_vae]``: a finding's name without its statement."""
+    finding = str(finding)
+    name = finding.split(":")[0]
+    if "[" in finding:
+        return f"{name} {finding[finding.index('['):]}"
+    if " across " in finding:
+        return f"{name} ({finding.split(' across ')[1].split(' beyond')[0]})"
+    return name
+
+
+def support_summary(findings: pd.DataFrame) -> str:
+    """One sentence per verdict kind: which claims this study supports, contradicts, or cannot judge."""
+    labels = {HOLDS: "This study supports", DOES_NOT_HOLD: "It does not support",
+              NOT_ENOUGH_DATA: "It cannot judge (not enough data)", NOT_APPLICABLE: "Not applicable"}
+    parts = []
+    for verdict, label in labels.items():
+        names = [short_name(name) for name in findings.loc[findings["verdict"] == verdict, "finding"]]
+        if names:
+            parts.append(f"{label}: {', '.join(names)}.")
+    return " ".join(parts)

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 REPORT_FILE = "report.html"
 FINDINGS_FILE = "findings.csv"
+BASELINES_FILE = "baselines.csv"
 FIGURES_DIR = "figures"
 DEFAULT_METRIC = "cka"
 
@@ -191,7 +192,9 @@ def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC) -> Path
 
     For CKA: ``study_dir/report.html``, ``figures/<name>.png|svg`` for every
     figure the data allows, and ``findings.csv``; another metric writes
-    ``report-<metric>.html``, ``figures-<metric>/`` and ``findings-<metric>.csv``.
+    ``report-<metric>.html``, ``figures-<metric>/`` and ``findings-<metric>.csv``. Also writes
+    ``baselines.csv`` (``baselines-<metric>.csv``): per layer, untrained and trained agreement,
+    initial-to-final similarity, noise floor.
     """
     started = time.perf_counter()
     study_dir = Path(study_dir)
@@ -226,13 +229,16 @@ def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC) -> Path
     other_metrics = sorted(set(results["metric"]) - {metric}) if len(results) else []
     links = [(m, report_paths(study_dir, m)[0].name) for m in other_metrics]
     title, summary = _summary(spec_text, results, runs)
+    baselines = baseline_table(results, metric=metric)
+    with atomic_path(study_dir / (BASELINES_FILE if metric == DEFAULT_METRIC else f"baselines-{metric}.csv")) as tmp:
+        baselines.to_csv(tmp, index=False)
     sections = [
         ("Baselines: what the architecture gives without learning",
          f"Mean {metric.upper()} of the same layer: between untrained networks of different seeds (step 0), between "
          "trained networks of different seeds, between each run's initial and final state, and across strengths and "
          "objectives at step 0 (runs of one seed share their initial weights) and at the final step. A similarity "
          "is evidence of learning only where it exceeds what untrained networks already give.",
-         table_html(baseline_table(results, metric=metric).round(3), table_id="baselines")),
+         table_html(baselines.round(3), table_id="baselines")),
         ("Metric diagnostic (the paper's appendix; not a finding about VAEs)",
          "Both measures on data unrelated by construction: independent Gaussian matrices of growing width at the "
          "probe size (unrelated data would score 0; linear CKA and Procrustes are inflated as the width outgrows "

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 from vaesim.study.spec import StudySpec, param_name
 
 STAGES = ("probe", "train", "extract", "compare", "store")
-COMPARISONS = ("within_run", "seeds", "params", "objectives", "factors")
+COMPARISONS = ("within_run", "seeds", "params", "objectives", "factors", "noise_floor")
 FACTORS_LAYER = "factors"
 DONE_MARKER = "DONE"
 # Written by the train task after training: SHA-256 of every checkpoint file.
@@ -133,6 +133,7 @@ class ExtractTask(Task):
     keep_activations: tuple[str, ...] = ()
     device: str = "cpu"
     sample_noise: str = "independent"  # eps of the sampled layer: per (run, step) or shared by all models
+    resample: bool = False  # also record the noise-driven layers with a second eps (the run's noise floor)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,6 +157,7 @@ class CompareTask(Task):
     keep_activations: tuple[str, ...] = ()
     device: str = "cpu"
     sample_noise: str = "independent"
+    resample_step: int | None = None  # the checkpoint whose extraction also records a second eps
 
     def run(self, run_id: str) -> RunPlan:
         """The plan of one involved run."""
@@ -168,7 +170,8 @@ class CompareTask(Task):
         """The extract task that writes the summaries of ``run_id`` at ``step``."""
         return extract_task(run_id, self.dataset, step, layers=self.layers, metrics=self.metrics,
                             probe_seed=self.probe_seed, keep_activations=self.keep_activations,
-                            device=self.device, sample_noise=self.sample_noise)
+                            device=self.device, sample_noise=self.sample_noise,
+                            resample=step == self.resample_step)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -223,6 +226,16 @@ def checkpoint_sums_path(run_id: str) -> str:
 
 def summary_path(run_id: str, step: int) -> str:
     return f"summaries/{run_id}/step_{step:08d}.npz"
+
+
+def resampled_path(run_id: str, step: int) -> str:
+    """Summaries of the noise-driven layers recorded again with a second eps (noise floor)."""
+    return f"summaries/{run_id}/step_{step:08d}.resampled.npz"
+
+
+def noise_layers(layers) -> list[str]:
+    """The layers computed from the sampled code: ``encoder.sample`` and every ``decoder.*`` layer."""
+    return [layer for layer in layers if layer == "encoder.sample" or layer.startswith("decoder.")]
 
 
 def latents_path(run_id: str, step: int) -> str:
@@ -311,6 +324,8 @@ def comparison_groups(spec: StudySpec, runs: list[RunPlan]) -> list[tuple[str, s
     - ``objectives``: one task per (dataset, seed, step); every pair of runs
       with different objectives (all their values), same seed.
     - ``factors``: one task per run; every checkpoint against the factors.
+    - ``noise_floor``: one task per run; its final checkpoint's noise-driven
+      layers against the same checkpoint recorded with a second eps.
     """
     comps = spec.comparisons
     steps = spec.recorded_steps()
@@ -363,15 +378,27 @@ def comparison_groups(spec: StudySpec, runs: list[RunPlan]) -> list[tuple[str, s
     if comps.factors:
         for run in runs:
             groups.append(("factors", run.run_id, [(run.run_id, s, run.run_id, s) for s in steps]))
+    if noise_floor_step(spec) is not None:
+        for run in runs:
+            groups.append(("noise_floor", run.run_id, [(run.run_id, steps[-1], run.run_id, steps[-1])]))
     return groups
+
+
+def noise_floor_step(spec: StudySpec) -> int | None:
+    """The step recorded twice for the noise floor (the final one), or None when the spec has no floor."""
+    wanted = (spec.comparisons.noise_floor and spec.probe.sample_noise == "independent"
+              and bool(noise_layers(spec.layer_names())))
+    return spec.recorded_steps()[-1] if wanted else None
 
 
 def extract_task(run_id: str, dataset: str, step: int, *, layers: tuple[str, ...], metrics: tuple[str, ...],
                  probe_seed: int, keep_activations: tuple[str, ...] = (), device: str = "cpu",
-                 sample_noise: str = "independent") -> ExtractTask:
+                 sample_noise: str = "independent", resample: bool = False) -> ExtractTask:
     """The extract task of one checkpoint, with its outputs and inputs (one definition for every caller)."""
     outputs = [summary_path(run_id, step), checksum_path(summary_path(run_id, step)),
                latents_path(run_id, step), checksum_path(latents_path(run_id, step))]
+    if resample:
+        outputs += [resampled_path(run_id, step), checksum_path(resampled_path(run_id, step))]
     if keep_activations:
         outputs += [activations_path(run_id, step), checksum_path(activations_path(run_id, step))]
     return ExtractTask(
@@ -380,7 +407,7 @@ def extract_task(run_id: str, dataset: str, step: int, *, layers: tuple[str, ...
         inputs=(checkpoint_sums_path(run_id), probe_path(dataset)),
         run_id=run_id, dataset=dataset, step=int(step), layers=tuple(layers), metrics=tuple(metrics),
         probe_seed=int(probe_seed), keep_activations=tuple(keep_activations), device=device,
-        sample_noise=sample_noise,
+        sample_noise=sample_noise, resample=resample,
     )
 
 
@@ -391,6 +418,7 @@ def plan_study(spec: StudySpec) -> StudyPlan:
     """Runs and tasks of ``spec``; a pure function of the spec."""
     runs = plan_runs(spec)
     steps = spec.recorded_steps()
+    resample_step = noise_floor_step(spec)
     layers = spec.layer_names()
     probe = spec.probe.model_dump()
     plan = StudyPlan(spec=spec, runs=runs)
@@ -422,7 +450,7 @@ def plan_study(spec: StudySpec) -> StudyPlan:
     plan.tasks["extract"] = [
         extract_task(run.run_id, run.dataset, step, layers=tuple(layers), metrics=tuple(spec.metrics),
                      probe_seed=spec.probe.seed, keep_activations=tuple(spec.kept_layers()), device=spec.device,
-                     sample_noise=spec.probe.sample_noise)
+                     sample_noise=spec.probe.sample_noise, resample=step == resample_step)
         for run in runs
         for step in steps
     ]
@@ -436,6 +464,8 @@ def plan_study(spec: StudySpec) -> StudyPlan:
         inputs = sorted({summary_path(p[0], p[1]) for p in pairs} | {summary_path(p[2], p[3]) for p in pairs})
         if comparison == "factors":
             inputs = sorted({summary_path(p[0], p[1]) for p in pairs}) + [factors_summary_path(dataset)]
+        if comparison == "noise_floor":
+            inputs = inputs + [resampled_path(p[0], p[1]) for p in pairs]
         compare.append(
             CompareTask(
                 task_id=task_id,
@@ -452,6 +482,7 @@ def plan_study(spec: StudySpec) -> StudyPlan:
                 keep_activations=tuple(spec.kept_layers()),
                 device=spec.device,
                 sample_noise=spec.probe.sample_noise,
+                resample_step=resample_step,
             )
         )
     plan.tasks["compare"] = compare

@@ -389,7 +389,7 @@ def repair_run(out_dir: Path, plan: StudyPlan, run_id: str, bad_step: int) -> No
     for step in plan.run(run_id).steps:
         if step >= bad_step:
             for rel in (layout.summary_path(run_id, step), layout.activations_path(run_id, step),
-                        layout.latents_path(run_id, step)):
+                        layout.latents_path(run_id, step), layout.resampled_path(run_id, step)):
                 discard(out_dir / rel)
                 stale.add(rel)
     for task in plan.tasks["compare"]:

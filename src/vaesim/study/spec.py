@@ -132,7 +132,11 @@ class ComparisonsSpec(_Strict):
     values, objectives, at the same step; ``across_steps`` says at which
     steps (``all`` checkpoints or only the ``final`` one). ``factors``: each
     checkpoint against the probe set's ground-truth factors, treated as a
-    layer named ``factors``.
+    layer named ``factors``. ``noise_floor`` (with independent sampling
+    noise): each run's final checkpoint is recorded a second time with
+    another eps, and its sampled and decoder layers are compared with the
+    first recording: the similarity that sampling noise alone leaves, below
+    which no within-run curve of those layers can rise.
     """
 
     within_run: Literal["all", "final", "self_and_final", "none"] = "all"
@@ -141,6 +145,7 @@ class ComparisonsSpec(_Strict):
     params: bool = True
     objectives: bool = True
     factors: bool = True
+    noise_floor: bool = True
 
 
 class TaskResources(_Strict):

@@ -248,6 +248,16 @@ def extract_stage(root: Path, task: ExtractTask) -> str | None:
     )
     latents = latent_statistics(activations["encoder.mean"], activations["encoder.logvar"])
     write_table(root / layout.latents_path(run_id, step), latents.assign(run_id=run_id, step=step), checksum=True)
+    if task.resample:
+        resampled_layers = tuple(layout.noise_layers(task.layers))
+        again = extract_activations(
+            model, probe_images(probe), layers=resampled_layers,
+            seed=noise_seed(task.probe_seed, run_id + RESAMPLED_SUFFIX, step), device=resolve_device(task.device),
+        )
+        path = root / layout.resampled_path(run_id, step)
+        save_summaries(path, {name: summarise(again[name], name=name, metrics=task.metrics,
+                                              device=array_device(task.device)) for name in resampled_layers})
+        write_checksum(path)
     kept = task.keep_activations
     if kept:
         path = root / layout.activations_path(run_id, step)
@@ -268,6 +278,7 @@ def extract_stage(root: Path, task: ExtractTask) -> str | None:
 
 
 LATENT_LAYERS = ("encoder.mean", "encoder.logvar")  # always recorded: the latent statistics need them
+RESAMPLED_SUFFIX = "/resampled"  # the second eps of a noise-floor recording: noise_seed(probe, run + suffix, step)
 
 
 def array_device(device: str) -> str | None:
@@ -292,11 +303,12 @@ def model_key(run_id: str, step: int) -> str:
     return f"{run_id}@{step}"
 
 
-def load_checked_summaries(root: Path, run_id: str, step: int, task: CompareTask) -> dict:
-    """Summaries of one checkpoint, verified; a corrupt file is recomputed first."""
+def load_checked_summaries(root: Path, run_id: str, step: int, task: CompareTask, *,
+                           resampled: bool = False) -> dict:
+    """Summaries of one checkpoint (its second-eps recording when ``resampled``), verified; recomputed if corrupt."""
     from vaesim.similarity import load_summaries
 
-    path = root / layout.summary_path(run_id, step)
+    path = root / (layout.resampled_path if resampled else layout.summary_path)(run_id, step)
     if is_written(path) and verified(path):
         try:
             return load_summaries(path)
@@ -350,9 +362,19 @@ def compare_stage(root: Path, task: CompareTask) -> None:
     if comparison == "factors":
         models[FACTORS_LAYER] = load_factors_summary(root, dataset)
         model_pairs = [(model_key(a, s), FACTORS_LAYER) for a, s, _b, _t in pairs]
+    elif comparison == "noise_floor":
+        # the noise-driven layers of one checkpoint, recorded with two eps: only the same layer is compared
+        model_pairs = []
+        for a, s, _b, _t in pairs:
+            again = load_checked_summaries(root, a, s, task, resampled=True)
+            models[model_key(a, s)] = {name: models[model_key(a, s)][name] for name in again}
+            models[model_key(a, s) + RESAMPLED_SUFFIX] = again
+            model_pairs.append((model_key(a, s), model_key(a, s) + RESAMPLED_SUFFIX))
     else:
         model_pairs = [(model_key(a, s), model_key(b, t)) for a, s, b, t in pairs]
     scores = compare(models, metrics=tuple(task.metrics), model_pairs=model_pairs, device=array_device(task.device))
+    if comparison == "noise_floor":
+        scores = scores[scores["a_layer"] == scores["b_layer"]].reset_index(drop=True)
     frame = result_rows(scores, pairs, task, dataset_size(root, dataset))
     path = root / layout.results_path(task.task_id)
     write_table(path, frame, RESULT_SCHEMA, checksum=True)
@@ -374,7 +396,7 @@ def result_rows(scores: pd.DataFrame, pairs: list[tuple], task: CompareTask, siz
         side_of[model_key(b_run, b_step)] = (b_run, b_step)
     a_sides = [side_of[k] for k in scores["a_model"]]
     # For ``factors`` the b side is the factors "layer" of the same run and checkpoint.
-    b_sides = a_sides if comparison == "factors" else [side_of[k] for k in scores["b_model"]]
+    b_sides = a_sides if comparison in ("factors", "noise_floor") else [side_of[k] for k in scores["b_model"]]
     a_run, a_step = [s[0] for s in a_sides], [s[1] for s in a_sides]
     b_run, b_step = [s[0] for s in b_sides], [s[1] for s in b_sides]
     frame = pd.DataFrame({"dataset": task.dataset, "comparison": comparison,

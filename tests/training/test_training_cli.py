@@ -58,3 +58,18 @@ def test_vaesim_train_exits_non_zero_on_nan(tmp_path, capsys, monkeypatch):
     code = main(["train", "--steps", "2", "--batch-size", "2", "--out", str(tmp_path), "--no-progress"])
     assert code == 1
     assert "training diverged: the loss became nan at step 1" in capsys.readouterr().err
+
+
+def test_vaesim_train_says_it_resumes_without_verbose(tmp_path, capsys):
+    args = ["train", "--steps", "2", "--batch-size", "4", "--checkpoints", "every:1", "--out", str(tmp_path),
+            "--no-progress", "--device", "cpu"]
+    assert main(args) == 0
+    # as if killed after step 1: the step-2 checkpoint and DONE were never written
+    (tmp_path / "DONE").unlink()
+    for path in (tmp_path / "checkpoints").glob("step_00000002.*"):
+        path.unlink()
+    capsys.readouterr()
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert f"{tmp_path}: resuming from step 1 of 2" in captured.err
+    assert "finished (2 steps)" in captured.out

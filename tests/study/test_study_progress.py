@@ -107,3 +107,14 @@ def test_runner_bar_on_a_terminal_shows_the_running_task(tmp_path):
     meter.advance("train/run-x")
     meter.close()
     assert "1/4" in stream.getvalue()
+
+
+def test_status_recommends_the_command_that_ran_the_study(tmp_path, tiny_spec):
+    from vaesim.study import study_status
+    from vaesim.study.provenance import ProvenanceRecorder
+
+    (tmp_path / "spec.yaml").write_text(tiny_spec.to_yaml())
+    fallback = study_status(tmp_path).format()
+    assert f"rerun `vaesim study run {tmp_path / 'spec.yaml'} --out {tmp_path}` to resume" in fallback
+    ProvenanceRecorder(tmp_path, command=f"vaesim demo --out {tmp_path}")
+    assert f"rerun `vaesim demo --out {tmp_path}` to resume" in study_status(tmp_path).format()

@@ -46,7 +46,8 @@ def test_runner_line_without_a_terminal_is_quiet_and_announces_resumes(tmp_path)
     meter.close()
     lines = stream.getvalue().splitlines()
     assert lines[0] == "train: beta_vae beta=32 seed 1: resuming from step 186"
-    assert len(lines) == 2 and lines[1].startswith("train: 2/8 tasks; beta_vae beta=32 seed 1: step 200/800, loss 398.1")
+    assert len(lines) == 3 and lines[1].startswith("train: 2/8 tasks; beta_vae beta=32 seed 1: step 200/800, loss 398.1")
+    assert lines[2] == "train: 2/8 tasks done"  # the stage's end, once
     assert "\r" not in stream.getvalue()
 
 

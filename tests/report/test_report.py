@@ -138,6 +138,7 @@ def test_runs_table_shows_short_ids_and_provenance_is_reported(tmp_path):
     assert (study / PROVENANCE_FILE).stat().st_size > 0
     page = write_report(study).read_text()
     assert "Run session 1" in page and "Run session 2" in page and "2 min 5 s" in page
+    assert page.index("<td>train</td>") < page.index("<td>compare</td>")  # run order, not alphabetical
     env = record["sessions"][0]["environment"]
     assert env["python"] and env["torch"] and env["vaesim"] and env["cpu_count"] >= 1
     assert f"<dd>{env['torch']}</dd>" in page

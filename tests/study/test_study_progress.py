@@ -46,7 +46,8 @@ def test_runner_line_without_a_terminal_is_quiet_and_announces_resumes(tmp_path)
     meter.close()
     lines = stream.getvalue().splitlines()
     assert lines[0] == "train: beta_vae beta=32 seed 1: resuming from step 186"
-    assert len(lines) == 2 and lines[1].startswith("train: 2/8 tasks; beta_vae beta=32 seed 1: step 200/800, loss 398.1")
+    assert len(lines) == 3 and lines[1].startswith("train: 2/8 tasks; beta_vae beta=32 seed 1: step 200/800, loss 398.1")
+    assert lines[2] == "train: 2/8 tasks done"  # the stage's end, once
     assert "\r" not in stream.getvalue()
 
 
@@ -107,3 +108,14 @@ def test_runner_bar_on_a_terminal_shows_the_running_task(tmp_path):
     meter.advance("train/run-x")
     meter.close()
     assert "1/4" in stream.getvalue()
+
+
+def test_status_recommends_the_command_that_ran_the_study(tmp_path, tiny_spec):
+    from vaesim.study import study_status
+    from vaesim.study.provenance import ProvenanceRecorder
+
+    (tmp_path / "spec.yaml").write_text(tiny_spec.to_yaml())
+    fallback = study_status(tmp_path).format()
+    assert f"rerun `vaesim study run {tmp_path / 'spec.yaml'} --out {tmp_path}` to resume" in fallback
+    ProvenanceRecorder(tmp_path, command=f"vaesim demo --out {tmp_path}")
+    assert f"rerun `vaesim demo --out {tmp_path}` to resume" in study_status(tmp_path).format()

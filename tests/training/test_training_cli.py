@@ -67,3 +67,18 @@ def test_a_non_numeric_param_names_the_option(tmp_path, capsys):
     assert main(["train", "--param", "abc", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("vaesim: error: --param 'abc': expected a number") and err.count("\n") == 1
+
+
+def test_vaesim_train_says_it_resumes_without_verbose(tmp_path, capsys):
+    args = ["train", "--steps", "2", "--batch-size", "4", "--checkpoints", "every:1", "--out", str(tmp_path),
+            "--no-progress", "--device", "cpu"]
+    assert main(args) == 0
+    # as if killed after step 1: the step-2 checkpoint and DONE were never written
+    (tmp_path / "DONE").unlink()
+    for path in (tmp_path / "checkpoints").glob("step_00000002.*"):
+        path.unlink()
+    capsys.readouterr()
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert f"{tmp_path}: resuming from step 1 of 2" in captured.err
+    assert "finished (2 steps)" in captured.out

@@ -152,7 +152,9 @@ def provenance_html(provenance: dict, environment: dict) -> str:
         parts.append("<p class='skipped'>No provenance.json: this study was run before vaesim recorded "
                      "provenance; only the report's own environment is known.</p>")
     for number, session in enumerate(sessions, 1):
-        stages = session.get("stages", {})
+        order = ("probe", "train", "extract", "compare", "store")  # the stages' run order (the file sorts keys)
+        stages = dict(sorted(session.get("stages", {}).items(),
+                             key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
         rows = "".join(f"<tr><td>{_text(name)}</td><td class='num'>{int(stage.get('tasks', 0))}</td>"
                        f"<td class='num'>{_seconds(stage.get('seconds', 0.0))}</td></tr>"
                        for name, stage in stages.items())

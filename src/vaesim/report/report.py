@@ -191,10 +191,10 @@ def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC) -> Path
     """Compute findings and figures of ``study_dir`` and write its report; return the report's path.
 
     For CKA: ``study_dir/report.html``, ``figures/<name>.png|svg`` for every
-    figure the data allows, ``findings.csv`` and ``baselines.csv`` (per
-    layer: untrained and trained agreement, initial-to-final similarity,
-    noise floor); another metric writes ``report-<metric>.html``,
-    ``figures-<metric>/``, ``findings-<metric>.csv`` and ``baselines-<metric>.csv``.
+    figure the data allows, and ``findings.csv``; another metric writes
+    ``report-<metric>.html``, ``figures-<metric>/`` and ``findings-<metric>.csv``. Also writes
+    ``baselines.csv`` (``baselines-<metric>.csv``): per layer, untrained and trained agreement,
+    initial-to-final similarity, noise floor.
     """
     started = time.perf_counter()
     study_dir = Path(study_dir)
@@ -234,7 +234,7 @@ def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC) -> Path
     links = [(m, report_paths(study_dir, m)[0].name) for m in other_metrics]
     title, summary = _summary(spec_text, results, runs)
     baselines = baseline_table(results, metric=metric)
-    with atomic_path(findings_file.with_name(findings_file.name.replace("findings", "baselines"))) as tmp:
+    with atomic_path(study_dir / (BASELINES_FILE if metric == DEFAULT_METRIC else f"baselines-{metric}.csv")) as tmp:
         baselines.to_csv(tmp, index=False)
     sections = [
         ("Baselines: what the architecture gives without learning",

@@ -107,17 +107,12 @@ def calibrate(plan: StudyPlan, *, train_steps: int = 5, sizes: tuple[int, int] =
             save_summaries(path, summaries)
             extract_seconds.append(time.perf_counter() - begin)
             summary_bytes.append(path.stat().st_size)
-            # 2 models / 1 pair and 3 models / 3 pairs: T = models * m + pairs * p, solved for m and p
+            # one call over 4 models and all their pairs, as a compare task batches them (the engine prepares
+            # each model once and scores the pairs together): 6 pairs of different models + 4 self pairs (half)
             begin = time.perf_counter()
-            compare({"a": summaries, "b": summaries}, metrics=tuple(spec.metrics), model_pairs=[("a", "b")])
-            two = time.perf_counter() - begin
-            begin = time.perf_counter()
-            compare({"a": summaries, "b": summaries, "c": summaries}, metrics=tuple(spec.metrics),
-                    model_pairs=[("a", "b"), ("a", "c"), ("b", "c")])
-            three = time.perf_counter() - begin
-            pair = max((2 * three - 3 * two) / 3, two * 0.05)
-            pair_seconds.append(pair)
-            model_seconds.append(max((two - pair) / 2, 0.0))
+            compare({key: summaries for key in "abcd"}, metrics=tuple(spec.metrics))
+            pair_seconds.append((time.perf_counter() - begin) / (6 + 4 * 0.5))
+            model_seconds.append(0.0)
     return Calibration(seconds_per_step, checkpoint_bytes, tuple(sizes), tuple(extract_seconds[1:]),
                        tuple(summary_bytes[1:]), tuple(pair_seconds[1:]), tuple(model_seconds[1:]),
                        time.perf_counter() - started, busy)
@@ -208,8 +203,8 @@ def format_plan(plan: StudyPlan, estimates: list[StageEstimate] | None, calibrat
         f"calibration ({calibration.seconds:.0f} s on this machine, {os.cpu_count()} cores, device "
         f"'{plan.spec.device}'): {calibration.seconds_per_step * 1000:.0f} ms per training step at batch "
         f"{plan.spec.training.batch_size}; at n={calibration.sizes[1]} probe images: extract "
-        f"{calibration.extract_seconds[1]:.2f} s per checkpoint, compare {calibration.model_seconds[1]:.2f} s per "
-        f"model + {calibration.pair_seconds[1]:.3f} s per model pair; scaled to n={plan.spec.probe.n}.")
+        f"{calibration.extract_seconds[1]:.2f} s per checkpoint, compare {calibration.pair_seconds[1]:.3f} s per "
+        f"model pair (batched as in a compare task); scaled to n={plan.spec.probe.n}.")
     total = sum(e.seconds for e in estimates)
     if calibration.busy < 0.8:
         lines.append(f"This machine is busy: training got {calibration.busy:.0%} of its threads' time; on an idle "

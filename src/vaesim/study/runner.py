@@ -206,7 +206,7 @@ class _Progress:
 
     On a terminal: a tqdm bar per stage whose postfix shows the running task
     (run, step, loss, steps/s, ETA), refreshed every second. Not a terminal
-    (a log file, CI): no bars; one plain line every ``quiet_every`` seconds.
+    (a log file, CI): no bars; one plain line every ``quiet_every`` seconds and one when a stage ends.
     Either way a resumed training run is announced once ("resuming from step N").
     """
 
@@ -287,9 +287,13 @@ class _Progress:
                 logger.debug("progress refresh failed: %s", error)
 
     def stop(self) -> None:
+        """End the stage's bar; without a terminal, one line saying how far the stage got."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        elif self.enabled and self.stage:
+            print(f"{self.stage}: {self.done}/{self.total} tasks done", file=self.stream, flush=True)
+        self.stage = ""
 
     def close(self) -> None:
         self._stop.set()

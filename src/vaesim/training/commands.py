@@ -70,7 +70,7 @@ def register(subparsers) -> None:
                              "pytorch (torch's default)")
     parser.add_argument("--validation-split", type=float, default=0.0, metavar="FRACTION",
                         help="fraction of the dataset held out of training; its ELBO terms are logged as val_* "
-                             "(0 = no split; the paper holds out 0.1)")
+                             "(0: no split; the paper holds out 0.1)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--out", required=True, help="run directory (created; rerun to resume)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 REPORT_FILE = "report.html"
 FINDINGS_FILE = "findings.csv"
+BASELINES_FILE = "baselines.csv"
 FIGURES_DIR = "figures"
 DEFAULT_METRIC = "cka"
 

@@ -545,8 +545,12 @@ FIGURES = (
      "Bright diagonal cells mean a layer is the same in both models."),
     ("learning_dynamics", "Learning dynamics (claim 1)", figure_learning_dynamics,
      "Similarity of each layer at step t with the same layer at the end of training, one column per model "
-     "(mean over its seeds; encoder layers on top, decoder layers below). A curve that crosses the dotted 0.9 "
-     "line early belongs to a layer that settled early."),
+     "(mean over its seeds; encoder layers on top, decoder layers below). Step 0 is the initial weights, a "
+     "baseline: a curve that starts above the dotted 0.9 line belongs to a layer training barely changed. With "
+     "independent sampling noise every checkpoint draws its own eps, so the sampled and decoder curves also "
+     "carry noise while the posterior variance is large; the Baselines table gives each layer's noise floor. "
+     "Claim 1's verdict uses the settle point (the checkpoint from which a curve stays above 0.9) of the layers "
+     "training changed and noise does not hold down."),
     ("layer_pairs", "Layer pairs over training", figure_layer_pairs,
      "Input vs sampled and mean vs sampled representations of the same run at the same step, one line per "
      "model (objective: colour family and line style; stronger regularisation: darker), mean over seeds."),

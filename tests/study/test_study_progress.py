@@ -119,3 +119,31 @@ def test_status_recommends_the_command_that_ran_the_study(tmp_path, tiny_spec):
     assert f"rerun `vaesim study run {tmp_path / 'spec.yaml'} --out {tmp_path}` to resume" in fallback
     ProvenanceRecorder(tmp_path, command=f"vaesim demo --out {tmp_path}")
     assert f"rerun `vaesim demo --out {tmp_path}` to resume" in study_status(tmp_path).format()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_progress_of_a_task_on_a_ray_worker_reaches_the_runner(tmp_path, tiny_dict):
+    """A training task run by a Ray worker writes the progress the runner's bar reads (run, step, loss, rate)."""
+    ray = pytest.importorskip("ray")
+    from vaesim.study import parse_spec, plan_study
+    from vaesim.study.progress import describe, read_progress
+    from vaesim.study.stages import run_task
+
+    tiny_dict["training"]["steps"] = 300  # a few seconds of training: long enough to be seen running
+    task = plan_study(parse_spec(tiny_dict)).tasks["train"][0]
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        pending = ray.remote(run_task).remote(str(tmp_path), task, 1)
+        seen = []
+        while not ray.wait([pending], timeout=0.2)[0]:
+            seen += [record for record in read_progress(tmp_path) if record["task"] == task.task_id]
+        report = ray.get(pending)
+    finally:
+        ray.shutdown()
+    assert report["status"] == "done"
+    moving = [record for record in seen if record["done"] > 0 and "loss" in record["fields"]]
+    assert moving, f"no progress record with a step and a loss came back from the Ray worker: {seen[:3]}"
+    line = describe(moving[-1])
+    assert line.startswith(f"{moving[-1]['what']}: step ") and "/300" in line and "loss" in line
+    assert not read_progress(tmp_path)  # the worker removes its record when the task ends

@@ -182,7 +182,7 @@ def claim_encoder_first(results: pd.DataFrame, *, metric: str = "cka",
         f"{threshold} at every later checkpoint, as a fraction t/T. Layers with {metric.upper()}(initial, final) "
         f">= {threshold} were not changed by training and are left out. Per run: mean settle point of the changed "
         f"encoder.* and of the changed decoder.* layers; d = decoder - encoder. Holds if d > 0 in a one-sided "
-        f"Wilcoxon signed-rank test over runs (p < {SIGNIFICANCE}, ties split) and the 95% bootstrap CI of the "
+        f"Wilcoxon signed-rank test over runs (p < {SIGNIFICANCE}; tied runs ranked as zeros, Pratt) and the 95% bootstrap CI of the "
         f"mean d is above 0 (needs >= {MIN_RUNS_FOR_PAIRED_TEST} runs with >= {MIN_CHECKPOINTS} learned "
         f"checkpoints, a recorded initial state and changed layers on both sides). Value = mean d."
     )

@@ -204,7 +204,7 @@ class UDRTask(Task):
 
 @dataclass(frozen=True, kw_only=True)
 class StoreTask(Task):
-    """Write the run tables (``runs.parquet``, ``training_metrics.parquet``)."""
+    """Write the run tables (``runs.parquet``, ``training_metrics.parquet``, ``latents.parquet``)."""
 
     stage: ClassVar[str] = "store"
     runs: tuple[RunPlan, ...]

@@ -150,3 +150,43 @@ def test_torch_device_route_agrees():
 def test_bad_precision_is_named():
     with pytest.raises(ValueError, match="precision must be one of"):
         summarise(np.ones((4, 3)), precision="half")
+
+
+@pytest.mark.parametrize("scale", [1e200, 1e-200, 1e12, 1e-12])
+def test_mixed_route_is_scale_invariant_at_extreme_magnitudes(scale):
+    """Values beyond float32's range (1e200 -> inf, 1e-200 -> 0) or whose squares leave it (1e+-12 in a
+    Gram of p values) are scaled by a power of two before the float32 product; CKA is unchanged."""
+    x = CASES["p_much_larger_than_n"]
+    y = CASES["related_to_first"]
+    expected = ref.cka(x, y)
+    models = {"x": {"l": summarise(scale * x, metrics=METRICS, precision="mixed")},
+              "y": {"l": summarise(y, metrics=METRICS, precision="mixed")}}
+    assert np.isfinite(models["x"]["l"].gram).all() and models["x"]["l"].total_variance > 0
+    frame = compare(models, metrics=("cka",), model_pairs=[("x", "y")])
+    assert frame["score"].iloc[0] == pytest.approx(expected, abs=TOL)
+    assert (frame["note"] == "").all()
+
+
+def test_float32_values_whose_squares_underflow_are_scaled():
+    """float32 activations of size ~1e-20 (squares below float32's smallest normal number) keep their CKA."""
+    x = CASES["wide_float32_offset_1e4"].astype(np.float64)
+    tiny = ((x - x.mean(0)) * 1e-20).astype(np.float32)
+    y = CASES["float32_offset_1e3"]
+    models = {"x": {"l": summarise(tiny, metrics=("cka",), precision="mixed")},
+              "y": {"l": summarise(y, metrics=("cka",), precision="mixed")}}
+    score = compare(models, metrics=("cka",), model_pairs=[("x", "y")])["score"].iloc[0]
+    assert score == pytest.approx(ref.cka(tiny.astype(np.float64), y), abs=TOL)
+
+
+def test_mixed_gram_does_not_depend_on_the_thread_count():
+    """The centring runs in fixed row blocks over the process's threads; 1 or 2 threads give the same bits."""
+    from vaesim.utils.threads import thread_limit
+
+    rng = np.random.default_rng(8)
+    x = (_relu(rng, 300, 2000) + 1e3).astype(np.float32)
+    with thread_limit(1):
+        one = summarise(x, metrics=("cka",), precision="mixed")
+    with thread_limit(2):
+        two = summarise(x, metrics=("cka",), precision="mixed")
+    assert np.array_equal(one.gram, two.gram) and np.array_equal(one.row_norms, two.row_norms)
+    assert np.array_equal(one.gram, summarise(x, metrics=("cka",), precision="mixed").gram)

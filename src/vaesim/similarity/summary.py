@@ -244,10 +244,10 @@ def summarise(x: Any, *, name: str = "x", metrics: Iterable[str] = ("cka", "proc
     want_factor = "procrustes" in metrics
     mixed = p > n / 2 and _use_mixed(precision, n, p, device)
     if mixed and not want_factor:  # no float64 copy of the features is needed at all
-        gram_full, row_norms = _mixed_gram(matrix, name, device)  # (n, n) float64, (n,)
+        packed, row_norms = _mixed_gram(matrix, name, device)  # (n(n+1)/2,) float64, (n,)
         return LayerSummary(
             name=name, n=n, num_features=p, row_norms=row_norms, total_variance=float(row_norms.sum()),
-            gram=pack_upper(gram_full, scale=True),
+            gram=packed,
         )
     xc = unit_scale(centre_columns(matrix, name))  # (n, p) float64; extreme magnitudes scaled (exact, power of 2)
     keep_features = p <= n / 2 or (want_factor and p <= n)
@@ -287,40 +287,112 @@ def _use_mixed(precision: str, n: int, p: int, device: Any) -> bool:
 _FLOAT32_SAFE_EXPONENT = 30  # |values| in 2^[-30, 30]: squares and sums stay normal float32 numbers
 
 
-def _mixed_gram(matrix: np.ndarray, name: str, device: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Centred Gram ``(n, n)`` float64 via float64 centring + float32 syrk, and exact row norms ``(n,)``.
+def _row_blocks(n: int, p: int) -> list[tuple[int, int]]:
+    """Row ranges of about :data:`_CENTRE_BLOCK_BYTES` float64 bytes each (independent of the thread count)."""
+    rows = max(1, _CENTRE_BLOCK_BYTES // (8 * p))
+    return [(i0, min(n, i0 + rows)) for i0 in range(0, n, rows)]
 
-    The centring runs in row blocks that fit in cache: each block is centred
-    in float64, its row norms summed in float64, and rounded into one float32
-    copy ``(n, p)`` (half the float64 copy's memory).
+
+_POOL: Any = None
+
+
+def _map_blocks(fn, blocks: list[tuple[int, int]]) -> list:
+    """``[fn(i0, i1) for (i0, i1) in blocks]``, run on up to ``compute_threads()`` threads.
+
+    numpy releases the GIL in the per-block work (casts, subtraction,
+    reductions), so the memory-bound passes use every core the process may
+    use (they are single-threaded in numpy). Each block's result depends only
+    on the block, so the output does not depend on the thread count.
+    """
+    from vaesim.utils.threads import compute_threads
+
+    threads = min(compute_threads(), len(blocks))
+    if threads <= 1:
+        return [fn(i0, i1) for i0, i1 in blocks]
+    global _POOL
+    if _POOL is None or _POOL._max_workers < threads:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=max(threads, 2), thread_name_prefix="vaesim-summary")
+    groups = [blocks[g::threads] for g in range(threads)]  # round-robin: equal work per thread
+    done = dict(zip(range(threads), _POOL.map(lambda group: [fn(i0, i1) for i0, i1 in group], groups)))
+    out: list = [None] * len(blocks)
+    for g in range(threads):
+        out[g::threads] = done[g]
+    return out
+
+
+def _mixed_gram(matrix: np.ndarray, name: str, device: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Packed centred Gram ``(n(n+1)/2,)`` float64 via float64 centring + float32 syrk, and exact row norms ``(n,)``.
+
+    Two memory-bound passes run in cache-sized row blocks on every core the
+    process may use: column sums in float64 (summed over blocks in a fixed
+    order), then each block centred in float64, its row norms summed in
+    float64 and rounded into one float32 copy ``(n, p)`` (half the float64
+    copy's memory). Values far from 1 are scaled by a power of two (third
+    pass, only then).
     """
     n, p = matrix.shape
-    mean = matrix.mean(axis=0, dtype=np.float64)  # (p,)
+    blocks = _row_blocks(n, p)
+    sums = _map_blocks(lambda i0, i1: np.add.reduce(matrix[i0:i1], axis=0, dtype=np.float64), blocks)
+    mean = np.add.reduce(np.stack(sums), axis=0) / n  # (p,)
     if not np.isfinite(mean).all():
         as_matrix(matrix, name, min_rows=1)  # raises the standard "expected finite values" error
-    highest, lowest = matrix.max(axis=0).astype(np.float64), matrix.min(axis=0).astype(np.float64)
     constant = None
     if matrix.dtype != np.float32:  # float32 columns: exact zeros by construction (see centre_columns)
-        constant = highest == lowest
+        constant = matrix.max(axis=0) == matrix.min(axis=0)
         constant = constant if constant.any() else None
-    # Extreme magnitudes are scaled by a power of two into [0.5, 1) (exact) so that neither 1e200 (inf in
-    # float32) nor 1e-200 (0 in float32) reaches the float32 products; CKA and Procrustes are scale-invariant,
-    # as in the float64 path (``unit_scale``). Values within 2^+-30 are left as they are.
-    peak = float(np.max(np.maximum(highest - mean, mean - lowest))) if p else 0.0
-    exponent = math.frexp(peak)[1] if peak > 0 and math.isfinite(peak) else 0
-    scale = math.ldexp(1.0, -exponent) if abs(exponent) > _FLOAT32_SAFE_EXPONENT else 1.0
     x32 = np.empty((n, p), dtype=np.float32)
     row_norms = np.empty(n)
-    rows = max(1, _CENTRE_BLOCK_BYTES // (8 * p))
-    for i0 in range(0, n, rows):
-        block = np.subtract(matrix[i0 : i0 + rows], mean, dtype=np.float64)  # (b, p) float64
-        if scale != 1.0:
-            block *= scale
-        if constant is not None:
-            block[:, constant] = 0.0
-        row_norms[i0 : i0 + rows] = np.einsum("ij,ij->i", block, block)
-        x32[i0 : i0 + rows] = block
-    return _gram32(x32, row_norms, device), row_norms
+
+    def centre(scale: float):
+        def block(i0: int, i1: int) -> None:
+            values = np.subtract(matrix[i0:i1], mean, dtype=np.float64)  # (b, p) float64, in cache
+            if scale != 1.0:
+                values *= scale
+            if constant is not None:
+                values[:, constant] = 0.0
+            row_norms[i0:i1] = np.einsum("ij,ij->i", values, values)
+            with np.errstate(over="ignore"):  # values beyond float32 are redone scaled below
+                x32[i0:i1] = values
+        _map_blocks(block, blocks)
+
+    centre(1.0)
+    # Extreme magnitudes are scaled by a power of two into [0.5, 1) (exact) so that neither 1e200 (inf in
+    # float32) nor 1e-200 (0 in float32) reaches the float32 products; CKA and Procrustes are scale-invariant,
+    # as in the float64 path (``unit_scale``). Values within 2^+-30 are left as they are. The row norms bound
+    # the largest centred value ``peak``: peak^2 <= max row norm <= p peak^2, so the exact peak is only
+    # computed when the row norms say it may lie outside 2^+-30 (or underflowed to 0: 1e-200 squared).
+    largest = float(row_norms.max()) if n else 0.0
+    if not largest < 2.0 ** (2 * _FLOAT32_SAFE_EXPONENT) or largest < p * 2.0 ** (-2 * _FLOAT32_SAFE_EXPONENT):
+        highest, lowest = matrix.max(axis=0).astype(np.float64), matrix.min(axis=0).astype(np.float64)
+        peak = float(np.max(np.maximum(highest - mean, mean - lowest)))
+        exponent = math.frexp(peak)[1] if peak > 0 and math.isfinite(peak) else 0
+        if abs(exponent) > _FLOAT32_SAFE_EXPONENT:
+            centre(math.ldexp(1.0, -exponent))
+    return _packed_gram32(x32, row_norms, device), row_norms
+
+
+def _packed_gram32(x32: np.ndarray, row_norms: np.ndarray, device: Any) -> np.ndarray:
+    """Packed float32 Gram of ``x32`` ``(n, p)`` as float64 ``(n(n+1)/2,)``, its diagonal the float64 ``row_norms``.
+
+    Packed as :func:`pack_upper` with ``scale=True`` packs the float64 Gram
+    (off-diagonal entries x sqrt 2), straight from the float32 product.
+    """
+    n = x32.shape[0]
+    if device is None:
+        gram = x32 @ x32.T  # numpy calls ssyrk for x @ x.T
+    else:
+        import torch
+
+        t = torch.from_numpy(x32).to(device)
+        gram = (t @ t.T).cpu().numpy()
+    mask, diag_pos = _block_layout(0, n, n)
+    packed = gram[mask].astype(np.float64)
+    del gram
+    packed *= SQRT2
+    packed[diag_pos] = row_norms
+    return packed
 
 
 def _gram32(x32: np.ndarray, row_norms: np.ndarray, device: Any) -> np.ndarray:

@@ -16,7 +16,6 @@ extract task report ``corrupt_checkpoint``; the runner then repairs the run
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -35,6 +34,7 @@ from vaesim.study.measures import (
 )
 from vaesim.study.store import RESULT_SCHEMA, discard, is_written, verified, write_checksum, write_table
 from vaesim.utils import atomic_path, atomic_write_json, sha256_file
+from vaesim.utils.threads import thread_limit
 
 logger = logging.getLogger(__name__)
 
@@ -55,24 +55,6 @@ def run_task(study_dir: str, task: Task, torch_threads: int | None = None) -> di
     with thread_limit(torch_threads):
         status = STAGE_FUNCTIONS[task.stage](root, task) or "done"
     return {"task_id": task.task_id, "status": status, "seconds": time.perf_counter() - start}
-
-
-@contextlib.contextmanager
-def thread_limit(threads: int | None):
-    """Limit torch and BLAS threads to ``threads`` inside the block (no change when None)."""
-    if threads is None:
-        yield
-        return
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(threads)))
-    try:
-        with threadpool_limits(limits=max(1, int(threads))):
-            yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def outputs_done(root: Path, task: Task) -> bool:

@@ -166,9 +166,30 @@ def split_cpus(workers: int, threads: int | None = None, cpus: int | None = None
     return workers, threads or fair
 
 
+_limit: int | None = None  # set by thread_limit for the block it guards
+
+
+def compute_threads() -> int:
+    """Threads vaesim's own numpy work may use now (per-layer centring in the similarity summaries).
+
+    The count given to :func:`thread_limit` inside its block (an executor's
+    share of the cores), else :func:`available_cpus` capped by
+    ``OMP_NUM_THREADS`` when the user set it.
+    """
+    if _limit is not None:
+        return _limit
+    cpus = available_cpus()
+    try:
+        omp = int(os.environ.get("OMP_NUM_THREADS", "").split(",")[0] or 0)
+    except ValueError:
+        omp = 0
+    return max(1, min(cpus, omp)) if omp > 0 else cpus
+
+
 @contextlib.contextmanager
 def thread_limit(threads: int | None) -> Iterator[None]:
-    """Limit torch and BLAS threads to ``threads`` inside the block (no change when None)."""
+    """Limit torch, BLAS and :func:`compute_threads` to ``threads`` inside the block (no change when None)."""
+    global _limit
     if threads is None:
         yield
         return
@@ -176,10 +197,12 @@ def thread_limit(threads: int | None) -> Iterator[None]:
     from threadpoolctl import threadpool_limits
 
     threads = max(1, int(threads))
-    previous = torch.get_num_threads()
+    previous, previous_limit = torch.get_num_threads(), _limit
     torch.set_num_threads(threads)
+    _limit = threads
     try:
         with threadpool_limits(limits=threads):
             yield
     finally:
         torch.set_num_threads(previous)
+        _limit = previous_limit

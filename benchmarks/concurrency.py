@@ -73,9 +73,9 @@ def study_command(spec: str, out: Path) -> list[str]:
 
 def env_for(mode: str) -> dict:
     env = {k: v for k, v in os.environ.items()
-           if k not in ("OMP_WAIT_POLICY", "KMP_BLOCKTIME", "OPENBLAS_THREAD_TIMEOUT", "VAESIM_SPIN_WAIT")}
-    if mode == "spin":
-        env["VAESIM_SPIN_WAIT"] = "1"
+           if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "OPENBLAS_THREAD_TIMEOUT",
+                        "VAESIM_SPIN_WAIT", "VAESIM_WAIT")}
+    env["VAESIM_WAIT"] = mode
     return env
 
 
@@ -130,10 +130,10 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="a smaller variant of the quick study (see small_spec)")
     parser.add_argument("--steps", type=int, default=60, help="training steps of --small (default 60)")
     parser.add_argument("--spec", default=None, help="another spec file or preset (default: quick)")
-    parser.add_argument("--modes", nargs="+", choices=("spin", "passive"), default=["spin", "passive"],
+    parser.add_argument("--modes", nargs="+", choices=("spin", "passive", "short"), default=["spin", "passive"],
                         help="thread wait policies to measure (default both: before and after)")
     parser.add_argument("--skip-busy", action="store_true", help="skip the busy-neighbour measurement")
-    parser.add_argument("--busy-modes", nargs="+", choices=("spin", "passive"), default=None,
+    parser.add_argument("--busy-modes", nargs="+", choices=("spin", "passive", "short"), default=None,
                         help="modes that get the busy-neighbour measurement (default: every mode)")
     parser.add_argument("--limit", type=float, default=None, metavar="SECONDS",
                         help="stop a measurement after SECONDS and report it as > SECONDS (default: no limit)")

@@ -82,7 +82,7 @@ class PlainLoop:
 
 
 def paired_run(images: np.ndarray, steps: int, warmup: int, batch_size: int, log_every: int, device,
-               channels_last: bool | None = None):
+               channels_last: bool | None = None, compile: bool = False):
     """[(vaesim step seconds, plain step seconds)] after warm-up, and the seconds of the whole ``train``
     call less the plain steps run inside it (setup and final checkpoint included)."""
     plain = PlainLoop(images, batch_size, device)
@@ -107,9 +107,71 @@ def paired_run(images: np.ndarray, steps: int, warmup: int, batch_size: int, log
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         train(config, Path(tmp) / "run", dataset=ImageArray(images), progress=False, device=device, callback=callback,
-              channels_last=channels_last)
+              channels_last=channels_last, compile=compile)
         whole = time.perf_counter() - start
     return pairs, whole - sum(plain_seconds)
+
+
+def child_rate(kind: str, images: np.ndarray, steps: int, warmup: int, batch_size: int, log_every: int,
+               device) -> float:
+    """images/s of one loop alone in this process, after ``warmup`` steps (compiling included in warm-up)."""
+    if kind == "plain":
+        plain = PlainLoop(images, batch_size, device)
+        for _ in range(warmup):
+            plain.step()
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            plain.step()
+        _sync(device)
+        return steps * batch_size / (time.perf_counter() - start)
+    marks: list[float] = []
+
+    def callback(step: int) -> None:
+        if step == warmup or step == warmup + steps:
+            _sync(device)
+            marks.append(time.perf_counter())
+
+    config = TrainConfig(dataset="benchmark", steps=warmup + steps, batch_size=batch_size, checkpoints=[],
+                         log_every=log_every, seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        train(config, Path(tmp) / "run", dataset=ImageArray(images), progress=False, device=device, callback=callback,
+              compile=kind == "vaesim-compile")
+    return steps * batch_size / (marks[1] - marks[0])
+
+
+def process_runs(args) -> None:
+    """Each loop in its own fresh process, alternated: the plain loop with the runtimes' own thread settings
+    (``VAESIM_WAIT=spin``: what a user's script gets), vaesim with its defaults (and compiled, if asked)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    kinds = ["plain", "vaesim"] + (["vaesim-compile"] if args.compile else [])
+    rates: dict[str, list[float]] = {kind: [] for kind in kinds}
+    print(f"separate processes, alternated: {', '.join(kinds)}; steps={args.steps} (warm-up {args.warmup}) "
+          f"batch={args.batch_size} repeats={args.repeats}")
+    for repeat in range(args.repeats):
+        for kind in kinds:
+            from vaesim.utils.threads import WAIT_ENV_KEYS
+
+            # importing vaesim here set its wait policy in os.environ: start each child from the runtimes' defaults
+            env = {k: v for k, v in os.environ.items()
+                   if k not in ("VAESIM_WAIT", "VAESIM_SPIN_WAIT", *WAIT_ENV_KEYS)}
+            if kind == "plain":
+                env["VAESIM_WAIT"] = "spin"
+            command = [sys.executable, __file__, "--child", kind, "--steps", str(args.steps), "--warmup",
+                       str(args.warmup), "--batch-size", str(args.batch_size), "--images", str(args.images),
+                       "--device", args.device, "--log-every", str(args.log_every)]
+            out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+            rates[kind].append(json.loads(out.stdout.strip().splitlines()[-1])["rate"])
+        load = " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "n/a"
+        print(f"  repeat {repeat}: " + "   ".join(f"{k} {rates[k][-1]:7.1f} img/s" for k in kinds) + f"   (load {load})")
+    plain = statistics.median(rates["plain"])
+    for kind in kinds:
+        print(f"{kind:15s} median {statistics.median(rates[kind]):7.1f} images/s   ratio to plain "
+              f"{statistics.median(rates[kind]) / plain:.3f}")
 
 
 def short_run(steps: int, batch_size: int, lr: float, large_beta: float, out: str, device) -> None:
@@ -148,6 +210,10 @@ def main() -> None:
     parser.add_argument("--short-run", type=int, default=0, metavar="STEPS", help="run the beta 1 vs large-beta demo")
     parser.add_argument("--large-beta", type=float, default=16.0)
     parser.add_argument("--lr", type=float, default=5e-4, help="learning rate of --short-run")
+    parser.add_argument("--compile", action="store_true", help="also measure vaesim with torch.compile")
+    parser.add_argument("--processes", action="store_true",
+                        help="each loop alone in its own process (plain with the runtimes' default threads)")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default="short-run", help="run directories of --short-run")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -156,7 +222,16 @@ def main() -> None:
     if args.short_run:
         short_run(args.short_run, args.batch_size, args.lr, args.large_beta, args.out, device)
         return
+    if args.processes:
+        process_runs(args)
+        return
     images = probe_images(args.images)
+    if args.child:
+        import json
+
+        print(json.dumps({"rate": child_rate(args.child, images, args.steps, args.warmup, args.batch_size,
+                                             args.log_every, device)}))
+        return
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "n/a"
     print(f"device={device} threads={torch.get_num_threads()} steps={args.steps} (warm-up {args.warmup}) "
           f"batch={args.batch_size} repeats={args.repeats} log_every={args.log_every} vaesim layout={args.vaesim_layout} "
@@ -165,7 +240,8 @@ def main() -> None:
     whole_rates = []
     for repeat in range(args.repeats):
         run_pairs, whole = paired_run(images, args.steps, args.warmup, args.batch_size, args.log_every, device,
-                                      channels_last=False if args.vaesim_layout == "nchw" else None)
+                                      channels_last=False if args.vaesim_layout == "nchw" else None,
+                                      compile=args.compile)
         pairs += run_pairs
         whole_rates.append(args.steps * args.batch_size / whole)
         ours, theirs = sum(v for v, _ in run_pairs), sum(p for _, p in run_pairs)

@@ -91,3 +91,37 @@ def test_importing_vaesim_sets_passive_before_torch_loads():
     script = "import os, vaesim, torch; print(os.environ['OMP_WAIT_POLICY'], 'omp' in torch.__config__.parallel_info().lower())"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.split()[0] == "PASSIVE"
+
+
+def test_wait_policies_set_their_variables_and_respect_the_users():
+    env = {}
+    assert th.prefer_passive_waiting(env) == th.PASSIVE_WAIT_ENV  # default: passive
+    env = {"VAESIM_WAIT": "short"}
+    assert th.prefer_passive_waiting(env) == th.SHORT_SPIN_ENV and env["GOMP_SPINCOUNT"] == "10000"
+    assert "OMP_WAIT_POLICY" not in env
+    assert th.prefer_passive_waiting({"VAESIM_WAIT": "spin"}) == {}
+    # the user's own OpenMP choice wins over either policy's OpenMP variable
+    env = {"VAESIM_WAIT": "short", "OMP_WAIT_POLICY": "ACTIVE"}
+    changed = th.prefer_passive_waiting(env)
+    assert "GOMP_SPINCOUNT" not in env and changed == {"KMP_BLOCKTIME": "0", "OPENBLAS_THREAD_TIMEOUT": "4"}
+    env = {"GOMP_SPINCOUNT": "5"}
+    th.prefer_passive_waiting(env)
+    assert "OMP_WAIT_POLICY" not in env and env["GOMP_SPINCOUNT"] == "5"
+    with pytest.raises(ValueError, match="VAESIM_WAIT must be one of .*'lazy'"):
+        th.prefer_passive_waiting({"VAESIM_WAIT": "lazy"})
+
+
+def test_compute_threads_follows_thread_limit_and_omp_num_threads(monkeypatch):
+    monkeypatch.setattr(th, "available_cpus", lambda: 4)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert th.compute_threads() == 4
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert th.compute_threads() == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "16")
+    assert th.compute_threads() == 4
+    with th.thread_limit(1):
+        assert th.compute_threads() == 1
+        with th.thread_limit(3):
+            assert th.compute_threads() == 3
+        assert th.compute_threads() == 1
+    assert th.compute_threads() == 4

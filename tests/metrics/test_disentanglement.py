@@ -250,3 +250,24 @@ def test_model_factor_codes_encodes_each_item_once_and_exactly():
     assert np.array_equal(codes, direct)
     truth.codes(factors, rng)
     assert sum(seen) == len(np.unique(dataset.index_of(factors)))
+
+
+def test_dci_classifiers_fitted_on_threads_equal_one_sklearn_classifier_per_factor():
+    """DCI fits its per-factor classifiers on several threads: same importances as fitting scikit-learn's
+    GradientBoostingClassifier (disentanglement_lib's estimator) one factor at a time, for 1 or 2 threads."""
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    from vaesim.metrics.disentanglement import gbt_importance
+    from vaesim.utils.threads import thread_limit
+
+    rng = np.random.default_rng(12)
+    f, ft = factors_sample(400, seed=12), factors_sample(200, seed=13)
+    mix = rng.normal(size=(3, 4))
+    z, zt = f @ mix + 0.3 * rng.normal(size=(400, 4)), ft @ mix + 0.3 * rng.normal(size=(200, 4))
+    expected = np.stack([np.abs(GradientBoostingClassifier(random_state=0).fit(z, f[:, j]).feature_importances_)
+                         for j in range(f.shape[1])], axis=1)
+    for threads in (1, 2):
+        with thread_limit(threads):
+            importance, train, test = gbt_importance(z, f, zt, ft, seed=0)
+        np.testing.assert_array_equal(importance, expected)
+        assert 0 < test <= train <= 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import time
 from pathlib import Path
@@ -134,6 +135,43 @@ def _match_parameter_layout(optimizer: torch.optim.Optimizer) -> None:
             for key, value in optimizer.state.get(param, {}).items():
                 if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
                     optimizer.state[param][key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
+
+
+def _use_compile(compile: bool | None) -> bool:
+    """``compile`` as given, else ``VAESIM_COMPILE=1`` in the environment (default off)."""
+    if compile is not None:
+        return bool(compile)
+    return os.environ.get("VAESIM_COMPILE", "").strip() not in ("", "0")
+
+
+class _Forward:
+    """The model's forward pass, compiled with ``torch.compile`` when asked, with an eager fallback.
+
+    The compiled module shares the model's parameters, so checkpoints, the
+    monitor and the optimiser keep using ``model``. If compiling fails (no
+    C++ compiler, an unsupported backend), a warning names the error and the
+    run goes on eagerly; the failed step is recomputed with the same eps,
+    nothing was updated.
+    """
+
+    def __init__(self, model: VAE, compile: bool) -> None:
+        self.model = model
+        self.compiled = None
+        if compile:
+            self.compiled = torch.compile(model, dynamic=False)
+
+    def __call__(self, images: torch.Tensor):
+        if self.compiled is not None:
+            # eps is drawn eagerly from torch's generator, exactly as the eager model's randn_like does: compiled
+            # code would draw it with its own generator (other numbers, another RNG state after the step)
+            noise = torch.randn(images.shape[0], self.model.latent_dim, device=images.device)
+            try:
+                return self.compiled(images, noise)
+            except Exception as error:  # noqa: BLE001 - any compiler failure falls back to eager
+                logger.warning("torch.compile failed (%s: %s); training eagerly", type(error).__name__, error)
+                self.compiled = None
+                return self.model(images, noise)
+        return self.model(images)
 
 
 def _resolve_device(device) -> torch.device:
@@ -268,6 +306,7 @@ def train(
     callback: Callable[[int], None] | None = None,
     channels_last: bool | None = None,
     on_log: Callable[[dict], None] | None = None,
+    compile: bool | None = None,
 ) -> Path:
     """Train (or resume, or skip if finished) the run ``config`` in ``run_dir``; return ``run_dir``.
 
@@ -284,6 +323,11 @@ def train(
     (tests/training/test_training_fast_path.py). Checkpoints are stored in
     the usual contiguous layout either way.
     on_log: called with every logged metrics row (``step``, ``loss``, ...).
+    compile: run the model's forward (and so its backward) through
+    ``torch.compile`` (None = ``VAESIM_COMPILE=1`` in the environment; off by
+    default: compiling takes seconds to a minute per run and pays only on
+    long runs; see benchmarks/training.py). Same maths as eager, to float32
+    rounding; falls back to eager with a warning if compiling fails.
     Raises :class:`TrainingDiverged` when the loss stops being finite.
     """
     run_dir = Path(run_dir)
@@ -308,6 +352,7 @@ def train(
     model = model.to(memory_format=layout)
     objective = build_objective(config, len(train_indices)).to(device)
     optimizer = _make_adam(model, config, device)
+    forward = _Forward(model, _use_compile(compile))
 
     # Resume from the last complete checkpoint, or start afresh
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -345,7 +390,7 @@ def train(
             images = images.contiguous(memory_format=layout)
 
             # Forward: shared reconstruction + KL, then the objective's regulariser
-            out = model(images)
+            out = forward(images)
             reconstruction = reconstruction_loss(images, out.logits, config.reconstruction).mean()
             kl_dim = kl_per_dimension(out.mean, out.logvar)  # (D,)
             kl = kl_dim.sum()

@@ -44,25 +44,53 @@ PASSIVE_WAIT_ENV = {
     "KMP_BLOCKTIME": "0",
     "OPENBLAS_THREAD_TIMEOUT": "4",
 }
+#: spin briefly, then sleep: libgomp counts ~100,000 spins per millisecond, so 10,000 is ~0.1 ms (its default
+#: is 300,000, ~3 ms, and OMP_WAIT_POLICY=PASSIVE is 0)
+SHORT_SPIN_ENV = {
+    "GOMP_SPINCOUNT": "10000",
+    "KMP_BLOCKTIME": "0",
+    "OPENBLAS_THREAD_TIMEOUT": "4",
+}
+WAIT_POLICIES = {"passive": PASSIVE_WAIT_ENV, "short": SHORT_SPIN_ENV, "spin": {}}
+#: the policy used when ``VAESIM_WAIT`` is unset
+DEFAULT_WAIT_POLICY = "passive"
+#: variables any policy may set; when the user set one of them, vaesim sets none (the user's choice wins)
+WAIT_ENV_KEYS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "OPENBLAS_THREAD_TIMEOUT")
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
-def prefer_passive_waiting(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
-    """Set :data:`PASSIVE_WAIT_ENV` in ``environ`` (default ``os.environ``) where unset; return what was set.
-
-    ``VAESIM_SPIN_WAIT=1`` leaves the environment alone (the runtimes' own
-    defaults: faster by ~10-20% per step on a machine nobody else uses,
-    several times slower on a shared one).
-    """
+def wait_policy(environ: MutableMapping[str, str] | None = None) -> str:
+    """The thread wait policy asked for: ``VAESIM_WAIT`` (passive / short / spin); ``VAESIM_SPIN_WAIT=1`` = spin."""
     environ = os.environ if environ is None else environ
     if environ.get("VAESIM_SPIN_WAIT", "") not in ("", "0"):
-        return {}
+        return "spin"
+    policy = environ.get("VAESIM_WAIT", "").strip().lower() or DEFAULT_WAIT_POLICY
+    if policy not in WAIT_POLICIES:
+        raise ValueError(f"VAESIM_WAIT must be one of {sorted(WAIT_POLICIES)}; got {environ['VAESIM_WAIT']!r}")
+    return policy
+
+
+def prefer_passive_waiting(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
+    """Set the wait policy's variables in ``environ`` (default ``os.environ``) where unset; return what was set.
+
+    ``VAESIM_WAIT=passive`` (default): threads sleep at once when idle
+    (:data:`PASSIVE_WAIT_ENV`); ``short``: they spin ~0.1 ms first
+    (:data:`SHORT_SPIN_ENV`); ``spin`` (or ``VAESIM_SPIN_WAIT=1``) leaves the
+    environment alone (the runtimes' own defaults: faster by ~10-20% per step
+    on a machine nobody else uses, several times slower on a shared one).
+    If the user set ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` themselves,
+    the OpenMP variables are left as they are.
+    """
+    environ = os.environ if environ is None else environ
+    chosen = WAIT_POLICIES[wait_policy(environ)]
+    user_omp = any(key in environ for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"))
     changed = {}
-    for key, value in PASSIVE_WAIT_ENV.items():
-        if key not in environ:
-            environ[key] = value
-            changed[key] = value
+    for key, value in chosen.items():
+        if key in environ or (user_omp and key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")):
+            continue
+        environ[key] = value
+        changed[key] = value
     return changed
 
 

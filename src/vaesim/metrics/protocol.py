@@ -92,7 +92,13 @@ def evaluate_disentanglement(
     return {name: out[name] for name in METRIC_NAMES if name in out}
 
 
-def model_factor_codes(dataset, model, *, device="cpu", batch_size: int = 512) -> FactorCodes:
+#: encoder batch on CPU: the paper's encoder runs ~3x faster per image at 64 than at 512 on a 2-core x86 CPU
+#: (0.085-0.099 vs 0.29-0.32 ms/image measured: a 64-image batch's activations stay in cache)
+CPU_ENCODE_BATCH = 64
+GPU_ENCODE_BATCH = 512
+
+
+def model_factor_codes(dataset, model, *, device="cpu", batch_size: int | None = None) -> FactorCodes:
     """:class:`FactorCodes` of a VAE's mean code on a vaesim ground-truth dataset.
 
     Each dataset item is encoded at most once: factor rows are turned into
@@ -101,11 +107,14 @@ def model_factor_codes(dataset, model, *, device="cpu", batch_size: int = 512) -
     is cached (float64 ``(len(dataset), d)``, filled lazily). The mean code
     is a deterministic function of the image, so this is exact; the
     protocol's ~2.9 M draws touch at most ``len(dataset)`` distinct images
-    (737,280 for dSprites).
+    (737,280 for dSprites). ``batch_size``: images per encoder call
+    (default :data:`CPU_ENCODE_BATCH` on CPU, :data:`GPU_ENCODE_BATCH` else).
     """
     import torch
 
     model = model.eval().to(device)
+    if batch_size is None:
+        batch_size = CPU_ENCODE_BATCH if torch.device(device).type == "cpu" else GPU_ENCODE_BATCH
     cache: dict[str, np.ndarray] = {}
 
     @torch.no_grad()

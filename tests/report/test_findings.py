@@ -301,3 +301,17 @@ def test_missing_columns_are_named(default_results):
 def test_empty_store_gives_not_enough_data(default_results):
     table = F.compute_findings(default_results.iloc[:0], None)
     assert set(table["verdict"]) == {F.NOT_ENOUGH_DATA}
+
+
+def test_support_summary_names_each_beyond_the_paper_finding_apart():
+    import pandas as pd
+
+    table = pd.DataFrame({
+        "finding": ["beyond the paper: cross-seed encoder.mean similarity predicts udr_lasso",
+                    "beyond the paper: cross-seed encoder-trunk similarity predicts dci_disentanglement",
+                    "claim 1: encoder layers settle before decoder layers"],
+        "verdict": [F.DOES_NOT_HOLD, F.HOLDS, F.DOES_NOT_HOLD],
+    })
+    assert F.support_summary(table) == (
+        "This study supports: beyond the paper (encoder-trunk -> dci_disentanglement). It does not support: "
+        "beyond the paper (encoder.mean -> udr_lasso), claim 1.")

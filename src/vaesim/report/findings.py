@@ -545,6 +545,9 @@ def short_name(finding: str) -> str:
         return f"{name} {finding[finding.index('['):]}"
     if " across " in finding:
         return f"{name} ({finding.split(' across ')[1].split(' beyond')[0]})"
+    if finding.startswith("beyond the paper: cross-seed ") and " similarity predicts " in finding:
+        layer, target = finding[len("beyond the paper: cross-seed "):].split(" similarity predicts ", 1)
+        return f"{name} ({layer} -> {target})"
     return name
 
 

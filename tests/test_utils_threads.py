@@ -108,7 +108,22 @@ def test_wait_policies_set_their_variables_and_respect_the_users():
     th.prefer_passive_waiting(env)
     assert "OMP_WAIT_POLICY" not in env and env["GOMP_SPINCOUNT"] == "5"
     with pytest.raises(ValueError, match="VAESIM_WAIT must be one of .*'lazy'"):
-        th.prefer_passive_waiting({"VAESIM_WAIT": "lazy"})
+        th.wait_policy({"VAESIM_WAIT": "lazy"})
+
+
+def test_a_bad_wait_policy_warns_in_one_line_and_keeps_the_default(caplog):
+    """The policy is applied on `import vaesim`: a typo must not make every command fail with a traceback."""
+    env = {"VAESIM_WAIT": "lazy"}
+    with caplog.at_level("WARNING", logger="vaesim.utils.threads"):
+        changed = th.prefer_passive_waiting(env)
+    assert changed == th.PASSIVE_WAIT_ENV
+    assert "VAESIM_WAIT must be one of ['passive', 'short', 'spin']; got 'lazy'; using passive" in caplog.text
+    script = "import vaesim, os; print(os.environ['OMP_WAIT_POLICY'])"
+    clean = {k: v for k, v in os.environ.items() if k not in th.WAIT_ENV_KEYS}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env={**clean, "VAESIM_WAIT": "lazy"})
+    assert out.returncode == 0 and out.stdout.strip() == "PASSIVE"
+    assert "Traceback" not in out.stderr and "got 'lazy'" in out.stderr
 
 
 def test_compute_threads_follows_thread_limit_and_omp_num_threads(monkeypatch):

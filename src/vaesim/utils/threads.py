@@ -83,7 +83,11 @@ def prefer_passive_waiting(environ: MutableMapping[str, str] | None = None) -> d
     the OpenMP variables are left as they are.
     """
     environ = os.environ if environ is None else environ
-    chosen = WAIT_POLICIES[wait_policy(environ)]
+    try:
+        chosen = WAIT_POLICIES[wait_policy(environ)]
+    except ValueError as error:  # this runs on `import vaesim`: say so in one line and keep the default
+        logger.warning("%s; using %s", error, DEFAULT_WAIT_POLICY)
+        chosen = WAIT_POLICIES[DEFAULT_WAIT_POLICY]
     user_omp = any(key in environ for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"))
     changed = {}
     for key, value in chosen.items():

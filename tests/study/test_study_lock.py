@@ -154,3 +154,27 @@ def test_another_hosts_record_counts_while_its_heartbeat_is_fresh(finished_tiny,
     assert status.running is None and "node-7" in status.format() and "stale" in status.format()
     with StudyLock(study):
         assert json.loads((study / RUNNING_FILE).read_text())["host"] == socket.gethostname()
+
+
+def test_a_runner_refused_before_the_holder_publishes_its_record_still_names_the_holder(tmp_path):
+    """The race of the two-runner test made deterministic: the holder has the flock but writes running.json
+    only 0.5 s later; the refused runner waits for the record and names the holder's pid."""
+    import fcntl
+    import threading
+
+    study = tmp_path / "study"
+    study.mkdir()
+    fd = os.open(study / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    record = {"pid": 4242, "host": socket.gethostname(), "executor": "local", "started": time.time(),
+              "heartbeat": time.time()}
+    late = threading.Timer(0.5, lambda: (study / RUNNING_FILE).write_text(json.dumps(record)))
+    late.start()
+    try:
+        start = time.monotonic()
+        with pytest.raises(StudyLocked, match="is being run by pid 4242 on"):
+            StudyLock(study).acquire()
+        assert 0.4 < time.monotonic() - start < 5
+    finally:
+        late.cancel()
+        os.close(fd)

@@ -93,7 +93,7 @@ def test_compiled_forward_has_the_eager_loss_gradients_and_random_stream():
         loss = F.binary_cross_entropy_with_logits(out.logits, images, reduction="sum") / 32 + (
             0.5 * (out.mean.square() + out.logvar.exp() - out.logvar - 1).sum(1).mean())
         loss.backward()
-        return float(loss), out.sample.detach(), {k: p.grad.clone() for k, p in model.named_parameters()}, \
+        return float(loss.detach()), out.sample.detach(), {k: p.grad.clone() for k, p in model.named_parameters()}, \
             torch.get_rng_state()
 
     eager = step(_Forward(model, compile=False))

@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
 RUNNING_FILE = "running.json"
+#: how long a refused runner waits for the lock holder's record (published right after its flock)
+RECORD_WAIT_S = 5.0
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 300.0
 
@@ -143,7 +145,7 @@ class StudyLock:
             os.close(fd)
             if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise
-            raise self._refusal(read_running(self.out_dir) or {}) from None
+            raise self._refusal(self._wait_for_record()) from None
         self._fd = fd
         try:
             self._publish()
@@ -152,6 +154,20 @@ class StudyLock:
             raise
         self._thread = threading.Thread(target=self._beat, name="vaesim-study-heartbeat", daemon=True)
         self._thread.start()
+
+    def _wait_for_record(self) -> dict:
+        """The holder's ``running.json``, waiting up to :data:`RECORD_WAIT_S` for it.
+
+        The holder publishes its record right after taking the flock; a runner
+        refused in between would otherwise name "another process" instead of
+        the holder's pid.
+        """
+        deadline = time.monotonic() + RECORD_WAIT_S
+        while True:
+            info = read_running(self.out_dir)
+            if info or time.monotonic() >= deadline:
+                return info or {}
+            time.sleep(0.05)
 
     def _refusal(self, info: dict) -> StudyLocked:
         running = self.out_dir / RUNNING_FILE

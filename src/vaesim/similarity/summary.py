@@ -403,13 +403,7 @@ def _packed_gram32(x32: np.ndarray, row_norms: np.ndarray, device: Any) -> np.nd
     (off-diagonal entries x sqrt 2), straight from the float32 product.
     """
     n = x32.shape[0]
-    if device is None:
-        gram = x32 @ x32.T  # numpy calls ssyrk for x @ x.T
-    else:
-        import torch
-
-        t = torch.from_numpy(x32).to(device)
-        gram = (t @ t.T).cpu().numpy()
+    gram = _product32(x32, device)
     mask, diag_pos = _block_layout(0, n, n)
     packed = gram[mask].astype(np.float64)
     del gram
@@ -420,15 +414,19 @@ def _packed_gram32(x32: np.ndarray, row_norms: np.ndarray, device: Any) -> np.nd
 
 def _gram32(x32: np.ndarray, row_norms: np.ndarray, device: Any) -> np.ndarray:
     """float32 Gram of ``x32`` ``(n, p)`` as float64 ``(n, n)``, its diagonal set to the float64 ``row_norms``."""
-    if device is None:
-        gram = (x32 @ x32.T).astype(np.float64)  # numpy calls ssyrk for x @ x.T
-    else:
-        import torch
-
-        t = torch.from_numpy(x32).to(device)
-        gram = (t @ t.T).cpu().numpy().astype(np.float64)
+    gram = _product32(x32, device).astype(np.float64)
     np.fill_diagonal(gram, row_norms)
     return gram
+
+
+def _product32(x32: np.ndarray, device: Any) -> np.ndarray:
+    """``x32 @ x32.T`` ``(n, n)`` float32: numpy's ssyrk, or torch on ``device``."""
+    if device is None:
+        return x32 @ x32.T  # numpy calls ssyrk for x @ x.T
+    import torch
+
+    t = torch.from_numpy(x32).to(device)
+    return (t @ t.T).cpu().numpy()
 
 
 def _gram(xc: np.ndarray, device: Any) -> np.ndarray:

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from vaesim.models import build_vae
+from vaesim.models.layers import with_torch_layers
 from vaesim.training import ImageArray, TrainConfig, train
 
 
@@ -59,11 +60,11 @@ def _sync(device: torch.device) -> None:
 
 
 class PlainLoop:
-    """The loop a user would write by hand: same network, batch, optimiser and loss."""
+    """The loop a user would write by hand: same network built from torch's own layers, batch, optimiser, loss."""
 
     def __init__(self, images: np.ndarray, batch_size: int, device: torch.device) -> None:
         torch.manual_seed(0)
-        self.model = build_vae(num_channels=images.shape[1]).to(device)
+        self.model = with_torch_layers(build_vae(num_channels=images.shape[1])).to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8)
         self.data = torch.from_numpy(images).to(device)
         self.generator = torch.Generator(device="cpu").manual_seed(0)

@@ -1,64 +1,185 @@
-"""The fast training path (channels_last) learns what the plain NCHW path learns, to float32 rounding."""
+"""The fast training path learns what the stock path learns, to float32 rounding.
+
+The stock path is the network built from torch's own layers (``nn.Conv2d``,
+``nn.ConvTranspose2d``, ``nn.ReLU``) in the NCHW layout with torch's default
+(per-tensor) Adam: the training path before issue 11. The fast path is the
+default: channels_last, vaesim's layers (vaesim.models.layers) and the fused
+Adam kernel.
+"""
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch import nn
 from vae_blob_images import blob_images
 
+import vaesim.training.loop as loop
+from vaesim.models import build_vae, layers
 from vaesim.training import ImageArray, TrainConfig, train
 from vaesim.training.loop import _make_adam, _use_channels_last
-from vaesim.models import build_vae
 
 STEPS = 50
-#: weights after 50 Adam steps at lr 1e-4: |fast - plain| <= ATOL = 2 lr everywhere, and all but a
-#: 1e-4 fraction within lr / 2. Measured (1 thread): default Glorot init (zero biases) max 1.1e-4 with
-#: 14 of 690,517 weights beyond lr / 2; torch's default init max 1.2e-5. The two layouts sum the same
-#: products in a different order (float32 rounding, ~1e-7 relative per operation); Adam's g / sqrt(v)
-#: can turn a rounding-level change of a near-zero gradient (zero biases make exact-zero ReLU inputs
-#: common) into a step of up to lr, so the bound is stated in units of lr rather than of float32 epsilon.
 LR = 1e-4
-ATOL = 2 * LR
-RTOL = 0.0
-MAX_FRACTION_BEYOND_HALF_LR = 1e-4
+#: The tolerance. Training this network is chaotic at float32 rounding: moving the stock path's nonzero
+#: initial weights by one ulp (half of them, at random) moves its weights after 50 Adam steps at lr 1e-4 by
+#: up to 21 lr, with 7% of them beyond lr / 2 (measured, 1 thread). Adam's g / sqrt(v) turns a
+#: rounding-level change of a near-zero gradient (zero biases make exact-zero ReLU inputs common) into a
+#: step of up to lr, and later steps compound it. Any reordering of float32 sums does the same (channels_last
+#: alone: 1.1 lr; vaesim's layers alone: 2.5 lr; the fused Adam kernel alone: 23 lr; all together: 6.7 lr,
+#: 0.18% beyond lr / 2). So "equal to float32 tolerance" is stated as: no further from the stock path, in
+#: max |difference| and in the fraction of weights beyond lr / 2, than the stock path is from itself after
+#: that one-ulp change, measured in the same test; the per-step maths is held to 1e-5 of each gradient's scale
+#: in tests/models/test_layers.py and below (Adam).
+#: The weights are a weak witness under that chaos: an output layer with its kernel transposed (a real bug)
+#: also stays within 21 lr. The learned function is a sharp one: relative difference of the logits on a fixed
+#: probe batch, measured 9e-5 for the fast path, 1.2e-3 for the one-ulp envelope, 5e-3 for the transposed
+#: kernel. Both are checked.
 
 
 def _weights(run_dir):
     return load_file(str(run_dir / "checkpoints" / f"step_{STEPS:08d}.safetensors"))
 
 
+def _stock_layers(monkeypatch):
+    """Make vaesim's layers compute exactly as torch's modules do (their forward and autograd)."""
+    monkeypatch.setattr(layers.Conv2d, "forward", nn.Conv2d.forward)
+    monkeypatch.setattr(layers.ConvTranspose2d, "forward", nn.ConvTranspose2d.forward)
+    monkeypatch.setattr(layers.OverlapAddConvTranspose2d, "forward", nn.ConvTranspose2d.forward)
+    monkeypatch.setattr(layers.TrainingReLU, "forward", nn.ReLU.forward)
+    monkeypatch.setattr(loop, "_make_adam", lambda model, config, device: torch.optim.Adam(
+        model.parameters(), lr=config.lr, betas=config.adam_betas, eps=config.adam_eps))
+
+
+def _one_ulp_init(monkeypatch):
+    build = loop.build_vae
+
+    def perturbed(*args, **kwargs):
+        model = build(*args, **kwargs)
+        generator = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for p in model.parameters():
+                flip = (torch.rand(p.shape, generator=generator) < 0.5) & (p != 0)
+                p.copy_(torch.where(flip, torch.nextafter(p, torch.full_like(p, float("inf"))), p))
+        return model
+
+    monkeypatch.setattr(loop, "build_vae", perturbed)
+
+
+def _swapped_taps(monkeypatch):
+    """A bug of the kind the overlap-add could have: the kernel's rows and columns swapped."""
+    forward = layers.overlap_add_conv_transpose
+    monkeypatch.setattr(layers, "overlap_add_conv_transpose",
+                        lambda x, weight, bias: forward(x, weight.transpose(2, 3), bias))
+
+
 @pytest.fixture(scope="module")
-def both_paths(tmp_path_factory):
+def runs(tmp_path_factory):
     dataset = ImageArray(blob_images(256, seed=3))
     config = TrainConfig(objective="beta_vae", params={"beta": 4}, steps=STEPS, batch_size=64, lr=LR,
                          checkpoints=[STEPS], log_every=10, monitor_every=0, seed=0)
+    variants = {
+        "stock": (False, [_stock_layers]),
+        "stock_one_ulp": (False, [_stock_layers, _one_ulp_init]),
+        "fast": (None, []),
+        "fast_nchw": (False, []),
+        "swapped_taps": (None, [_swapped_taps]),
+    }
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    out = {}
     try:
-        out = {}
-        for name, channels_last in (("plain", False), ("fast", True)):
-            run_dir = tmp_path_factory.mktemp(name)
-            train(config, run_dir, dataset=dataset, progress=False, device="cpu", channels_last=channels_last)
+        for name, (channels_last, patches) in variants.items():
+            with pytest.MonkeyPatch.context() as monkeypatch:
+                for patch in patches:
+                    patch(monkeypatch)
+                run_dir = tmp_path_factory.mktemp(name)
+                train(config, run_dir, dataset=dataset, progress=False, device="cpu", channels_last=channels_last)
             out[name] = _weights(run_dir)
     finally:
         torch.set_num_threads(threads)
     return out
 
 
-def test_weights_after_50_steps_match_the_nchw_path(both_paths):
-    plain, fast = both_paths["plain"], both_paths["fast"]
-    assert plain.keys() == fast.keys()
-    moved = beyond = total = 0
-    for name in plain:
+def _logits(weights):
+    """Logits (128, 1, 64, 64) of the model ``weights`` on a fixed probe batch, eps = 0, eval mode."""
+    from vaesim.training.checkpoint import model_state
+
+    model = build_vae().eval()
+    model.load_state_dict(model_state(weights))
+    probe = torch.from_numpy(ImageArray(blob_images(128, seed=9)).images(range(128)))
+    with torch.no_grad():
+        return model(probe, noise=torch.zeros(128, 10)).logits
+
+
+def _function_distance(a, b):
+    """||logits(a) - logits(b)|| / ||logits(b)|| on the probe batch."""
+    la, lb = _logits(a), _logits(b)
+    return float((la - lb).norm() / lb.norm())
+
+
+def _distance(a, b):
+    """(max |a - b| over every weight, fraction of weights with |a - b| > lr / 2, how many differ)."""
+    assert a.keys() == b.keys()
+    worst, beyond, moved, total = 0.0, 0, 0, 0
+    for name in a:
         if name.startswith("optimizer."):
             continue
-        a, b = plain[name], fast[name]
-        assert a.shape == b.shape and a.is_contiguous() and b.is_contiguous(), name
-        torch.testing.assert_close(b, a, atol=ATOL, rtol=RTOL, msg=name)
-        moved += int(not torch.equal(a, b))
-        beyond += int(((a - b).abs() > LR / 2).sum())
-        total += a.numel()
-    assert moved > 0  # the layouts really differ (else this test could not fail)
-    assert beyond <= MAX_FRACTION_BEYOND_HALF_LR * total
+        assert a[name].shape == b[name].shape and a[name].is_contiguous() and b[name].is_contiguous(), name
+        difference = (a[name] - b[name]).abs()
+        worst = max(worst, float(difference.max()))
+        beyond += int((difference > LR / 2).sum())
+        moved += int(not torch.equal(a[name], b[name]))
+        total += difference.numel()
+    return worst, beyond / total, moved
+
+
+@pytest.mark.parametrize("path", ["fast", "fast_nchw"])
+def test_weights_after_50_steps_are_within_the_float32_envelope_of_the_stock_path(runs, path):
+    envelope = _distance(runs["stock"], runs["stock_one_ulp"])
+    assert envelope[0] > 0  # the envelope is measured, not zero
+    worst, beyond, moved = _distance(runs["stock"], runs[path])
+    assert moved > 0  # the paths really differ (else this test could not fail)
+    assert worst <= envelope[0], (worst / LR, envelope[0] / LR)
+    assert beyond <= envelope[1], (beyond, envelope[1])
+    assert _function_distance(runs[path], runs["stock"]) <= _function_distance(runs["stock_one_ulp"], runs["stock"])
+
+
+def test_a_wrong_overlap_add_lands_outside_the_envelope(runs):
+    """The check can fail: the same path with the output layer's kernel rows and columns swapped learns
+    another function (its weights alone would not tell: see the tolerance's comment)."""
+    envelope = _function_distance(runs["stock_one_ulp"], runs["stock"])
+    assert _function_distance(runs["swapped_taps"], runs["stock"]) > 2 * envelope
+
+
+def test_fused_adam_step_equals_the_per_tensor_step_to_rounding():
+    """From the same weights, Adam state and gradients, one step of the fused kernel lands within one ulp of
+    each weight plus 1e-6 of the update of torch's per-tensor Adam."""
+    torch.manual_seed(5)
+    model = build_vae()
+    reference = torch.optim.Adam(model.parameters(), lr=LR)
+    for _ in range(3):  # a nonzero, uneven Adam state
+        for p in model.parameters():
+            p.grad = torch.randn_like(p) * 10.0 ** float(torch.randint(-6, 1, ()))
+        reference.step()
+    twin = build_vae()
+    twin.load_state_dict(model.state_dict())
+    fused = torch.optim.Adam(twin.parameters(), lr=LR, fused=True)
+    state = {k: v.clone() if torch.is_tensor(v) else v for k, v in reference.state_dict()["state"].items()}
+    fused.load_state_dict({"state": {k: {n: t.clone() for n, t in v.items()} for k, v in state.items()},
+                           "param_groups": [{**reference.state_dict()["param_groups"][0], "fused": True}]})
+    assert fused.param_groups[0]["fused"]
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    for a, b in zip(model.parameters(), twin.parameters()):
+        a.grad = torch.randn_like(a) * 10.0 ** float(torch.randint(-6, 1, ()))
+        b.grad = a.grad.clone()
+    reference.step()
+    fused.step()
+    eps = torch.finfo(torch.float32).eps
+    with torch.no_grad():
+        for (name, a), b in zip(model.named_parameters(), twin.parameters()):
+            assert not torch.equal(a, before[name]), name  # the step moved every tensor
+            bound = eps * a.abs() + 1e-6 * (a - before[name]).abs()
+            assert bool(((a - b).abs() <= bound).all()), name
 
 
 def test_fast_path_is_chosen_for_conv_on_cpu_and_cuda_only():
@@ -69,7 +190,8 @@ def test_fast_path_is_chosen_for_conv_on_cpu_and_cuda_only():
     assert not _use_channels_last(conv, torch.device("mps"), None)
     assert not _use_channels_last(conv, torch.device("cpu"), False)
     config = TrainConfig(objective="beta_vae", steps=1)
-    assert not _make_adam(conv, config, torch.device("cpu")).defaults.get("fused")
+    assert _make_adam(conv, config, torch.device("cpu")).defaults.get("fused")
+    assert not _make_adam(conv, config, torch.device("mps")).defaults.get("fused")
 
 
 def test_compiled_forward_has_the_eager_loss_gradients_and_random_stream():

@@ -35,6 +35,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from vaesim.models.layers import Conv2d, ConvTranspose2d, OverlapAddConvTranspose2d, TrainingReLU
+
 IMAGE_SIZE = 64
 
 LAYER_NAMES: tuple[str, ...] = (
@@ -113,14 +115,14 @@ class Reparameterize(nn.Module):
 
 
 def _conv(in_channels: int, out_channels: int, kernel: int, padding: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel, stride=2, padding=padding), nn.ReLU())
+    return nn.Sequential(Conv2d(in_channels, out_channels, kernel, stride=2, padding=padding), TrainingReLU())
 
 
 def _deconv(in_channels: int, out_channels: int) -> nn.Sequential:
-    return nn.Sequential(nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1), nn.ReLU())
+    return nn.Sequential(ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1), TrainingReLU())
 
 
-def _dense(in_features: int, out_features: int, activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
+def _dense(in_features: int, out_features: int, activation: type[nn.Module] = TrainingReLU) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_features, out_features), activation())
 
 
@@ -170,7 +172,7 @@ class ConvDecoder(nn.Module):
         self.deconv1 = _deconv(64, 64)
         self.deconv2 = _deconv(64, 32)
         self.deconv3 = _deconv(32, 32)
-        self.output = nn.ConvTranspose2d(32, num_channels, 4, stride=2, padding=1)
+        self.output = OverlapAddConvTranspose2d(32, num_channels, 4, stride=2, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.fc2(self.fc1(z)).view(-1, 64, 4, 4)  # (B, 64, 4, 4)

@@ -28,6 +28,11 @@ from torch import nn
 # For a k4 s2 p1 transposed convolution, kernel row (or column) k sends input row i to output row
 # 2 * (i + shift) + parity: TAPS[k] = (parity, shift). Output row y = 2 i - 1 + k.
 TAPS: dict[int, tuple[int, int]] = {0: (1, -1), 1: (0, 0), 2: (1, 0), 3: (0, 1)}
+#: The two kernel rows (or columns) that land on each output parity, the unshifted one first.
+PARITY_TAPS: dict[int, tuple[int, int]] = {
+    parity: tuple(sorted((k for k, (p, _) in TAPS.items() if p == parity), key=lambda k: TAPS[k][1] != 0))
+    for parity in (0, 1)
+}
 
 
 def overlap_add_conv_transpose(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -49,10 +54,8 @@ def overlap_add_conv_transpose(x: torch.Tensor, weight: torch.Tensor, bias: torc
     cols = torch.matmul(pixels, weight.reshape(channels_in, channels_out * 16))
     cols = cols.view(batch, height, width, channels_out, 4, 4)
     out = torch.empty(batch, height, 2, width, 2, channels_out, dtype=cols.dtype, device=cols.device)
-    for row_parity in (0, 1):
-        rows = sorted((k for k, (p, _) in TAPS.items() if p == row_parity), key=lambda k: TAPS[k][1] != 0)
-        for col_parity in (0, 1):
-            cols_k = sorted((k for k, (p, _) in TAPS.items() if p == col_parity), key=lambda k: TAPS[k][1] != 0)
+    for row_parity, rows in PARITY_TAPS.items():
+        for col_parity, cols_k in PARITY_TAPS.items():
             phase = out[:, :, row_parity, :, col_parity, :]  # (B, H, W, C_out)
             # rows[0] and cols_k[0] have shift 0: that tap covers the whole phase
             first = cols[:, :, :, :, rows[0], cols_k[0]]

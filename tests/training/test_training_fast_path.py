@@ -7,6 +7,8 @@ default: channels_last, vaesim's layers (vaesim.models.layers) and the fused
 Adam kernel.
 """
 
+import logging
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -20,6 +22,10 @@ from vaesim.training.loop import _make_adam, _use_channels_last
 
 STEPS = 50
 LR = 1e-4
+ENVELOPE_DRAWS = 3
+ENVELOPE_MARGIN = 2.0
+#: how much further from the float64 gradient the compiled step may be than the eager float32 step
+COMPILED_MARGIN = 4.0
 #: The tolerance. Training this network is chaotic at float32 rounding: moving the stock path's nonzero
 #: initial weights by one ulp (half of them, at random) moves its weights after 50 Adam steps at lr 1e-4 by
 #: up to 21 lr, with 7% of them beyond lr / 2 (measured, 1 thread). Adam's g / sqrt(v) turns a
@@ -30,6 +36,11 @@ LR = 1e-4
 #: max |difference| and in the fraction of weights beyond lr / 2, than the stock path is from itself after
 #: that one-ulp change, measured in the same test; the per-step maths is held to 1e-5 of each gradient's scale
 #: in tests/models/test_layers.py and below (Adam).
+#: One perturbation is one draw from a chaotic process, and another CPU (AVX2 vs AVX-512) rounds each path
+#: differently: on an Intel Xeon the fast path's worst was 28.1 lr against a one-ulp envelope of 23.8 lr. So
+#: the envelope is measured as a distribution: ENVELOPE_DRAWS independent one-ulp perturbations of the stock
+#: path, and the bound is the largest of them times ENVELOPE_MARGIN (stated margin: the spread between draws
+#: on one machine is already ~1.5x).
 #: The weights are a weak witness under that chaos: an output layer with its kernel transposed (a real bug)
 #: also stays within 21 lr. The learned function is a sharp one: relative difference of the logits on a fixed
 #: probe batch, measured 9e-5 for the fast path, 1.2e-3 for the one-ulp envelope, 5e-3 for the transposed
@@ -50,12 +61,12 @@ def _stock_layers(monkeypatch):
         model.parameters(), lr=config.lr, betas=config.adam_betas, eps=config.adam_eps))
 
 
-def _one_ulp_init(monkeypatch):
+def _one_ulp_init(monkeypatch, draw=1):
     build = loop.build_vae
 
     def perturbed(*args, **kwargs):
         model = build(*args, **kwargs)
-        generator = torch.Generator().manual_seed(1)
+        generator = torch.Generator().manual_seed(draw)
         with torch.no_grad():
             for p in model.parameters():
                 flip = (torch.rand(p.shape, generator=generator) < 0.5) & (p != 0)
@@ -80,6 +91,8 @@ def runs(tmp_path_factory):
     variants = {
         "stock": (False, [_stock_layers]),
         "stock_one_ulp": (False, [_stock_layers, _one_ulp_init]),
+        **{f"stock_one_ulp_{draw}": (False, [_stock_layers, lambda mp, draw=draw: _one_ulp_init(mp, draw)])
+           for draw in range(2, ENVELOPE_DRAWS + 1)},
         "fast": (None, []),
         "fast_nchw": (False, []),
         "swapped_taps": (None, [_swapped_taps]),
@@ -133,22 +146,30 @@ def _distance(a, b):
     return worst, beyond / total, moved
 
 
+def _one_ulp_draws(runs):
+    return [runs[name] for name in runs if name.startswith("stock_one_ulp")]
+
+
 @pytest.mark.parametrize("path", ["fast", "fast_nchw"])
 def test_weights_after_50_steps_are_within_the_float32_envelope_of_the_stock_path(runs, path):
-    envelope = _distance(runs["stock"], runs["stock_one_ulp"])
-    assert envelope[0] > 0  # the envelope is measured, not zero
+    draws = [_distance(runs["stock"], draw) for draw in _one_ulp_draws(runs)]
+    assert len(draws) == ENVELOPE_DRAWS and all(d[0] > 0 for d in draws)  # the envelope is measured, not zero
+    worst_bound = ENVELOPE_MARGIN * max(d[0] for d in draws)
+    beyond_bound = ENVELOPE_MARGIN * max(d[1] for d in draws)
     worst, beyond, moved = _distance(runs["stock"], runs[path])
     assert moved > 0  # the paths really differ (else this test could not fail)
-    assert worst <= envelope[0], (worst / LR, envelope[0] / LR)
-    assert beyond <= envelope[1], (beyond, envelope[1])
-    assert _function_distance(runs[path], runs["stock"]) <= _function_distance(runs["stock_one_ulp"], runs["stock"])
+    assert worst <= worst_bound, (worst / LR, worst_bound / LR)
+    assert beyond <= beyond_bound, (beyond, beyond_bound)
+    function_bound = ENVELOPE_MARGIN * max(_function_distance(draw, runs["stock"]) for draw in _one_ulp_draws(runs))
+    assert _function_distance(runs[path], runs["stock"]) <= function_bound
 
 
 def test_a_wrong_overlap_add_lands_outside_the_envelope(runs):
     """The check can fail: the same path with the output layer's kernel rows and columns swapped learns
     another function (its weights alone would not tell: see the tolerance's comment)."""
-    envelope = _function_distance(runs["stock_one_ulp"], runs["stock"])
-    assert _function_distance(runs["swapped_taps"], runs["stock"]) > 2 * envelope
+    envelope = max(_function_distance(draw, runs["stock"]) for draw in _one_ulp_draws(runs))
+    # the bound the fast path is held to rejects this bug
+    assert _function_distance(runs["swapped_taps"], runs["stock"]) > ENVELOPE_MARGIN * envelope
 
 
 def test_fused_adam_step_equals_the_per_tensor_step_to_rounding():
@@ -194,39 +215,57 @@ def test_fast_path_is_chosen_for_conv_on_cpu_and_cuda_only():
     assert not _make_adam(conv, config, torch.device("mps")).defaults.get("fused")
 
 
-def test_compiled_forward_has_the_eager_loss_gradients_and_random_stream():
-    """The training loop's compiled forward (opt-in): one step's loss and every gradient within float32
-    rounding of eager (1e-6 of the gradient's scale), and the same eps (drawn eagerly from torch's generator,
-    so the RNG state after the step is eager's too). Over 50 Adam steps the rounding-level differences grow
-    like any reordering of sums (measured: max 11 lr, 0.8% of weights beyond lr / 2), so the bound is stated
-    per step."""
+def test_compiled_forward_has_the_eager_loss_gradients_and_random_stream(caplog):
+    """The training loop's compiled forward (opt-in): one step's loss and every gradient as close to the
+    float64 gradient as eager float32 is, and the same eps (drawn eagerly from torch's generator, so the RNG
+    state after the step is eager's too).
+
+    Tolerance from a float64 reference, not from one CPU's rounding: the same step is run on a float64 copy
+    of the model; the compiled gradient's distance from it may be at most COMPILED_MARGIN times eager's own
+    distance from it (plus 1e-6 of the gradient's scale for layers where eager happens to be near exact).
+    Both are float32 evaluations of the same sums in different orders, so their errors are of the same size
+    on any CPU (measured ratio 0.5-1.5 here). Over 50 Adam steps the rounding-level differences grow like any
+    reordering of sums (see the tolerance's comment above), so the bound is stated per step."""
+    import copy
+
     import torch.nn.functional as F
 
     from vaesim.training.loop import _Forward
 
+    caplog.set_level(logging.WARNING, logger="torch")  # no pages of empty inductor DEBUG records on failure
     torch.manual_seed(0)
     model = build_vae("conv", 1, 10).to(memory_format=torch.channels_last)
+    reference = copy.deepcopy(model).double()
     images = (torch.rand(32, 1, 64, 64) > 0.8).float().contiguous(memory_format=torch.channels_last)
 
-    def step(forward):
-        model.zero_grad(set_to_none=True)
+    def step(forward, net, inputs):
+        net.zero_grad(set_to_none=True)
         torch.manual_seed(123)
-        out = forward(images)
-        loss = F.binary_cross_entropy_with_logits(out.logits, images, reduction="sum") / 32 + (
+        out = forward(inputs)
+        loss = F.binary_cross_entropy_with_logits(out.logits, inputs, reduction="sum") / 32 + (
             0.5 * (out.mean.square() + out.logvar.exp() - out.logvar - 1).sum(1).mean())
         loss.backward()
-        return float(loss.detach()), out.sample.detach(), {k: p.grad.clone() for k, p in model.named_parameters()}, \
+        return float(loss.detach()), out.sample.detach(), {k: p.grad.clone() for k, p in net.named_parameters()}, \
             torch.get_rng_state()
 
-    eager = step(_Forward(model, compile=False))
+    exact = step(_Forward(reference, compile=False), reference, images.double())
+    eager = step(_Forward(model, compile=False), model, images)
     forward = _Forward(model, compile=True)
-    compiled = step(forward)
-    assert forward.compiled is not None  # really compiled (no fallback)
-    assert compiled[0] == pytest.approx(eager[0], rel=1e-6)
+    with caplog.at_level(logging.WARNING, logger="vaesim.training.loop"):
+        compiled = step(forward, model, images)
+    if forward.compiled is None:  # it failed to build (ATEN_CPU_CAPABILITY=default: torch 2.13's inductor emits
+        # at::vec code without its header) or the first-batch check refused its numbers (=avx2 on an AVX-512
+        # CPU): vaesim trains eagerly there (the two fallback tests below), and there is nothing compiled to test
+        pytest.skip(f"torch.compile is not usable on this machine, vaesim falls back to eager: "
+                    f"{caplog.text.strip().splitlines()[0]}")
+    assert compiled[0] == pytest.approx(exact[0], rel=1e-5)
     torch.testing.assert_close(compiled[1], eager[1], rtol=1e-5, atol=1e-6)  # same eps
-    for name, grad in eager[2].items():
+    for name, grad in exact[2].items():
         scale = float(grad.abs().max())
-        assert float((compiled[2][name] - grad).abs().max()) <= 1e-6 * scale + 1e-12, name
+        eager_error = float((eager[2][name].double() - grad).abs().max())
+        compiled_error = float((compiled[2][name].double() - grad).abs().max())
+        assert compiled_error <= COMPILED_MARGIN * eager_error + 1e-6 * scale + 1e-12, (name, compiled_error,
+                                                                                        eager_error)
     assert torch.equal(compiled[3], eager[3])
 
 
@@ -247,6 +286,30 @@ def test_a_failing_compiler_falls_back_to_eager_with_a_warning(tmp_path, monkeyp
     with caplog.at_level("WARNING", logger="vaesim.training.loop"):
         train(config, tmp_path / "fallback", dataset=dataset, progress=False, device="cpu", compile=True)
     assert "torch.compile failed (RuntimeError: no working C++ compiler); training eagerly" in caplog.text
+    eager = load_file(str(tmp_path / "eager" / "checkpoints" / "step_00000003.safetensors"))
+    fallback = load_file(str(tmp_path / "fallback" / "checkpoints" / "step_00000003.safetensors"))
+    assert eager.keys() == fallback.keys() and all(torch.equal(eager[k], fallback[k]) for k in eager)
+
+
+def test_a_compiler_that_computes_wrongly_falls_back_to_eager_with_a_warning(tmp_path, monkeypatch, caplog):
+    """torch.compile that builds but returns wrong numbers (torch 2.13's inductor under
+    ATEN_CPU_CAPABILITY=avx2 on an AVX-512 CPU returns logits of 1e36): the first batch is checked against
+    eager, the run warns, trains eagerly and ends with exactly the eager run's weights."""
+    dataset = ImageArray(blob_images(64, seed=4))
+    config = TrainConfig(architecture="fc", objective="beta_vae", steps=3, batch_size=16, checkpoints=[3],
+                         log_every=1, seed=0)
+
+    def wrong(model, **kwargs):
+        def call(images, noise):
+            out = model(images, noise)
+            return out._replace(logits=out.logits * 1e30)  # VAEOutput is a NamedTuple
+        return call
+
+    train(config, tmp_path / "eager", dataset=dataset, progress=False, device="cpu", compile=False)
+    monkeypatch.setattr(torch, "compile", wrong)
+    with caplog.at_level("WARNING", logger="vaesim.training.loop"):
+        train(config, tmp_path / "fallback", dataset=dataset, progress=False, device="cpu", compile=True)
+    assert "torch.compile's forward disagrees with eager (logits: max |compiled - eager|" in caplog.text
     eager = load_file(str(tmp_path / "eager" / "checkpoints" / "step_00000003.safetensors"))
     fallback = load_file(str(tmp_path / "fallback" / "checkpoints" / "step_00000003.safetensors"))
     assert eager.keys() == fallback.keys() and all(torch.equal(eager[k], fallback[k]) for k in eager)

@@ -158,6 +158,7 @@ class _Forward:
     def __init__(self, model: VAE, compile: bool) -> None:
         self.model = model
         self.compiled = None
+        self.checked = False
         if compile:
             self.compiled = torch.compile(model, dynamic=False)
 
@@ -167,12 +168,38 @@ class _Forward:
             # code would draw it with its own generator (other numbers, another RNG state after the step)
             noise = torch.randn(images.shape[0], self.model.latent_dim, device=images.device)
             try:
-                return self.compiled(images, noise)
+                out = self.compiled(images, noise)
             except Exception as error:  # noqa: BLE001 - any compiler failure falls back to eager
                 logger.warning("torch.compile failed (%s: %s); training eagerly", type(error).__name__, error)
                 self.compiled = None
                 return self.model(images, noise)
+            if not self.checked:
+                self.checked = True
+                problem = self._disagreement(out, images, noise)
+                if problem:
+                    logger.warning("torch.compile's forward disagrees with eager (%s); training eagerly", problem)
+                    self.compiled = None
+                    return self.model(images, noise)
+            return out
         return self.model(images)
+
+    def _disagreement(self, out, images: torch.Tensor, noise: torch.Tensor) -> str:
+        """'' when the compiled outputs match eager's on this batch to float32 accuracy, else what differs.
+
+        A compiler that builds but computes wrongly exists: torch 2.13's inductor under
+        ``ATEN_CPU_CAPABILITY=avx2`` on an AVX-512 CPU returns logits of 1e36 or NaN. Checked once, on the
+        first batch (one extra forward): each output within 1e-3 of its largest eager value (float32
+        reorderings move it by ~1e-6 of that; wrong code by orders of magnitude).
+        """
+        with torch.no_grad():
+            eager = self.model(images, noise)
+        for name in ("logits", "mean", "logvar"):
+            got, want = getattr(out, name).detach(), getattr(eager, name)
+            scale = float(want.abs().max())
+            error = float((got - want).abs().max())
+            if not error <= 1e-3 * scale + 1e-6:  # NaN fails too
+                return f"{name}: max |compiled - eager| = {error:.3g} against a scale of {scale:.3g}"
+        return ""
 
 
 def _resolve_device(device) -> torch.device:

@@ -294,33 +294,17 @@ def _row_blocks(n: int, p: int) -> list[tuple[int, int]]:
     return [(i0, min(n, i0 + rows)) for i0 in range(0, n, rows)]
 
 
-_POOL: Any = None
-
-
 def _map_blocks(fn, blocks: list[tuple[int, int]]) -> list:
-    """``[fn(i0, i1) for (i0, i1) in blocks]``, run on up to ``compute_threads()`` threads.
+    """``[fn(i0, i1) for (i0, i1) in blocks]`` on the allowed cores (:func:`vaesim.utils.threads.parallel_map`).
 
     numpy releases the GIL in the per-block work (casts, subtraction,
     reductions), so the memory-bound passes use every core the process may
-    use (they are single-threaded in numpy). Each block's result depends only
-    on the block, so the output does not depend on the thread count.
+    use. Each block's result depends only on the block, so the output does
+    not depend on the thread count.
     """
-    from vaesim.utils.threads import compute_threads
+    from vaesim.utils.threads import parallel_map
 
-    threads = min(compute_threads(), len(blocks))
-    if threads <= 1:
-        return [fn(i0, i1) for i0, i1 in blocks]
-    global _POOL
-    if _POOL is None or _POOL._max_workers < threads:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOL = ThreadPoolExecutor(max_workers=max(threads, 2), thread_name_prefix="vaesim-summary")
-    groups = [blocks[g::threads] for g in range(threads)]  # round-robin: equal work per thread
-    done = dict(zip(range(threads), _POOL.map(lambda group: [fn(i0, i1) for i0, i1 in group], groups)))
-    out: list = [None] * len(blocks)
-    for g in range(threads):
-        out[g::threads] = done[g]
-    return out
+    return parallel_map(lambda block: fn(*block), blocks)
 
 
 _SCRATCH = threading.local()
@@ -420,9 +404,9 @@ def _gram32(x32: np.ndarray, row_norms: np.ndarray, device: Any) -> np.ndarray:
 
 
 def _product32(x32: np.ndarray, device: Any) -> np.ndarray:
-    """``x32 @ x32.T`` ``(n, n)`` float32: numpy's ssyrk, or torch on ``device``."""
+    """``x32 @ x32.T`` ``(n, n)`` float32: tiles on the allowed cores (:func:`tiled_gram`), or torch on ``device``."""
     if device is None:
-        return x32 @ x32.T  # numpy calls ssyrk for x @ x.T
+        return tiled_gram(x32)
     import torch
 
     t = torch.from_numpy(x32).to(device)
@@ -431,16 +415,53 @@ def _product32(x32: np.ndarray, device: Any) -> np.ndarray:
 
 def _gram(xc: np.ndarray, device: Any) -> np.ndarray:
     if device is None:
-        return xc @ xc.T
+        return tiled_gram(xc)
     import torch
 
     t = torch.from_numpy(xc).to(device)
     return (t @ t.T).cpu().numpy()
 
 
+#: rows per tile of :func:`tiled_gram` (fixed: the tiles, hence the rounding, never depend on the machine)
+GRAM_TILE_ROWS = 512
+
+
+def tiled_gram(x: np.ndarray) -> np.ndarray:
+    """``x @ x.T`` ``(n, n)`` in ``x``'s dtype, as upper tiles of :data:`GRAM_TILE_ROWS` rows, mirrored.
+
+    Each tile is one BLAS call on one thread (syrk on the diagonal, gemm
+    above it), the tiles spread over the allowed cores
+    (:func:`vaesim.utils.threads.parallel_map`): the same bits for any
+    thread count or load, and no parallel region that waits for a core
+    another process holds.
+    """
+    from vaesim.utils.threads import parallel_map, single_threaded_blas
+
+    n = x.shape[0]
+    starts = list(range(0, n, GRAM_TILE_ROWS))
+    tiles = [(i0, j0) for k, i0 in enumerate(starts) for j0 in starts[k:]]
+    out = np.empty((n, n), dtype=x.dtype)
+
+    def tile(ij: tuple[int, int]) -> None:
+        i0, j0 = ij
+        i1, j1 = min(n, i0 + GRAM_TILE_ROWS), min(n, j0 + GRAM_TILE_ROWS)
+        rows = x[i0:i1]
+        block = rows @ rows.T if i0 == j0 else rows @ x[j0:j1].T  # syrk on the diagonal
+        out[i0:i1, j0:j1] = block
+        if i0 != j0:
+            out[j0:j1, i0:i1] = block.T
+
+    with single_threaded_blas():
+        parallel_map(tile, tiles)
+    return out
+
+
 def _qr_r(xc: np.ndarray, device: Any) -> np.ndarray:
     if device is None:
-        return np.linalg.qr(xc.T, mode="r")
+        from vaesim.utils.threads import single_threaded_blas
+
+        with single_threaded_blas():  # the same bits for any thread count (layers run side by side instead)
+            return np.linalg.qr(xc.T, mode="r")
     import torch
 
     t = torch.from_numpy(xc).to(device)

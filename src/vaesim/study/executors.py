@@ -1,9 +1,13 @@
 """Executors: run one stage's independent tasks, the same task code everywhere.
 
-- :class:`LocalExecutor`: sequential by default; ``workers=N`` uses a process
-  pool (spawned processes). Threads per task (torch and BLAS) = the CPUs this
-  process may use (affinity and cgroup quota, :func:`vaesim.utils.threads.available_cpus`)
-  // workers, and at most that many workers: never more busy threads than CPUs.
+- :class:`LocalExecutor`: ``workers=N`` uses a process pool (spawned
+  processes); by default training on the CPU uses one process per CPU and
+  the other stages run in this process (:func:`default_workers`). Every
+  task computes with torch and BLAS on one thread; its share of the cores
+  (the CPUs this process may use, affinity and cgroup quota,
+  :func:`vaesim.utils.threads.available_cpus`, // workers) goes to its
+  independent units of work (:func:`vaesim.utils.threads.parallel_map`):
+  never more busy threads than CPUs, and no result depends on the count.
 - :class:`RayExecutor`: one Ray task per study task, each requesting the
   stage's ``num_cpus`` / ``num_gpus`` (fractional GPUs let several small VAEs
   share one card), retried ``max_retries`` times by Ray.
@@ -72,9 +76,10 @@ class LocalExecutor:
     def run(self, study_dir: str, tasks: list[Task], resources: TaskResources, on_done: OnDone) -> StageOutcome:
         if not tasks:
             return StageOutcome()
-        if self.workers is None or self.workers == 1 or len(tasks) == 1:
+        workers = self.workers if self.workers is not None else default_workers(tasks)
+        if workers == 1 or len(tasks) == 1:
             return self._sequential(study_dir, tasks, on_done)
-        return self._pool(study_dir, tasks, on_done)
+        return self._pool(study_dir, tasks, on_done, workers)
 
     def _sequential(self, study_dir: str, tasks: list[Task], on_done: OnDone) -> StageOutcome:
         outcome = StageOutcome()
@@ -96,9 +101,9 @@ class LocalExecutor:
                 break
         return outcome
 
-    def _pool(self, study_dir: str, tasks: list[Task], on_done: OnDone) -> StageOutcome:
+    def _pool(self, study_dir: str, tasks: list[Task], on_done: OnDone, workers: int) -> StageOutcome:
         outcome = StageOutcome()
-        workers, threads = split_cpus(min(self.workers, len(tasks)), self.threads)
+        workers, threads = split_cpus(min(workers, len(tasks)), self.threads)
         if workers == 1:
             return self._sequential(study_dir, tasks, on_done)
         attempts = {task.task_id: 0 for task in tasks}
@@ -128,6 +133,21 @@ class LocalExecutor:
 
     def close(self) -> None:
         return None
+
+
+def default_workers(tasks: list[Task]) -> int:
+    """Processes for a stage when ``--workers`` is not given: one per CPU for training on the CPU, else 1.
+
+    A run trains on one torch thread (:data:`vaesim.utils.threads.TASK_TORCH_THREADS`: its weights do not
+    depend on the core count), so runs train side by side, one per core. The other stages run in this
+    process and spread their independent units (layers, layer pairs, blocks) over the cores on threads.
+    """
+    from vaesim.study.stages import resolve_device
+    from vaesim.utils.threads import available_cpus
+
+    if tasks[0].stage != "train" or len(tasks) < 2 or resolve_device(tasks[0].device) != "cpu":
+        return 1
+    return min(len(tasks), available_cpus())
 
 
 def watch_parent(parent: int, interval: float = 1.0) -> None:

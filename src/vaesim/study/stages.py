@@ -280,7 +280,7 @@ def extract_stage(root: Path, task: ExtractTask) -> str | None:
     the checkpoint cannot be loaded.
     """
     from vaesim.activations import extract_activations, latent_statistics, noise_seed
-    from vaesim.similarity import save_summaries, summarise
+    from vaesim.similarity import save_summaries
     from vaesim.training import load_checkpoint
 
     run_id, step = task.run_id, task.step
@@ -307,8 +307,8 @@ def extract_stage(root: Path, task: ExtractTask) -> str | None:
             seed=noise_seed(task.probe_seed, run_id + RESAMPLED_SUFFIX, step), device=resolve_device(task.device),
         )
         path = root / layout.resampled_path(run_id, step)
-        save_summaries(path, {name: summarise(again[name], name=name, metrics=builtin_metrics(task.metrics),
-                                              device=array_device(task.device)) for name in resampled_layers})
+        save_summaries(path, summarise_layers(again, resampled_layers, builtin_metrics(task.metrics),
+                                              array_device(task.device)))
         write_checksum(path)
     kept = task.keep_activations
     if kept:
@@ -317,17 +317,41 @@ def extract_stage(root: Path, task: ExtractTask) -> str | None:
             np.savez(tmp, **{name: np.asarray(activations[name], dtype=np.float32) for name in kept})
         write_checksum(path)
     device = array_device(task.device)
-    meter.update(1)
-    summaries = {}
-    for index, name in enumerate(task.layers, 2):  # recording counts as the first unit
-        summaries[name] = summarise(activations[name], name=name, metrics=builtin_metrics(task.metrics), device=device)
-        meter.update(index)
+    meter.update(1)  # recording counts as the first unit
+    summaries = summarise_layers(activations, task.layers, builtin_metrics(task.metrics), device, meter)
     path = root / layout.summary_path(run_id, step)
     write_plugin_summaries(path, {name: activations[name] for name in task.layers}, task.metrics)
     save_summaries(path, summaries)
     write_checksum(path)
     meter.close()
     return None
+
+
+def summarise_layers(activations: dict, layers, metrics, device, meter: TaskProgress | None = None) -> dict:
+    """``{layer: LayerSummary}`` in ``layers``' order, the layers summarised side by side on the task's cores.
+
+    Each layer is one unit of :func:`vaesim.utils.threads.parallel_map` (widest first, so that the widest
+    layer does not start last), its BLAS calls on one thread: a summary does not depend on the thread count.
+    """
+    import threading
+
+    from vaesim.similarity import summarise
+    from vaesim.utils.threads import parallel_map
+
+    widest_first = sorted(layers, key=lambda name: -int(np.prod(np.shape(activations[name])[1:])))
+    lock = threading.Lock()
+    done = [1]
+
+    def one(name: str):
+        summary = summarise(activations[name], name=name, metrics=metrics, device=device)
+        if meter is not None:
+            with lock:
+                done[0] += 1
+                meter.update(done[0])
+        return summary
+
+    made = dict(zip(widest_first, parallel_map(one, widest_first)))
+    return {name: made[name] for name in layers}
 
 
 LATENT_LAYERS = ("encoder.mean", "encoder.logvar")  # always recorded: the latent statistics need them

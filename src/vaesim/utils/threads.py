@@ -33,8 +33,9 @@ import contextlib
 import logging
 import math
 import os
+import threading
 from pathlib import Path
-from typing import Iterator, MutableMapping
+from typing import Any, Callable, Iterator, MutableMapping, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -218,9 +219,23 @@ def compute_threads() -> int:
     return max(1, min(cpus, omp)) if omp > 0 else cpus
 
 
+#: torch intra-op threads of every study task on the CPU. One: a run's weights then do not depend on the
+#: machine's core count, the executor (local or Ray) or the load (torch's convolutions and matrix products
+#: split their sums by thread count, so two threads train other weights than one); runs train side by side.
+TASK_TORCH_THREADS = 1
+
+
 @contextlib.contextmanager
 def thread_limit(threads: int | None) -> Iterator[None]:
-    """Limit torch, BLAS and :func:`compute_threads` to ``threads`` inside the block (no change when None)."""
+    """Inside the block: torch and every BLAS call on one thread, vaesim's own work on ``threads`` threads.
+
+    ``threads`` is the task's share of the cores (None: no change at all).
+    Small linear-algebra calls never fan out over threads (a parallel region
+    waits at its barrier for any thread that another process holds: a 300 x
+    300 SVD took 41 ms on one thread and 281 ms on two at load 8); the share
+    is used by :func:`parallel_map` over independent units (layers, layer
+    pairs, row blocks), whose results do not depend on it.
+    """
     global _limit
     if threads is None:
         yield
@@ -230,11 +245,67 @@ def thread_limit(threads: int | None) -> Iterator[None]:
 
     threads = max(1, int(threads))
     previous, previous_limit = torch.get_num_threads(), _limit
-    torch.set_num_threads(threads)
+    torch.set_num_threads(TASK_TORCH_THREADS)
     _limit = threads
     try:
-        with threadpool_limits(limits=threads):
+        with threadpool_limits(limits=1):
             yield
     finally:
         torch.set_num_threads(previous)
         _limit = previous_limit
+
+
+_POOL: Any = None
+_POOL_LOCK = threading.Lock()
+
+
+def parallel_map(fn: Callable[[Any], Any], items: Sequence[Any], threads: int | None = None) -> list:
+    """``[fn(item) for item in items]`` on up to ``threads`` (default :func:`compute_threads`) threads, in order.
+
+    For independent units of numpy work (layers, layer pairs, row blocks):
+    numpy releases the GIL inside its kernels, and each call's BLAS/LAPACK
+    runs on one thread (:func:`single_threaded_blas`), so the parallelism
+    comes from the units and no call waits at a barrier for a thread that
+    another process holds. Items are handed out one at a time (a thread that
+    gets less CPU takes fewer items). Each result depends only on its item,
+    so the output is bit-identical for any thread count and load.
+    """
+    threads = compute_threads() if threads is None else max(1, int(threads))
+    threads = min(threads, len(items))
+    if threads <= 1:
+        return [fn(item) for item in items]
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers < threads:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _POOL = ThreadPoolExecutor(max_workers=max(threads, 2), thread_name_prefix="vaesim-work")
+        pool = _POOL
+    if threading.current_thread().name.startswith("vaesim-work"):  # nested: run here, never wait on own pool
+        return [fn(item) for item in items]
+    queue = iter(enumerate(items))
+    lock = threading.Lock()
+
+    def work() -> list[tuple[int, Any]]:
+        done = []
+        while True:
+            with lock:
+                nxt = next(queue, None)
+            if nxt is None:
+                return done
+            done.append((nxt[0], fn(nxt[1])))
+
+    out: list = [None] * len(items)
+    for future in [pool.submit(work) for _ in range(threads)]:
+        for index, value in future.result():
+            out[index] = value
+    return out
+
+
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """BLAS/LAPACK behind numpy on one thread inside the block (see :func:`parallel_map`)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield

@@ -6,33 +6,57 @@ import pytest
 import yaml
 
 from vaesim.cli import main
-from vaesim.study.estimate import Calibration, estimate, format_plan, scale
+from vaesim.study.estimate import (
+    Calibration, estimate, format_plan, linear, procrustes_pair_seconds, spread, summary_bytes, summary_seconds,
+)
 from vaesim.study.plan import plan_study
 
-
-def test_scale_follows_the_power_law_through_two_points():
-    assert scale((1.0, 4.0), (10, 20), 40) == pytest.approx(16.0)  # n^2
-    assert scale((1.0, 2.0), (10, 20), 40) == pytest.approx(4.0)  # n^1
-    assert scale((1.0, 1.0), (10, 20), 40) == pytest.approx(2.0)  # never below linear
-    assert scale((1.0, 16.0), (10, 20), 40) == pytest.approx(64.0)  # never above n^2
+RATES = dict(forward_seconds_per_image=1e-3, gram32_rate=2e10, gemm64_rate=1e10, qr64_rate=5e9,
+             centre_seconds_per_value=1e-9, eig_seconds_per_cube=1e-9, disentangle_fractions=(0.01, 0.02),
+             disentangle_seconds=(3.0, 5.0), udr_points=(100, 200), udr_seconds=(1.0, 1.5))
 
 
-def test_estimate_scales_a_known_calibration_by_hand(tiny_spec):
+def test_linear_goes_through_two_points_and_never_below_zero():
+    assert linear((3.0, 5.0), (0.01, 0.02), 0.1) == pytest.approx(3.0 - 2.0 + 200.0 * 0.1)
+    assert linear((5.0, 3.0), (1, 2), 10) == pytest.approx(5.0)  # a noisy falling pair: flat, not negative
+
+
+def test_summary_work_and_bytes_follow_the_storage_routes():
+    c = Calibration(seconds_per_step=0.5, checkpoint_bytes=1000, cores=2, seconds=1.0, **RATES)
+    n = 100
+    # features (p <= n/2): centring only; packed Gram (p > n/2): n^2 p at the float64 rate below MIXED_MIN_WORK;
+    # Procrustes with p > n: QR (2 p n^2 - 2/3 n^3) + R^T R (2 n^3)
+    assert summary_seconds(n, 40, True, c) == pytest.approx(2 * n * 40 * 1e-9)
+    assert summary_seconds(n, 80, False, c) == pytest.approx(2 * n * 80 * 1e-9 + n * n * 80 / 5e9)
+    assert summary_seconds(n, 400, True, c) == pytest.approx(
+        2 * n * 400 * 1e-9 + (2 * 400 * n**2 - 2 / 3 * n**3) / 5e9 + 2 * n**3 / 1e10)
+    packed = n * (n + 1) // 2 * 8
+    assert summary_bytes(n, 40, True) == n * 40 * 8 + n * 8
+    assert summary_bytes(n, 400, False) == packed + n * 8
+    assert summary_bytes(n, 400, True) == 2 * packed + n * 8
+    assert summary_bytes(n, 80, True) == n * 80 * 8 + packed + n * 8
+    # a layer pair: cross block 2 n r_a r_b, smaller Gram 2 s^2 k, eigvalsh s^3 seconds
+    assert procrustes_pair_seconds(n, 400, 30, c) == pytest.approx((2 * n * 100 * 30 + 2 * 30 * 30 * 100) / 1e10
+                                                                   + 1e-9 * 30**3)
+    assert spread([4.0, 1.0, 1.0], 2) == 4.0 and spread([1.0] * 4, 2) == 2.0
+
+
+def test_estimate_counts_every_stage_of_the_plan(tiny_spec):
     plan = plan_study(tiny_spec)
-    calibration = Calibration(seconds_per_step=0.5, checkpoint_bytes=1000, sizes=(32, 64),
-                              extract_seconds=(1.0, 4.0), summary_bytes=(100, 400), pair_seconds=(0.1, 0.4),
-                              model_seconds=(0.0, 0.0), seconds=1.0)
-    by_stage = {e.stage: e for e in estimate(plan, calibration)}
-    runs, steps, n = 8, 20, 64  # the tiny grid: 2 objectives x 2 values x 2 seeds, 20 steps, 64 probe images
-    assert by_stage["train"].tasks == runs and by_stage["train"].seconds == pytest.approx(runs * steps * 0.5)
+    calibration = Calibration(seconds_per_step=0.5, checkpoint_bytes=1000, cores=2, seconds=1.0, **RATES)
+    widths = {name: 100 for name in tiny_spec.layer_names()}
+    estimates = estimate(plan, calibration, widths)
+    by_stage = {e.stage: e for e in estimates}
+    assert [e.stage for e in estimates] == ["probe", "train", "extract", "compare", "disentangle", "store"]
+    assert sum(e.tasks for e in estimates) == len(plan.all_tasks())  # every task counted, disentangle too
+    runs, steps = 8, 20  # the tiny grid: 2 objectives x 2 values x 2 seeds, 20 steps; 2 at once on 2 cores
+    assert by_stage["train"].tasks == runs and by_stage["train"].seconds == pytest.approx(runs * steps * 0.5 / 2)
     checkpoints = len(tiny_spec.recorded_steps())
     assert by_stage["train"].bytes == runs * checkpoints * 1000
     assert by_stage["extract"].tasks == runs * checkpoints
-    assert by_stage["extract"].seconds == pytest.approx(runs * checkpoints * 4.0)  # measured at n = 64 already
-    assert by_stage["extract"].bytes == runs * checkpoints * 400
-    assert by_stage["compare"].tasks == len(plan.tasks["compare"])
-    text = format_plan(plan, list(by_stage.values()), calibration)
-    assert "total" in text and "extract" in text and "8 runs" in text
+    assert by_stage["compare"].tasks == len(plan.tasks["compare"]) and by_stage["compare"].seconds > 0
+    text = format_plan(plan, estimates, calibration)
+    assert "total" in text and "disentangle" in text and "8 runs" in text
 
 
 def test_plan_counts_tasks_without_calibrating(capsys):

@@ -1,14 +1,25 @@
-"""A plan before a run: tasks, disk and time per stage, from a short measured calibration.
+"""A plan before a run: tasks, disk and time per stage, from work counts and measured rates.
 
-:func:`calibrate` measures, on this machine and with the spec's own model,
-batch size, layers and metrics: seconds per training step (a few real steps
-of :func:`vaesim.training.train` on a procedural stand-in with the same
-number of channels, so no data files are needed), the size of a checkpoint,
-and the time and file size of extracting and summarising one checkpoint and
-of comparing one model pair at two probe sizes. :func:`estimate` scales these
-to the study: linearly in steps, runs and tasks; in the probe size ``n`` along
-the power law through the two measured sizes (about ``n^2``: centred Grams are
-``n x n``). The result is an estimate for sequential work on this machine.
+Each stage's time is its *work* counted from the plan (training steps,
+images through the network, floating-point operations of every layer
+summary and every layer pair, disentanglement samples) divided by a *rate*
+measured on this machine by :func:`calibrate`, at a size where that work
+dominates, the way a study task runs it (torch and BLAS on one thread):
+
+* training: seconds per step of the spec's network and batch (runs train side
+  by side, one per core, on the CPU);
+* extraction: seconds per image through the network, and flop rates of the
+  summaries' kernels (float32 Gram tiles, float64 GEMM, Householder QR,
+  centring per value), layers side by side on the cores;
+* comparison: float64 GEMM (CKA inner products of packed Grams, Procrustes
+  cross blocks and their Grams) and the symmetric eigensolver (seconds per
+  ``s^3``), layer pairs side by side on the cores;
+* disentanglement: one evaluation at two small protocol fractions and one UDR
+  at two sample counts, fitted as ``a + b x`` and scaled to the spec.
+
+Disk is counted exactly from the summary formats (:mod:`vaesim.similarity.summary`),
+the checkpoint size measured, and the result rows. Under load the measured
+rates are lower and the estimate follows the load it was made under.
 """
 
 from __future__ import annotations
@@ -19,24 +30,37 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vaesim.study.plan import STAGES, StudyPlan
+from vaesim.study.plan import STAGES, CompareTask, DisentangleTask, StudyPlan, UDRTask, noise_layers
 
 RESULT_ROW_BYTES = 40  # compressed Parquet bytes per similarity row (measured on the quick preset: ~35)
+#: ``n^2 p`` from which a Gram is formed in mixed precision (vaesim.similarity.summary.MIXED_MIN_WORK)
+_MIXED_MIN_WORK = 2**27
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """What one unit of each stage costs here: seconds and bytes, measured at probe sizes ``sizes``."""
+    """Rates measured here, one thread each (as study tasks compute), and what the calibration took.
+
+    Flop rates in flop/s; ``eig_seconds_per_cube``: seconds of ``eigvalsh`` per ``s^3`` of an ``s x s``
+    matrix; ``disentangle_seconds``: seconds at ``disentangle_fractions``; ``udr_seconds``: one UDR group
+    of two runs at ``udr_points``.
+    """
 
     seconds_per_step: float
     checkpoint_bytes: int
-    sizes: tuple[int, int]
-    extract_seconds: tuple[float, float]
-    summary_bytes: tuple[int, int]
-    pair_seconds: tuple[float, float]  # one more model pair, once the models' summaries are prepared
-    model_seconds: tuple[float, float]  # preparing one model's summaries inside a comparison
+    forward_seconds_per_image: float
+    gram32_rate: float
+    gemm64_rate: float
+    qr64_rate: float
+    centre_seconds_per_value: float
+    eig_seconds_per_cube: float
+    disentangle_fractions: tuple[float, float]
+    disentangle_seconds: tuple[float, float]
+    udr_points: tuple[int, int]
+    udr_seconds: tuple[float, float]
+    cores: int
     seconds: float  # how long the calibration itself took
-    busy: float = 1.0  # CPU time / (threads x wall time) while training: < 1 when other work shares the cores
+    busy: float = 1.0  # CPU time / wall time while training one thread: < 1 when other work shares the cores
 
 
 @dataclass(frozen=True)
@@ -48,29 +72,64 @@ class StageEstimate:
     what: str  # what the numbers count
 
 
-def scale(measured: tuple[float, float], sizes: tuple[int, int], n: int) -> float:
-    """Extrapolate two measurements at ``sizes`` to ``n`` along ``v = c n^p``, ``p`` kept within [1, 2]."""
-    (v1, v2), (n1, n2) = measured, sizes
-    if v1 <= 0 or v2 <= 0:
-        return max(v1, v2) * n / n2
-    power = min(2.0, max(1.0, math.log(v2 / v1) / math.log(n2 / n1)))
-    return v2 * (n / n2) ** power
+def linear(measured: tuple[float, float], at: tuple[float, float], x: float) -> float:
+    """``a + b x`` through two measurements (``b >= 0``, ``a >= 0``), evaluated at ``x``."""
+    (v1, v2), (x1, x2) = measured, at
+    slope = max(0.0, (v2 - v1) / (x2 - x1)) if x2 != x1 else 0.0
+    intercept = max(0.0, v1 - slope * x1)
+    return intercept + slope * x
 
 
 def _stand_in(num_channels: int) -> str:
     return "dsprites-procedural" if num_channels == 1 else "color-dsprites"
 
 
-def calibrate(plan: StudyPlan, *, train_steps: int = 5, sizes: tuple[int, int] = (48, 96)) -> Calibration:
-    """Measure one unit of each stage with ``plan``'s first run config (a few seconds on a CPU)."""
+def _timed(fn, repeats: int = 3) -> float:
+    """Best of ``repeats`` wall times of ``fn()`` (after one untimed call)."""
+    fn()
+    best = math.inf
+    for _ in range(repeats):
+        begin = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - begin)
+    return best
+
+
+def measure_kernels() -> dict[str, float]:
+    """Single-thread rates of the summary and pair kernels, each at a size where it dominates."""
     import numpy as np
 
+    from vaesim.similarity.summary import tiled_gram
+    from vaesim.utils.threads import single_threaded_blas
+
+    rng = np.random.default_rng(0)
+    x32 = rng.standard_normal((512, 2048), dtype=np.float32)
+    x64 = rng.standard_normal((512, 2048))
+    tall = rng.standard_normal((2048, 256))
+    square = rng.standard_normal((384, 384))
+    square = square @ square.T
+    with single_threaded_blas():
+        gram32 = 512 * 512 * 2048 / _timed(lambda: tiled_gram(x32))
+        gemm64 = 2 * 512 * 512 * 2048 / _timed(lambda: x64 @ x64.T.copy())
+        qr64 = (2 * 2048 * 256**2 - 2 / 3 * 256**3) / _timed(lambda: np.linalg.qr(tall, mode="r"))
+        eig = _timed(lambda: np.linalg.eigvalsh(square)) / 384**3
+    centre = _timed(lambda: (x64 - x64.mean(0)) * 1.0) / x64.size
+    return {"gram32_rate": gram32, "gemm64_rate": gemm64, "qr64_rate": qr64, "eig_seconds_per_cube": eig,
+            "centre_seconds_per_value": centre}
+
+
+def calibrate(plan: StudyPlan, *, train_steps: int = 5) -> Calibration:
+    """Measure the rates with ``plan``'s first run config (about half a minute on a CPU)."""
+    import numpy as np
+    import torch
+
     from vaesim.activations import extract_activations
+    from vaesim.data import get_dataset
     from vaesim.data.registry import get_spec
     from vaesim.models import build_vae
-    from vaesim.similarity import compare, save_summaries, summarise
     from vaesim.study.stages import resolve_device, train_config
     from vaesim.training import train
+    from vaesim.utils.threads import available_cpus, thread_limit
 
     started = time.perf_counter()
     spec = plan.spec
@@ -82,87 +141,218 @@ def calibrate(plan: StudyPlan, *, train_steps: int = 5, sizes: tuple[int, int] =
                                    "steps": warmup + train_steps, "checkpoints": [warmup + train_steps],
                                    "monitor_every": 0, "validation_split": 0.0})
     marks: dict[int, tuple[float, float]] = {}
-    with tempfile.TemporaryDirectory(prefix="vaesim-calibrate-") as folder:
+    with tempfile.TemporaryDirectory(prefix="vaesim-calibrate-") as folder, thread_limit(1):
         run_dir = Path(folder) / "run"
         train(config, run_dir, progress=False, device=resolve_device(task.device),
               callback=lambda finished: marks.__setitem__(finished, (time.perf_counter(), time.process_time())))
         (wall_0, cpu_0), (wall_1, cpu_1) = marks[warmup], marks[warmup + train_steps]
         seconds_per_step = (wall_1 - wall_0) / train_steps
-        import torch
-
-        busy = min(1.0, (cpu_1 - cpu_0) / max(torch.get_num_threads(), 1) / max(wall_1 - wall_0, 1e-9))
+        busy = min(1.0, (cpu_1 - cpu_0) / max(wall_1 - wall_0, 1e-9))
         checkpoint_bytes = sum(p.stat().st_size for p in (run_dir / "checkpoints").glob("step_*"))
 
-        layers = spec.layer_names()
-        model = build_vae(base.architecture, channels, base.latent_dim)
-        rng = np.random.default_rng(0)
-        extract_seconds, summary_bytes, pair_seconds, model_seconds = [], [], [], []
-        for n in (16, *sizes):  # the first, small pass pays the one-time costs (imports, allocations): not timed
-            images = rng.random((n, channels, 64, 64), dtype=np.float32)
-            begin = time.perf_counter()
-            activations = extract_activations(model, images, layers=tuple(layers), seed=0)
-            summaries = {name: summarise(activations[name], name=name, metrics=tuple(spec.metrics))
-                         for name in layers}
-            path = Path(folder) / f"summary_{n}.npz"
-            save_summaries(path, summaries)
-            extract_seconds.append(time.perf_counter() - begin)
-            summary_bytes.append(path.stat().st_size)
-            # one call over 4 models and all their pairs, as a compare task batches them (the engine prepares
-            # each model once and scores the pairs together): 6 pairs of different models + 4 self pairs (half)
-            begin = time.perf_counter()
-            compare({key: summaries for key in "abcd"}, metrics=tuple(spec.metrics))
-            pair_seconds.append((time.perf_counter() - begin) / (6 + 4 * 0.5))
-            model_seconds.append(0.0)
-    return Calibration(seconds_per_step, checkpoint_bytes, tuple(sizes), tuple(extract_seconds[1:]),
-                       tuple(summary_bytes[1:]), tuple(pair_seconds[1:]), tuple(model_seconds[1:]),
-                       time.perf_counter() - started, busy)
+        model = build_vae(base.architecture, channels, base.latent_dim).eval()
+        images = np.random.default_rng(0).random((128, channels, 64, 64), dtype=np.float32)
+        layers = tuple(spec.layer_names())
+        forward = _timed(lambda: extract_activations(model, images, layers=layers, seed=0), repeats=2) / 128
+        kernels = measure_kernels()
+        fractions, disentangle_seconds, points, udr_seconds = _calibrate_disentangle(spec, model, channels)
+    return Calibration(
+        seconds_per_step=seconds_per_step, checkpoint_bytes=checkpoint_bytes, forward_seconds_per_image=forward,
+        disentangle_fractions=fractions, disentangle_seconds=disentangle_seconds, udr_points=points,
+        udr_seconds=udr_seconds, cores=available_cpus(), seconds=time.perf_counter() - started, busy=busy,
+        **kernels)
 
 
-def pair_weight(pair: tuple, comparison: str, n_layers: int) -> float:
-    """Cost of a model pair relative to two different models (L x L layer pairs)."""
-    a_run, a_step, b_run, b_step = pair
-    if comparison == "factors":
-        return 1.0 / n_layers
-    return 0.5 if (a_run, a_step) == (b_run, b_step) else 1.0
+def _calibrate_disentangle(spec, model, channels: int):
+    """Seconds of one metrics evaluation at two protocol fractions and of one UDR (2 runs) at two sizes."""
+    if spec.disentanglement is None:
+        return (0.0, 1.0), (0.0, 0.0), (0, 1), (0.0, 0.0)
+    import numpy as np
+    import torch
+
+    from vaesim.data import get_dataset
+    from vaesim.metrics import METRIC_NAMES, Protocol, evaluate_disentanglement, model_factor_codes
+    from vaesim.metrics.udr import LatentCodes, udr
+
+    import warnings
+
+    dataset = get_dataset(_stand_in(channels))
+    metrics = tuple(spec.disentanglement.metrics or METRIC_NAMES)
+    warnings.filterwarnings("ignore", module="sklearn")  # tiny calibration samples: scikit-learn's class-count notes
+    fractions = (0.002, 0.004)
+    seconds = []
+    for fraction in fractions:
+        begin = time.perf_counter()
+        truth = model_factor_codes(dataset, model)
+        evaluate_disentanglement(truth, protocol=Protocol().scaled(fraction), metrics=metrics)
+        seconds.append(time.perf_counter() - begin)
+    sizes, udr_seconds = (200, 400), []
+    for count in sizes:
+        begin = time.perf_counter()
+        codes = {}
+        for key in "ab":
+            with torch.no_grad():
+                mean, logvar = model.encode(torch.from_numpy(dataset.images(np.arange(count))))
+            codes[key] = LatentCodes.from_encoder(mean.double().numpy(), logvar.double().numpy())
+        udr(codes, method="lasso")
+        udr(codes, method="spearman")
+        udr_seconds.append(time.perf_counter() - begin)
+    return fractions, tuple(seconds), sizes, tuple(udr_seconds)
 
 
-def estimate(plan: StudyPlan, calibration: Calibration) -> list[StageEstimate]:
-    """Tasks, disk bytes and seconds per stage of ``plan`` (sequential, on the calibrated machine)."""
+# ---------------------------------------------------------------- work counts
+
+
+def summary_bytes(n: int, p: int, procrustes: bool) -> int:
+    """Bytes of one layer's summary as stored (vaesim.similarity.summary): features, packed Gram, packed R."""
+    packed = n * (n + 1) // 2 * 8
+    if p <= n / 2 or (procrustes and p <= n):
+        stored = n * p * 8 + (packed if p > n / 2 else 0)
+    else:
+        stored = packed * (2 if procrustes and p > n else 1)
+    return stored + n * 8
+
+
+def summary_seconds(n: int, p: int, procrustes: bool, c: Calibration) -> float:
+    """One thread's seconds to summarise one layer of width ``p`` on ``n`` examples."""
+    seconds = 2 * n * p * c.centre_seconds_per_value  # centring and row norms
+    if p <= n / 2:
+        return seconds
+    if procrustes and p > n:  # QR of Xc^T (p x n), then R^T R
+        return seconds + (2 * p * n**2 - 2 / 3 * n**3) / c.qr64_rate + 2 * n**3 / c.gemm64_rate
+    mixed = n * n * p >= _MIXED_MIN_WORK
+    return seconds + n * n * p / (c.gram32_rate if mixed else c.gemm64_rate / 2)
+
+
+def spread(unit_seconds: list[float], cores: int) -> float:
+    """Wall time of independent units spread over ``cores`` threads (the largest unit is a floor)."""
+    if not unit_seconds:
+        return 0.0
+    return max(sum(unit_seconds) / max(1, cores), max(unit_seconds))
+
+
+def procrustes_pair_seconds(n: int, pa: int, pb: int, c: Calibration) -> float:
+    """One layer pair's Procrustes: cross block F_a^T F_b, its smaller Gram and ``eigvalsh``."""
+    ra, rb = min(n, pa), min(n, pb)
+    small, large = min(ra, rb), max(ra, rb)
+    return (2 * n * ra * rb + 2 * small * small * large) / c.gemm64_rate + c.eig_seconds_per_cube * small**3
+
+
+def estimate(plan: StudyPlan, calibration: Calibration, widths: dict[str, int] | None = None) -> list[StageEstimate]:
+    """Tasks, disk bytes and wall seconds per stage of ``plan`` on the calibrated machine.
+
+    ``widths``: features per layer (default: measured from the spec's network).
+    """
+    c = calibration
     spec = plan.spec
+    if widths is None:
+        from vaesim.data.registry import get_spec
+        from vaesim.study.budget import layer_widths
+
+        widths = layer_widths(spec, get_spec(spec.datasets[0]).num_channels)
     n = spec.probe.n
-    n_layers = len(spec.layer_names())
-    n_metrics = len(spec.metrics)
+    procrustes = "procrustes" in spec.metrics
+    cka = bool({"cka", "cka_debiased"} & set(spec.metrics))
+    layers = [name for name in spec.layer_names() if name in widths]
+    cores = max(1, c.cores)
     runs = plan.tasks["train"]
     steps = sum(task.run.config["steps"] for task in runs)
     checkpoints = sum(len(task.run.steps) for task in runs)
-    extracts = len(plan.tasks["extract"])
-    pairs = [(task.comparison, pair) for task in plan.tasks["compare"] for pair in task.pairs]
-    weighted = sum(pair_weight(pair, comparison, n_layers) for comparison, pair in pairs)
-    models = sum(len({(p[0], p[1]) for p in task.pairs} | ({(p[2], p[3]) for p in task.pairs}
-                                                           if task.comparison != "factors" else set()))
-                 for task in plan.tasks["compare"])
-    rows = sum(n_metrics * (n_layers if c == "factors" else
-                            n_layers * (n_layers + 1) // 2 if (p[0], p[1]) == (p[2], p[3]) else n_layers**2)
-               for c, p in pairs)
-    channels_bytes = 64 * 64 * len(spec.datasets) * n  # uint8 probe images
+    train_seconds = steps * c.seconds_per_step / min(max(1, len(runs)), cores)
+
+    per_layer = {name: summary_seconds(n, widths[name], procrustes, c) for name in layers}
+    extract_bytes = extract_seconds = 0.0
+    for task in plan.tasks["extract"]:
+        units = [per_layer[name] for name in task.layers if name in per_layer]
+        images = n
+        if task.resample:
+            units += [per_layer[name] for name in noise_layers(task.layers) if name in per_layer]
+            images *= 2
+        extract_seconds += images * c.forward_seconds_per_image + spread(units, cores)
+        extract_bytes += sum(summary_bytes(n, widths[name], procrustes) for name in task.layers if name in widths)
+        if task.resample:
+            extract_bytes += sum(summary_bytes(n, widths[name], procrustes)
+                                 for name in noise_layers(task.layers) if name in widths)
+
+    compare_seconds = 0.0
+    rows = 0
+    pairs_total = 0
+    for task in plan.tasks["compare"]:
+        compare_seconds += _compare_task_seconds(task, widths, n, cka, procrustes, c, cores)
+        task_rows, task_pairs = _compare_rows(task, len(spec.metrics))
+        rows += task_rows
+        pairs_total += task_pairs
+
+    disentangle_tasks = plan.tasks.get("disentangle", [])
+    disentangle_seconds = 0.0
+    for task in disentangle_tasks:
+        if isinstance(task, UDRTask):
+            group = len(task.runs)
+            scale_runs = (group + group * (group - 1) / 2) / 3  # encodes per run + fits per pair, 2 runs = 3 units
+            disentangle_seconds += linear(c.udr_seconds, c.udr_points, task.points) * scale_runs
+        elif isinstance(task, DisentangleTask):
+            disentangle_seconds += linear(c.disentangle_seconds, c.disentangle_fractions, task.protocol_fraction)
+    disentangle_bytes = 4_000 * len(disentangle_tasks)
+
+    probe_bytes = 64 * 64 * len(spec.datasets) * n  # uint8 probe images
     return [
-        StageEstimate("probe", len(plan.tasks["probe"]), channels_bytes + int(scale(
-            calibration.summary_bytes, calibration.sizes, n) / n_layers), 1.0 * len(plan.tasks["probe"]),
-            f"{len(spec.datasets)} probe set(s) of {n} images"),
-        StageEstimate("train", len(runs), checkpoints * calibration.checkpoint_bytes,
-                      steps * calibration.seconds_per_step,
-                      f"{len(runs)} runs x {steps // max(len(runs), 1):,} steps; {checkpoints} checkpoints of "
-                      f"{calibration.checkpoint_bytes / 1e6:.1f} MB (weights + Adam state)"),
-        StageEstimate("extract", extracts, int(extracts * scale(calibration.summary_bytes, calibration.sizes, n)),
-                      extracts * scale(calibration.extract_seconds, calibration.sizes, n),
-                      f"{extracts} checkpoints x {n_layers} layers on {n} probe images"),
-        StageEstimate("compare", len(plan.tasks["compare"]), rows * RESULT_ROW_BYTES,
-                      weighted * scale(calibration.pair_seconds, calibration.sizes, n)
-                      + models * scale(calibration.model_seconds, calibration.sizes, n),
-                      f"{len(pairs):,} model pairs, {rows:,} similarity rows"),
-        StageEstimate("store", len(plan.tasks["store"]), len(runs) * 20_000, 1.0,
+        StageEstimate("probe", len(plan.tasks["probe"]), probe_bytes, 1.0 * len(plan.tasks["probe"]),
+                      f"{len(spec.datasets)} probe set(s) of {n} images"),
+        StageEstimate("train", len(runs), checkpoints * c.checkpoint_bytes, train_seconds,
+                      f"{len(runs)} runs x {steps // max(len(runs), 1):,} steps, {min(len(runs), cores)} at once; "
+                      f"{checkpoints} checkpoints of {c.checkpoint_bytes / 1e6:.1f} MB (weights + Adam state)"),
+        StageEstimate("extract", len(plan.tasks["extract"]), int(extract_bytes), extract_seconds,
+                      f"{len(plan.tasks['extract'])} checkpoints x {len(layers)} layers on {n} probe images"),
+        StageEstimate("compare", len(plan.tasks["compare"]), rows * RESULT_ROW_BYTES, compare_seconds,
+                      f"{pairs_total:,} model pairs, {rows:,} similarity rows"),
+        StageEstimate("disentangle", len(disentangle_tasks), disentangle_bytes, disentangle_seconds,
+                      f"{sum(isinstance(t, DisentangleTask) for t in disentangle_tasks)} metric evaluations, "
+                      f"{sum(isinstance(t, UDRTask) for t in disentangle_tasks)} UDR groups"
+                      if disentangle_tasks else "no disentanglement: section"),
+        StageEstimate("store", len(plan.tasks["store"]), len(runs) * 20_000, 1.0 + 0.05 * checkpoints,
                       "runs.parquet, training_metrics.parquet, latents.parquet"),
     ]
+
+
+def _compare_rows(task: CompareTask, n_metrics: int) -> tuple[int, int]:
+    n_layers = len(task.layers)
+    rows = 0
+    for a_run, a_step, b_run, b_step in task.pairs:
+        if task.comparison == "factors":
+            rows += n_metrics * n_layers
+        elif (a_run, a_step) == (b_run, b_step):
+            rows += n_metrics * n_layers * (n_layers + 1) // 2
+        else:
+            rows += n_metrics * n_layers**2
+    return rows, len(task.pairs)
+
+
+def _compare_task_seconds(task: CompareTask, widths: dict[str, int], n: int, cka: bool, procrustes: bool,
+                          c: Calibration, cores: int) -> float:
+    """Wall seconds of one compare task: CKA products of packed Grams, Procrustes layer pairs."""
+    layers = [name for name in task.layers if name in widths]
+    factors = task.comparison == "factors"
+    models = {(p[0], p[1]) for p in task.pairs} | (set() if factors else {(p[2], p[3]) for p in task.pairs})
+    layer_pairs = 0
+    procrustes_units: list[float] = []
+    for a_run, a_step, b_run, b_step in task.pairs:
+        if factors:
+            pairs = [(name, None) for name in layers]
+        elif (a_run, a_step) == (b_run, b_step):
+            pairs = [(la, lb) for i, la in enumerate(layers) for lb in layers[i:]]
+        else:
+            pairs = [(la, lb) for la in layers for lb in layers]
+        layer_pairs += len(pairs)
+        if procrustes:
+            procrustes_units += [procrustes_pair_seconds(n, widths[la], widths[lb] if lb else 8, c)
+                                 for la, lb in pairs]
+    seconds = 0.0
+    if cka:  # packed-Gram inner products (n^2 flops per layer pair) + Grams of narrow layers formed per call
+        summaries = len(models) * len(layers)
+        narrow = sum(n * n * widths[name] for name in layers if widths[name] <= n / 2) * len(models)
+        seconds += (summaries**2 * n * n / 2 * 2 + narrow) / c.gemm64_rate / cores if layer_pairs else 0.0
+        seconds += summaries * n * n / 2 * 8 / 2e9  # reading the packed Grams (~2 GB/s)
+    return seconds + spread(procrustes_units, cores)
 
 
 def human_bytes(count: float) -> str:
@@ -187,28 +377,30 @@ def format_plan(plan: StudyPlan, estimates: list[StageEstimate] | None, calibrat
     """The table ``vaesim study plan`` prints."""
     lines = [f"study '{plan.spec.name}': {len(plan.runs)} runs, {len(plan.all_tasks())} tasks"]
     if estimates is None:
-        lines.append(f"  {'stage':8s} {'tasks':>7s}")
-        lines += [f"  {stage:8s} {len(plan.tasks[stage]):>7d}" for stage in STAGES]
+        lines.append(f"  {'stage':11s} {'tasks':>7s}")
+        lines += [f"  {stage:11s} {len(plan.tasks[stage]):>7d}" for stage in STAGES]
         return "\n".join(lines)
-    lines.append(f"  {'stage':8s} {'tasks':>7s} {'disk':>10s} {'time':>10s}  what")
+    lines.append(f"  {'stage':11s} {'tasks':>7s} {'disk':>10s} {'time':>10s}  what")
     for item in estimates:
-        lines.append(f"  {item.stage:8s} {item.tasks:>7d} {human_bytes(item.bytes):>10s} "
+        lines.append(f"  {item.stage:11s} {item.tasks:>7d} {human_bytes(item.bytes):>10s} "
                      f"{human_seconds(item.seconds):>10s}  {item.what}")
-    lines.append(f"  {'total':8s} {sum(e.tasks for e in estimates):>7d} "
+    lines.append(f"  {'total':11s} {sum(e.tasks for e in estimates):>7d} "
                  f"{human_bytes(sum(e.bytes for e in estimates)):>10s} "
                  f"{human_seconds(sum(e.seconds for e in estimates)):>10s}")
     import os
 
     lines.append(
-        f"calibration ({calibration.seconds:.0f} s on this machine, {os.cpu_count()} cores, device "
-        f"'{plan.spec.device}'): {calibration.seconds_per_step * 1000:.0f} ms per training step at batch "
-        f"{plan.spec.training.batch_size}; at n={calibration.sizes[1]} probe images: extract "
-        f"{calibration.extract_seconds[1]:.2f} s per checkpoint, compare {calibration.pair_seconds[1]:.3f} s per "
-        f"model pair (batched as in a compare task); scaled to n={plan.spec.probe.n}.")
+        f"calibration ({calibration.seconds:.0f} s on this machine, {calibration.cores} usable cores, device "
+        f"'{plan.spec.device}', one thread per task): {calibration.seconds_per_step * 1000:.0f} ms per training "
+        f"step at batch {plan.spec.training.batch_size}, {calibration.forward_seconds_per_image * 1000:.2f} ms per "
+        f"image through the network; float32 Gram {calibration.gram32_rate / 1e9:.1f}, float64 GEMM "
+        f"{calibration.gemm64_rate / 1e9:.1f}, QR {calibration.qr64_rate / 1e9:.1f} GFLOP/s per core; "
+        f"work counted for n={plan.spec.probe.n} probe images.")
     total = sum(e.seconds for e in estimates)
     if calibration.busy < 0.8:
         lines.append(f"This machine is busy: training got {calibration.busy:.0%} of its threads' time; on an idle "
                      f"machine expect about {human_seconds(total * calibration.busy)} in all.")
-    lines.append("Times are for sequential work on this machine as loaded now; parallel workers or a GPU divide "
-                 "them. Disk excludes keep_activations.")
+    lines.append("Times are wall times on this machine as loaded now, with the local executor's defaults (runs "
+                 "train one per core; other stages spread their units over the cores); a GPU or a Ray cluster "
+                 "divides them. Disk excludes keep_activations.")
     return "\n".join(lines)

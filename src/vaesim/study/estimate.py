@@ -178,13 +178,14 @@ def _calibrate_disentangle(spec, model, channels: int):
 
     dataset = get_dataset(_stand_in(channels))
     metrics = tuple(spec.disentanglement.metrics or METRIC_NAMES)
-    warnings.filterwarnings("ignore", module="sklearn")  # tiny calibration samples: scikit-learn's class-count notes
     fractions = (0.002, 0.004)
     seconds = []
     for fraction in fractions:
         begin = time.perf_counter()
         truth = model_factor_codes(dataset, model)
-        evaluate_disentanglement(truth, protocol=Protocol().scaled(fraction), metrics=metrics)
+        with warnings.catch_warnings():  # tiny calibration samples: scikit-learn's class-count notes
+            warnings.simplefilter("ignore")
+            evaluate_disentanglement(truth, protocol=Protocol().scaled(fraction), metrics=metrics)
         seconds.append(time.perf_counter() - begin)
     sizes, udr_seconds = (200, 400), []
     for count in sizes:

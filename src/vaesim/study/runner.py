@@ -182,10 +182,19 @@ def remove_derived(out_dir: Path) -> None:
 
 def remove_stale(out_dir: Path, old: StudySpec, new: StudySpec) -> None:
     """Delete derived outputs that ``new`` would not produce (runs are content-addressed and kept)."""
-    changed = {line.split(":", 1)[0].split(".", 1)[0] for line in spec_differences(old, new)}
+    fields = {line.split(":", 1)[0] for line in spec_differences(old, new)}
+    changed = {name.split(".", 1)[0] for name in fields}
     if changed & {"probe", "layers", "metrics"}:
         for folder in ("probes", "summaries", "activations", "results"):
             shutil.rmtree(out_dir / folder, ignore_errors=True)
+    # Disentanglement tables are addressed by run and step, not by the settings that computed them.
+    settings = {name.split(".", 1)[1] for name in fields if name.startswith("disentanglement.")}
+    if settings & {"metrics", "protocol_fraction", "seed"}:
+        for path in sorted((out_dir / "disentanglement").glob("*")):
+            if path.is_dir() and not path.is_symlink() and path.name != "udr":
+                shutil.rmtree(path)
+    if settings & {"udr_points", "seed"}:
+        shutil.rmtree(out_dir / "disentanglement" / "udr", ignore_errors=True)
     keep = {output for task in plan_study(new).all_tasks() for output in task.outputs}
     for folder in ("probes", "summaries", "activations", "results", "disentanglement"):
         base = out_dir / folder
@@ -327,6 +336,7 @@ def run_study(spec, out_dir, *, executor: str = "local", workers: int | None = N
         remove_leftovers(out_dir)
         prepare_directory(spec, out_dir, force=force)
         plan = plan_study(spec)
+        repair_damage(out_dir, plan)
         runner = make_executor(executor, workers=workers, address=address,
                                max_retries=spec.resources.max_retries, threads=threads)
         failures: list[TaskFailure] = []
@@ -349,6 +359,58 @@ def run_study(spec, out_dir, *, executor: str = "local", workers: int | None = N
     if failures:
         raise StudyFailed(out_dir, failures)
     return out_dir
+
+
+def repair_damage(out_dir: Path, plan: StudyPlan) -> None:
+    """Make the repairs that ``vaesim study verify`` lists, before any stage runs (one warning per problem).
+
+    Entries of the wrong kind and links go first (renamed aside, unlinked), then
+    every file is checked against its recorded checksum
+    (:func:`vaesim.study.verify.verify_study`) and each problem's ``fix`` is
+    applied: damaged checkpoints (weights or JSON) and training logs retrain
+    their run from the last good checkpoint, damaged outputs are discarded so
+    their task runs again. The stages then recompute exactly what was removed.
+    """
+    from vaesim.study.verify import shape_problems, verify_study
+
+    for problem in shape_problems(out_dir, plan):
+        _apply(out_dir, plan, problem, {})
+    retrain: dict[str, int] = {}
+    for problem in verify_study(out_dir, plan).problems:
+        _apply(out_dir, plan, problem, retrain)
+    for run_id, step in retrain.items():
+        repair_run(out_dir, plan, run_id, step)
+
+
+def _apply(out_dir: Path, plan: StudyPlan, problem, retrain: dict[str, int]) -> None:
+    from vaesim.study.stages import restore_config_file
+    from vaesim.study.verify import DISPLACED, printable
+
+    if not problem.fix:
+        logger.warning("%s: %s; left as it is", printable(problem.path), problem.what)
+        return
+    kind, *args = problem.fix
+    if kind != "delete":  # temporary leftovers are counted by remove_leftovers
+        logger.warning("%s: %s; it %s", printable(problem.path), problem.what, problem.rerun)
+    if kind == "retrain":
+        run_id, step = args
+        retrain[run_id] = min(step, retrain.get(run_id, step))
+    elif kind == "redo":
+        task = next(t for t in plan.all_tasks() if t.task_id == args[0])
+        for output in task.outputs:
+            (out_dir / output).unlink(missing_ok=True)
+    elif kind == "sums":
+        (out_dir / layout.checkpoint_sums_path(args[0])).unlink(missing_ok=True)
+    elif kind == "config":
+        restore_config_file(out_dir, next(t for t in plan.tasks["train"] if t.run_id == args[0]))
+    elif kind in ("unlink", "delete"):
+        (out_dir / args[0]).unlink(missing_ok=True)
+    elif kind == "aside":
+        path = out_dir / args[0]
+        number = 1
+        while (target := path.with_name(f"{path.name}{DISPLACED}{number}")).exists() or target.is_symlink():
+            number += 1
+        path.rename(target)
 
 
 def _run_stage(plan: StudyPlan, stage: str, out_dir: Path, runner, meter: _Progress) -> list[TaskFailure]:
@@ -461,7 +523,7 @@ def repair_run(out_dir: Path, plan: StudyPlan, run_id: str, bad_step: int) -> No
     them again; summaries and results that used the removed checkpoints are
     discarded so no number from the old files survives.
     """
-    logger.warning("run %s: checkpoint step %d is unreadable; retraining from the last good checkpoint",
+    logger.warning("run %s: checkpoint step %d is damaged; retraining from the last good checkpoint",
                    run_id, bad_step)
     run_dir = out_dir / layout.run_dir(run_id)
     (out_dir / layout.checkpoint_sums_path(run_id)).unlink(missing_ok=True)

@@ -1,0 +1,119 @@
+"""Damage of every kind is found by `study verify` and undone by one rerun, bit for bit (issue 23 items 1-3)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from corruption import KINDS, MODES, campaign_spec, corrupt, snapshot, victims
+from vaesim.study import parse_spec, run_study
+from vaesim.study import plan as layout
+from vaesim.study.runner import study_status
+from vaesim.study.verify import verify_study
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The campaign study run once, uninterrupted: what every repaired copy must equal."""
+    out = tmp_path_factory.mktemp("campaign") / "study"
+    run_study(parse_spec(campaign_spec()), out, progress=False, threads=1)
+    return out
+
+
+@pytest.fixture
+def study(reference, tmp_path):
+    target = tmp_path / "study"
+    shutil.copytree(reference, target)
+    return target
+
+
+def _rerun(study):
+    run_study(parse_spec(campaign_spec()), study, progress=False, threads=1)
+
+
+def _runs():
+    return layout.plan_study(parse_spec(campaign_spec())).runs
+
+
+def _checkpoint_json(study, run_id, step):
+    return study / layout.run_dir(run_id) / "checkpoints" / f"step_{step:08d}.json"
+
+
+def test_an_edited_checkpoint_json_is_never_resumed_from(reference, study):
+    # killed after the checkpoint at step 0 was written; then its learning rate is changed
+    run_id = _runs()[1].run_id
+    run_dir = study / layout.run_dir(run_id)
+    for name in ("DONE", layout.CHECKPOINT_SUMS, "checkpoints/step_00000010.json", "checkpoints/step_00000010.safetensors"):
+        (run_dir / name).unlink()
+    path = _checkpoint_json(study, run_id, 0)
+    record = json.loads(path.read_text())
+    record["optimizer"]["vae"]["param_groups"][0]["lr"] = 0.05
+    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    _rerun(study)
+    assert snapshot(study) == snapshot(reference)
+    assert verify_study(study).ok
+
+
+@pytest.mark.parametrize("damage", ["garbage", "missing", "lr"])
+def test_verify_refuses_a_damaged_checkpoint_json(study, damage):
+    run_id = _runs()[0].run_id
+    path = _checkpoint_json(study, run_id, 10)
+    if damage == "garbage":
+        path.write_text("{not json")
+    elif damage == "missing":
+        path.unlink()
+    else:
+        text = path.read_text()
+        assert text.count('"lr": 0.0001,') == 2
+        path.write_text(text.replace('"lr": 0.0001,', '"lr": 0.05,'))
+    report = verify_study(study)
+    assert [p.path for p in report.problems] == [str(path.relative_to(study))]
+    assert report.problems[0].fix == ("retrain", run_id, 10)
+
+
+def test_every_repair_that_verify_promises_is_made_by_one_rerun(reference, study):
+    runs = _runs()
+    damaged = [
+        study / layout.run_dir(runs[0].run_id) / "checkpoints" / "step_00000010.safetensors",
+        study / layout.summary_path(runs[1].run_id, 0),
+        study / layout.resampled_path(runs[1].run_id, 10),
+        study / layout.latents_path(runs[0].run_id, 0),
+        study / layout.run_dir(runs[1].run_id) / "metrics.jsonl",
+    ]
+    for path, mode in zip(damaged, ["flip", "truncate", "delete", "flip", "truncate"]):
+        corrupt(path, mode)
+    flagged = {p.path for p in verify_study(study).problems}
+    assert flagged == {str(p.relative_to(study)) for p in damaged}
+    _rerun(study)
+    assert verify_study(study).ok
+    assert study_status(study).complete
+    assert snapshot(study) == snapshot(reference)
+
+
+def test_a_damaged_final_checkpoint_and_a_missing_disentanglement_table_heal(reference, study):
+    run_id = _runs()[0].run_id
+    corrupt(study / layout.run_dir(run_id) / "checkpoints" / "step_00000010.safetensors", "flip")
+    table = study / layout.disentanglement_path(run_id, 10)
+    table.unlink()
+    _rerun(study)  # raised StudyFailed (disentangle cannot load the checkpoint) on every rerun before
+    assert verify_study(study).ok
+    assert snapshot(study) == snapshot(reference)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_corruption_campaign_one_rerun_restores_every_kind_of_file(reference, study, mode):
+    """One file of every kind damaged at once; verify names each; one rerun gives the uninterrupted store."""
+    assert len(KINDS) == 19
+    targets = {kind: victims(study, kind)[-1] for kind in KINDS}
+    for kind, path in targets.items():
+        if path.exists():  # a sidecar's file may already be gone
+            corrupt(path, mode)
+    report = verify_study(study)
+    assert not report.ok
+    _rerun(study)
+    assert verify_study(study).ok
+    assert snapshot(study) == snapshot(reference)

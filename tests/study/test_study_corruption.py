@@ -117,3 +117,51 @@ def test_corruption_campaign_one_rerun_restores_every_kind_of_file(reference, st
     _rerun(study)
     assert verify_study(study).ok
     assert snapshot(study) == snapshot(reference)
+
+
+def _stamps(paths):
+    return [p.stat().st_mtime_ns for p in paths]
+
+
+def test_force_after_changing_disentanglement_settings_recomputes_them(study):
+    """Issue 23 item 7: the tables are addressed by run and step, so --force must drop the old ones."""
+    per_run = sorted(p for p in (study / "disentanglement").rglob("*.parquet") if "udr" not in p.parts)
+    udr = sorted((study / "disentanglement" / "udr").glob("*.parquet"))
+    assert len(per_run) == 2 and len(udr) == 1
+    spec = campaign_spec()
+    spec["disentanglement"]["protocol_fraction"] = 0.003
+    before_runs, before_udr = _stamps(per_run), _stamps(udr)
+    run_study(parse_spec(spec), study, progress=False, threads=1, force=True)
+    assert all(a != b for a, b in zip(_stamps(per_run), before_runs))  # both recomputed
+    assert _stamps(udr) == before_udr  # UDR does not depend on the protocol
+    spec["disentanglement"]["udr_points"] = 300
+    before_runs = _stamps(per_run)
+    run_study(parse_spec(spec), study, progress=False, threads=1, force=True)
+    assert _stamps(udr) != before_udr and _stamps(per_run) == before_runs
+    assert verify_study(study).ok
+
+
+def test_disentangle_and_udr_tasks_report_progress(study, monkeypatch):
+    """Issue 23 item 11: every running task keeps a .progress record, DCI and UDR included."""
+    import vaesim.metrics
+    import vaesim.metrics.udr
+    from vaesim.study.progress import read_progress
+
+    seen = {}
+    real_evaluate, real_udr = vaesim.metrics.evaluate_disentanglement, vaesim.metrics.udr.udr
+
+    def evaluate(*args, **kwargs):
+        seen.setdefault("disentangle", [r["task"] for r in read_progress(study)])
+        return real_evaluate(*args, **kwargs)
+
+    def udr(*args, **kwargs):
+        seen.setdefault("udr", [r["task"] for r in read_progress(study)])
+        return real_udr(*args, **kwargs)
+
+    monkeypatch.setattr(vaesim.metrics, "evaluate_disentanglement", evaluate)
+    monkeypatch.setattr(vaesim.metrics.udr, "udr", udr)
+    for path in (study / "disentanglement").rglob("*.parquet"):
+        path.unlink()
+    _rerun(study)
+    assert seen["disentangle"][0].startswith("disentangle/") and seen["udr"][0].startswith("udr/")
+    assert read_progress(study) == []  # removed when the tasks end

@@ -559,33 +559,50 @@ class StudyStatus:
     failures: list[dict]
     stale_runner: dict | None = None  # a running.json whose runner is gone (killed, host down, pid reused)
     corrupt: dict[str, int] = field(default_factory=dict)  # per stage: finished tasks with a corrupt output
-    resume_command: str | None = None  # the command that last ran the study (provenance.json)
+    resume_command: str | None = None  # the command that last ran the study (provenance.json; never printed)
+    failures_note: str | None = None  # why failures.json could not be read
 
     @property
     def complete(self) -> bool:
         return all(done == total for done, total in self.stages.values()) and not any(self.corrupt.values())
 
+    @property
+    def rerun_command(self) -> str:
+        """The command that resumes this study, built from this directory (shell-quoted), never from stored text.
+
+        Only which job last ran it is taken from the provenance: a demo is
+        resumed with ``vaesim demo``, anything else with ``vaesim study run``.
+        """
+        out = shlex.quote(str(self.study_dir))
+        if (self.resume_command or "").split()[:2] == ["vaesim", "demo"]:
+            return f"vaesim demo --out {out}"
+        return f"vaesim study run {shlex.quote(str(self.study_dir / SPEC_FILE))} --out {out}"
+
     def format(self, width: int = 30) -> str:
-        """Lines ``stage [#####.....] done/total`` plus the runner and failures."""
-        lines = [f"study {self.study_dir}"]
+        """Lines ``stage [#####.....] done/total`` plus the runner and failures (stored text shown escaped)."""
+        from vaesim.study.verify import printable
+
+        lines = [f"study {printable(self.study_dir)}"]
         for stage, (done, total) in self.stages.items():
             filled = width if total == 0 else round(width * done / total)
             bad = self.corrupt.get(stage, 0)
             lines.append(f"  {stage:8s} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} done, "
                          f"{total - done} pending" + (f" ({bad} corrupt: a rerun recomputes them)" if bad else ""))
         if self.running:
-            lines.append(f"  running: {describe(self.running)}")
+            lines.append(f"  running: {printable(describe(self.running))}")
         else:
             if self.stale_runner:
-                lines.append(f"  stale runner record: {describe(self.stale_runner)} is gone")
-            command = self.resume_command or f"vaesim study run {self.study_dir / SPEC_FILE} --out {self.study_dir}"
-            lines.append("  complete" if self.complete else f"  not running (rerun `{command}` to resume)")
+                lines.append(f"  stale runner record: {printable(describe(self.stale_runner))} is gone")
+            lines.append("  complete" if self.complete else
+                         f"  not running (rerun `{printable(self.rerun_command)}` to resume)")
         if self.running:
             from vaesim.study.progress import describe as describe_progress, read_progress
 
-            lines += [f"  now: {describe_progress(record)}" for record in read_progress(self.study_dir)]
+            lines += [f"  now: {printable(describe_progress(record))}" for record in read_progress(self.study_dir)]
         for failure in self.failures:
-            lines.append(f"  failed last run: {failure['task_id']}: {failure['error']}")
+            lines.append(f"  failed last run: {printable(failure['task_id'])}: {printable(failure['error'])}")
+        if self.failures_note:
+            lines.append(f"  {printable(self.failures_note)}")
         return "\n".join(lines)
 
 
@@ -613,10 +630,21 @@ def study_status(out_dir) -> StudyStatus:
     info = read_running(out_dir)
     running = info if info and runner_alive(info) else None
     stale = info if info is not None and running is None else None
-    failures = []
-    failures_file = out_dir / FAILURES_FILE
-    if failures_file.is_file() and running is None:
-        failures = json.loads(failures_file.read_text())
+    failures, note = ([], None) if running is not None else read_failures(out_dir)
     from vaesim.study.provenance import last_command
 
-    return StudyStatus(out_dir, stages, running, failures, stale, corrupt, last_command(out_dir))
+    return StudyStatus(out_dir, stages, running, failures, stale, corrupt, last_command(out_dir), note)
+
+
+def read_failures(out_dir: Path) -> tuple[list[dict], str | None]:
+    """The last run's failures (``[{task_id, error}]``) and a note when ``failures.json`` is not such a list."""
+    path = out_dir / FAILURES_FILE
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return [], None
+    except (OSError, ValueError) as error:
+        return [], f"{FAILURES_FILE} cannot be read ({error}); the next run writes it again"
+    if not (isinstance(records, list) and all(isinstance(r, dict) and {"task_id", "error"} <= set(r) for r in records)):
+        return [], f"{FAILURES_FILE} is not a list of failures; the next run writes it again"
+    return records, None

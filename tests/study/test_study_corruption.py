@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 import pytest
@@ -165,3 +166,47 @@ def test_disentangle_and_udr_tasks_report_progress(study, monkeypatch):
     _rerun(study)
     assert seen["disentangle"][0].startswith("disentangle/") and seen["udr"][0].startswith("udr/")
     assert read_progress(study) == []  # removed when the tasks end
+
+
+def _shape_damage(study, shape):
+    runs = _runs()
+    if shape == "results is a file":
+        shutil.rmtree(study / "results")
+        (study / "results").write_text("not a folder")
+        return "results"
+    if shape == "checkpoint is a folder":
+        path = study / layout.run_dir(runs[0].run_id) / "checkpoints" / "step_00000010.safetensors"
+        path.unlink()
+        path.mkdir()
+        return str(path.relative_to(study))
+    if shape == "summary is a link":
+        path = study / layout.summary_path(runs[1].run_id, 10)
+        other = study / layout.summary_path(runs[0].run_id, 10)
+        path.unlink()
+        path.symlink_to(other)
+        return str(path.relative_to(study))
+    if shape == "summaries is a link":
+        elsewhere = study.parent / "elsewhere"
+        (study / "summaries").rename(elsewhere)
+        (study / "summaries").symlink_to(elsewhere, target_is_directory=True)
+        return "summaries"
+    raise ValueError(shape)
+
+
+@pytest.mark.parametrize("shape", ["results is a file", "checkpoint is a folder", "summary is a link",
+                                   "summaries is a link"])
+def test_an_entry_of_the_wrong_shape_gets_one_line_and_a_rerun_restores_it(reference, study, shape, caplog):
+    """Issue 21: a file where a folder belongs (or the reverse) or a link: named once, moved aside or unlinked
+    (nothing deleted), and the rerun restores the study bit for bit."""
+    rel = _shape_damage(study, shape)
+    problems = [p for p in verify_study(study).problems if p.path == rel]
+    assert len(problems) == 1 and problems[0].fix[0] in ("aside", "unlink")
+    with caplog.at_level(logging.WARNING, logger="vaesim"):
+        _rerun(study)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(rel + ":")]
+    assert len(lines) == 1 and "\n" not in lines[0]
+    assert verify_study(study).ok
+    restored = {k: v for k, v in snapshot(study).items() if ".displaced-" not in k}
+    assert restored == snapshot(reference)
+    if problems[0].fix[0] == "aside":  # what stood there is kept beside it
+        assert (study / f"{rel}.displaced-1").exists()

@@ -371,18 +371,20 @@ def repair_damage(out_dir: Path, plan: StudyPlan) -> None:
     their run from the last good checkpoint, damaged outputs are discarded so
     their task runs again. The stages then recompute exactly what was removed.
     """
-    from vaesim.study.verify import shape_problems, verify_study
+    from vaesim.study.verify import _under, shape_problems, verify_study
 
+    shaped = set()
     for problem in shape_problems(out_dir, plan):
         _apply(out_dir, plan, problem, {})
+        shaped.add(problem.path)
     retrain: dict[str, int] = {}
-    for problem in verify_study(out_dir, plan).problems:
-        _apply(out_dir, plan, problem, retrain)
+    for problem in verify_study(out_dir, plan).problems:  # what stood in the wrong shape was named once above
+        _apply(out_dir, plan, problem, retrain, quiet=_under(problem.path, shaped))
     for run_id, step in retrain.items():
         repair_run(out_dir, plan, run_id, step)
 
 
-def _apply(out_dir: Path, plan: StudyPlan, problem, retrain: dict[str, int]) -> None:
+def _apply(out_dir: Path, plan: StudyPlan, problem, retrain: dict[str, int], *, quiet: bool = False) -> None:
     from vaesim.study.stages import restore_config_file
     from vaesim.study.verify import DISPLACED, printable
 
@@ -390,7 +392,7 @@ def _apply(out_dir: Path, plan: StudyPlan, problem, retrain: dict[str, int]) -> 
         logger.warning("%s: %s; left as it is", printable(problem.path), problem.what)
         return
     kind, *args = problem.fix
-    if kind != "delete":  # temporary leftovers are counted by remove_leftovers
+    if kind != "delete" and not quiet:  # temporary leftovers are counted by remove_leftovers
         logger.warning("%s: %s; it %s", printable(problem.path), problem.what, problem.rerun)
     if kind == "retrain":
         run_id, step = args

@@ -159,11 +159,7 @@ def check_budget(spec: StudySpec, out_dir: Path) -> None:
     from vaesim.study.plan import plan_runs
 
     check_device(spec.device)
-    check_memory(spec)
     n = spec.probe.n
-    checkpoints = len(spec.checkpoint_steps())
-    runs_per_dataset = len(plan_runs(spec)) // len(spec.datasets)
-    memory_need = disk_need = 0
     for dataset in spec.datasets:
         facts = get_spec(dataset)
         size = facts.num_examples
@@ -173,6 +169,12 @@ def check_budget(spec: StudySpec, out_dir: Path) -> None:
         if spec.training.batch_size > size:
             raise ValueError(f"study spec training.batch_size: {spec.training.batch_size:,} is larger than "
                              f"{dataset} ({size:,} examples); use a batch of at most {size:,}")
+    check_memory(spec)  # before anything is built at the spec's sizes (the model below, the plan, training)
+    checkpoints = len(spec.checkpoint_steps())
+    runs_per_dataset = len(plan_runs(spec)) // len(spec.datasets)
+    memory_need = disk_need = 0
+    for dataset in spec.datasets:
+        facts = get_spec(dataset)
         widths = layer_widths(spec, facts.num_channels)
         widest = max(widths.values())
         probe_bytes = n * facts.num_channels * 64 * 64 * 4

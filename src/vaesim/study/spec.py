@@ -137,9 +137,6 @@ class TrainingSpec(_Strict):
         if self.checkpoints.steps is None and self.checkpoints.count > most:
             raise ValueError(f"checkpoints.count: {self.checkpoints.count:,} asked for, but a run of {self.steps:,} "
                              f"steps has at most {most:,} distinct checkpoints; use a count of at most {most:,}")
-        if self.checkpoints.steps is not None and self.checkpoints.steps[-1] > self.steps:
-            raise ValueError(f"checkpoints.steps: step {self.checkpoints.steps[-1]:,} is after the last training step "
-                             f"({self.steps:,}); list steps up to {self.steps:,}")
         return self
 
 

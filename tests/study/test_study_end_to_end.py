@@ -156,8 +156,8 @@ def test_corrupt_summary_and_results_are_recomputed(tiny_copy, tiny_spec, caplog
     caplog.set_level("WARNING")
     run_study(tiny_spec, tiny_copy, progress=False, threads=1)
     messages = caplog.text
-    assert task.outputs[0].split("/")[-1] in messages and "does not match its sidecar" in messages
-    assert summary.name in messages
+    assert f"{task.outputs[0]}: does not match its checksum; it recomputes it" in messages
+    assert f"{task.inputs[0]}: does not match its checksum; it recomputes it" in messages
     after = load_results(tiny_copy).sort_values(list(RESULT_KEY)).reset_index(drop=True)
     pd.testing.assert_frame_equal(before, after)
 
@@ -171,8 +171,8 @@ def test_corrupt_checkpoint_is_repaired(tiny_copy, tiny_spec, caplog):
     (tiny_copy / layout.summary_path(run.run_id, 10)).unlink()
     caplog.set_level("WARNING")
     run_study(tiny_spec, tiny_copy, progress=False, threads=1)
-    assert "step_00000010.safetensors does not match the checksum" in caplog.text
-    assert f"run {run.run_id}: checkpoint step 10 is unreadable" in caplog.text
+    assert "step_00000010.safetensors: does not match the checksum recorded after training; it retrains" in caplog.text
+    assert f"run {run.run_id}: checkpoint step 10 is damaged; retraining from the last good checkpoint" in caplog.text
     after = load_results(tiny_copy).sort_values(list(RESULT_KEY)).reset_index(drop=True)
     # retraining resumes from step 0 with the saved RNG state: the same weights, the same scores
     pd.testing.assert_frame_equal(before, after, check_exact=False, rtol=1e-9)
@@ -187,7 +187,7 @@ def test_truncated_checkpoint_is_repaired(tiny_copy, tiny_spec, caplog):
         (tiny_copy / layout.summary_path(run.run_id, step)).unlink()
     caplog.set_level("WARNING")
     run_study(tiny_spec, tiny_copy, progress=False, threads=1)
-    assert "step_00000020.safetensors does not match" in caplog.text
+    assert "step_00000020.safetensors: does not match the checksum recorded after training" in caplog.text
     assert os.path.getsize(checkpoint) > 100
     check_complete(tiny_copy, tiny_spec)
 

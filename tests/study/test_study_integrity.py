@@ -107,23 +107,48 @@ def test_nan_scores_are_stored_as_nan_not_null(tmp_path):
     con.close()
 
 
-def test_run_tables_hold_the_finished_runs_when_one_run_fails(tiny_copy, tiny_spec):
+def test_run_tables_hold_the_finished_runs_when_one_run_fails(tiny_copy, tiny_spec, monkeypatch):
+    import vaesim.training
     from vaesim.study import StudyFailed, load_training_metrics
+
+    plan = layout.plan_study(tiny_spec)
+    victim = plan.runs[1].run_id
+    run_dir = tiny_copy / layout.run_dir(victim)
+    for name in (layout.CHECKPOINT_SUMS, "DONE", "checkpoints/step_00000020.json"):  # killed before the end
+        (run_dir / name).unlink()
+    for name in (layout.RUNS_TABLE, layout.TRAINING_METRICS_TABLE):
+        (tiny_copy / name).unlink()
+    real_train = vaesim.training.train
+
+    def failing(config, out, **kwargs):
+        if victim in str(out):
+            raise RuntimeError("disk on fire")
+        return real_train(config, out, **kwargs)
+
+    monkeypatch.setattr(vaesim.training, "train", failing)
+    with pytest.raises(StudyFailed, match=rf"train/{victim}: RuntimeError: disk on fire"):
+        run_study(tiny_spec, tiny_copy, progress=False, threads=1)
+    runs = load_runs(tiny_copy)
+    assert len(runs) == 7 and victim not in set(runs.run_id)
+    assert victim not in set(load_training_metrics(tiny_copy).run_id)
+    monkeypatch.setattr(vaesim.training, "train", real_train)  # the run can finish: the tables get all 8
+    run_study(tiny_spec, tiny_copy, progress=False, threads=1)
+    assert sorted(load_runs(tiny_copy).run_id) == sorted(run.run_id for run in plan.runs)
+
+
+def test_a_damaged_training_log_is_rewritten_by_retraining_its_run(tiny_copy, tiny_spec):
+    """verify promises "retrains run ... from the start"; the rerun does so, and the log is as trained."""
+    from vaesim.study.verify import verify_study
 
     plan = layout.plan_study(tiny_spec)
     victim = plan.runs[1].run_id
     log = tiny_copy / layout.run_dir(victim) / "metrics.jsonl"
     original = log.read_bytes()
     log.write_bytes(original.replace(b'"loss": ', b'"loss": 1', 1))  # still valid JSON, different numbers
-    for name in (layout.RUNS_TABLE, layout.TRAINING_METRICS_TABLE):
-        (tiny_copy / name).unlink()
-    with pytest.raises(StudyFailed, match=rf"(?s)store/runs: .*7 of 8 runs.*{victim}.*metrics.jsonl does not match"):
-        run_study(tiny_spec, tiny_copy, progress=False, threads=1)
-    runs = load_runs(tiny_copy)
-    assert len(runs) == 7 and victim not in set(runs.run_id)
-    assert victim not in set(load_training_metrics(tiny_copy).run_id)
-    log.write_bytes(original)  # the run is whole again: the next run rebuilds the tables with all 8
+    assert "retrains run" in verify_study(tiny_copy).format()
     run_study(tiny_spec, tiny_copy, progress=False, threads=1)
+    assert log.read_bytes() == original
+    assert verify_study(tiny_copy).ok
     assert sorted(load_runs(tiny_copy).run_id) == sorted(run.run_id for run in plan.runs)
 
 

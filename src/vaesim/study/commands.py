@@ -93,6 +93,9 @@ def _plan(args) -> int:
     if args.no_calibrate:
         print(format_plan(plan, None, None))
         return 0
+    from vaesim.study.budget import check_memory
+
+    check_memory(spec)  # before calibration trains a step of this size
     print(f"calibrating on this machine (a few training steps, one extraction, one comparison)...", file=sys.stderr)
     calibration = calibrate(plan)
     print(format_plan(plan, estimate(plan, calibration), calibration))
@@ -110,8 +113,13 @@ def _show(args) -> int:
 
 
 def _status(args) -> int:
+    import math
+
     from vaesim.study.runner import study_status
 
+    if args.watch is not None and not (math.isfinite(args.watch) and 0 < args.watch <= 86400):
+        raise ValueError(f"--watch: expected a number of seconds between refreshes, above 0 and at most 86400 "
+                         f"(a day); got {args.watch!r}")
     while True:
         status = study_status(args.dir)
         text = status.format()

@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from vaesim.study import plan as layout
 from vaesim.study.plan import DisentangleTask, RunPlan, UDRTask
+from vaesim.study.progress import TaskProgress
 from vaesim.study.store import write_table
 
 __all__ = ["DISENTANGLEMENT_SCHEMA", "disentangle_stage", "load_disentanglement"]
@@ -70,20 +71,21 @@ def disentangle_stage(root: Path, task: DisentangleTask | UDRTask) -> None:
     from vaesim.study.stages import resolve_device
 
     run = task.run
-    model = _load_model(root, run.run_id, task.step, task.device)
-    dataset = get_dataset(run.dataset, root=task.dataset_root)
-    truth = model_factor_codes(dataset, model, device=resolve_device(task.device))
-    protocol = Protocol().scaled(task.protocol_fraction) if task.protocol_fraction < 1 else Protocol()
-    values = evaluate_disentanglement(truth, seed=task.seed, protocol=protocol, metrics=task.metrics)
-    write_table(root / task.outputs[0], _rows(run, task.step, values), DISENTANGLEMENT_SCHEMA, checksum=True)
+    # units: the checkpoint loaded, the factor codes encoded, the metrics scored
+    with TaskProgress(root, task.task_id, f"disentanglement {run.run_id} step {task.step}", 3, unit="part") as meter:
+        model = _load_model(root, run.run_id, task.step, task.device)
+        meter.update(1)
+        dataset = get_dataset(run.dataset, root=task.dataset_root)
+        truth = model_factor_codes(dataset, model, device=resolve_device(task.device))
+        meter.update(2)
+        protocol = Protocol().scaled(task.protocol_fraction) if task.protocol_fraction < 1 else Protocol()
+        values = evaluate_disentanglement(truth, seed=task.seed, protocol=protocol, metrics=task.metrics)
+        write_table(root / task.outputs[0], _rows(run, task.step, values), DISENTANGLEMENT_SCHEMA, checksum=True)
 
 
 def udr_stage(root: Path, task: UDRTask) -> None:
     """UDR of the seeds of one group at one step, from their mean and log-variance on shared images."""
-    import torch
-
     from vaesim.data import get_dataset
-    from vaesim.metrics.udr import LatentCodes, udr
     from vaesim.study.stages import resolve_device
 
     first = task.runs[0]
@@ -92,6 +94,17 @@ def udr_stage(root: Path, task: UDRTask) -> None:
     indices = rng.integers(0, len(dataset), size=task.points)
     device = resolve_device(task.device)
     codes = {}
+    # units: each seed's codes encoded, then the scoring
+    with TaskProgress(root, task.task_id, f"UDR {task.task_id.split('/', 1)[-1]}", len(task.runs) + 1,
+                      unit="part") as meter:
+        _udr_scores(root, task, dataset, indices, device, codes, meter)
+
+
+def _udr_scores(root: Path, task: UDRTask, dataset, indices, device: str, codes: dict, meter: TaskProgress) -> None:
+    import torch
+
+    from vaesim.metrics.udr import LatentCodes, udr
+
     for run in task.runs:
         model = _load_model(root, run.run_id, task.step, task.device)
         means, logvars = [], []
@@ -102,6 +115,7 @@ def udr_stage(root: Path, task: UDRTask) -> None:
                 means.append(mean.double().cpu().numpy())
                 logvars.append(logvar.double().cpu().numpy())
         codes[run.run_id] = LatentCodes.from_encoder(np.concatenate(means), np.concatenate(logvars))
+        meter.update(len(codes))
     frames = []
     lasso = udr(codes, method="lasso", seed=task.seed)
     spearman = udr(codes, method="spearman", seed=task.seed)

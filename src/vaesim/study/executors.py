@@ -89,8 +89,10 @@ class LocalExecutor:
                 try:
                     report = run_task(study_dir, task, threads)
                 except Exception as error:  # a failed task is reported, the others go on
-                    logger.warning("task %s failed (attempt %d of %d): %s\n%s", task.task_id, attempt + 1,
-                                   self.max_retries + 1, _error_text(error), traceback.format_exc())
+                    logger.warning("task %s failed (attempt %d of %d): %s", task.task_id, attempt + 1,
+                                   self.max_retries + 1, _error_text(error))
+                    logger.info("task %s: traceback of attempt %d:\n%s", task.task_id, attempt + 1,
+                                traceback.format_exc())  # shown with -v
                     if attempt == self.max_retries:
                         failure = TaskFailure(task.task_id, _error_text(error))
                         outcome.failures.append(failure)
@@ -120,6 +122,8 @@ class LocalExecutor:
                         attempts[task.task_id] += 1
                         logger.warning("task %s failed (attempt %d of %d): %s", task.task_id,
                                        attempts[task.task_id], self.max_retries + 1, _error_text(error))
+                        logger.info("task %s: traceback of attempt %d:", task.task_id, attempts[task.task_id],
+                                    exc_info=error)  # shown with -v
                         if attempts[task.task_id] <= self.max_retries and not _pool_broken(error):
                             pending[pool.submit(run_task, study_dir, task, threads)] = task
                         else:

@@ -182,10 +182,19 @@ def remove_derived(out_dir: Path) -> None:
 
 def remove_stale(out_dir: Path, old: StudySpec, new: StudySpec) -> None:
     """Delete derived outputs that ``new`` would not produce (runs are content-addressed and kept)."""
-    changed = {line.split(":", 1)[0].split(".", 1)[0] for line in spec_differences(old, new)}
+    fields = {line.split(":", 1)[0] for line in spec_differences(old, new)}
+    changed = {name.split(".", 1)[0] for name in fields}
     if changed & {"probe", "layers", "metrics"}:
         for folder in ("probes", "summaries", "activations", "results"):
             shutil.rmtree(out_dir / folder, ignore_errors=True)
+    # Disentanglement tables are addressed by run and step, not by the settings that computed them.
+    settings = {name.split(".", 1)[1] for name in fields if name.startswith("disentanglement.")}
+    if settings & {"metrics", "protocol_fraction", "seed"}:
+        for path in sorted((out_dir / "disentanglement").glob("*")):
+            if path.is_dir() and not path.is_symlink() and path.name != "udr":
+                shutil.rmtree(path)
+    if settings & {"udr_points", "seed"}:
+        shutil.rmtree(out_dir / "disentanglement" / "udr", ignore_errors=True)
     keep = {output for task in plan_study(new).all_tasks() for output in task.outputs}
     for folder in ("probes", "summaries", "activations", "results", "disentanglement"):
         base = out_dir / folder
@@ -327,6 +336,7 @@ def run_study(spec, out_dir, *, executor: str = "local", workers: int | None = N
         remove_leftovers(out_dir)
         prepare_directory(spec, out_dir, force=force)
         plan = plan_study(spec)
+        repair_damage(out_dir, plan)
         runner = make_executor(executor, workers=workers, address=address,
                                max_retries=spec.resources.max_retries, threads=threads)
         failures: list[TaskFailure] = []
@@ -349,6 +359,60 @@ def run_study(spec, out_dir, *, executor: str = "local", workers: int | None = N
     if failures:
         raise StudyFailed(out_dir, failures)
     return out_dir
+
+
+def repair_damage(out_dir: Path, plan: StudyPlan) -> None:
+    """Make the repairs that ``vaesim study verify`` lists, before any stage runs (one warning per problem).
+
+    Entries of the wrong kind and links go first (renamed aside, unlinked), then
+    every file is checked against its recorded checksum
+    (:func:`vaesim.study.verify.verify_study`) and each problem's ``fix`` is
+    applied: damaged checkpoints (weights or JSON) and training logs retrain
+    their run from the last good checkpoint, damaged outputs are discarded so
+    their task runs again. The stages then recompute exactly what was removed.
+    """
+    from vaesim.study.verify import _under, shape_problems, verify_study
+
+    shaped = set()
+    for problem in shape_problems(out_dir, plan):
+        _apply(out_dir, plan, problem, {})
+        shaped.add(problem.path)
+    retrain: dict[str, int] = {}
+    for problem in verify_study(out_dir, plan).problems:  # what stood in the wrong shape was named once above
+        _apply(out_dir, plan, problem, retrain, quiet=_under(problem.path, shaped))
+    for run_id, step in retrain.items():
+        repair_run(out_dir, plan, run_id, step)
+
+
+def _apply(out_dir: Path, plan: StudyPlan, problem, retrain: dict[str, int], *, quiet: bool = False) -> None:
+    from vaesim.study.stages import restore_config_file
+    from vaesim.study.verify import DISPLACED, printable
+
+    if not problem.fix:
+        logger.warning("%s: %s; left as it is", printable(problem.path), problem.what)
+        return
+    kind, *args = problem.fix
+    if kind != "delete" and not quiet:  # temporary leftovers are counted by remove_leftovers
+        logger.warning("%s: %s; it %s", printable(problem.path), problem.what, problem.rerun)
+    if kind == "retrain":
+        run_id, step = args
+        retrain[run_id] = min(step, retrain.get(run_id, step))
+    elif kind == "redo":
+        task = next(t for t in plan.all_tasks() if t.task_id == args[0])
+        for output in task.outputs:
+            (out_dir / output).unlink(missing_ok=True)
+    elif kind == "sums":
+        (out_dir / layout.checkpoint_sums_path(args[0])).unlink(missing_ok=True)
+    elif kind == "config":
+        restore_config_file(out_dir, next(t for t in plan.tasks["train"] if t.run_id == args[0]))
+    elif kind in ("unlink", "delete"):
+        (out_dir / args[0]).unlink(missing_ok=True)
+    elif kind == "aside":
+        path = out_dir / args[0]
+        number = 1
+        while (target := path.with_name(f"{path.name}{DISPLACED}{number}")).exists() or target.is_symlink():
+            number += 1
+        path.rename(target)
 
 
 def _run_stage(plan: StudyPlan, stage: str, out_dir: Path, runner, meter: _Progress) -> list[TaskFailure]:
@@ -461,7 +525,7 @@ def repair_run(out_dir: Path, plan: StudyPlan, run_id: str, bad_step: int) -> No
     them again; summaries and results that used the removed checkpoints are
     discarded so no number from the old files survives.
     """
-    logger.warning("run %s: checkpoint step %d is unreadable; retraining from the last good checkpoint",
+    logger.warning("run %s: checkpoint step %d is damaged; retraining from the last good checkpoint",
                    run_id, bad_step)
     run_dir = out_dir / layout.run_dir(run_id)
     (out_dir / layout.checkpoint_sums_path(run_id)).unlink(missing_ok=True)
@@ -497,33 +561,50 @@ class StudyStatus:
     failures: list[dict]
     stale_runner: dict | None = None  # a running.json whose runner is gone (killed, host down, pid reused)
     corrupt: dict[str, int] = field(default_factory=dict)  # per stage: finished tasks with a corrupt output
-    resume_command: str | None = None  # the command that last ran the study (provenance.json)
+    resume_command: str | None = None  # the command that last ran the study (provenance.json; never printed)
+    failures_note: str | None = None  # why failures.json could not be read
 
     @property
     def complete(self) -> bool:
         return all(done == total for done, total in self.stages.values()) and not any(self.corrupt.values())
 
+    @property
+    def rerun_command(self) -> str:
+        """The command that resumes this study, built from this directory (shell-quoted), never from stored text.
+
+        Only which job last ran it is taken from the provenance: a demo is
+        resumed with ``vaesim demo``, anything else with ``vaesim study run``.
+        """
+        out = shlex.quote(str(self.study_dir))
+        if (self.resume_command or "").split()[:2] == ["vaesim", "demo"]:
+            return f"vaesim demo --out {out}"
+        return f"vaesim study run {shlex.quote(str(self.study_dir / SPEC_FILE))} --out {out}"
+
     def format(self, width: int = 30) -> str:
-        """Lines ``stage [#####.....] done/total`` plus the runner and failures."""
-        lines = [f"study {self.study_dir}"]
+        """Lines ``stage [#####.....] done/total`` plus the runner and failures (stored text shown escaped)."""
+        from vaesim.study.verify import printable
+
+        lines = [f"study {printable(self.study_dir)}"]
         for stage, (done, total) in self.stages.items():
             filled = width if total == 0 else round(width * done / total)
             bad = self.corrupt.get(stage, 0)
             lines.append(f"  {stage:8s} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} done, "
                          f"{total - done} pending" + (f" ({bad} corrupt: a rerun recomputes them)" if bad else ""))
         if self.running:
-            lines.append(f"  running: {describe(self.running)}")
+            lines.append(f"  running: {printable(describe(self.running))}")
         else:
             if self.stale_runner:
-                lines.append(f"  stale runner record: {describe(self.stale_runner)} is gone")
-            command = self.resume_command or f"vaesim study run {self.study_dir / SPEC_FILE} --out {self.study_dir}"
-            lines.append("  complete" if self.complete else f"  not running (rerun `{command}` to resume)")
+                lines.append(f"  stale runner record: {printable(describe(self.stale_runner))} is gone")
+            lines.append("  complete" if self.complete else
+                         f"  not running (rerun `{printable(self.rerun_command)}` to resume)")
         if self.running:
             from vaesim.study.progress import describe as describe_progress, read_progress
 
-            lines += [f"  now: {describe_progress(record)}" for record in read_progress(self.study_dir)]
+            lines += [f"  now: {printable(describe_progress(record))}" for record in read_progress(self.study_dir)]
         for failure in self.failures:
-            lines.append(f"  failed last run: {failure['task_id']}: {failure['error']}")
+            lines.append(f"  failed last run: {printable(failure['task_id'])}: {printable(failure['error'])}")
+        if self.failures_note:
+            lines.append(f"  {printable(self.failures_note)}")
         return "\n".join(lines)
 
 
@@ -551,10 +632,21 @@ def study_status(out_dir) -> StudyStatus:
     info = read_running(out_dir)
     running = info if info and runner_alive(info) else None
     stale = info if info is not None and running is None else None
-    failures = []
-    failures_file = out_dir / FAILURES_FILE
-    if failures_file.is_file() and running is None:
-        failures = json.loads(failures_file.read_text())
+    failures, note = ([], None) if running is not None else read_failures(out_dir)
     from vaesim.study.provenance import last_command
 
-    return StudyStatus(out_dir, stages, running, failures, stale, corrupt, last_command(out_dir))
+    return StudyStatus(out_dir, stages, running, failures, stale, corrupt, last_command(out_dir), note)
+
+
+def read_failures(out_dir: Path) -> tuple[list[dict], str | None]:
+    """The last run's failures (``[{task_id, error}]``) and a note when ``failures.json`` is not such a list."""
+    path = out_dir / FAILURES_FILE
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return [], None
+    except (OSError, ValueError) as error:
+        return [], f"{FAILURES_FILE} cannot be read ({error}); the next run writes it again"
+    if not (isinstance(records, list) and all(isinstance(r, dict) and {"task_id", "error"} <= set(r) for r in records)):
+        return [], f"{FAILURES_FILE} is not a list of failures; the next run writes it again"
+    return records, None

@@ -130,6 +130,15 @@ class TrainingSpec(_Strict):
             raise ValueError(f"Adam's betas must each lie in [0, 1); got {list(betas)}")
         return betas
 
+    @model_validator(mode="after")
+    def _checkpoints_fit(self) -> "TrainingSpec":
+        # checked before any list of steps is built: a count of 10^9 must not hang planning
+        most = self.steps + 1
+        if self.checkpoints.steps is None and self.checkpoints.count > most:
+            raise ValueError(f"checkpoints.count: {self.checkpoints.count:,} asked for, but a run of {self.steps:,} "
+                             f"steps has at most {most:,} distinct checkpoints; use a count of at most {most:,}")
+        return self
+
 
 class ProbeSpec(_Strict):
     """The fixed probe set every checkpoint is recorded on: ``n`` unique examples drawn with ``seed``.

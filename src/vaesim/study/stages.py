@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from vaesim.study.measures import (
     builtin_metrics, import_study_plugins, load_plugin_summaries, plugin_metrics, plugin_path, save_plugin_summaries,
 )
 from vaesim.study.store import RESULT_SCHEMA, discard, is_written, verified, write_checksum, write_table
-from vaesim.utils import atomic_path, atomic_write_json, sha256_file
+from vaesim.utils import atomic_path, atomic_write_bytes, atomic_write_json, sha256_file
 from vaesim.utils.threads import thread_limit
 
 logger = logging.getLogger(__name__)
@@ -175,6 +176,7 @@ def train_stage(root: Path, task: TrainTask) -> None:
 
     run_dir = root / layout.run_dir(task.run_id)
     config = train_config(task)
+    restore_config_file(root, task)
     for attempt in range(2):
         done = [] if (run_dir / layout.DONE_MARKER).is_file() else list_checkpoints(run_dir)
         start = done[-1] if done else 0
@@ -189,44 +191,75 @@ def train_stage(root: Path, task: TrainTask) -> None:
             train(config, run_dir, progress=False, device=resolve_device(task.device),
                   callback=lambda finished: meter.update(finished, **last), on_log=on_log)
         sums, damaged = checked_sums(run_dir)
-        if not damaged:
+        missing = sorted(set(task.run.steps) - {int(s) for s in sums})
+        if damaged is None and not missing:
             break
-        logger.warning("run %s: checkpoint step %d does not match the SHA-256 recorded when it was saved; "
-                       "retraining from the last good checkpoint", task.run_id, damaged)
-        drop_checkpoints_from(run_dir, damaged)
+        first = min([*missing, *([] if damaged is None else [damaged])])
+        logger.warning("run %s: checkpoint step %d is missing or not as saved; retraining from the last good "
+                       "checkpoint", task.run_id, first)
+        drop_checkpoints_from(run_dir, first)
     else:
-        raise RuntimeError(f"run {task.run_id}: checkpoint step {damaged} is damaged again after retraining; "
-                           f"check the disk under {run_dir}")
-    missing = sorted(set(task.run.steps) - {int(s) for s in sums})
-    if missing:
-        raise RuntimeError(f"run {task.run_id} finished without checkpoints at steps {missing}")
+        raise RuntimeError(f"run {task.run_id}: checkpoint step {first} is missing or damaged again after "
+                           f"retraining; check the disk under {run_dir}")
     sums[METRICS_KEY] = sha256_file(run_dir / METRICS_KEY)  # the training log, checked by the store stage
     atomic_write_json(root / layout.checkpoint_sums_path(task.run_id), sums)
+
+
+def config_bytes(task: TrainTask) -> bytes:
+    """The bytes of ``runs/<run_id>/config.json`` as training writes them."""
+    return (json.dumps(train_config(task).to_dict(), indent=2, sort_keys=True, allow_nan=True) + "\n").encode()
+
+
+def config_file_damaged(root: Path, task: TrainTask) -> bool:
+    """True when the run's ``config.json`` is not what training wrote (the run id fixes its content).
+
+    A missing ``config.json`` counts only once training has written a checkpoint.
+    """
+    run_dir = root / layout.run_dir(task.run_id)
+    try:
+        return (run_dir / "config.json").read_bytes() != config_bytes(task)
+    except FileNotFoundError:
+        return any((run_dir / "checkpoints").glob("step_*.json"))
+    except IsADirectoryError:
+        return False  # the wrong kind of entry: see vaesim.study.verify.shape_problems
+
+
+def restore_config_file(root: Path, task: TrainTask) -> None:
+    """Write a damaged ``config.json`` again (its content is fixed by the run's address, nothing is lost)."""
+    if config_file_damaged(root, task):
+        path = root / layout.run_dir(task.run_id) / "config.json"
+        logger.warning("%s is not the config of run %s; written again", path, task.run_id)
+        atomic_write_bytes(path, config_bytes(task))
 
 
 def checked_sums(run_dir: Path) -> tuple[dict[str, str], int | None]:
     """``({step: sha256}, first damaged step or None)`` of a run's checkpoints.
 
+    A checkpoint is damaged when its JSON is not as saved or its weights do
+    not match the SHA-256 recorded in the JSON (:func:`vaesim.training.checkpoint.checkpoint_damage`).
     A checkpoint saved before checksums were recorded with it is hashed as it is.
     """
     from vaesim.training import list_checkpoints
-    from vaesim.training.checkpoint import recorded_sha256
+    from vaesim.training.checkpoint import checkpoint_damage, recorded_sha256
 
     sums, damaged = {}, None
     for step in list_checkpoints(run_dir):
-        actual = sha256_file(checkpoint_file(run_dir, step))
-        recorded = recorded_sha256(run_dir, step)
-        if recorded is not None and recorded != actual:
+        if checkpoint_damage(run_dir, step) is not None:
             damaged = step if damaged is None else min(damaged, step)
-        sums[str(step)] = recorded or actual
+            continue
+        sums[str(step)] = recorded_sha256(run_dir, step) or sha256_file(checkpoint_file(run_dir, step))
     return sums, damaged
+
+
+_CHECKPOINT_NAME = re.compile(r"^step_(\d{8})\.(json|safetensors)$")
 
 
 def drop_checkpoints_from(run_dir: Path, step: int) -> None:
     """Remove the checkpoints of a run from ``step`` on and its DONE marker (training then resumes)."""
     (run_dir / layout.DONE_MARKER).unlink(missing_ok=True)
     for path in sorted((run_dir / "checkpoints").glob("step_*")):
-        if int(path.name.split("_")[1].split(".")[0]) >= step:
+        match = _CHECKPOINT_NAME.match(path.name)
+        if match and int(match.group(1)) >= step and not path.is_dir():
             path.unlink()
 
 

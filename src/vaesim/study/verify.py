@@ -5,12 +5,17 @@ Every file with a recorded SHA-256 is hashed and compared: checkpoints
 each run's ``metrics.jsonl``, probe files, summaries, activations, results
 and the two run tables (against their ``.sha256`` sidecars). Each problem is
 reported with what a rerun of ``vaesim study run`` will do about it.
+
+Every problem carries the repair that a rerun makes (:attr:`Problem.fix`);
+:func:`vaesim.study.runner.run_study` applies exactly those repairs before
+its stages run, so what verify promises is what a rerun does.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,11 +30,23 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Problem:
-    """One file that is not as recorded, and what a rerun does about it."""
+    """One file that is not as recorded, what a rerun does about it, and that repair as data.
+
+    ``fix``: ``()`` (nothing is changed), ``("retrain", run_id, step)`` (the
+    run's checkpoints from ``step`` on and everything derived from them are
+    removed and recomputed), ``("sums", run_id)`` (the run's
+    ``checkpoint-sums.json`` is rebuilt from its checkpoints),
+    ``("config", run_id)`` (``config.json`` is written again), ``("redo",
+    task_id)`` (the task's outputs are discarded and recomputed),
+    ``("aside", path)`` (an entry of the wrong kind is renamed out of the
+    way, nothing deleted), ``("unlink", path)`` (a symbolic link is removed;
+    what it points to is left alone) or ``("delete", path)`` (a temporary file).
+    """
 
     path: str
     what: str
     rerun: str
+    fix: tuple = ()
 
 
 @dataclass
@@ -43,11 +60,17 @@ class VerifyReport:
         return not self.problems
 
     def format(self) -> str:
-        lines = [f"study {self.study_dir}: {self.checked} file(s) checked against their recorded SHA-256"]
+        lines = [f"study {printable(self.study_dir)}: {self.checked} file(s) checked against their recorded SHA-256"]
         for problem in self.problems:
-            lines.append(f"  {problem.path}: {problem.what}; a rerun {problem.rerun}")
+            lines.append(f"  {printable(problem.path)}: {problem.what}; a rerun {problem.rerun}")
         lines.append("  all files match" if self.ok else f"  {len(self.problems)} problem(s)")
         return "\n".join(lines)
+
+
+def printable(value) -> str:
+    """``value`` as text with control characters escaped (stored strings never drive the terminal)."""
+    text = str(value)
+    return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in text)
 
 
 def _matches(path: Path, expected: str) -> bool | None:
@@ -60,32 +83,107 @@ def _matches(path: Path, expected: str) -> bool | None:
         return None
 
 
-def verify_study(study_dir) -> VerifyReport:
+def verify_study(study_dir, plan: StudyPlan | None = None) -> VerifyReport:
     """Check every file of the study in ``study_dir`` against its recorded checksum (reads only)."""
     root = Path(study_dir)
     spec_file = root / "spec.yaml"
     if not spec_file.is_file():
         raise FileNotFoundError(f"{root} is not a study directory (no spec.yaml)")
-    plan = plan_study(load_spec(spec_file))
+    plan = plan if plan is not None else plan_study(load_spec(spec_file))
     report = VerifyReport(root)
-    _verify_runs(root, plan, report)
-    _verify_sidecars(root, plan, report)
-    leftovers = sorted(p for p in root.rglob(TMP_PREFIX + "*") if p.is_file())
+    shapes = shape_problems(root, plan)
+    report.problems += shapes
+    bad = {problem.path for problem in shapes}
+    content = VerifyReport(root)
+    _verify_runs(root, plan, content)
+    _verify_sidecars(root, plan, content)
+    report.checked = content.checked
+    report.problems += [p for p in content.problems if not _under(p.path, bad)]
+    leftovers = sorted(p for p in root.rglob(TMP_PREFIX + "*") if p.is_file() and not p.is_symlink())
     for path in leftovers:
-        report.problems.append(Problem(str(path.relative_to(root)), "temporary file left by a killed writer",
-                                       "deletes it"))
+        rel = str(path.relative_to(root))
+        report.problems.append(Problem(rel, "temporary file left by a killed writer", "deletes it", ("delete", rel)))
     return report
 
 
-def _verify_runs(root: Path, plan: StudyPlan, report: VerifyReport) -> None:
-    from vaesim.study.stages import METRICS_KEY, checkpoint_file, read_sums
-    from vaesim.training.checkpoint import recorded_sha256
+def _under(path: str, bad: set[str]) -> bool:
+    parts = Path(path).parts
+    return any(str(Path(*parts[:i])) in bad for i in range(1, len(parts) + 1))
 
+
+def expected_files(root: Path, plan: StudyPlan) -> set[str]:
+    """Every file a finished study of ``plan`` holds, relative to ``root`` (outputs, checkpoints, run files)."""
+    from vaesim.study.stages import METRICS_KEY, checkpoint_file
+
+    files = {output for task in plan.all_tasks() for output in task.outputs}
+    for run in plan.runs:
+        run_dir = layout.run_dir(run.run_id)
+        files |= {f"{run_dir}/{METRICS_KEY}", f"{run_dir}/config.json", f"{run_dir}/{layout.DONE_MARKER}"}
+        for step in run.steps:
+            weights = checkpoint_file(Path(run_dir), step)
+            files |= {str(weights), str(weights.with_suffix(".json"))}
+    return files
+
+
+def shape_problems(root: Path, plan: StudyPlan) -> list[Problem]:
+    """Entries of the study where a file or folder of the other kind, or a symbolic link, stands.
+
+    Checked top down: a folder that is wrong hides what lies under it.
+    """
+    files = expected_files(root, plan)
+    folders = {str(parent) for f in files for parent in Path(f).parents if str(parent) != "."}
+    problems: list[Problem] = []
+    for rel in sorted(files | folders, key=lambda r: (len(Path(r).parts), r)):
+        if _under(str(Path(rel).parent), {p.path for p in problems}):
+            continue
+        path = root / rel
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            problems.append(Problem(rel, f"cannot be inspected now ({error.strerror or error})", "leaves it alone"))
+            continue
+        want_folder = rel in folders
+        if stat.S_ISLNK(info.st_mode):
+            target = os.readlink(path)
+            problems.append(Problem(rel, f"is a symbolic link (to {target}), not the study's own "
+                                         f"{'folder' if want_folder else 'file'}",
+                                    "removes the link (not what it points to) and recomputes what belongs here",
+                                    ("unlink", rel)))
+        elif want_folder != stat.S_ISDIR(info.st_mode) or not (want_folder or stat.S_ISREG(info.st_mode)):
+            kind = "folder" if stat.S_ISDIR(info.st_mode) else "file" if stat.S_ISREG(info.st_mode) else "special file"
+            problems.append(Problem(rel, f"is a {kind} where the study keeps a {'folder' if want_folder else 'file'}",
+                                    f"renames it to {rel}{DISPLACED}N (nothing is deleted) and recomputes what "
+                                    "belongs here", ("aside", rel)))
+    return problems
+
+
+DISPLACED = ".displaced-"
+
+
+def _retrain(run_id: str, step: int) -> tuple:
+    return ("retrain", run_id, int(step))
+
+
+def _verify_runs(root: Path, plan: StudyPlan, report: VerifyReport) -> None:
+    from vaesim.study.stages import METRICS_KEY, checkpoint_file, config_file_damaged, read_sums
+    from vaesim.training.checkpoint import CorruptCheckpoint, checkpoint_paths, read_meta
+
+    trains = {task.run_id: task for task in plan.tasks["train"]}
     for run in plan.runs:
         run_dir = root / layout.run_dir(run.run_id)
         sums_file = root / layout.checkpoint_sums_path(run.run_id)
         rel = lambda p: str(p.relative_to(root))  # noqa: E731
+        if config_file_damaged(root, trains[run.run_id]):
+            report.problems.append(Problem(rel(run_dir / "config.json"), "is not the config of this run",
+                                           "writes it again (the run's address fixes its content)",
+                                           ("config", run.run_id)))
         if not sums_file.exists():
+            if (run_dir / layout.DONE_MARKER).is_file():
+                report.problems.append(Problem(rel(sums_file), "is missing (the run finished training)",
+                                               "records it again from the checksums saved with the checkpoints",
+                                               ("sums", run.run_id)))
             continue  # training not finished: nothing recorded yet
         try:
             sums = read_sums(sums_file)
@@ -94,35 +192,62 @@ def _verify_runs(root: Path, plan: StudyPlan, report: VerifyReport) -> None:
             continue
         except ValueError:
             report.problems.append(Problem(rel(sums_file), "is not a checksum record",
-                                           "rebuilds it from the checksums saved with the checkpoints"))
+                                           "rebuilds it from the checksums saved with the checkpoints",
+                                           ("sums", run.run_id)))
             continue
         report.checked += 1
         for step in run.steps:
             path = checkpoint_file(run_dir, step)
-            expected = sums.get(str(step))
-            ok = _matches(path, expected) if expected else False
-            report.checked += 1
-            if ok is None:
-                report.problems.append(Problem(rel(path), "cannot be read now", "deletes nothing"))
-                continue
+            json_path = checkpoint_paths(run_dir, step)[1]
+            report.checked += 2
             try:
-                saved = recorded_sha256(run_dir, step)
-            except (OSError, ValueError):
-                saved = None
-            if not ok or (saved is not None and saved != expected):
-                report.problems.append(Problem(rel(path), "does not match the checksum recorded after training",
-                                               f"retrains run {run.run_id} from its last good checkpoint"))
+                saved = read_meta(run_dir, step).get("sha256")
+            except CorruptCheckpoint as error:
+                report.problems.append(Problem(rel(json_path), error.reason,
+                                               f"retrains run {run.run_id} from its last good checkpoint",
+                                               _retrain(run.run_id, step)))
+                continue
+            except OSError:
+                report.problems.append(Problem(rel(json_path), "cannot be read now", "deletes nothing"))
+                continue
+            actual = _digest(path)
+            if actual is None:
+                report.problems.append(Problem(rel(path), "cannot be read now", "deletes nothing"))
+            elif actual == "" or (saved is not None and actual != saved):
+                report.problems.append(Problem(rel(path), "is missing" if actual == "" else
+                                               "does not match the checksum recorded after training",
+                                               f"retrains run {run.run_id} from its last good checkpoint",
+                                               _retrain(run.run_id, step)))
+            elif sums.get(str(step)) != actual:
+                report.problems.append(Problem(rel(sums_file), f"does not hold the checksum of step {step}, whose "
+                                               "checkpoint matches the checksum saved with it",
+                                               "rebuilds it from the checksums saved with the checkpoints",
+                                               ("sums", run.run_id)))
         log = run_dir / METRICS_KEY
         if METRICS_KEY in sums:
             report.checked += 1
             ok = _matches(log, sums[METRICS_KEY])
-            if ok is False:
+            if ok is None:
+                report.problems.append(Problem(rel(log), "cannot be read now", "deletes nothing"))
+            elif not ok:
                 report.problems.append(Problem(rel(log), "does not match the checksum recorded after training",
-                                               "leaves this run out of the run tables and reports it"))
+                                               f"retrains run {run.run_id} from the start (the log is written "
+                                               "by training)", _retrain(run.run_id, 0)))
+
+
+def _digest(path: Path) -> str | None:
+    """SHA-256 of ``path``; ``""`` when it is missing, None when it cannot be read now."""
+    try:
+        return sha256_file(path)
+    except FileNotFoundError:
+        return ""
+    except OSError:
+        return None
 
 
 def _verify_sidecars(root: Path, plan: StudyPlan, report: VerifyReport) -> None:
     for task in plan.all_tasks():
+        redo = ("redo", task.task_id)
         for output in task.outputs:
             sidecar = layout.checksum_path(output)
             if sidecar not in task.outputs:
@@ -131,22 +256,28 @@ def _verify_sidecars(root: Path, plan: StudyPlan, report: VerifyReport) -> None:
             if not path.exists() and not side.exists():
                 continue  # not written yet: pending, not a problem
             if not side.is_file():
-                report.problems.append(Problem(output, "has no checksum (left unfinished)", f"redoes {task.task_id}"))
+                report.problems.append(Problem(output, "has no checksum (left unfinished)", f"redoes {task.task_id}",
+                                               redo))
                 continue
             if not path.is_file():
-                report.problems.append(Problem(output, "is missing (its checksum exists)", f"redoes {task.task_id}"))
+                report.problems.append(Problem(output, "is missing (its checksum exists)", f"redoes {task.task_id}",
+                                               redo))
                 continue
             report.checked += 1
             try:
                 expected = side.read_text().strip()
-            except OSError as error:
-                report.problems.append(Problem(sidecar, f"cannot be read now ({error})", "deletes nothing"))
+            except (OSError, UnicodeDecodeError) as error:
+                if isinstance(error, UnicodeDecodeError):
+                    report.problems.append(Problem(sidecar, "is not a checksum", f"redoes {task.task_id}", redo))
+                else:
+                    report.problems.append(Problem(sidecar, f"cannot be read now ({error})", "deletes nothing"))
                 continue
             ok = _matches(path, expected)
             if ok is None:
                 report.problems.append(Problem(output, "cannot be read now", "deletes nothing"))
             elif not ok:
-                report.problems.append(Problem(output, "does not match its checksum", f"recomputes it ({task.task_id})"))
+                report.problems.append(Problem(output, "does not match its checksum", f"recomputes it ({task.task_id})",
+                                               redo))
     planned = {Path(task.outputs[0]).name for task in plan.tasks["compare"]}
     folder = root / "results"
     if folder.is_dir():

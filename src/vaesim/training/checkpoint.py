@@ -5,13 +5,19 @@
 every optimiser tensor (``optimizer.vae.*``, ``optimizer.objective.*``).
 ``step_NNNNNNNN.json`` holds the model and objective config, the step, the
 losses at that step, the RNG states, the optimisers' non-tensor state and
-the SHA-256 of the weights file as written (``sha256``). The
-JSON is written last: a checkpoint counts as complete only when both exist.
+the SHA-256 of the weights file as written (``sha256``), and the SHA-256 of
+its own content (``meta_sha256``, over the canonical JSON of every other
+field). The JSON is written last: a checkpoint counts as complete only when
+both exist. :func:`read_meta` checks the JSON before anything trusts it: it
+must parse, carry the digest of what it holds, and be byte for byte the
+canonical form that :func:`save_checkpoint` writes; a changed learning rate,
+a flipped byte or a truncation raises :class:`CorruptCheckpoint`.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import random
 import re
@@ -26,6 +32,61 @@ from vaesim.utils import atomic_path, atomic_write_json, sha256_file
 
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d{8})\.json$")
+META_DIGEST = "meta_sha256"
+
+
+class CorruptCheckpoint(ValueError):
+    """A checkpoint's JSON or weights are not as saved (edited, truncated, flipped, missing).
+
+    ``reason``: what is wrong, without the file's name (``str()`` names it).
+    """
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"checkpoint {path} {reason}")
+        self.path, self.reason = path, reason
+
+    def __reduce__(self):  # travels intact from a worker process
+        return (CorruptCheckpoint, (self.path, self.reason))
+
+
+def meta_digest(meta: dict) -> str:
+    """SHA-256 of the canonical JSON of ``meta`` without its own digest field."""
+    body = {k: v for k, v in meta.items() if k != META_DIGEST}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _canonical(meta: dict) -> bytes:
+    """The bytes :func:`vaesim.utils.atomic_write_json` writes for ``meta``."""
+    return (json.dumps(meta, indent=2, sort_keys=True, allow_nan=True) + "\n").encode()
+
+
+def read_meta(run_dir: str | Path, step: int) -> dict:
+    """The verified JSON of the checkpoint at ``step``; :class:`CorruptCheckpoint` naming the file otherwise.
+
+    OSError (other than a missing file) propagates: a file that cannot be read
+    now is not known to be damaged.
+    """
+    _tensor_path, json_path = checkpoint_paths(run_dir, step)
+    try:
+        raw = json_path.read_bytes()
+    except FileNotFoundError:
+        raise CorruptCheckpoint(json_path, "is missing") from None
+    try:
+        meta = json.loads(raw)
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise CorruptCheckpoint(json_path, f"is not JSON ({error})") from None
+    if not isinstance(meta, dict):
+        raise CorruptCheckpoint(json_path, f"holds a {type(meta).__name__}, not a JSON object")
+    recorded = meta.get(META_DIGEST)
+    if recorded is not None and recorded != meta_digest(meta):
+        raise CorruptCheckpoint(json_path, "does not match the SHA-256 of its content recorded when it was saved "
+                                           "(it was edited or damaged)")
+    if raw != _canonical(meta):
+        raise CorruptCheckpoint(json_path, "is not byte for byte as saved (it was edited or damaged)")
+    if meta.get("step") != step:
+        raise CorruptCheckpoint(json_path, f"holds step {meta.get('step')!r}, not {step}")
+    return meta
 
 
 def checkpoint_paths(run_dir: str | Path, step: int) -> tuple[Path, Path]:
@@ -144,15 +205,38 @@ def save_checkpoint(
     with atomic_path(tensor_path) as tmp:
         save_file(tensors, str(tmp))
         digest = sha256_file(tmp)  # recorded with the checkpoint: later checks compare against what was written
-    atomic_write_json(json_path, {**meta, "step": step, "model": model.config(), "optimizer": optim_meta,
-                                  "rng": rng_state(), "sha256": digest})
+    record = {**meta, "step": step, "model": model.config(), "optimizer": optim_meta, "rng": rng_state(),
+              "sha256": digest}
+    record[META_DIGEST] = meta_digest(record)
+    atomic_write_json(json_path, record)
     return json_path
 
 
 def recorded_sha256(run_dir: str | Path, step: int) -> str | None:
-    """SHA-256 of the weights file recorded when the checkpoint was saved (None for older checkpoints)."""
-    _tensor_path, json_path = checkpoint_paths(run_dir, step)
-    return json.loads(json_path.read_text()).get("sha256")
+    """SHA-256 of the weights file recorded when the checkpoint was saved (None for older checkpoints).
+
+    :class:`CorruptCheckpoint` when the JSON itself is not as saved.
+    """
+    return read_meta(run_dir, step).get("sha256")
+
+
+def checkpoint_damage(run_dir: str | Path, step: int) -> str | None:
+    """Why the checkpoint at ``step`` is not as saved (its JSON, or weights that do not match the JSON), or None.
+
+    OSError when a file cannot be read now (nothing is known then).
+    """
+    tensor_path, _json_path = checkpoint_paths(run_dir, step)
+    try:
+        recorded = recorded_sha256(run_dir, step)
+    except CorruptCheckpoint as error:
+        return str(error)
+    try:
+        actual = sha256_file(tensor_path)
+    except FileNotFoundError:
+        return f"checkpoint {tensor_path} is missing"
+    if recorded is not None and actual != recorded:
+        return f"checkpoint {tensor_path} does not match the SHA-256 recorded when it was saved"
+    return None
 
 
 def read_checkpoint(run_dir: str | Path, step: int) -> tuple[dict[str, torch.Tensor], dict]:
@@ -163,7 +247,7 @@ def read_checkpoint(run_dir: str | Path, step: int) -> tuple[dict[str, torch.Ten
             f"no complete checkpoint at step {step} in {Path(run_dir)}; "
             f"steps present: {list_checkpoints(run_dir) or 'none'}"
         )
-    meta = json.loads(json_path.read_text())
+    meta = read_meta(run_dir, step)
     return load_file(str(tensor_path)), meta
 
 

@@ -26,6 +26,8 @@ from vaesim.models.architectures import VAE, build_vae
 from vaesim.models.losses import kl_per_dimension, reconstruction_loss
 from vaesim.models.objectives import Objective, make_objective, objective_params
 from vaesim.training.checkpoint import (
+    checkpoint_damage,
+    checkpoint_paths,
     join_optimizer_state,
     list_checkpoints,
     model_state,
@@ -306,6 +308,24 @@ class _HeldOut:
 HELD_OUT_SIZE = 512
 
 
+def _intact_checkpoints(run_dir: Path) -> list[int]:
+    """Steps of the complete checkpoints up to the last one that is as saved; the damaged ones after it are removed.
+
+    Training resumes from the last intact checkpoint: one whose JSON was
+    edited (say, its learning rate) or whose weights were damaged is never
+    restored; it and every later one are written again by the resumed run.
+    """
+    steps = list_checkpoints(run_dir)
+    while steps:
+        why = checkpoint_damage(run_dir, steps[-1])
+        if why is None:
+            break
+        logger.warning("%s; resuming from the checkpoint before it, which is written again", why)
+        for path in checkpoint_paths(run_dir, steps.pop()):
+            path.unlink(missing_ok=True)
+    return steps
+
+
 def _restore(run_dir, step, model, objective, optimizer) -> dict:
     tensors, meta = read_checkpoint(run_dir, step)
     if meta["model"] != model.config():
@@ -387,7 +407,7 @@ def train(
 
     # Resume from the last complete checkpoint, or start afresh
     run_dir.mkdir(parents=True, exist_ok=True)
-    done = list_checkpoints(run_dir)
+    done = _intact_checkpoints(run_dir)
     start = 0
     if done:
         _restore(run_dir, done[-1], model, objective, optimizer)

@@ -59,7 +59,7 @@ def read_metrics(run_dir: str | Path) -> pd.DataFrame:
 def truncate_metrics(run_dir: str | Path, last_step: int) -> None:
     """Keep only rows with ``step <= last_step`` (atomically rewritten)."""
     path = Path(run_dir) / METRICS_FILE
-    rows = [row for row in _parse_rows(path) if row.get("step", -1) <= last_step]
+    rows = [] if last_step < 0 else [row for row in _parse_rows(path) if row.get("step", -1) <= last_step]
     atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 

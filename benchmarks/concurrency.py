@@ -79,9 +79,23 @@ def env_for(mode: str) -> dict:
     return env
 
 
+STAGES = ("train", "extract", "compare", "disentangle")
+STAGE_TIMES: dict[str, list[dict[str, float]]] = {}  # (mode, copies, busy) label -> each copy's seconds per stage
+
+
+def stage_seconds(study_dir: Path) -> dict[str, float]:
+    """Seconds per stage of the study's last session (provenance.json)."""
+    import json
+
+    sessions = json.loads((study_dir / "provenance.json").read_text())["sessions"]
+    return {stage: float(value["seconds"]) for stage, value in sessions[-1].get("stages", {}).items()}
+
+
 def run_studies(spec: str, root: Path, copies: int, mode: str, busy: bool = False,
                 limit: float | None = None) -> list[float]:
     """Start ``copies`` studies at once (plus a busy process); return each one's wall seconds.
+
+    Each copy's seconds per stage go to :data:`STAGE_TIMES`.
 
     A study still running after ``limit`` seconds is stopped and reported as
     ``inf`` (so a collapse does not hold the benchmark for an hour).
@@ -112,6 +126,8 @@ def run_studies(spec: str, root: Path, copies: int, mode: str, busy: bool = Fals
             seconds.append(time.perf_counter() - start)
             if proc.returncode != 0:
                 raise RuntimeError(f"study failed ({mode}, {copies} copies): {err[-2000:]}")
+        label = f"{mode}-{copies}-{'busy' if busy else 'plain'}"
+        STAGE_TIMES[label] = [stage_seconds(d) if (d / "provenance.json").is_file() else {} for d in dirs]
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -130,8 +146,9 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="a smaller variant of the quick study (see small_spec)")
     parser.add_argument("--steps", type=int, default=60, help="training steps of --small (default 60)")
     parser.add_argument("--spec", default=None, help="another spec file or preset (default: quick)")
-    parser.add_argument("--modes", nargs="+", choices=("spin", "passive", "short"), default=["spin", "passive"],
-                        help="thread wait policies to measure (default both: before and after)")
+    parser.add_argument("--modes", nargs="+", choices=("spin", "passive", "short"), default=["passive"],
+                        help="thread wait policies to measure (default passive, vaesim's default; "
+                             "spin: the runtimes' defaults)")
     parser.add_argument("--skip-busy", action="store_true", help="skip the busy-neighbour measurement")
     parser.add_argument("--busy-modes", nargs="+", choices=("spin", "passive", "short"), default=None,
                         help="modes that get the busy-neighbour measurement (default: every mode)")
@@ -177,6 +194,20 @@ def main() -> None:
         busy_text = f"{seconds(busy)} {ratio(busy)}" if busy is not None else f"{'-':>8s} {'-':>10s}"
         print(f"{mode:8s} {seconds(solo)} {seconds(pair)} {ratio(pair)} {busy_text}")
     print("fair share: pair/solo 2.0 (target <= 2.5); busy/solo about 2.0; inf: stopped at --limit")
+    print(f"\nper stage (seconds from provenance.json; busy/solo target <= 3.0, fair ~2.0):")
+    print(f"{'mode':8s} {'stage':12s} {'solo s':>8s} {'pair s':>8s} {'pair/solo':>10s} {'busy s':>8s} {'busy/solo':>10s}")
+    for mode in results:
+        solo_stages = STAGE_TIMES.get(f"{mode}-1-plain", [{}])[0]
+        pair_stages = STAGE_TIMES.get(f"{mode}-2-plain", [])
+        busy_stages = STAGE_TIMES.get(f"{mode}-1-busy", [{}])[0]
+        for stage in STAGES:
+            if stage not in solo_stages:
+                continue
+            solo = solo_stages[stage]
+            pair = max((times.get(stage, 0.0) for times in pair_stages), default=float("nan"))
+            busy = busy_stages.get(stage, float("nan"))
+            print(f"{mode:8s} {stage:12s} {solo:8.1f} {pair:8.1f} {pair / solo if solo else float('nan'):10.2f} "
+                  f"{busy:8.1f} {busy / solo if solo else float('nan'):10.2f}")
 
 
 if __name__ == "__main__":

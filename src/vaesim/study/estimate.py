@@ -33,6 +33,8 @@ from pathlib import Path
 from vaesim.study.plan import STAGES, CompareTask, DisentangleTask, StudyPlan, UDRTask, noise_layers
 
 RESULT_ROW_BYTES = 40  # compressed Parquet bytes per similarity row (measured on the quick preset: ~35)
+LATENTS_FILE_BYTES = 12_000  # one checkpoint's latents.parquet and its checksum (measured: ~8 KB at 10 dims)
+RUN_LOG_BYTES_PER_STEP = 400  # metrics.jsonl per logged step, checkpoint JSON and sums (measured: ~250)
 #: ``n^2 p`` from which a Gram is formed in mixed precision (vaesim.similarity.summary.MIXED_MIN_WORK)
 _MIXED_MIN_WORK = 2**27
 
@@ -269,17 +271,27 @@ def estimate(plan: StudyPlan, calibration: Calibration, widths: dict[str, int] |
         if task.resample:
             units += [per_layer[name] for name in noise_layers(task.layers) if name in per_layer]
             images *= 2
-        extract_seconds += images * c.forward_seconds_per_image + spread(units, cores)
-        extract_bytes += sum(summary_bytes(n, widths[name], procrustes) for name in task.layers if name in widths)
-        if task.resample:
-            extract_bytes += sum(summary_bytes(n, widths[name], procrustes)
-                                 for name in noise_layers(task.layers) if name in widths)
+        if task.cache_summaries:  # no summary stored: extraction records the latents (and kept activations)
+            extract_seconds += n * c.forward_seconds_per_image
+        else:
+            extract_seconds += images * c.forward_seconds_per_image + spread(units, cores)
+            extract_bytes += sum(summary_bytes(n, widths[name], procrustes) for name in task.layers if name in widths)
+            if task.resample:
+                extract_bytes += sum(summary_bytes(n, widths[name], procrustes)
+                                     for name in noise_layers(task.layers) if name in widths)
+        extract_bytes += LATENTS_FILE_BYTES + sum(n * widths[name] * 4 for name in task.keep_activations
+                                                  if name in widths)
 
     compare_seconds = 0.0
     rows = 0
     pairs_total = 0
     for task in plan.tasks["compare"]:
         compare_seconds += _compare_task_seconds(task, widths, n, cka, procrustes, c, cores)
+        if task.cache_summaries:  # each involved checkpoint recorded and summarised again, in memory
+            involved = {(p[0], p[1]) for p in task.pairs} | (
+                set() if task.comparison == "factors" else {(p[2], p[3]) for p in task.pairs})
+            units = [per_layer[name] for name in task.layers if name in per_layer]
+            compare_seconds += len(involved) * (n * c.forward_seconds_per_image + spread(units, cores))
         task_rows, task_pairs = _compare_rows(task, len(spec.metrics))
         rows += task_rows
         pairs_total += task_pairs
@@ -295,11 +307,14 @@ def estimate(plan: StudyPlan, calibration: Calibration, widths: dict[str, int] |
             disentangle_seconds += linear(c.disentangle_seconds, c.disentangle_fractions, task.protocol_fraction)
     disentangle_bytes = 4_000 * len(disentangle_tasks)
 
-    probe_bytes = 64 * 64 * len(spec.datasets) * n  # uint8 probe images
+    # uint8 probe images, the factors' summary (n x factors float64, <= 8 factors) and small records per dataset
+    probe_bytes = len(spec.datasets) * (64 * 64 * 3 * n + n * 8 * 9 + 50_000)
     return [
         StageEstimate("probe", len(plan.tasks["probe"]), probe_bytes, 1.0 * len(plan.tasks["probe"]),
                       f"{len(spec.datasets)} probe set(s) of {n} images"),
-        StageEstimate("train", len(runs), checkpoints * c.checkpoint_bytes, train_seconds,
+        StageEstimate("train", len(runs), checkpoints * c.checkpoint_bytes + sum(
+                          RUN_LOG_BYTES_PER_STEP * (task.run.config["steps"] // max(1, task.run.config.get(
+                              "log_every", 1)) + len(task.run.steps)) for task in runs), train_seconds,
                       f"{len(runs)} runs x {steps // max(len(runs), 1):,} steps, {min(len(runs), cores)} at once; "
                       f"{checkpoints} checkpoints of {c.checkpoint_bytes / 1e6:.1f} MB (weights + Adam state)"),
         StageEstimate("extract", len(plan.tasks["extract"]), int(extract_bytes), extract_seconds,
@@ -310,7 +325,7 @@ def estimate(plan: StudyPlan, calibration: Calibration, widths: dict[str, int] |
                       f"{sum(isinstance(t, DisentangleTask) for t in disentangle_tasks)} metric evaluations, "
                       f"{sum(isinstance(t, UDRTask) for t in disentangle_tasks)} UDR groups"
                       if disentangle_tasks else "no disentanglement: section"),
-        StageEstimate("store", len(plan.tasks["store"]), len(runs) * 20_000, 1.0 + 0.05 * checkpoints,
+        StageEstimate("store", len(plan.tasks["store"]), len(runs) * 20_000 + 200_000, 1.0 + 0.05 * checkpoints,
                       "runs.parquet, training_metrics.parquet, latents.parquet"),
     ]
 

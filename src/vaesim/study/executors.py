@@ -149,7 +149,7 @@ def default_workers(tasks: list[Task]) -> int:
     from vaesim.study.stages import resolve_device
     from vaesim.utils.threads import available_cpus
 
-    if tasks[0].stage != "train" or len(tasks) < 2 or resolve_device(tasks[0].device) != "cpu":
+    if len(tasks) < 2 or tasks[0].stage != "train" or resolve_device(tasks[0].device) != "cpu":
         return 1
     return min(len(tasks), available_cpus())
 

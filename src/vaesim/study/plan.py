@@ -135,6 +135,7 @@ class ExtractTask(Task):
     device: str = "cpu"
     sample_noise: str = "independent"  # eps of the sampled layer: per (run, step) or shared by all models
     resample: bool = False  # also record the noise-driven layers with a second eps (the run's noise floor)
+    cache_summaries: bool = False  # spec summaries: cache: no summary file; compare tasks recompute them
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -159,6 +160,7 @@ class CompareTask(Task):
     device: str = "cpu"
     sample_noise: str = "independent"
     resample_step: int | None = None  # the checkpoint whose extraction also records a second eps
+    cache_summaries: bool = False  # spec summaries: cache: the summaries are recomputed here, never read from disk
 
     def run(self, run_id: str) -> RunPlan:
         """The plan of one involved run."""
@@ -172,7 +174,7 @@ class CompareTask(Task):
         return extract_task(run_id, self.dataset, step, layers=self.layers, metrics=self.metrics,
                             probe_seed=self.probe_seed, keep_activations=self.keep_activations,
                             device=self.device, sample_noise=self.sample_noise,
-                            resample=step == self.resample_step)
+                            resample=step == self.resample_step, cache_summaries=self.cache_summaries)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -421,15 +423,20 @@ def noise_floor_step(spec: StudySpec) -> int | None:
 
 def extract_task(run_id: str, dataset: str, step: int, *, layers: tuple[str, ...], metrics: tuple[str, ...],
                  probe_seed: int, keep_activations: tuple[str, ...] = (), device: str = "cpu",
-                 sample_noise: str = "independent", resample: bool = False) -> ExtractTask:
-    """The extract task of one checkpoint, with its outputs and inputs (one definition for every caller)."""
-    outputs = [summary_path(run_id, step), checksum_path(summary_path(run_id, step)),
-               latents_path(run_id, step), checksum_path(latents_path(run_id, step))]
-    if resample:
-        outputs += [resampled_path(run_id, step), checksum_path(resampled_path(run_id, step))]
+                 sample_noise: str = "independent", resample: bool = False,
+                 cache_summaries: bool = False) -> ExtractTask:
+    """The extract task of one checkpoint, with its outputs and inputs (one definition for every caller).
+
+    ``cache_summaries``: no summary files among the outputs (the compare tasks recompute them).
+    """
+    outputs = [latents_path(run_id, step), checksum_path(latents_path(run_id, step))]
+    if not cache_summaries:
+        outputs = [summary_path(run_id, step), checksum_path(summary_path(run_id, step))] + outputs
+        if resample:
+            outputs += [resampled_path(run_id, step), checksum_path(resampled_path(run_id, step))]
     if keep_activations:
         outputs += [activations_path(run_id, step), checksum_path(activations_path(run_id, step))]
-    if plugin_metrics(metrics):  # plug-in measures' summaries (vaesim.study.measures); the noise floor uses built-ins
+    if plugin_metrics(metrics) and not cache_summaries:  # plug-in measures' summaries (vaesim.study.measures)
         outputs += [plugin_path(summary_path(run_id, step)), checksum_path(plugin_path(summary_path(run_id, step)))]
     return ExtractTask(
         task_id=f"extract/{run_id}/step_{step:08d}",
@@ -437,7 +444,7 @@ def extract_task(run_id: str, dataset: str, step: int, *, layers: tuple[str, ...
         inputs=(checkpoint_sums_path(run_id), probe_path(dataset)),
         run_id=run_id, dataset=dataset, step=int(step), layers=tuple(layers), metrics=tuple(metrics),
         probe_seed=int(probe_seed), keep_activations=tuple(keep_activations), device=device,
-        sample_noise=sample_noise, resample=resample,
+        sample_noise=sample_noise, resample=resample, cache_summaries=cache_summaries,
     )
 
 
@@ -451,6 +458,7 @@ def plan_study(spec: StudySpec) -> StudyPlan:
     resample_step = noise_floor_step(spec)
     layers = spec.layer_names()
     probe = spec.probe.model_dump()
+    cache = spec.summaries == "cache"
     plan = StudyPlan(spec=spec, runs=runs)
     by_id = {run.run_id: run for run in runs}
 
@@ -482,7 +490,8 @@ def plan_study(spec: StudySpec) -> StudyPlan:
     plan.tasks["extract"] = [
         extract_task(run.run_id, run.dataset, step, layers=tuple(layers), metrics=tuple(spec.metrics),
                      probe_seed=spec.probe.seed, keep_activations=tuple(spec.kept_layers()), device=spec.device,
-                     sample_noise=spec.probe.sample_noise, resample=step == resample_step)
+                     sample_noise=spec.probe.sample_noise, resample=step == resample_step,
+                     cache_summaries=cache)
         for run in runs
         for step in steps
     ]
@@ -498,6 +507,9 @@ def plan_study(spec: StudySpec) -> StudyPlan:
             inputs = sorted({summary_path(p[0], p[1]) for p in pairs}) + [factors_summary_path(dataset)]
         if comparison == "noise_floor":
             inputs = inputs + [resampled_path(p[0], p[1]) for p in pairs]
+        if cache:  # the summaries are recomputed from the checkpoints on the probe set
+            inputs = sorted({checkpoint_sums_path(run_id) for run_id in involved} | {probe_path(dataset)}) + (
+                [factors_summary_path(dataset)] if comparison == "factors" else [])
         compare.append(
             CompareTask(
                 task_id=task_id,
@@ -515,6 +527,7 @@ def plan_study(spec: StudySpec) -> StudyPlan:
                 device=spec.device,
                 sample_noise=spec.probe.sample_noise,
                 resample_step=resample_step,
+                cache_summaries=cache,
             )
         )
     plan.tasks["compare"] = compare

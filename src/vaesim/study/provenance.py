@@ -60,8 +60,24 @@ def environment() -> dict:
         import torch
 
         info["torch_threads"] = torch.get_num_threads()
+        info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    info["threads"] = thread_settings()
     return info
+
+
+def thread_settings() -> dict:
+    """How this session shared the cores (results do not depend on it; see vaesim.utils.threads)."""
+    from vaesim.utils.threads import TASK_TORCH_THREADS, available_cpus
+
+    return {
+        "usable_cpus": available_cpus(),
+        "task_torch_threads": TASK_TORCH_THREADS,
+        "task_blas_threads_per_call": 1,
+        "environment": {key: os.environ[key] for key in (
+            "VAESIM_CPUS", "VAESIM_WAIT", "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "ATEN_CPU_CAPABILITY",
+            "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS") if key in os.environ},
+    }
 
 
 def invoking_command() -> str:

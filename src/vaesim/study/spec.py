@@ -244,6 +244,11 @@ class StudySpec(_Strict):
     layers: list[str] | None = None
     comparisons: ComparisonsSpec = Field(default_factory=ComparisonsSpec)
     keep_activations: bool | list[str] = False
+    #: ``keep``: each checkpoint's layer summaries are stored (summaries/; reused by every comparison and by
+    #: resumes); ``cache``: they are never stored, each compare task recomputes the summaries of its checkpoints
+    #: from the checkpoints (same numbers, bit for bit; extraction is ~1% of a Procrustes study's compute and
+    #: the paper's summaries would take 9-10 TB)
+    summaries: Literal["keep", "cache"] = "keep"
     disentanglement: DisentanglementSpec | None = None
     device: str = "auto"
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)

@@ -333,7 +333,7 @@ def extract_stage(root: Path, task: ExtractTask) -> str | None:
     )
     latents = latent_statistics(activations["encoder.mean"], activations["encoder.logvar"])
     write_table(root / layout.latents_path(run_id, step), latents.assign(run_id=run_id, step=step), checksum=True)
-    if task.resample:
+    if task.resample and not task.cache_summaries:
         resampled_layers = tuple(layout.noise_layers(task.layers))
         again = extract_activations(
             model, probe_images(probe), layers=resampled_layers,
@@ -351,6 +351,9 @@ def extract_stage(root: Path, task: ExtractTask) -> str | None:
         write_checksum(path)
     device = array_device(task.device)
     meter.update(1)  # recording counts as the first unit
+    if task.cache_summaries:  # spec summaries: cache: the compare tasks recompute them (checkpoint_summaries)
+        meter.close()
+        return None
     summaries = summarise_layers(activations, task.layers, builtin_metrics(task.metrics), device, meter)
     path = root / layout.summary_path(run_id, step)
     write_plugin_summaries(path, {name: activations[name] for name in task.layers}, task.metrics)
@@ -358,6 +361,37 @@ def extract_stage(root: Path, task: ExtractTask) -> str | None:
     write_checksum(path)
     meter.close()
     return None
+
+
+def checkpoint_summaries(root: Path, task: ExtractTask, *, resampled: bool = False) -> dict:
+    """The summaries ``task`` would store, computed in memory (spec ``summaries: cache``): ``{layer: summary}``.
+
+    The same recording (probe set, eps seed) and the same summarising as :func:`extract_stage`, so the
+    numbers are those of a stored summary, bit for bit. ``resampled``: the noise-driven layers recorded
+    with the second eps (built-in measures only). Raises RuntimeError when the checkpoint is damaged.
+    """
+    from vaesim.activations import extract_activations, noise_seed
+    from vaesim.training import load_checkpoint
+
+    run_id, step = task.run_id, task.step
+    if not checkpoint_intact(root, run_id, step):
+        raise RuntimeError(f"cannot compute the summaries of run {run_id} step {step}: its checkpoint is damaged; "
+                           "rerun `vaesim study run` to repair the run")
+    model, _meta = load_checkpoint(root / layout.run_dir(run_id), step)
+    probe = load_probe(root, task.dataset)
+    layers = tuple(layout.noise_layers(task.layers)) if resampled else task.layers
+    seed = (noise_seed(task.probe_seed, run_id + RESAMPLED_SUFFIX, step) if resampled
+            else noise_seed(task.probe_seed, run_id, step, task.sample_noise))
+    activations = extract_activations(model, probe_images(probe), layers=layers, seed=seed,
+                                      device=resolve_device(task.device))
+    metrics = builtin_metrics(task.metrics)
+    summaries = summarise_layers(activations, layers, metrics, array_device(task.device))
+    if resampled or not plugin_metrics(task.metrics):
+        return summaries
+    from vaesim.similarity import MeasureSummaries
+
+    custom = plugin_summary_values(activations, task.metrics)
+    return {name: MeasureSummaries(s.n, s, custom.get(name, {})) for name, s in summaries.items()}
 
 
 def summarise_layers(activations: dict, layers, metrics, device, meter: TaskProgress | None = None) -> dict:
@@ -393,10 +427,17 @@ RESAMPLED_SUFFIX = "/resampled"  # the second eps of a noise-floor recording: no
 
 def write_plugin_summaries(summary_file: Path, activations: dict, metrics) -> None:
     """Plug-in measures' summaries of each layer beside ``summary_file`` (nothing without plug-ins)."""
-    from vaesim.similarity import plugin_summaries
 
     if not plugin_metrics(metrics):
         return
+    target = Path(plugin_path(str(summary_file)))
+    save_plugin_summaries(target, plugin_summary_values(activations, metrics))
+    write_checksum(target)
+
+
+def plugin_summary_values(activations: dict, metrics) -> dict:
+    """``{layer: {measure: summary}}`` of the plug-in measures (a pair-only measure keeps the activations)."""
+    from vaesim.similarity import plugin_summaries
     from vaesim.similarity.validation import as_matrix
 
     stored = {}
@@ -405,9 +446,7 @@ def write_plugin_summaries(summary_file: Path, activations: dict, metrics) -> No
         for metric in plugin_metrics(metrics):  # a pair-only measure reads the activations themselves
             if metric not in stored[name]:
                 stored[name][metric] = np.asarray(as_matrix(x, name), dtype=np.float64)
-    target = Path(plugin_path(str(summary_file)))
-    save_plugin_summaries(target, stored)
-    write_checksum(target)
+    return stored
 
 
 def with_plugin_summaries(summary_file: Path, summaries: dict, metrics) -> dict:
@@ -447,8 +486,14 @@ def model_key(run_id: str, step: int) -> str:
 
 def load_checked_summaries(root: Path, run_id: str, step: int, task: CompareTask, *,
                            resampled: bool = False) -> dict:
-    """Summaries of one checkpoint (its second-eps recording when ``resampled``), verified; recomputed if corrupt."""
+    """Summaries of one checkpoint (its second-eps recording when ``resampled``), verified; recomputed if corrupt.
+
+    With spec ``summaries: cache`` they are computed from the checkpoint in memory and never stored.
+    """
     from vaesim.similarity import load_summaries
+
+    if task.cache_summaries:
+        return checkpoint_summaries(root, task.extract_task(run_id, step), resampled=resampled)
 
     path = root / (layout.resampled_path if resampled else layout.summary_path)(run_id, step)
     metrics = builtin_metrics(task.metrics) if resampled else task.metrics  # the noise floor uses built-ins only

@@ -7,7 +7,7 @@ import yaml
 
 from vaesim.cli import main
 from vaesim.study.estimate import (
-    Calibration, estimate, format_plan, linear, procrustes_pair_seconds, spread, summary_bytes, summary_seconds,
+    RUN_LOG_BYTES_PER_STEP, Calibration, estimate, format_plan, linear, procrustes_pair_seconds, spread, summary_bytes, summary_seconds,
 )
 from vaesim.study.plan import plan_study
 
@@ -52,7 +52,8 @@ def test_estimate_counts_every_stage_of_the_plan(tiny_spec):
     runs, steps = 8, 20  # the tiny grid: 2 objectives x 2 values x 2 seeds, 20 steps; 2 at once on 2 cores
     assert by_stage["train"].tasks == runs and by_stage["train"].seconds == pytest.approx(runs * steps * 0.5 / 2)
     checkpoints = len(tiny_spec.recorded_steps())
-    assert by_stage["train"].bytes == runs * checkpoints * 1000
+    logged = steps // tiny_spec.training.log_every + checkpoints  # metrics rows, checkpoint JSON and sums
+    assert by_stage["train"].bytes == runs * checkpoints * 1000 + runs * logged * RUN_LOG_BYTES_PER_STEP
     assert by_stage["extract"].tasks == runs * checkpoints
     assert by_stage["compare"].tasks == len(plan.tasks["compare"]) and by_stage["compare"].seconds > 0
     text = format_plan(plan, estimates, calibration)

@@ -56,11 +56,42 @@ def register(subparsers) -> None:
     verify.add_argument("dir", help="study directory")
     verify.set_defaults(func=_verify)
 
-    query = subparsers.add_parser("query", help="run SQL (DuckDB) over a study's results; views results, runs")
-    query.add_argument("dir", help="study directory")
-    query.add_argument("sql", help='e.g. "SELECT comparison, count(*) FROM results GROUP BY 1"')
+    from vaesim.study.sql import QUERY_MEMORY_LIMIT, QUERY_TEMP_LIMIT, QUERY_TIMEOUT_S
+
+    query = subparsers.add_parser(
+        "query", help="run SQL (DuckDB) over the stored scores of one or more studies",
+        description="Run one DuckDB SQL query over the stored tables of DIR (several DIRs: each view is their union "
+                    "and gains a `study` column holding the directory as given). Views: results (one row per layer "
+                    "pair and metric), runs, training_metrics, latents, disentanglement. Every file is verified "
+                    "against its checksum first; the query can read nothing outside the studies' tables. Limits: "
+                    f"the query is stopped after --timeout seconds (default {QUERY_TIMEOUT_S:g}), DuckDB keeps at "
+                    f"most --memory-limit in memory (default {QUERY_MEMORY_LIMIT}) and spills the rest into a "
+                    f"temporary directory of at most --temp-limit (default {QUERY_TEMP_LIMIT}), removed afterwards; "
+                    "Ctrl-C stops a query at once. Plug-in code named by a study is never imported.")
+    query.add_argument("dirs", nargs="+", metavar="DIR", help="study directory (give several to query them together)")
+    query.add_argument("sql", metavar="SQL", help='e.g. "SELECT comparison, count(*) FROM results GROUP BY 1"')
     query.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    query.add_argument("--timeout", type=_seconds, default=QUERY_TIMEOUT_S, metavar="SECONDS",
+                       help=f"stop the query after SECONDS (default {QUERY_TIMEOUT_S:g}; 0 = no limit)")
+    query.add_argument("--memory-limit", default=QUERY_MEMORY_LIMIT, metavar="SIZE",
+                       help=f"DuckDB's memory limit, e.g. 8GB (default {QUERY_MEMORY_LIMIT})")
+    query.add_argument("--temp-limit", default=QUERY_TEMP_LIMIT, metavar="SIZE",
+                       help=f"most disk DuckDB may spill to, in a temporary directory (default {QUERY_TEMP_LIMIT})")
     query.set_defaults(func=_query)
+
+
+def _seconds(text: str) -> float:
+    """A finite, non-negative number of seconds (argparse type)."""
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0 (0 = no limit); got {text!r}")
+    return value
 
 
 def _run(args) -> int:
@@ -135,9 +166,10 @@ def _verify(args) -> int:
 def _query(args) -> int:
     import pandas as pd
 
-    from vaesim.study.store import query
+    from vaesim.study.sql import query
 
-    frame = query(args.dir, args.sql)
+    dirs = args.dirs if len(args.dirs) > 1 else args.dirs[0]
+    frame = query(dirs, args.sql, timeout=args.timeout, memory_limit=args.memory_limit, temp_limit=args.temp_limit)
     if args.csv:
         frame.to_csv(sys.stdout, index=False)
     else:

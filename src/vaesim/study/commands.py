@@ -46,7 +46,7 @@ def register(subparsers) -> None:
     status.add_argument("dir", help="study directory")
     status.add_argument("--watch", type=float, default=None, metavar="SECONDS",
                         help="refresh every SECONDS while a runner is working")
-    status.set_defaults(func=_status)
+    status.set_defaults(func=_status, inspects=True)
 
     verify = study_commands.add_parser(
         "verify", help="check every file of a study against its recorded checksum; change nothing",
@@ -54,7 +54,7 @@ def register(subparsers) -> None:
                     "run table of DIR and compare it with its recorded SHA-256. Lists each problem with what a "
                     "rerun of `vaesim study run` will do about it. Exit status 0 when all match, 1 otherwise.")
     verify.add_argument("dir", help="study directory")
-    verify.set_defaults(func=_verify)
+    verify.set_defaults(func=_verify, inspects=True)
 
     from vaesim.study.sql import QUERY_MEMORY_LIMIT, QUERY_TEMP_LIMIT, QUERY_TIMEOUT_S
 
@@ -77,7 +77,7 @@ def register(subparsers) -> None:
                        help=f"DuckDB's memory limit, e.g. 8GB (default {QUERY_MEMORY_LIMIT})")
     query.add_argument("--temp-limit", default=QUERY_TEMP_LIMIT, metavar="SIZE",
                        help=f"most disk DuckDB may spill to, in a temporary directory (default {QUERY_TEMP_LIMIT})")
-    query.set_defaults(func=_query)
+    query.set_defaults(func=_query, inspects=True)
 
 
 def _seconds(text: str) -> float:
@@ -113,12 +113,13 @@ def _plan(args) -> int:
     from vaesim.study.plan import plan_study
     from vaesim.study.runner import load_checked_spec
 
+    measuring = not args.no_calibrate  # only the calibration runs the measures, plug-ins included
     try:
-        spec = load_checked_spec(args.spec)
+        spec = load_checked_spec(args.spec, import_plugins=measuring)
     except FileNotFoundError as error:  # missing data files: still plan, and say what to fetch
         from vaesim.study.spec import load_spec
 
-        spec = load_spec(args.spec)
+        spec = load_spec(args.spec, import_plugins=measuring)
         print(f"note: {error}", file=sys.stderr)
     plan = plan_study(spec)
     if args.no_calibrate:

@@ -100,10 +100,10 @@ def missing_data_problems(datasets, root) -> list[str]:
     return problems
 
 
-def load_checked_spec(spec) -> StudySpec:
+def load_checked_spec(spec, *, import_plugins: bool = True) -> StudySpec:
     """:func:`load_spec`, then :func:`check_inputs`; an invalid spec's error also lists its missing files."""
     try:
-        spec = load_spec(spec)
+        spec = load_spec(spec, import_plugins=import_plugins)
     except ValueError as error:
         raw = _raw_spec(spec)
         missing = missing_data_problems(raw.get("datasets") or [], raw.get("dataset_root")) if raw else []
@@ -538,7 +538,7 @@ def study_status(out_dir) -> StudyStatus:
     if not spec_file.is_file():
         raise FileNotFoundError(f"{out_dir} is not a study directory (no {SPEC_FILE}); "
                                 f"start one with `vaesim study run SPEC --out {shlex.quote(str(out_dir))}`")
-    plan = plan_study(load_spec(spec_file))
+    plan = plan_study(load_spec(spec_file, import_plugins=False))  # inspection runs no plug-in code
     stages, corrupt = {}, {}
     for stage in STAGES:
         tasks = plan.tasks[stage]

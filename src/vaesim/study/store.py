@@ -143,7 +143,7 @@ def planned_result_files(study_dir: str | os.PathLike) -> list[Path]:
     imported = imported_result_files(study_dir)
     if imported is not None:
         return imported
-    plan = plan_study(load_spec(study_dir / "spec.yaml"))
+    plan = plan_study(load_spec(study_dir / "spec.yaml", import_plugins=False))
     return [study_dir / task.outputs[0] for task in plan.tasks["compare"]]
 
 

@@ -66,7 +66,7 @@ def verify_study(study_dir) -> VerifyReport:
     spec_file = root / "spec.yaml"
     if not spec_file.is_file():
         raise FileNotFoundError(f"{root} is not a study directory (no spec.yaml)")
-    plan = plan_study(load_spec(spec_file))
+    plan = plan_study(load_spec(spec_file, import_plugins=False))  # inspection runs no plug-in code
     report = VerifyReport(root)
     _verify_runs(root, plan, report)
     _verify_sidecars(root, plan, report)

@@ -141,8 +141,25 @@ def _show(args) -> int:
     return 0
 
 
+def _imported_store(directory: str):
+    """The verify report of a store made by ``vaesim import`` (None for a study directory)."""
+    from pathlib import Path
+
+    from vaesim.study.store import verify_imported_store
+
+    return verify_imported_store(Path(directory)) if (Path(directory) / "spec.yaml").is_file() else None
+
+
 def _status(args) -> int:
     from vaesim.study.runner import study_status
+
+    imported = _imported_store(args.dir)
+    if imported is not None:  # no plan and no runner: what is there, and whether it is intact
+        state = "all files match their checksums" if imported.ok else f"{len(imported.problems)} problem(s): " \
+            f"run `vaesim study verify {shlex.quote(args.dir)}`"
+        print(f"study {args.dir}: a store made by `vaesim import` ({imported.checked} file(s): results files and "
+              f"runs table); nothing to run; {state}")
+        return 0
 
     while True:
         status = study_status(args.dir)
@@ -159,7 +176,7 @@ def _status(args) -> int:
 def _verify(args) -> int:
     from vaesim.study.verify import verify_study
 
-    report = verify_study(args.dir)
+    report = _imported_store(args.dir) or verify_study(args.dir)
     print(report.format())
     return 0 if report.ok else 1
 

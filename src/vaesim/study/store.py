@@ -171,6 +171,34 @@ def imported_result_files(study_dir: Path) -> list[Path] | None:
     return files
 
 
+def verify_imported_store(study_dir: Path):
+    """``study verify`` / ``study status`` of a store made by ``vaesim import`` (None for a study directory).
+
+    Checks every results file its ``import.json`` lists and ``runs.parquet`` against their sidecars and
+    returns a :class:`vaesim.study.verify.VerifyReport` (an import has no plan: nothing is pending).
+    """
+    from vaesim.study.verify import Problem, VerifyReport
+
+    files = imported_result_files(study_dir)
+    if files is None:
+        return None
+    report = VerifyReport(study_dir)
+    source = "the source files"
+    try:
+        source = json.loads((study_dir / "import.json").read_text())["source"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    again = (f"cannot recompute an import: run `vaesim import vae-ld {shlex.quote(str(source))} --out "
+             f"{shlex.quote(str(study_dir))} --overwrite`")
+    for path in files + [study_dir / RUNS_TABLE]:
+        report.checked += 1
+        if not path.is_file() or not Path(checksum_path(str(path))).is_file():
+            report.problems.append(Problem(str(path.relative_to(study_dir)), "missing (or its sidecar)", again))
+        elif not verified(path):
+            report.problems.append(Problem(str(path.relative_to(study_dir)), "does not match its checksum", again))
+    return report
+
+
 def result_files(study_dir: str | os.PathLike) -> list[Path]:
     """Finished results files of the study's plan (with their sidecar; not verified).
 

@@ -527,6 +527,19 @@ class StudyStatus:
         return "\n".join(lines)
 
 
+def read_failures(path: Path) -> list[dict]:
+    """The last run's failures (``failures.json``); an unreadable or garbled file is reported as one entry."""
+    try:
+        failures = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        failures = error
+    if isinstance(failures, list) and all(isinstance(f, dict) and {"task_id", "error"} <= set(f) for f in failures):
+        return failures
+    what = f"({type(failures).__name__}: {failures})" if isinstance(failures, Exception) else "(not a list of failures)"
+    logger.warning("%s is unreadable %s; its failures are not shown", path, what)
+    return [{"task_id": "?", "error": f"{path.name} is unreadable {what:.200}; the next run rewrites it"}]
+
+
 # Stages whose (small) outputs status hashes every time; summaries and checkpoints: `vaesim study verify`.
 VERIFIED_BY_STATUS = ("probe", "compare", "store")
 
@@ -554,7 +567,7 @@ def study_status(out_dir) -> StudyStatus:
     failures = []
     failures_file = out_dir / FAILURES_FILE
     if failures_file.is_file() and running is None:
-        failures = json.loads(failures_file.read_text())
+        failures = read_failures(failures_file)
     from vaesim.study.provenance import last_command
 
     return StudyStatus(out_dir, stages, running, failures, stale, corrupt, last_command(out_dir))

@@ -27,6 +27,7 @@ from vaesim.study.measures import plugin_path
 from vaesim.study.plan import STAGES, StudyPlan, Task, plan_study, spec_differences
 from vaesim.study.progress import clear_progress
 from vaesim.study.provenance import ProvenanceRecorder
+from vaesim.study.shapes import set_aside_wrong_kinds
 from vaesim.study.spec import StudySpec, TaskResources, load_spec, param_name
 from vaesim.study.stages import corrupt_outputs, drop_checkpoints_from, outputs_done, read_sums, store_is_stale
 from vaesim.study.store import discard
@@ -325,8 +326,10 @@ def run_study(spec, out_dir, *, executor: str = "local", workers: int | None = N
     # The lock comes first: a runner that is refused has changed nothing (not even spec.yaml).
     with StudyLock(out_dir, executor):
         remove_leftovers(out_dir)
-        prepare_directory(spec, out_dir, force=force)
         plan = plan_study(spec)
+        set_aside_wrong_kinds(out_dir, [SPEC_FILE, FAILURES_FILE] + [o for ts in plan.tasks.values() for t in ts
+                                                                     for o in t.outputs])
+        prepare_directory(spec, out_dir, force=force)
         runner = make_executor(executor, workers=workers, address=address,
                                max_retries=spec.resources.max_retries, threads=threads)
         failures: list[TaskFailure] = []

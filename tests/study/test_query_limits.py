@@ -116,7 +116,6 @@ def test_limits_are_stated_in_help_and_applied(two_stores, capsys):
     assert settings.m.iloc[0] in ("244.1 MiB", "256.0 MB", "256MB")
     spill = Path(settings.t.iloc[0])
     assert spill.name.startswith("vaesim-query-") and not spill.exists()  # private, removed afterwards
-    assert not (Path.cwd() / ".tmp").exists() or (Path.cwd() / ".tmp").stat().st_mtime < time.time() - 60
     assert main(["query", str(a), "SELECT 1", "--memory-limit", "lots"]) == 2
     assert "--memory-limit: expected a size such as 4GB" in capsys.readouterr().err
     with pytest.raises(SystemExit):
@@ -167,3 +166,12 @@ def test_truncated_disentanglement_table_gets_the_verified_read_error(two_stores
     assert main(["query", str(a), "SELECT * FROM disentanglement"]) == 2
     err = capsys.readouterr().err
     assert "do not match their checksum" in err and "magic" not in err.lower()
+
+
+def test_a_query_over_the_memory_and_spill_limits_gets_one_line(two_stores, capsys):
+    a, _ = two_stores
+    grouping = "SELECT count(*) FROM (SELECT x.range AS v, count(*) FROM range(20000000) x GROUP BY v)"
+    assert main(["query", str(a), grouping, "--memory-limit", "30MB", "--temp-limit", "5MB"]) == 2
+    err = capsys.readouterr().err
+    assert "the query needs more than the memory limit (--memory-limit) and the spill space (--temp-limit)" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -72,9 +72,13 @@ def query(study_dir: str | os.PathLike | list, sql: str, *, timeout: float | Non
             sources[view].append((label, files))
             allowed += files
     with tempfile.TemporaryDirectory(prefix="vaesim-query-") as spill:
-        con = duckdb.connect(config={"memory_limit": _size(memory_limit, "--memory-limit"),
-                                     "temp_directory": spill,
-                                     "max_temp_directory_size": _size(temp_limit, "--temp-limit")})
+        limits = {"memory_limit": _size(memory_limit, "--memory-limit"), "temp_directory": spill,
+                  "max_temp_directory_size": _size(temp_limit, "--temp-limit")}
+        try:
+            con = duckdb.connect(config=limits)
+        except duckdb.Error as error:
+            raise ValueError(f"query: DuckDB refused the limits --memory-limit {memory_limit!r} / --temp-limit "
+                             f"{temp_limit!r} ({error}); give sizes such as 4GB") from None
         try:
             try:
                 for view, parts in sources.items():
@@ -93,7 +97,10 @@ def query(study_dir: str | os.PathLike | list, sql: str, *, timeout: float | Non
                                  f"{', '.join(RESULT_COLUMNS)}{', study' if several else ''}); files outside the "
                                  "study cannot be read or written from a query") from None
         finally:
-            con.close()
+            try:
+                con.close()
+            except duckdb.Error:  # still busy after a second Ctrl-C: the process is ending anyway
+                pass
 
 
 def _view_files(study_dir: Path) -> dict[str, list[str]]:

@@ -32,6 +32,7 @@ def planted_study(root: Path, tag: str) -> tuple[Path, Path]:
     spec = copy.deepcopy(TINY)
     spec.update(plugins=[module], metrics=["cka", "planted_measure"])
     (root / "spec.yaml").write_text(yaml.safe_dump(spec))
+    (root / "results").mkdir()  # readers then plan the study to know its results files
     return root, marker
 
 

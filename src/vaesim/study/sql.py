@@ -55,13 +55,13 @@ def query(study_dir: str | os.PathLike | list, sql: str, *, timeout: float | Non
     """
     import duckdb
 
-    from vaesim.study.store import RESULT_COLUMNS, resolved, study_dir_of
+    from vaesim.study.store import RESULT_COLUMNS, _study_dir, resolved
 
     if not _statements(sql):
         raise ValueError(f"query: the SQL {sql!r} holds no statement (empty, only comments or ';'); give a query "
                          "such as \"SELECT comparison, count(*) FROM results GROUP BY 1\"")
     several = isinstance(study_dir, (list, tuple))
-    dirs = [study_dir_of(d) for d in (study_dir if several else [study_dir])]
+    dirs = [_study_dir(d) for d in (study_dir if several else [study_dir])]
     labels = [str(d) for d in dirs]
     if several and len(set(map(resolved, dirs))) != len(dirs):
         raise ValueError(f"query: the same study is named twice in {labels}; name each study once")

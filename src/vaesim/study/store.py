@@ -247,7 +247,7 @@ def load_results(study_dir: str | os.PathLike, *, comparison: str | None = None)
     ``params``, ``objectives``, ``factors``). Raises FileNotFoundError when
     ``study_dir`` is not a study directory.
     """
-    study_dir = study_dir_of(study_dir)
+    study_dir = _study_dir(study_dir)
     files = result_files(study_dir)
     if comparison is not None:
         files = [f for f in files if f.name.startswith(comparison + "__")]
@@ -261,17 +261,17 @@ def load_results(study_dir: str | os.PathLike, *, comparison: str | None = None)
 
 def load_runs(study_dir: str | os.PathLike) -> pd.DataFrame:
     """``runs.parquet``: one row per run (FileNotFoundError before the store stage ran)."""
-    return pd.read_parquet(table_path(study_dir_of(study_dir), RUNS_TABLE))
+    return pd.read_parquet(table_path(_study_dir(study_dir), RUNS_TABLE))
 
 
 def load_training_metrics(study_dir: str | os.PathLike) -> pd.DataFrame:
     """``training_metrics.parquet``: every logged step of every run (column ``run`` names the run)."""
-    return pd.read_parquet(table_path(study_dir_of(study_dir), TRAINING_METRICS_TABLE))
+    return pd.read_parquet(table_path(_study_dir(study_dir), TRAINING_METRICS_TABLE))
 
 
 def load_latents(study_dir: str | os.PathLike) -> pd.DataFrame:
     """``latents.parquet``: per run, recorded checkpoint and latent dimension (mean_variance, posterior_variance, kl)."""
-    return pd.read_parquet(table_path(study_dir_of(study_dir), LATENTS_TABLE))
+    return pd.read_parquet(table_path(_study_dir(study_dir), LATENTS_TABLE))
 
 
 def resolved(path: Path) -> Path:
@@ -289,7 +289,7 @@ def check_inside(paths: list[Path], study_dir: Path) -> None:
                          "refused); copy the files into the study or query that other study itself")
 
 
-def study_dir_of(study_dir: str | os.PathLike) -> Path:
+def _study_dir(study_dir: str | os.PathLike) -> Path:
     path = Path(study_dir)
     if not (path / "spec.yaml").is_file():
         raise FileNotFoundError(

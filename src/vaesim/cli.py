@@ -46,6 +46,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def drop_current_directory_from_path() -> None:
+    """Remove the current directory from ``sys.path`` (``python -m`` and ``python -c`` put it first).
+
+    Called by the commands that only inspect a study (``status``, ``verify``, ``query``, ``report``): run
+    inside a study directory received from someone else, they must not import a module planted there under
+    the name of a library they load later (``duckdb.py``, ``pandas.py``, a spec's ``plugins:``).
+    """
+    import os
+
+    here = os.path.realpath(os.getcwd())
+    kept = [entry for entry in sys.path if os.path.realpath(entry or ".") != here]
+    if len(kept) != len(sys.path):
+        logging.getLogger(__name__).debug("not importing from the current directory %s (an inspecting command)", here)
+        sys.path[:] = kept
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -54,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    if getattr(args, "inspects", False):
+        drop_current_directory_from_path()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -24,7 +24,8 @@ def register(subparsers) -> None:
     vae_ld.add_argument("--dataset", default="unknown",
                         help="dataset name when the files are not under their latent_N/<dataset>/ folders")
     vae_ld.add_argument("--n", type=int, default=0, help="number of examples the scores used (0 = unknown)")
-    vae_ld.add_argument("--overwrite", action="store_true", help="replace results already in DIR")
+    vae_ld.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier import of the same SRC in DIR (never a study or other files)")
     vae_ld.set_defaults(func=run_import_vae_ld)
     parser.set_defaults(func=lambda args: parser.print_help() or 0)
 
@@ -34,6 +35,11 @@ def run_import_vae_ld(args) -> int:
 
     summary = import_vae_ld(args.src, args.out, dataset=args.dataset, n=args.n, overwrite=args.overwrite)
     print(f"imported {summary.files} files, {summary.rows:,} scores into {summary.out_dir}")
+    if summary.non_finite:
+        print(f"{summary.non_finite:,} score(s) are NaN or infinite in the source files: imported with the note "
+              "'not finite in the source file' (find them with `WHERE NOT isfinite(score)`)")
+    if summary.duplicates:
+        print(f"{summary.duplicates:,} score(s) appear in more than one file with the same value: imported once")
     if summary.unmapped:
         skipped = ", ".join(f"{name} ({count})" for name, count in summary.unmapped.items())
         print(f"not imported (no vaesim layer): {skipped}; see {summary.out_dir / 'import.json'}")

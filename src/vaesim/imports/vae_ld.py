@@ -36,9 +36,13 @@ the ``n=`` argument (0 = unknown).
 
 from __future__ import annotations
 
+import io
+import json
 import logging
+import os
 import math
 import re
+import stat
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +83,11 @@ M2_INFO = ("m2_name", "p2_name", "p2_value", "m2_seed")
 INFO_COLUMNS = set(M1_INFO + M2_INFO + ("m1_epoch", "m2_epoch"))
 _ORDER = {name: i for i, name in enumerate(LAYER_NAMES)}
 _EPOCH = re.compile(r"epoch_(\d+)")
+#: the most bytes read from one source file (one compute_similarity table is a few kB)
+MAX_FILE_BYTES = 64 * 1024 * 1024
+INT64_MAX = 2**63 - 1
+#: measures whose scores lie in [0, 1]; a score outside it is refused
+UNIT_INTERVAL_METRICS = ("cka", "linear_cka", "procrustes")
 
 
 def map_layer(name: str) -> str | None:
@@ -98,6 +107,8 @@ class ImportSummary:
     rows: int
     unmapped: dict  # {their layer name: number of scores skipped}
     out_dir: Path
+    non_finite: int = 0  # NaN / inf scores imported (each with a note)
+    duplicates: int = 0  # scores found again, with the same value, in another file (imported once)
 
 
 def run_id(name: str, param_name: str, value: float, seed: int) -> str:
@@ -113,17 +124,28 @@ def _dataset_from_path(path: Path, default: str) -> str:
 
 
 def read_vae_ld_file(path: str | Path) -> tuple[dict, pd.DataFrame]:
-    """(info, scores) of one TSV: info = the model columns (+ ``metric``, ``labels``); scores rows x columns."""
+    """(info, scores) of one TSV: info = the model columns (+ ``metric``, ``labels``); scores rows x columns.
+
+    Only a regular file of at most :data:`MAX_FILE_BYTES` is read (a FIFO or a device named ``*.tsv`` would
+    be read forever); ValueError names the file and what is wrong with it.
+    """
     path = Path(path)
+    text = _read_regular(path)
     try:
-        table = pd.read_csv(path, sep="\t", index_col=0)
+        table = pd.read_csv(io.StringIO(text), sep="\t", index_col=0)
     except Exception as error:
         raise ValueError(f"{path}: not a tab-separated similarity file ({error})") from None
     missing = [c for c in M1_INFO if c not in table.columns]
     if missing:
         raise ValueError(f"{path}: expected the model-info columns {list(M1_INFO)} of VAE_learning_dynamics' "
                          f"compute_similarity, missing {missing}; found columns {list(table.columns)}")
+    if table.empty:
+        raise ValueError(f"{path}: holds a header but no rows of scores; expected one row per layer of the "
+                         "first model, as compute_similarity writes it")
     info = {c: table[c].iloc[0] for c in table.columns if c in INFO_COLUMNS}
+    for column in ("m1_seed", "m2_seed", "m1_epoch", "m2_epoch"):
+        if column in info:
+            info[column] = _count(info[column], column, path)
     labels = "m2_name" not in table.columns
     if not labels and any(c not in table.columns for c in M2_INFO + ("m1_epoch", "m2_epoch")):
         raise ValueError(f"{path}: a model-pair file needs {list(M2_INFO) + ['m1_epoch', 'm2_epoch']}")
@@ -137,9 +159,62 @@ def read_vae_ld_file(path: str | Path) -> tuple[dict, pd.DataFrame]:
         epochs = _EPOCH.findall(stem)
         if not epochs:
             raise ValueError(f"{path}: a labels file name must hold the checkpoint's 'epoch_N'")
-        info["m1_epoch"] = int(epochs[-1])
+        info["m1_epoch"] = _count(epochs[-1], "the epoch in the file name", path)
+    for column in ("p1_value", "p2_value"):
+        if column in info:
+            try:
+                info[column] = float(info[column])
+            except (TypeError, ValueError):
+                raise ValueError(f"{path}: {column} must be a number; got {info[column]!r}") from None
     scores = table[[c for c in table.columns if c not in INFO_COLUMNS]]
-    return info, scores.astype(np.float64)
+    try:
+        scores = scores.astype(np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: the scores must be numbers ({error})") from None
+    if info["metric"] in UNIT_INTERVAL_METRICS:
+        values = scores.to_numpy()
+        outside = np.isfinite(values) & ((values < 0) | (values > 1))
+        if outside.any():
+            raise ValueError(f"{path}: {int(outside.sum())} {info['metric']} score(s) outside [0, 1] (first: "
+                             f"{values[outside][0]!r}); a {info['metric']} similarity lies in [0, 1]: this is not a "
+                             "file of such scores")
+    return info, scores
+
+
+def _read_regular(path: Path) -> str:
+    """The text of ``path`` if it is a regular file of at most :data:`MAX_FILE_BYTES` (ValueError otherwise)."""
+    try:
+        info = path.stat()
+    except OSError as error:
+        raise ValueError(f"{path}: cannot be read ({error.strerror or error})") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device" if stat.S_ISCHR(info.st_mode) or \
+            stat.S_ISBLK(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else "not a regular file"
+        raise ValueError(f"{path}: is {kind}; expected a regular TSV file written by compute_similarity")
+    if info.st_size > MAX_FILE_BYTES:
+        raise ValueError(f"{path}: {info.st_size:,} bytes, over the limit of {MAX_FILE_BYTES:,} bytes per file "
+                         "(one compute_similarity file holds one layer-by-layer table of a few kB)")
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:  # grew while read
+        raise ValueError(f"{path}: more than the limit of {MAX_FILE_BYTES:,} bytes per file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file (not UTF-8); expected a TSV written by compute_similarity") \
+            from None
+
+
+def _count(value, column: str, path: Path) -> int:
+    """A seed or epoch: an integer in [0, 2**63 - 1] (ValueError naming the file and column otherwise)."""
+    try:
+        number = float(value) if not isinstance(value, (int, np.integer)) else value
+        whole = int(number)
+    except (TypeError, ValueError, OverflowError):
+        whole, number = None, value
+    if whole is None or whole != number or not 0 <= whole <= INT64_MAX:
+        raise ValueError(f"{path}: {column} must be a whole number from 0 to {INT64_MAX}; got {value!r}")
+    return whole
 
 
 def _rows(path: Path, info: dict, scores: pd.DataFrame, dataset: str, n: int, unmapped: Counter) -> list[dict]:
@@ -180,6 +255,7 @@ def _rows(path: Path, info: dict, scores: pd.DataFrame, dataset: str, n: int, un
                 b_run=run_id(b[0], b[1], b[2], b[3]), b_objective=b[0], b_param_name=b[1], b_param=b[2],
                 b_seed=b[3], b_step=tb, b_epoch=float(tb), b_layer=lb, n=int(n), score=float(score),
                 note="" if math.isfinite(float(score)) else "not finite in the source file",
+                source=str(path),
             ))
     return out
 
@@ -190,43 +266,56 @@ def import_vae_ld(src: str | Path, out_dir: str | Path, *, dataset: str = "unkno
 
     Writes ``spec.yaml`` (name, source, what was imported), one checksummed
     ``results/vae_ld__<k>.parquet`` per source folder, ``runs.parquet`` (one row
-    per model) and ``import.json`` (files, rows, unmapped layer names).
+    per model) and ``import.json`` (files, rows, unmapped layer names, NaN/inf
+    scores, scores found twice).
+
+    ``out_dir`` must be empty, new, or (with ``overwrite``) an earlier import
+    of the same ``src``: a study or anything else there is never replaced.
+    Only regular files inside ``src`` are read (a symlink leading outside it
+    is refused). The same score found in two files is imported once and
+    counted; found with two different values, the import is refused.
 
     Raises:
         FileNotFoundError: ``src`` missing or holding no ``.tsv``.
-        ValueError: ``out_dir`` already holds results (without ``overwrite``), or a bad file.
+        ValueError: ``out_dir`` holds something else, a bad file, ``n`` < 0, conflicting scores.
     """
     from vaesim.study.store import RESULT_SCHEMA, write_table
     from vaesim.utils import atomic_write_json, atomic_write_text
 
     src, out_dir = Path(src), Path(out_dir)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= INT64_MAX:
+        raise ValueError(f"vaesim import vae-ld: --n (the number of examples behind the scores) must be a whole "
+                         f"number >= 0 (0 = unknown); got {n!r}")
     if not src.exists():
         raise FileNotFoundError(f"vaesim import vae-ld: source {src} does not exist; give the folder of TSV files")
     files = sorted(src.rglob("*.tsv")) if src.is_dir() else [src]
     if not files:
         raise FileNotFoundError(f"vaesim import vae-ld: no .tsv files under {src}; expected the files written by "
                                 "VAE_learning_dynamics' bin/compute_similarity")
-    if (out_dir / "results").exists() and any((out_dir / "results").iterdir()) and not overwrite:
-        raise ValueError(f"vaesim import vae-ld: {out_dir}/results already holds results; choose an empty --out "
-                         "or pass --overwrite")
+    if src.is_dir():
+        root = Path(os.path.realpath(src))
+        outside = [p for p in files if not Path(os.path.realpath(p)).is_relative_to(root)]
+        if outside:
+            raise ValueError(f"vaesim import vae-ld: {len(outside)} file(s) under {src} are symlinks leading outside "
+                             f"it (first: {outside[0]} -> {os.path.realpath(outside[0])}); only files inside SRC are "
+                             "read: copy them into SRC")
+    previous = _check_out_dir(src, out_dir, overwrite)
     unmapped: Counter = Counter()
     by_folder: dict[Path, list[dict]] = {}
     for path in files:
         info, scores = read_vae_ld_file(path)
         rows = _rows(path, info, scores, _dataset_from_path(path, dataset), n, unmapped)
         by_folder.setdefault(path.parent, []).extend(rows)
-    total = 0
+    frames, duplicates = _distinct_scores(by_folder)
+    total, non_finite = 0, 0
     runs = {}
     written: list[str] = []
-    for k, (folder, rows) in enumerate(sorted(by_folder.items())):
-        if not rows:
-            continue
-        frame = pd.DataFrame(rows)[list(RESULT_SCHEMA.names)]
-        frame = frame.drop_duplicates(["comparison", "metric", "a_run", "a_step", "a_layer", "b_run", "b_step",
-                                       "b_layer"])
-        write_table(out_dir / "results" / f"vae_ld__{k:05d}.parquet", frame, RESULT_SCHEMA, checksum=True)
-        written.append(f"results/vae_ld__{k:05d}.parquet")
+    for k, frame in enumerate(frames):
+        name = f"results/vae_ld__{k:05d}.parquet"
+        write_table(out_dir / name, frame, RESULT_SCHEMA, checksum=True)
+        written.append(name)
         total += len(frame)
+        non_finite += int((~np.isfinite(frame["score"].to_numpy())).sum())
         for side in ("a", "b"):
             for r in frame.drop_duplicates(f"{side}_run").itertuples():
                 runs[getattr(r, f"{side}_run")] = dict(
@@ -237,6 +326,7 @@ def import_vae_ld(src: str | Path, out_dir: str | Path, *, dataset: str = "unkno
         write_table(out_dir / "runs.parquet", pd.DataFrame(sorted(runs.values(), key=lambda r: r["run_id"])),
                     checksum=True)
     manifest = {"source": str(src.resolve()), "files": len(files), "rows": total, "results_files": written,
+                "non_finite_scores": non_finite, "duplicate_scores": duplicates,
                 "unmapped_layers": dict(sorted(unmapped.items())),
                 "duplicate_layers": DUPLICATE_LAYERS, "layer_map": LAYER_MAP}
     atomic_write_json(out_dir / "import.json", manifest)
@@ -246,5 +336,72 @@ def import_vae_ld(src: str | Path, out_dir: str | Path, *, dataset: str = "unkno
                        f"by `vaesim import vae-ld`; {len(files)} files, {total} rows; not a runnable study spec",
         "imported_from": "vae_ld",
     }, sort_keys=False))
+    from vaesim.study.store import discard
+
+    for stale in sorted(set(previous) - set(written)):  # an earlier import's files this one does not hold
+        discard(out_dir / stale)
     log.info("imported %d files, %d rows into %s; unmapped layers: %s", len(files), total, out_dir, dict(unmapped))
-    return ImportSummary(len(files), total, dict(unmapped), out_dir)
+    return ImportSummary(len(files), total, dict(unmapped), out_dir, non_finite, duplicates)
+
+
+def _check_out_dir(src: Path, out_dir: Path, overwrite: bool) -> list[str]:
+    """Refuse an ``out_dir`` that holds anything but an earlier import of ``src``; that import's results files."""
+    if not out_dir.exists():
+        return []
+    if not out_dir.is_dir():
+        raise ValueError(f"vaesim import vae-ld: --out {out_dir} is a file, not a directory; choose a new directory")
+    entries = sorted(p.name for p in out_dir.iterdir())
+    if not entries:
+        return []
+    manifest = {}
+    try:
+        manifest = json.loads((out_dir / "import.json").read_text(encoding="utf-8"))
+        recorded = yaml.safe_load((out_dir / "spec.yaml").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        recorded = None
+    earlier = (isinstance(recorded, dict) and recorded.get("imported_from") == "vae_ld"
+               and isinstance(manifest, dict) and isinstance(manifest.get("results_files"), list))
+    if not earlier:
+        what = "a vaesim study (spec.yaml)" if "spec.yaml" in entries else "other files"
+        listing = ", ".join(entries[:6]) + (" ..." if len(entries) > 6 else "")
+        raise ValueError(f"vaesim import vae-ld: --out {out_dir} already holds {what}: {listing}; an import writes "
+                         "only into a new or empty directory (or over an earlier import of the same SRC): choose "
+                         "another --out")
+    if manifest.get("source") != str(src.resolve()):
+        raise ValueError(f"vaesim import vae-ld: --out {out_dir} holds an import of {manifest.get('source')!r}, not "
+                         f"of {str(src.resolve())!r}; choose another --out")
+    if not overwrite:
+        raise ValueError(f"vaesim import vae-ld: {out_dir} already holds results (an earlier import of {src}); "
+                         "choose an empty --out or pass --overwrite to import it again")
+    return [name for name in manifest["results_files"] if isinstance(name, str) and name.startswith("results/")
+            and "/" not in name.removeprefix("results/")]
+
+
+def _distinct_scores(by_folder: dict[Path, list[dict]]) -> tuple[list[pd.DataFrame], int]:
+    """One frame per source folder, each score once across all of them; (frames, scores found twice).
+
+    A key found twice with the same value (NaN equal to NaN) is kept once, in the first folder; found with
+    two different values, ValueError names the key and both files.
+    """
+    from vaesim.study.store import RESULT_KEY, RESULT_SCHEMA
+
+    folders = [(folder, pd.DataFrame(rows)) for folder, rows in sorted(by_folder.items()) if rows]
+    if not folders:
+        return [], 0
+    every = pd.concat([frame.assign(_folder=k) for k, (_, frame) in enumerate(folders)], ignore_index=True)
+    repeated = every[every.duplicated(list(RESULT_KEY), keep=False)]
+    if not repeated.empty:
+        for _, group in repeated.groupby(list(RESULT_KEY), sort=False):
+            values = group["score"].to_numpy()
+            same = np.all((values == values[0]) | (np.isnan(values) & np.isnan(values[0])))
+            if not same:
+                first, second = group.iloc[0], group.iloc[1:][values[1:] != values[0]].iloc[0] \
+                    if (values[1:] != values[0]).any() else group.iloc[1]
+                key = ", ".join(f"{name}={first[name]}" for name in RESULT_KEY)
+                raise ValueError(f"vaesim import vae-ld: the score of ({key}) is {first['score']!r} in "
+                                 f"{first['source']} and {second['score']!r} in {second['source']}; remove the file "
+                                 "that is wrong (or import them into separate stores)")
+    kept = every.drop_duplicates(list(RESULT_KEY), keep="first")
+    duplicates = len(every) - len(kept)
+    frames = [part[list(RESULT_SCHEMA.names)].reset_index(drop=True) for _, part in kept.groupby("_folder", sort=True)]
+    return frames, duplicates

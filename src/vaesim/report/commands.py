@@ -20,7 +20,7 @@ def register(subparsers) -> None:
     parser.add_argument("--metric", default="cka",
                         help="similarity metric of findings and figures (default: cka -> report.html; "
                              "another metric M writes report-M.html, figures-M/ and findings-M.csv beside it)")
-    parser.set_defaults(func=run_report)
+    parser.set_defaults(func=run_report, inspects=True)
 
 
 def report_and_print(study_dir: Path, *, metric: str = "cka") -> Path:

@@ -30,6 +30,43 @@ class NoCheckpoints(Exception):
     """The study directory lacks the probe set or checkpoints a picture needs; the message says which."""
 
 
+class RefusedFile(NoCheckpoints):
+    """A probe set or checkpoint a picture would be drawn from does not match its recorded SHA-256."""
+
+
+_refused: set[str] = set()
+_verified: dict[tuple, bool] = {}
+
+
+def file_verified(path: Path) -> bool:
+    """:func:`vaesim.study.store.verified`, hashed once per file version (figures read the same probe set often)."""
+    from vaesim.study.store import verified
+
+    try:
+        info = path.stat()
+    except OSError:
+        return False
+    key = (str(path), info.st_mtime_ns, info.st_size)
+    if key not in _verified:
+        _verified[key] = verified(path)
+    return _verified[key]
+
+
+def _refuse(path: Path, study_dir: Path, what: str) -> RefusedFile:
+    """The error for a file that fails its check, logged once per file as a warning (the CLI shows it)."""
+    import shlex
+
+    message = (f"{what} {path} does not match its recorded SHA-256 (or has no record): nothing is drawn from it; "
+               f"`vaesim study verify {shlex.quote(str(study_dir))}` lists it and a rerun of `vaesim study run` "
+               "recomputes it")
+    if str(path) not in _refused:
+        _refused.add(str(path))
+        import logging
+
+        logging.getLogger(__name__).warning("report: %s", message)
+    return RefusedFile(message)
+
+
 def _torch():
     import torch
 
@@ -77,21 +114,52 @@ def probe_images(study_dir: Path, dataset: str, count: int = N_IMAGES) -> np.nda
     path = Path(study_dir) / "probes" / f"{dataset}.npz"
     if not path.is_file():
         raise NoCheckpoints(f"no probe set {path}: the study's probe stage has not run")
+    if not file_verified(path):
+        raise _refuse(path, Path(study_dir), "probe set")
     probe = ProbeSet.load(path)
     picks = np.unique(np.linspace(0, len(probe) - 1, min(count, len(probe))).astype(int))
     return probe.images[picks]
 
 
 def load_model(study_dir: Path, run_id: str, step: int | None = None):
-    """(model in eval mode, step) of a run's checkpoint (default: its last)."""
-    from vaesim.training import list_checkpoints, load_checkpoint
+    """(model in eval mode, step) of a run's checkpoint (default: its last recorded one).
 
-    run_dir = Path(study_dir) / "runs" / run_id
-    steps = list_checkpoints(run_dir) if run_dir.is_dir() else []
-    if not steps:
-        raise NoCheckpoints(f"no checkpoints in {run_dir}")
-    model, meta = load_checkpoint(run_dir, steps[-1] if step is None else step)
+    The checkpoint's weights must match the SHA-256 recorded after training (``checkpoint-sums.json``):
+    :class:`RefusedFile` names one that does not, rather than drawing from it or from an older step.
+    """
+    from vaesim.study.stages import checkpoint_file, checkpoint_intact
+    from vaesim.training import load_checkpoint
+
+    study_dir = Path(study_dir)
+    run_dir = study_dir / "runs" / run_id
+    steps = recorded_steps(study_dir, run_id)
+    step = steps[-1] if step is None else step
+    try:
+        intact = checkpoint_intact(study_dir, run_id, step)
+    except (OSError, ValueError):
+        intact = False
+    if not intact:
+        raise _refuse(checkpoint_file(run_dir, step), study_dir, "checkpoint")
+    model, meta = load_checkpoint(run_dir, step)
     return model, int(meta["step"])
+
+
+def recorded_steps(study_dir: Path, run_id: str) -> list[int]:
+    """The checkpoint steps recorded after a run's training (``checkpoint-sums.json``), in order."""
+    from vaesim.study.plan import checkpoint_sums_path
+    from vaesim.study.stages import read_sums
+
+    sums_file = Path(study_dir) / checkpoint_sums_path(run_id)
+    if not sums_file.is_file():
+        raise NoCheckpoints(f"no checkpoints in {sums_file.parent}: the run has not finished training "
+                            f"(no {sums_file.name})")
+    try:
+        steps = sorted(int(key) for key in read_sums(sums_file) if key.isdigit())
+    except (OSError, ValueError) as error:
+        raise _refuse(sums_file, Path(study_dir), f"checkpoint record ({error})") from None
+    if not steps:
+        raise NoCheckpoints(f"no checkpoints recorded in {sums_file}")
+    return steps
 
 
 def representative_runs(runs: pd.DataFrame, limit: int = 24) -> pd.DataFrame:
@@ -175,11 +243,9 @@ def figure_traversals(study_dir: Path, run: pd.Series) -> plt.Figure:
 
 def figure_traversals_over_training(study_dir: Path, run: pd.Series, n_recon: int = 4) -> plt.Figure:
     """One run through training: per checkpoint, reconstructions and the traversal of its most informative latent."""
-    from vaesim.training import list_checkpoints
-
     images = probe_images(study_dir, run["dataset"])
     shown = images[np.unique(np.linspace(0, len(images) - 1, n_recon).astype(int))]
-    steps = list_checkpoints(Path(study_dir) / "runs" / run["run_id"])
+    steps = recorded_steps(Path(study_dir), run["run_id"])
     if len(steps) < 2:
         raise NoCheckpoints(f"run {run['run_id']} has {len(steps)} checkpoint(s); needs >= 2")
     values = TRAVERSAL_VALUES

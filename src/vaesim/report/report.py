@@ -102,7 +102,12 @@ def metric_diagnostic(study_dir: Path, results: pd.DataFrame, *, seed: int = 0) 
     rows = [table]
     for probe_file in sorted((study_dir / "probes").glob("*.npz")):
         from vaesim.data import ProbeSet
+        from vaesim.report.pictures import file_verified
 
+        if not file_verified(probe_file):
+            logger.warning("metric diagnostic: %s does not match its recorded SHA-256 (or has no record); it is not "
+                           "read (`vaesim study verify` lists it)", probe_file)
+            continue
         try:
             images = ProbeSet.load(probe_file).images
         except Exception as error:  # a report never fails on a diagnostic

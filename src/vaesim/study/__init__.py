@@ -30,7 +30,7 @@ _EXPORTS = {
     "load_results": "vaesim.study.store",
     "load_runs": "vaesim.study.store",
     "load_training_metrics": "vaesim.study.store",
-    "query": "vaesim.study.store",
+    "query": "vaesim.study.sql",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
@@ -46,5 +46,5 @@ if TYPE_CHECKING:  # pragma: no cover
         load_results,
         load_runs,
         load_training_metrics,
-        query,
     )
+    from vaesim.study.sql import query

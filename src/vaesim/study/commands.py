@@ -46,7 +46,7 @@ def register(subparsers) -> None:
     status.add_argument("dir", help="study directory")
     status.add_argument("--watch", type=float, default=None, metavar="SECONDS",
                         help="refresh every SECONDS while a runner is working")
-    status.set_defaults(func=_status)
+    status.set_defaults(func=_status, inspects=True)
 
     verify = study_commands.add_parser(
         "verify", help="check every file of a study against its recorded checksum; change nothing",
@@ -54,13 +54,44 @@ def register(subparsers) -> None:
                     "run table of DIR and compare it with its recorded SHA-256. Lists each problem with what a "
                     "rerun of `vaesim study run` will do about it. Exit status 0 when all match, 1 otherwise.")
     verify.add_argument("dir", help="study directory")
-    verify.set_defaults(func=_verify)
+    verify.set_defaults(func=_verify, inspects=True)
 
-    query = subparsers.add_parser("query", help="run SQL (DuckDB) over a study's results; views results, runs")
-    query.add_argument("dir", help="study directory")
-    query.add_argument("sql", help='e.g. "SELECT comparison, count(*) FROM results GROUP BY 1"')
+    from vaesim.study.sql import QUERY_MEMORY_LIMIT, QUERY_TEMP_LIMIT, QUERY_TIMEOUT_S
+
+    query = subparsers.add_parser(
+        "query", help="run SQL (DuckDB) over the stored scores of one or more studies",
+        description="Run one DuckDB SQL query over the stored tables of DIR (several DIRs: each view is their union "
+                    "and gains a `study` column holding the directory as given). Views: results (one row per layer "
+                    "pair and metric), runs, training_metrics, latents, disentanglement. Every file is verified "
+                    "against its checksum first; the query can read nothing outside the studies' tables. Limits: "
+                    f"the query is stopped after --timeout seconds (default {QUERY_TIMEOUT_S:g}), DuckDB keeps at "
+                    f"most --memory-limit in memory (default {QUERY_MEMORY_LIMIT}) and spills the rest into a "
+                    f"temporary directory of at most --temp-limit (default {QUERY_TEMP_LIMIT}), removed afterwards; "
+                    "Ctrl-C stops a query at once. Plug-in code named by a study is never imported.")
+    query.add_argument("dirs", nargs="+", metavar="DIR", help="study directory (give several to query them together)")
+    query.add_argument("sql", metavar="SQL", help='e.g. "SELECT comparison, count(*) FROM results GROUP BY 1"')
     query.add_argument("--csv", action="store_true", help="print CSV instead of a table")
-    query.set_defaults(func=_query)
+    query.add_argument("--timeout", type=_seconds, default=QUERY_TIMEOUT_S, metavar="SECONDS",
+                       help=f"stop the query after SECONDS (default {QUERY_TIMEOUT_S:g}; 0 = no limit)")
+    query.add_argument("--memory-limit", default=QUERY_MEMORY_LIMIT, metavar="SIZE",
+                       help=f"DuckDB's memory limit, e.g. 8GB (default {QUERY_MEMORY_LIMIT})")
+    query.add_argument("--temp-limit", default=QUERY_TEMP_LIMIT, metavar="SIZE",
+                       help=f"most disk DuckDB may spill to, in a temporary directory (default {QUERY_TEMP_LIMIT})")
+    query.set_defaults(func=_query, inspects=True)
+
+
+def _seconds(text: str) -> float:
+    """A finite, non-negative number of seconds (argparse type)."""
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0 (0 = no limit); got {text!r}")
+    return value
 
 
 def _run(args) -> int:
@@ -82,12 +113,13 @@ def _plan(args) -> int:
     from vaesim.study.plan import plan_study
     from vaesim.study.runner import load_checked_spec
 
+    measuring = not args.no_calibrate  # only the calibration runs the measures, plug-ins included
     try:
-        spec = load_checked_spec(args.spec)
+        spec = load_checked_spec(args.spec, import_plugins=measuring)
     except FileNotFoundError as error:  # missing data files: still plan, and say what to fetch
         from vaesim.study.spec import load_spec
 
-        spec = load_spec(args.spec)
+        spec = load_spec(args.spec, import_plugins=measuring)
         print(f"note: {error}", file=sys.stderr)
     plan = plan_study(spec)
     if args.no_calibrate:
@@ -112,6 +144,15 @@ def _show(args) -> int:
     return 0
 
 
+def _imported_store(directory: str):
+    """The verify report of a store made by ``vaesim import`` (None for a study directory)."""
+    from pathlib import Path
+
+    from vaesim.study.store import verify_imported_store
+
+    return verify_imported_store(Path(directory)) if (Path(directory) / "spec.yaml").is_file() else None
+
+
 def _status(args) -> int:
     import math
 
@@ -120,6 +161,14 @@ def _status(args) -> int:
     if args.watch is not None and not (math.isfinite(args.watch) and 0 < args.watch <= 86400):
         raise ValueError(f"--watch: expected a number of seconds between refreshes, above 0 and at most 86400 "
                          f"(a day); got {args.watch!r}")
+    imported = _imported_store(args.dir)
+    if imported is not None:  # no plan and no runner: what is there, and whether it is intact
+        state = "all files match their checksums" if imported.ok else f"{len(imported.problems)} problem(s): " \
+            f"run `vaesim study verify {shlex.quote(args.dir)}`"
+        print(f"study {args.dir}: a store made by `vaesim import` ({imported.checked} file(s): results files and "
+              f"runs table); nothing to run; {state}")
+        return 0
+
     while True:
         status = study_status(args.dir)
         text = status.format()
@@ -135,7 +184,7 @@ def _status(args) -> int:
 def _verify(args) -> int:
     from vaesim.study.verify import verify_study
 
-    report = verify_study(args.dir)
+    report = _imported_store(args.dir) or verify_study(args.dir)
     print(report.format())
     return 0 if report.ok else 1
 
@@ -143,9 +192,10 @@ def _verify(args) -> int:
 def _query(args) -> int:
     import pandas as pd
 
-    from vaesim.study.store import query
+    from vaesim.study.sql import query
 
-    frame = query(args.dir, args.sql)
+    dirs = args.dirs if len(args.dirs) > 1 else args.dirs[0]
+    frame = query(dirs, args.sql, timeout=args.timeout, memory_limit=args.memory_limit, temp_limit=args.temp_limit)
     if args.csv:
         frame.to_csv(sys.stdout, index=False)
     else:

@@ -140,8 +140,16 @@ def disentanglement_files(study_dir: str | Path) -> list[Path]:
 
 
 def load_disentanglement(study_dir: str | Path) -> pd.DataFrame:
-    """Every disentanglement and UDR row of a study (empty table with the schema when none)."""
+    """Every disentanglement and UDR row of a study (empty table with the schema when none).
+
+    Each table is checked against its checksum sidecar first: :class:`vaesim.study.store.CorruptStudyFile`
+    names a table that does not match.
+    """
+    from vaesim.study.store import check_inside, check_verified
+
     files = disentanglement_files(study_dir)
     if not files:
         return DISENTANGLEMENT_SCHEMA.empty_table().to_pandas()
+    check_inside(files, Path(study_dir))
+    check_verified(files, Path(study_dir))  # a table edited after its sidecar was written is refused, not read
     return pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)

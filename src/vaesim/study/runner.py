@@ -27,6 +27,7 @@ from vaesim.study.measures import plugin_path
 from vaesim.study.plan import STAGES, StudyPlan, Task, plan_study, spec_differences
 from vaesim.study.progress import clear_progress
 from vaesim.study.provenance import ProvenanceRecorder
+from vaesim.study.shapes import set_aside_wrong_kinds
 from vaesim.study.spec import StudySpec, TaskResources, load_spec, param_name
 from vaesim.study.stages import corrupt_outputs, drop_checkpoints_from, outputs_done, read_sums, store_is_stale
 from vaesim.study.store import discard
@@ -100,10 +101,10 @@ def missing_data_problems(datasets, root) -> list[str]:
     return problems
 
 
-def load_checked_spec(spec) -> StudySpec:
+def load_checked_spec(spec, *, import_plugins: bool = True) -> StudySpec:
     """:func:`load_spec`, then :func:`check_inputs`; an invalid spec's error also lists its missing files."""
     try:
-        spec = load_spec(spec)
+        spec = load_spec(spec, import_plugins=import_plugins)
     except ValueError as error:
         raw = _raw_spec(spec)
         missing = missing_data_problems(raw.get("datasets") or [], raw.get("dataset_root")) if raw else []
@@ -334,8 +335,10 @@ def run_study(spec, out_dir, *, executor: str = "local", workers: int | None = N
     # The lock comes first: a runner that is refused has changed nothing (not even spec.yaml).
     with StudyLock(out_dir, executor):
         remove_leftovers(out_dir)
-        prepare_directory(spec, out_dir, force=force)
         plan = plan_study(spec)
+        set_aside_wrong_kinds(out_dir, [SPEC_FILE, FAILURES_FILE] + [o for ts in plan.tasks.values() for t in ts
+                                                                     for o in t.outputs])
+        prepare_directory(spec, out_dir, force=force)
         repair_damage(out_dir, plan)
         runner = make_executor(executor, workers=workers, address=address,
                                max_retries=spec.resources.max_retries, threads=threads)
@@ -619,7 +622,7 @@ def study_status(out_dir) -> StudyStatus:
     if not spec_file.is_file():
         raise FileNotFoundError(f"{out_dir} is not a study directory (no {SPEC_FILE}); "
                                 f"start one with `vaesim study run SPEC --out {shlex.quote(str(out_dir))}`")
-    plan = plan_study(load_spec(spec_file))
+    plan = plan_study(load_spec(spec_file, import_plugins=False))  # inspection runs no plug-in code
     stages, corrupt = {}, {}
     for stage in STAGES:
         tasks = plan.tasks[stage]

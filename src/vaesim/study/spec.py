@@ -267,8 +267,14 @@ class StudySpec(_Strict):
         from vaesim.similarity.registry import measure_names
         from vaesim.study.measures import import_plugins
 
-        import_plugins(info.data.get("plugins") or [], where="plugins")
-        unknown = [m for m in metrics if m not in measure_names()]
+        plugins = info.data.get("plugins") or []
+        if not (info.context or {}).get("import_plugins", True):
+            # an inspecting command (status, verify, query, report) never runs a study's plug-in code: the names
+            # it does not know are taken as the plug-ins' measures when the spec names plug-in modules
+            unknown = [m for m in metrics if m not in measure_names()] if not plugins else []
+        else:
+            import_plugins(plugins, where="plugins")
+            unknown = [m for m in metrics if m not in measure_names()]
         if unknown:
             raise ValueError(f"unknown similarity measures {unknown}; known: {list(measure_names())} "
                              "(a plug-in measure needs its registering module under `plugins:`)")
@@ -371,8 +377,13 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
-def load_spec(path_or_preset: str | os.PathLike | StudySpec) -> StudySpec:
+def load_spec(path_or_preset: str | os.PathLike | StudySpec, *, import_plugins: bool = True) -> StudySpec:
     """Read a spec from a YAML file or a preset name (``paper``, ``quick``).
+
+    ``import_plugins=False`` reads it without importing its ``plugins:``
+    modules (what every command that only inspects a study does: a study
+    directory received from someone else runs no code when inspected); the
+    metric names it does not know are then taken as the plug-ins' measures.
 
     Raises FileNotFoundError when neither a file nor a preset of that name
     exists, and ValueError (naming every bad field) when the spec is invalid.
@@ -400,7 +411,7 @@ def load_spec(path_or_preset: str | os.PathLike | StudySpec) -> StudySpec:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as error:
         raise ValueError(f"study spec {path}: not valid YAML ({error}); fix the syntax") from None
-    return parse_spec(data, source=str(path))
+    return parse_spec(data, source=str(path), import_plugins=import_plugins)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -421,15 +432,15 @@ def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
 
 
-def parse_spec(data: Any, *, source: str = "spec") -> StudySpec:
-    """Validate a mapping (parsed YAML) into a :class:`StudySpec`."""
+def parse_spec(data: Any, *, source: str = "spec", import_plugins: bool = True) -> StudySpec:
+    """Validate a mapping (parsed YAML) into a :class:`StudySpec` (``import_plugins``: see :func:`load_spec`)."""
     if not isinstance(data, dict):
         raise ValueError(
             f"study spec {source}: expected a mapping of fields (name, datasets, objectives, ...); "
             f"got {type(data).__name__}"
         )
     try:
-        spec = StudySpec.model_validate(data)
+        spec = StudySpec.model_validate(data, context={"import_plugins": import_plugins})
     except ValidationError as error:
         # every problem at once: the field errors and the unknown names among what did parse
         names = "".join(f"\n  - {p}" for p in _raw_name_problems(data))

@@ -13,7 +13,6 @@ file is detected, reported and recomputed instead of being read.
 from __future__ import annotations
 
 import json
-
 import logging
 import os
 import shlex
@@ -144,7 +143,7 @@ def planned_result_files(study_dir: str | os.PathLike) -> list[Path]:
     imported = imported_result_files(study_dir)
     if imported is not None:
         return imported
-    plan = plan_study(load_spec(study_dir / "spec.yaml"))
+    plan = plan_study(load_spec(study_dir / "spec.yaml", import_plugins=False))
     return [study_dir / task.outputs[0] for task in plan.tasks["compare"]]
 
 
@@ -161,10 +160,43 @@ def imported_result_files(study_dir: Path) -> list[Path] | None:
     manifest = study_dir / "import.json"
     try:
         names = json.loads(manifest.read_text())["results_files"]
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, TypeError) as error:
         raise FileNotFoundError(f"{manifest}: the import's manifest is missing or unreadable ({error}); "
                                 "rerun `vaesim import` into a new directory") from None
-    return [study_dir / name for name in names]
+    if not (isinstance(names, list) and all(isinstance(name, str) and name for name in names)):
+        raise ValueError(f"{manifest}: results_files must be a list of paths inside the store; got {names!r:.200}; "
+                         "rerun `vaesim import` into a new directory")
+    files = [study_dir / name for name in names]
+    check_inside(files, study_dir)
+    return files
+
+
+def verify_imported_store(study_dir: Path):
+    """``study verify`` / ``study status`` of a store made by ``vaesim import`` (None for a study directory).
+
+    Checks every results file its ``import.json`` lists and ``runs.parquet`` against their sidecars and
+    returns a :class:`vaesim.study.verify.VerifyReport` (an import has no plan: nothing is pending).
+    """
+    from vaesim.study.verify import Problem, VerifyReport
+
+    files = imported_result_files(study_dir)
+    if files is None:
+        return None
+    report = VerifyReport(study_dir)
+    source = "the source files"
+    try:
+        source = json.loads((study_dir / "import.json").read_text())["source"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    again = (f"cannot recompute an import: run `vaesim import vae-ld {shlex.quote(str(source))} --out "
+             f"{shlex.quote(str(study_dir))} --overwrite`")
+    for path in files + [study_dir / RUNS_TABLE]:
+        report.checked += 1
+        if not path.is_file() or not Path(checksum_path(str(path))).is_file():
+            report.problems.append(Problem(str(path.relative_to(study_dir)), "missing (or its sidecar)", again))
+        elif not verified(path):
+            report.problems.append(Problem(str(path.relative_to(study_dir)), "does not match its checksum", again))
+    return report
 
 
 def result_files(study_dir: str | os.PathLike) -> list[Path]:
@@ -203,6 +235,7 @@ def table_path(study_dir: Path, name: str) -> Path:
         raise FileNotFoundError(f"{path} does not exist yet (or was left unfinished): the study's store stage "
                                 f"has not finished; run `vaesim study run {shlex.quote(str(study_dir / 'spec.yaml'))} "
                                 f"--out {shlex.quote(str(study_dir))}` to finish it")
+    check_inside([path], study_dir)
     check_verified([path], study_dir)
     return path
 
@@ -218,6 +251,7 @@ def load_results(study_dir: str | os.PathLike, *, comparison: str | None = None)
     files = result_files(study_dir)
     if comparison is not None:
         files = [f for f in files if f.name.startswith(comparison + "__")]
+    check_inside(files, study_dir)
     check_verified(files, study_dir)
     if not files:
         return empty_results()
@@ -240,67 +274,19 @@ def load_latents(study_dir: str | os.PathLike) -> pd.DataFrame:
     return pd.read_parquet(table_path(_study_dir(study_dir), LATENTS_TABLE))
 
 
-def query(study_dir: str | os.PathLike, sql: str) -> pd.DataFrame:
-    """Run DuckDB ``sql`` over the study; views ``results``, ``runs``, ``training_metrics``, ``latents``,
-    ``disentanglement``.
-
-    Example: ``query(d, "SELECT a_layer, avg(score) FROM results WHERE
-    comparison = 'within_run' GROUP BY a_layer")``.
-
-    Every file behind the views is verified against its checksum first
-    (:class:`CorruptStudyFile` otherwise). The SQL then runs sandboxed: after
-    the views are created, DuckDB's external access is turned off except for
-    exactly those files (``allowed_paths``) and the configuration is locked,
-    so the SQL cannot read, write, attach or install anything else
-    (``read_csv('/etc/passwd')``, ``COPY ... TO``, ``ATTACH``, ``INSTALL``
-    fail with a permission error).
-    """
-    import duckdb
-
-    study_dir = _study_dir(study_dir)
-    files = [str(f) for f in result_files(study_dir)]
-    tables = {view: study_dir / name for view, name in (("runs", RUNS_TABLE), ("training_metrics", TRAINING_METRICS_TABLE),
-                                                        ("latents", LATENTS_TABLE))
-              if is_written(study_dir / name)}
-    check_verified([Path(f) for f in files] + list(tables.values()), study_dir)
-    con = duckdb.connect()
-    try:
-        from vaesim.study.disentangle import DISENTANGLEMENT_SCHEMA, disentanglement_files
-
-        scores = [str(f) for f in disentanglement_files(study_dir)]
-        try:
-            if files:
-                con.execute(f"CREATE VIEW results AS SELECT * FROM read_parquet({_sql_list(files)}, "
-                            "union_by_name=true)")
-            else:
-                con.register("results_empty", empty_results())
-                con.execute("CREATE VIEW results AS SELECT * FROM results_empty")
-            if scores:  # the disentangle stage's tables (one row per run, step, metric, value)
-                con.execute(f"CREATE VIEW disentanglement AS SELECT * FROM read_parquet({_sql_list(scores)})")
-            else:
-                con.register("disentanglement_empty", DISENTANGLEMENT_SCHEMA.empty_table().to_pandas())
-                con.execute("CREATE VIEW disentanglement AS SELECT * FROM disentanglement_empty")
-            for view, path in tables.items():
-                con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({_sql_list([str(path)])})")
-            allowed = files + scores + [str(path) for path in tables.values()]
-            con.execute(f"SET allowed_paths = {_sql_list(allowed)}")
-            con.execute("SET enable_external_access = false")
-            con.execute("SET lock_configuration = true")
-        except duckdb.Error as error:
-            raise ValueError(f"query: the study's tables in {study_dir} could not be opened ({error}); "
-                             f"run `vaesim study verify {shlex.quote(str(study_dir))}`") from None
-        try:
-            return con.execute(sql).df()
-        except duckdb.Error as error:
-            raise ValueError(f"query failed: {error}; the views are results, runs, training_metrics, latents, "
-                             f"disentanglement (results columns: {', '.join(RESULT_COLUMNS)}); files outside the study "
-                             "cannot be read or written from a query") from None
-    finally:
-        con.close()
+def resolved(path: Path) -> Path:
+    return Path(os.path.realpath(path))
 
 
-def _sql_list(paths: list[str]) -> str:
-    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+def check_inside(paths: list[Path], study_dir: Path) -> None:
+    """ValueError naming every path that leads outside ``study_dir`` (``..``, absolute, or through a symlink)."""
+    root = resolved(study_dir)
+    outside = [p for p in paths if not resolved(p).is_relative_to(root)]
+    if outside:
+        listing = ", ".join(f"{p} -> {resolved(p)}" for p in outside[:5])
+        raise ValueError(f"{study_dir}: {len(outside)} stored file(s) lead outside the study directory ({listing}); "
+                         "a study's tables must lie inside it (a symlink or an import.json entry pointing elsewhere is "
+                         "refused); copy the files into the study or query that other study itself")
 
 
 def _study_dir(study_dir: str | os.PathLike) -> Path:

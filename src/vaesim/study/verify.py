@@ -89,7 +89,7 @@ def verify_study(study_dir, plan: StudyPlan | None = None) -> VerifyReport:
     spec_file = root / "spec.yaml"
     if not spec_file.is_file():
         raise FileNotFoundError(f"{root} is not a study directory (no spec.yaml)")
-    plan = plan if plan is not None else plan_study(load_spec(spec_file))
+    plan = plan if plan is not None else plan_study(load_spec(spec_file, import_plugins=False))  # no plug-in code
     report = VerifyReport(root)
     shapes = shape_problems(root, plan)
     report.problems += shapes

@@ -56,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
         print("\ninterrupted: finished work is kept; rerun the same command to resume.", file=sys.stderr)
-        return 130
+        return 128 + int(getattr(error, "signum", 2))  # 130 for Ctrl-C, 143 for SIGTERM
     except (UserError, FileNotFoundError, ValueError, TypeError) as error:
         if args.verbose >= 2:
             raise

@@ -172,12 +172,15 @@ def train_stage(root: Path, task: TrainTask) -> None:
     and the run resumes from the last good one.
     """
     from vaesim.training import list_checkpoints, train
+    from vaesim.training.checkpoint import interrupt_step
 
     run_dir = root / layout.run_dir(task.run_id)
     config = train_config(task)
     for attempt in range(2):
         done = [] if (run_dir / layout.DONE_MARKER).is_file() else list_checkpoints(run_dir)
         start = done[-1] if done else 0
+        if not (run_dir / layout.DONE_MARKER).is_file():  # an interrupt checkpoint past the scheduled ones
+            start = max(start, interrupt_step(run_dir) or 0)
         with TaskProgress(root, task.task_id, run_label(task.run), config.steps, done=start,
                           resumed_from=start or None) as meter:
             last: dict = {}  # the loss of the latest logged row (none before the first one)
@@ -223,8 +226,11 @@ def checked_sums(run_dir: Path) -> tuple[dict[str, str], int | None]:
 
 
 def drop_checkpoints_from(run_dir: Path, step: int) -> None:
-    """Remove the checkpoints of a run from ``step`` on and its DONE marker (training then resumes)."""
+    """Remove the checkpoints of a run from ``step`` on, its interrupt checkpoint and its DONE marker (training then resumes)."""
+    from vaesim.training.checkpoint import remove_interrupt_checkpoint
+
     (run_dir / layout.DONE_MARKER).unlink(missing_ok=True)
+    remove_interrupt_checkpoint(run_dir)
     for path in sorted((run_dir / "checkpoints").glob("step_*")):
         if int(path.name.split("_")[1].split(".")[0]) >= step:
             path.unlink()

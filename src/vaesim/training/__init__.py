@@ -14,6 +14,7 @@ _EXPORTS = {
     "ImageArray": "vaesim.training.images",
     "EpochOrder": "vaesim.training.loop",
     "TrainingDiverged": "vaesim.training.loop",
+    "TrainingInterrupted": "vaesim.training.loop",
     "build_objective": "vaesim.training.loop",
     "train": "vaesim.training.loop",
     "read_metrics": "vaesim.training.metrics",
@@ -25,5 +26,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from vaesim.training.checkpoint import list_checkpoints, load_checkpoint, read_checkpoint
     from vaesim.training.config import TrainConfig, checkpoint_steps
     from vaesim.training.images import ImageArray
-    from vaesim.training.loop import EpochOrder, TrainingDiverged, build_objective, train
+    from vaesim.training.loop import EpochOrder, TrainingDiverged, TrainingInterrupted, build_objective, train
     from vaesim.training.metrics import read_metrics

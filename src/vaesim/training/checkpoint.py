@@ -7,6 +7,12 @@ every optimiser tensor (``optimizer.vae.*``, ``optimizer.objective.*``).
 losses at that step, the RNG states, the optimisers' non-tensor state and
 the SHA-256 of the weights file as written (``sha256``). The
 JSON is written last: a checkpoint counts as complete only when both exist.
+
+A run stopped by Ctrl-C or SIGTERM between scheduled checkpoints leaves one
+*interrupt checkpoint* beside them, ``interrupted.{safetensors,json}`` in the
+run directory (same contents), so that resuming loses no steps. It is never
+listed by :func:`list_checkpoints` (the study's recorded checkpoints stay
+exactly the scheduled ones) and is removed once training has gone past it.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from vaesim.models.architectures import VAE, build_vae
 from vaesim.utils import atomic_path, atomic_write_json, sha256_file
 
 CHECKPOINT_DIR = "checkpoints"
+INTERRUPT_NAME = "interrupted"
 _NAME = re.compile(r"^step_(\d{8})\.json$")
 
 
@@ -32,6 +39,34 @@ def checkpoint_paths(run_dir: str | Path, step: int) -> tuple[Path, Path]:
     """(safetensors path, json path) of the checkpoint at ``step``."""
     base = Path(run_dir) / CHECKPOINT_DIR / f"step_{step:08d}"
     return base.with_suffix(".safetensors"), base.with_suffix(".json")
+
+
+def interrupt_paths(run_dir: str | Path) -> tuple[Path, Path]:
+    """(safetensors path, json path) of the run's interrupt checkpoint (not a scheduled one)."""
+    base = Path(run_dir) / INTERRUPT_NAME
+    return base.with_suffix(".safetensors"), base.with_suffix(".json")
+
+
+def interrupt_step(run_dir: str | Path) -> int | None:
+    """Step of the run's complete interrupt checkpoint whose weights match their recorded SHA-256, else None."""
+    tensor_path, json_path = interrupt_paths(run_dir)
+    if not (tensor_path.is_file() and json_path.is_file()):
+        return None
+    try:
+        meta = json.loads(json_path.read_text())
+        step = int(meta["step"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if meta.get("sha256") != sha256_file(tensor_path):
+        return None
+    return step
+
+
+def remove_interrupt_checkpoint(run_dir: str | Path) -> None:
+    """Delete the interrupt checkpoint (JSON first: a half-removed one is incomplete, never trusted)."""
+    tensor_path, json_path = interrupt_paths(run_dir)
+    json_path.unlink(missing_ok=True)
+    tensor_path.unlink(missing_ok=True)
 
 
 def list_checkpoints(run_dir: str | Path) -> list[int]:
@@ -128,9 +163,13 @@ def save_checkpoint(
     objective: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     meta: dict,
+    interrupt: bool = False,
 ) -> Path:
-    """Write the checkpoint at ``step`` (tensors first, then the JSON); return the JSON path."""
-    tensor_path, json_path = checkpoint_paths(run_dir, step)
+    """Write the checkpoint at ``step`` (tensors first, then the JSON); return the JSON path.
+
+    interrupt: write the run's interrupt checkpoint (:func:`interrupt_paths`) instead of a scheduled one.
+    """
+    tensor_path, json_path = interrupt_paths(run_dir) if interrupt else checkpoint_paths(run_dir, step)
     tensors = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
     tensors.update({f"objective.{k}": v.detach().cpu().contiguous() for k, v in objective.state_dict().items()})
     vae_tensors, vae_optim = split_optimizer_state(optimizer.state_dict(), "optimizer.vae")
@@ -155,9 +194,12 @@ def recorded_sha256(run_dir: str | Path, step: int) -> str | None:
     return json.loads(json_path.read_text()).get("sha256")
 
 
-def read_checkpoint(run_dir: str | Path, step: int) -> tuple[dict[str, torch.Tensor], dict]:
-    """(all tensors, meta) of the checkpoint at ``step``; FileNotFoundError lists the steps present."""
-    tensor_path, json_path = checkpoint_paths(run_dir, step)
+def read_checkpoint(run_dir: str | Path, step: int, *, interrupt: bool = False) -> tuple[dict[str, torch.Tensor], dict]:
+    """(all tensors, meta) of the checkpoint at ``step``; FileNotFoundError lists the steps present.
+
+    interrupt: read the run's interrupt checkpoint (``step`` is then only checked against its own).
+    """
+    tensor_path, json_path = interrupt_paths(run_dir) if interrupt else checkpoint_paths(run_dir, step)
     if not (tensor_path.is_file() and json_path.is_file()):
         raise FileNotFoundError(
             f"no complete checkpoint at step {step} in {Path(run_dir)}; "

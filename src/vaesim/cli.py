@@ -12,7 +12,18 @@ import importlib
 import logging
 import sys
 
-from vaesim import __version__
+from vaesim.utils.threads import DEFAULT_WAIT_POLICY, prefer_passive_waiting, wait_policy
+
+# The command owns its process: before torch / numpy load their thread pools, idle threads sleep instead of
+# spinning (a shared CPU otherwise makes every parallel region several times slower; see vaesim.utils.threads).
+# Variables the user set are kept. Importing the library alone sets nothing.
+try:
+    wait_policy()
+except ValueError as _error:  # a typo must not stop every command: one line, and the default
+    print(f"vaesim: warning: {_error}; using {DEFAULT_WAIT_POLICY}", file=sys.stderr)
+prefer_passive_waiting()
+
+from vaesim import __version__  # noqa: E402
 
 # Order is the order shown in --help.
 COMMAND_MODULES = (

@@ -487,7 +487,8 @@ def _raw_name_problems(data: dict) -> list[str]:
 def _semantic_problems(spec: StudySpec) -> list[str]:
     """Names checked against the registries of the other modules."""
     from vaesim.data import DATASETS
-    from vaesim.models import ARCHITECTURES, LAYER_NAMES, OBJECTIVES, RECONSTRUCTIONS, main_param
+    # torch-free tables: `vaesim study status/verify` and `vaesim query` check the spec without loading torch
+    from vaesim.models.names import ARCHITECTURES, LAYER_NAMES, MAIN_PARAMS, OBJECTIVE_NAMES, RECONSTRUCTIONS
 
     problems = []
     if spec.training.architecture not in ARCHITECTURES:
@@ -500,13 +501,13 @@ def _semantic_problems(spec: StudySpec) -> list[str]:
         if name not in DATASETS:
             problems.append(f"datasets: unknown dataset {name!r}; allowed values: {', '.join(DATASETS)}")
     for i, objective in enumerate(spec.objectives):
-        if objective.name not in OBJECTIVES:
+        if objective.name not in OBJECTIVE_NAMES:
             problems.append(
                 f"objectives.{i}.name: unknown objective {objective.name!r}; "
-                f"allowed values: {', '.join(OBJECTIVES)}"
+                f"allowed values: {', '.join(OBJECTIVE_NAMES)}"
             )
             continue
-        expected = main_param(objective.name)
+        expected = MAIN_PARAMS[objective.name]
         if objective.param is not None and objective.param != expected:
             problems.append(
                 f"objectives.{i}.param: {objective.name} is swept over {expected!r}; got "
@@ -535,6 +536,6 @@ def param_name(objective: ObjectiveSpec) -> str:
     """The swept parameter's name of ``objective`` (its ``param`` or the objective's main one)."""
     if objective.param is not None:
         return objective.param
-    from vaesim.models import main_param
+    from vaesim.models.names import MAIN_PARAMS
 
-    return main_param(objective.name)
+    return MAIN_PARAMS[objective.name]

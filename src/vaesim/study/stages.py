@@ -172,7 +172,7 @@ def train_stage(root: Path, task: TrainTask) -> None:
     and the run resumes from the last good one.
     """
     from vaesim.training import list_checkpoints, train
-    from vaesim.training.checkpoint import interrupt_step
+    from vaesim.training.checkpoint_files import interrupt_step
 
     run_dir = root / layout.run_dir(task.run_id)
     config = train_config(task)
@@ -213,7 +213,7 @@ def checked_sums(run_dir: Path) -> tuple[dict[str, str], int | None]:
     A checkpoint saved before checksums were recorded with it is hashed as it is.
     """
     from vaesim.training import list_checkpoints
-    from vaesim.training.checkpoint import recorded_sha256
+    from vaesim.training.checkpoint_files import recorded_sha256
 
     sums, damaged = {}, None
     for step in list_checkpoints(run_dir):
@@ -227,7 +227,7 @@ def checked_sums(run_dir: Path) -> tuple[dict[str, str], int | None]:
 
 def drop_checkpoints_from(run_dir: Path, step: int) -> None:
     """Remove the checkpoints of a run from ``step`` on, its interrupt checkpoint and its DONE marker (training then resumes)."""
-    from vaesim.training.checkpoint import remove_interrupt_checkpoint
+    from vaesim.training.checkpoint_files import remove_interrupt_checkpoint
 
     (run_dir / layout.DONE_MARKER).unlink(missing_ok=True)
     remove_interrupt_checkpoint(run_dir)

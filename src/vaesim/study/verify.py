@@ -79,7 +79,7 @@ def verify_study(study_dir) -> VerifyReport:
 
 def _verify_runs(root: Path, plan: StudyPlan, report: VerifyReport) -> None:
     from vaesim.study.stages import METRICS_KEY, checkpoint_file, read_sums
-    from vaesim.training.checkpoint import recorded_sha256
+    from vaesim.training.checkpoint_files import recorded_sha256
 
     for run in plan.runs:
         run_dir = root / layout.run_dir(run.run_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 
 import pandas as pd
 import pytest
@@ -168,3 +169,33 @@ def test_each_metric_has_its_own_report_and_neither_overwrites_the_other(tmp_pat
     assert load_findings(study, "procrustes")["value"].tolist() != load_findings(study)["value"].tolist()
     assert "href='report-procrustes.html'" in cka_page
     assert "href='report.html'" in (study / "report-procrustes.html").read_text()
+
+
+@pytest.mark.slow
+def test_report_writing_prints_progress_lines_whose_counters_move(tmp_path, capsys, monkeypatch):
+    """Without a terminal, writing a report says at least once a minute how far it got (here every 0.01 s)."""
+    study = Synthetic(params=(2.0, 8.0), seeds=(0,), steps=(0, 1000)).write_study(tmp_path / "small")
+    from vaesim.report.commands import report_and_print
+    from vaesim.report.report import REPORT_PARTS
+
+    import vaesim.report as report_package
+    from vaesim.report.report import write_report as original
+
+    parts = []
+
+    def slow_write_report(study_dir, *, metric, progress):
+        def part(name):
+            parts.append(name)
+            progress(name)
+            time.sleep(0.05)  # each part takes longer than the line interval
+
+        return original(study_dir, metric=metric, progress=part)
+
+    monkeypatch.setattr(report_package, "write_report", slow_write_report, raising=False)
+    report_and_print(study, progress_every=0.01)
+    assert parts == list(REPORT_PARTS)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("report: part ")]
+    seen_parts = [int(re.match(r"report: part (\d+)/", line).group(1)) for line in lines]
+    figures = [int(re.search(r", (\d+) figure files written", line).group(1)) for line in lines]
+    assert seen_parts == sorted(seen_parts) and seen_parts[-1] == len(REPORT_PARTS) and len(set(seen_parts)) > 3
+    assert figures == sorted(figures) and figures[-1] > figures[0]  # the counter moves

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 from itertools import combinations_with_replacement
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -120,7 +120,7 @@ def _row_blocks(n: int, rows: int, block_bytes: int) -> Iterable[tuple[int, int]
 
 def _gram_products(
     summaries: list[LayerSummary], groups: dict[Any, list[int]], pairs: list[tuple[Any, Any]],
-    device: Any, block_bytes: int,
+    device: Any, block_bytes: int, tick: Callable[[], None] = lambda: None,
 ) -> np.ndarray:
     """``<Kc_i, Kc_j>`` ``(M, M)`` for every summary pair that the requested model pairs need.
 
@@ -160,6 +160,7 @@ def _gram_products(
                 rows = groups[first]
                 backend.add_block(products, rows, cols, block[rows] @ block[cols].T)
             diag += (block * block).sum(1)
+        tick()
     products = backend.numpy(products)
     if not dense:
         products = np.where(computed, products, products.T)
@@ -253,7 +254,7 @@ def _cka_scores(index, summaries, products, metrics, requested):
                 yield i, j, "cka_debiased", h[(i, j)] / math.sqrt(h[(i, i)] * h[(j, j)]), ""
 
 
-def _procrustes_scores(models, summaries, index, pairs, device):
+def _procrustes_scores(models, summaries, index, pairs, device, tick: Callable[[], None] = lambda: None):
     """Yield (i, j, score, note) for Procrustes, one cross-product per model pair."""
     factors: dict[int, np.ndarray] = {}
 
@@ -290,6 +291,7 @@ def _procrustes_scores(models, summaries, index, pairs, device):
                                        f"{value} outside [0, 1]: numerically degenerate inputs")
                 continue
             yield i, j, min(max(value, 0.0), 1.0), ""
+        tick()
 
 
 def _offsets(widths: list[int], keys: list[int]) -> dict[int, tuple[int, int]]:
@@ -323,6 +325,7 @@ def compare(
     model_pairs: Iterable[tuple[Any, Any]] | None = None,
     device: Any = None,
     block_bytes: int = 256 << 20,
+    progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
     """Similarity of every layer pair of the requested model pairs.
 
@@ -338,6 +341,9 @@ def compare(
             pair products; None runs on CPU (Grams with numpy's syrk, the
             long pair products with torch's CPU GEMM: each the faster there).
         block_bytes: memory for one row block of stacked packed Grams.
+        progress: called with ``(done, total)`` after each unit of the scoring
+            work (a row block of Gram products, a model pair's Procrustes
+            cross-product), for progress lines during a long call.
 
     Returns:
         DataFrame with columns ``a_model, a_layer, b_model, b_layer, metric,
@@ -367,12 +373,22 @@ def compare(
     scores: dict[tuple[int, int, str], tuple[float, str]] = {}
     if not requested:
         return pd.DataFrame({column: pd.Series(dtype="int64" if column == "n" else object) for column in COLUMNS})
-    if {"cka", "cka_debiased"} & set(metrics):
-        products = _gram_products(summaries, groups, pairs, device, block_bytes)
+    use_cka = bool({"cka", "cka_debiased"} & set(metrics))
+    units = (len(list(_row_blocks(n, len(summaries), block_bytes))) if use_cka else 0) + \
+        (len(pairs) if "procrustes" in metrics else 0)
+    done = [0]
+
+    def tick() -> None:
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], units)
+
+    if use_cka:
+        products = _gram_products(summaries, groups, pairs, device, block_bytes, tick)
         for i, j, metric, score, note in _cka_scores(index, summaries, products, metrics, requested):
             scores[(i, j, metric)] = (score, note)
     if "procrustes" in metrics:
-        for i, j, score, note in _procrustes_scores(models, summaries, index, pairs, device):
+        for i, j, score, note in _procrustes_scores(models, summaries, index, pairs, device, tick):
             scores[(i, j, "procrustes")] = (score, note)
 
     rows = []

@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from vaesim.study import plan as layout
 from vaesim.study.plan import DisentangleTask, RunPlan, UDRTask
+from vaesim.study.progress import TaskProgress
 from vaesim.study.store import write_table
 
 __all__ = ["DISENTANGLEMENT_SCHEMA", "disentangle_stage", "load_disentanglement"]
@@ -72,9 +73,22 @@ def disentangle_stage(root: Path, task: DisentangleTask | UDRTask) -> None:
     run = task.run
     model = _load_model(root, run.run_id, task.step, task.device)
     dataset = get_dataset(run.dataset, root=task.dataset_root)
-    truth = model_factor_codes(dataset, model, device=resolve_device(task.device))
-    protocol = Protocol().scaled(task.protocol_fraction) if task.protocol_fraction < 1 else Protocol()
-    values = evaluate_disentanglement(truth, seed=task.seed, protocol=protocol, metrics=task.metrics)
+    # progress: metrics finished (of those asked), and the images encoded so far (each at most once)
+    with TaskProgress(root, task.task_id, f"disentanglement {run.run_id} step {task.step}", len(task.metrics),
+                      unit="metric") as meter:
+        state = {"metrics": 0}
+
+        def encoded(count: int) -> None:
+            meter.update(state["metrics"], encoded=count)
+
+        def finished(names: list[str]) -> None:
+            state["metrics"] = len(names)
+            meter.update(len(names))
+
+        truth = model_factor_codes(dataset, model, device=resolve_device(task.device), on_encoded=encoded)
+        protocol = Protocol().scaled(task.protocol_fraction) if task.protocol_fraction < 1 else Protocol()
+        values = evaluate_disentanglement(truth, seed=task.seed, protocol=protocol, metrics=task.metrics,
+                                          on_metric=finished)
     write_table(root / task.outputs[0], _rows(run, task.step, values), DISENTANGLEMENT_SCHEMA, checksum=True)
 
 
@@ -92,7 +106,9 @@ def udr_stage(root: Path, task: UDRTask) -> None:
     indices = rng.integers(0, len(dataset), size=task.points)
     device = resolve_device(task.device)
     codes = {}
-    for run in task.runs:
+    meter = TaskProgress(root, task.task_id, f"UDR {task.task_id.split('/', 1)[-1]}", len(task.runs) + 1, unit="model")
+    for number, run in enumerate(task.runs):
+        meter.update(number)
         model = _load_model(root, run.run_id, task.step, task.device)
         means, logvars = [], []
         with torch.no_grad():
@@ -102,6 +118,8 @@ def udr_stage(root: Path, task: UDRTask) -> None:
                 means.append(mean.double().cpu().numpy())
                 logvars.append(logvar.double().cpu().numpy())
         codes[run.run_id] = LatentCodes.from_encoder(np.concatenate(means), np.concatenate(logvars))
+    meter.update(len(task.runs))
+    meter.flush()
     frames = []
     lasso = udr(codes, method="lasso", seed=task.seed)
     spearman = udr(codes, method="spearman", seed=task.seed)
@@ -112,6 +130,7 @@ def udr_stage(root: Path, task: UDRTask) -> None:
             "udr_active_dims": float(lasso.active[run.run_id]),
         }))
     write_table(root / task.outputs[0], pd.concat(frames, ignore_index=True), DISENTANGLEMENT_SCHEMA, checksum=True)
+    meter.close()
     logger.info("udr %s: %s", task.task_id, {k: round(v, 3) for k, v in lasso.model_scores.items()})
 
 

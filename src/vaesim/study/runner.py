@@ -269,9 +269,10 @@ class _Progress:
                 if records else ""
             if self.bar is not None:
                 self.bar.set_postfix_str(text, refresh=True)
-            elif not self.terminal and text and time.monotonic() - self._last_line >= self.quiet_every:
+            elif not self.terminal and self.stage and time.monotonic() - self._last_line >= self.quiet_every:
+                # at least one line a minute in a log, also while no task reports from inside
                 self._last_line = time.monotonic()
-                self._say(f"{self.stage}: {self.done}/{self.total} tasks; {text}")
+                self._say(f"{self.stage}: {self.done}/{self.total} tasks" + (f"; {text}" if text else ""))
 
     def _say(self, line: str) -> None:
         if self.bar is not None:

@@ -441,7 +441,7 @@ def compare_stage(root: Path, task: CompareTask) -> None:
     models: dict[str, dict] = {}
     needed = {(run_id, step) for a_run, a_step, b_run, b_step in pairs
               for run_id, step in ([(a_run, a_step)] if comparison == "factors" else [(a_run, a_step), (b_run, b_step)])}
-    # units: each checkpoint's summaries loaded, then the scoring of all pairs (one unit)
+    # units: each checkpoint's summaries loaded, then the engine's scoring units (Gram row blocks, model pairs)
     meter = TaskProgress(root, task.task_id, f"compare {task.task_id.split('/', 1)[-1]} ({len(pairs)} pairs)",
                          len(needed) + 1, unit="unit")
     for a_run, a_step, b_run, b_step in pairs:
@@ -467,7 +467,11 @@ def compare_stage(root: Path, task: CompareTask) -> None:
     else:
         model_pairs = [(model_key(a, s), model_key(b, t)) for a, s, b, t in pairs]
     metrics = tuple(builtin_metrics(task.metrics)) if comparison == "noise_floor" else tuple(task.metrics)
-    scores = compare(models, metrics=metrics, model_pairs=model_pairs, device=array_device(task.device))
+    loaded = len(needed)
+    meter.update(loaded)
+    meter.flush()  # what a reader sees while the scoring starts
+    scores = compare(models, metrics=metrics, model_pairs=model_pairs, device=array_device(task.device),
+                     progress=lambda done, total: meter.update(loaded + done, total=loaded + total))
     if comparison == "noise_floor":
         scores = scores[scores["a_layer"] == scores["b_layer"]].reset_index(drop=True)
     frame = result_rows(scores, pairs, task, dataset_size(root, dataset))

@@ -199,3 +199,40 @@ def test_report_writing_prints_progress_lines_whose_counters_move(tmp_path, caps
     figures = [int(re.search(r", (\d+) figure files written", line).group(1)) for line in lines]
     assert seen_parts == sorted(seen_parts) and seen_parts[-1] == len(REPORT_PARTS) and len(set(seen_parts)) > 3
     assert figures == sorted(figures) and figures[-1] > figures[0]  # the counter moves
+
+
+HALF_SPEC = """\
+name: half
+datasets: [dsprites-procedural]
+objectives:
+  - {name: beta_vae, values: [1, 4]}
+seeds: [0]
+training: {steps: 10, batch_size: 8, checkpoints: {schedule: even, count: 2}}
+probe: {n: 32, seed: 0}
+metrics: [cka]
+layers: [encoder.mean]
+device: cpu
+"""
+
+
+def test_report_of_an_unfinished_study_or_beside_a_live_runner_says_so(tmp_path, capsys):
+    import json
+    import os
+    import socket
+
+    study = tmp_path / "half"
+    study.mkdir()
+    (study / "spec.yaml").write_text(HALF_SPEC)
+    assert main(["report", str(study)]) == 0
+    err = capsys.readouterr().err
+    assert f"vaesim: warning: the study in {study} is not finished (tasks done: probe 0/1, train 0/2, " in err
+    assert "this report shows only what is stored" in err and "vaesim study run" in err
+    assert "is not finished" in (study / "report.html").read_text()
+
+    (study / "running.json").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                                    "executor": "local", "started": time.time()}))
+    assert main(["report", str(study)]) == 0
+    err = capsys.readouterr().err
+    assert f"vaesim: warning: a runner is working on {study} now (pid {os.getpid()}" in err
+    assert "rerun `vaesim report" in err
+

@@ -75,3 +75,9 @@ def test_status_verify_and_query_never_load_torch(finished_tiny):
     out = subprocess.run([sys.executable, "-c", script, str(finished_tiny)], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip().splitlines()[-1] == "CODES [0, 0, 0] False", out.stdout + out.stderr
+
+
+def test_a_finished_study_gets_no_unfinished_warning_from_report(finished_tiny):
+    from vaesim.report.commands import unfinished_warning
+
+    assert unfinished_warning(finished_tiny) is None

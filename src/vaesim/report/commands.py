@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -93,11 +94,45 @@ def report_and_print(study_dir: Path, *, metric: str = "cka", progress_every: fl
     from vaesim.report.report import report_paths
 
     started = time.perf_counter()
+    warning = unfinished_warning(study_dir)
+    if warning:
+        print(f"vaesim: warning: {warning}", file=sys.stderr, flush=True)
     with ReportProgress(report_paths(study_dir, metric)[2], every=progress_every) as progress:
-        path = write_report(study_dir, metric=metric, progress=progress)
+        path = write_report(study_dir, metric=metric, progress=progress, notes=[warning] if warning else ())
     print(format_findings(load_findings(study_dir, metric)))
     print(f"\nreport: {path.resolve()}  ({time.perf_counter() - started:.1f} s)")
+    if warning:  # again below the long findings table, where the eye ends
+        print(f"vaesim: warning: {warning}", file=sys.stderr, flush=True)
     return path
+
+
+def unfinished_warning(study_dir: Path) -> str | None:
+    """Why a report of ``study_dir`` shows only part of the study (a live runner, pending tasks), or None.
+
+    None also when the directory is no study the planner can read (a store written by other means):
+    the report itself says what is missing then.
+    """
+    import logging
+
+    from vaesim.study.runner import study_status
+
+    try:
+        status = study_status(study_dir)
+    except (OSError, ValueError, TypeError) as error:
+        logging.getLogger(__name__).debug("no study status for %s: %s", study_dir, error)
+        return None
+    pending = ", ".join(f"{stage} {done}/{total}" for stage, (done, total) in status.stages.items() if done < total)
+    if status.running:
+        from vaesim.study.lock import describe
+
+        return (f"a runner is working on {study_dir} now ({describe(status.running)}): this report shows only what "
+                f"was stored when it was written" + (f" (tasks done: {pending})" if pending else "")
+                + f"; rerun `vaesim report {study_dir}` when the study has finished")
+    if not status.complete:
+        command = status.resume_command or f"vaesim study run {study_dir / 'spec.yaml'} --out {study_dir}"
+        return (f"the study in {study_dir} is not finished (tasks done: {pending or 'some outputs are corrupt'}): "
+                f"this report shows only what is stored; finish it with `{command}`, then rerun `vaesim report`")
+    return None
 
 
 def run_report(args) -> int:

@@ -193,7 +193,7 @@ REPORT_PARTS = ("findings", "figures", "pictures of the models", "training curve
                 "metric diagnostic", "page")
 
 
-def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC, progress=None) -> Path:
+def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC, progress=None, notes=()) -> Path:
     """Compute findings and figures of ``study_dir`` and write its report; return the report's path.
 
     For CKA: ``study_dir/report.html``, ``figures/<name>.png|svg`` for every
@@ -201,13 +201,14 @@ def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC, progres
     ``report-<metric>.html``, ``figures-<metric>/`` and ``findings-<metric>.csv``. Also writes
     ``baselines.csv`` (``baselines-<metric>.csv``): per layer, untrained and trained agreement,
     initial-to-final similarity, noise floor. ``progress(part)`` is called as each of :data:`REPORT_PARTS` starts.
+    ``notes``: lines shown at the top of the page (e.g. that the study is still running).
     """
     started = time.perf_counter()
     step = progress or (lambda part: None)
     study_dir = Path(study_dir)
     spec_text, results, runs = read_store(study_dir)
     report_file, findings_file, figures_dir = report_paths(study_dir, metric)
-    notes = []
+    notes = list(notes)
     if results.empty:
         notes.append("The results store is empty: run the study to its compare stage; every finding lacks data.")
     if runs is None:

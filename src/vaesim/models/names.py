@@ -17,6 +17,11 @@ MAIN_PARAMS: dict[str, str] = {
     "factor_vae": "gamma",
 }
 OBJECTIVE_NAMES: tuple[str, ...] = tuple(MAIN_PARAMS)
+# objective name -> {parameter chosen by name: its allowed values (the first is the default)}; every other
+# parameter is a number
+CHOICE_PARAMS: dict[str, dict[str, tuple[str, ...]]] = {
+    "beta_tc_vae": {"sampling": ("mws", "stratified")},
+}
 
 LAYER_NAMES: tuple[str, ...] = (
     "input",

@@ -292,6 +292,11 @@ LATENTS_TABLE = "latents.parquet"
 # -- runs -----------------------------------------------------------------
 
 
+def fixed_params(fixed: dict) -> dict:
+    """An objective's fixed parameters as stored in run configs: numbers as floats, choices (``sampling``) as text."""
+    return {k: v if isinstance(v, str) else float(v) for k, v in fixed.items()}
+
+
 def plan_runs(spec: StudySpec) -> list[RunPlan]:
     """Every (dataset, objective, value, seed) of the grid, in a stable order."""
     training = spec.training.model_dump(mode="json")
@@ -307,7 +312,7 @@ def plan_runs(spec: StudySpec) -> list[RunPlan]:
                     config = {
                         "dataset": dataset,
                         "objective": objective.name,
-                        "params": {name: float(value), **{k: float(v) for k, v in objective.fixed.items()}},
+                        "params": {name: float(value), **fixed_params(objective.fixed)},
                         "seed": int(seed),
                         "checkpoint_steps": steps,
                         **training,
@@ -320,7 +325,7 @@ def plan_runs(spec: StudySpec) -> list[RunPlan]:
                             objective=objective.name,
                             param_name=name,
                             param=float(value),
-                            fixed={k: float(v) for k, v in objective.fixed.items()},
+                            fixed=fixed_params(objective.fixed),
                             seed=int(seed),
                             config=config,
                         )

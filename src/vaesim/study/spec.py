@@ -37,18 +37,30 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+def _number_or_text(value: float | str) -> float | str:
+    """A number written as text (``"1000"``, ``"1e3"``) is the number: the same run as ``1000``."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 class ObjectiveSpec(_Strict):
     """One objective and the values of its main regularisation parameter.
 
     ``param`` defaults to the objective's main parameter
     (``vaesim.models.main_param``); ``fixed`` holds the other parameters,
-    e.g. ``{gamma: 1000, iteration_threshold: 100000}`` for ``annealed_vae``.
+    e.g. ``{gamma: 1000, iteration_threshold: 100000}`` for ``annealed_vae``,
+    or a choice by name such as ``{sampling: stratified}`` for ``beta_tc_vae``
+    (its total-correlation estimator: ``mws``, the default, or ``stratified``).
     """
 
     name: str
     param: str | None = None
     values: list[float] = Field(min_length=1)
-    fixed: dict[str, float] = Field(default_factory=dict)
+    fixed: dict[str, float | str] = Field(default_factory=dict)
 
     @field_validator("values")
     @classmethod
@@ -63,8 +75,9 @@ class ObjectiveSpec(_Strict):
 
     @field_validator("fixed")
     @classmethod
-    def _non_negative(cls, fixed: dict[str, float]) -> dict[str, float]:
-        negative = {k: v for k, v in fixed.items() if v < 0}
+    def _non_negative(cls, fixed: dict[str, float | str]) -> dict[str, float | str]:
+        fixed = {k: _number_or_text(v) for k, v in fixed.items()}
+        negative = {k: v for k, v in fixed.items() if not isinstance(v, str) and v < 0}
         if negative:
             raise ValueError(f"fixed parameters are strengths, capacities or step counts and must be >= 0; "
                              f"got {negative}")
@@ -488,7 +501,8 @@ def _semantic_problems(spec: StudySpec) -> list[str]:
     """Names checked against the registries of the other modules."""
     from vaesim.data import DATASETS
     # torch-free tables: `vaesim study status/verify` and `vaesim query` check the spec without loading torch
-    from vaesim.models.names import ARCHITECTURES, LAYER_NAMES, MAIN_PARAMS, OBJECTIVE_NAMES, RECONSTRUCTIONS
+    from vaesim.models.names import (ARCHITECTURES, CHOICE_PARAMS, LAYER_NAMES, MAIN_PARAMS, OBJECTIVE_NAMES,
+                                     RECONSTRUCTIONS)
 
     problems = []
     if spec.training.architecture not in ARCHITECTURES:
@@ -517,6 +531,12 @@ def _semantic_problems(spec: StudySpec) -> list[str]:
             problems.append(
                 f"objectives.{i}.fixed: {expected!r} is the swept parameter; list it under values only"
             )
+        choices = CHOICE_PARAMS.get(objective.name, {})
+        for key, value in objective.fixed.items():
+            if key in choices and value not in choices[key]:
+                problems.append(f"objectives.{i}.fixed.{key}: expected one of {', '.join(choices[key])}; got {value!r}")
+            elif key not in choices and isinstance(value, str):
+                problems.append(f"objectives.{i}.fixed.{key}: expected a number; got {value!r}")
     if isinstance(spec.keep_activations, list):
         allowed = spec.layer_names()
         unknown = [layer for layer in spec.keep_activations if layer not in allowed]

@@ -23,7 +23,7 @@ from vaesim.study import plan as layout
 from vaesim.study.budget import check_budget, writable_directory
 from vaesim.study.executors import EXECUTORS, StageOutcome, TaskFailure, make_executor
 from vaesim.study.lock import RUNNING_FILE, StudyLock, describe, read_running, runner_alive
-from vaesim.study.measures import plugin_path
+from vaesim.study.measures import plugin_path, record_plugin_dirs
 from vaesim.study.plan import STAGES, StudyPlan, Task, plan_study, spec_differences
 from vaesim.study.progress import clear_progress
 from vaesim.study.provenance import ProvenanceRecorder
@@ -133,6 +133,7 @@ def _raw_spec(spec) -> dict:
 def prepare_directory(spec: StudySpec, out_dir: Path, *, force: bool) -> None:
     """Record ``spec`` in ``out_dir/spec.yaml``; refuse a conflicting recorded spec unless ``force``."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    record_plugin_dirs(out_dir, spec.plugins)  # plug-in modules found beside the spec: workers and reruns find them
     spec_file = out_dir / SPEC_FILE
     if spec_file.is_file():
         try:

@@ -259,18 +259,32 @@ class StudySpec(_Strict):
             raise ValueError(f"entries must be distinct; got {values} (remove the repeats)")
         return values
 
+    @field_validator("plugins")
+    @classmethod
+    def _importable(cls, plugins: list[str]) -> list[str]:
+        # plug-in measures (vaesim.similarity.register_measure) are registered by the `plugins` modules, found on
+        # the Python path or beside the spec file (vaesim.study.measures)
+        from vaesim.study.measures import import_plugins
+
+        import_plugins(plugins, where="")
+        return plugins
+
     @field_validator("metrics")
     @classmethod
     def _known_measures(cls, metrics: list[str], info) -> list[str]:
-        # plug-in measures (vaesim.similarity.register_measure) are registered by the `plugins` modules
         from vaesim.similarity.registry import measure_names
-        from vaesim.study.measures import import_plugins
+        from vaesim.study.measures import load_entry_point_measures
 
-        import_plugins(info.data.get("plugins") or [], where="plugins")
+        if "plugins" not in info.data:  # a plug-in module failed: that error says why, not this field
+            return metrics
         unknown = [m for m in metrics if m not in measure_names()]
         if unknown:
+            load_entry_point_measures(unknown)  # installed plug-ins (entry points "vaesim.measures")
+            unknown = [m for m in metrics if m not in measure_names()]
+        if unknown:
             raise ValueError(f"unknown similarity measures {unknown}; known: {list(measure_names())} "
-                             "(a plug-in measure needs its registering module under `plugins:`)")
+                             "(a plug-in measure needs its registering module under `plugins:`, beside the spec "
+                             "or on the Python path, or an installed entry point in the group vaesim.measures)")
         return metrics
 
     @field_validator("seeds")
@@ -399,7 +413,10 @@ def load_spec(path_or_preset: str | os.PathLike | StudySpec) -> StudySpec:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as error:
         raise ValueError(f"study spec {path}: not valid YAML ({error}); fix the syntax") from None
-    return parse_spec(data, source=str(path))
+    from vaesim.study.measures import searching, spec_search_dirs
+
+    with searching(spec_search_dirs(path)):  # plug-in modules beside the spec file are found
+        return parse_spec(data, source=str(path))
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -472,7 +472,7 @@ def plan_study(spec: StudySpec) -> StudyPlan:
             ) + ((plugin_path(factors_summary_path(dataset)), checksum_path(plugin_path(factors_summary_path(dataset))))
                  if plugin_metrics(spec.metrics) else ()),
             dataset=dataset, n=spec.probe.n, seed=spec.probe.seed, metrics=tuple(spec.metrics),
-            dataset_root=spec.dataset_root, device=spec.device,
+            dataset_root=spec.data_root, device=spec.device,
         )
         for dataset in spec.datasets
     ]
@@ -480,7 +480,7 @@ def plan_study(spec: StudySpec) -> StudyPlan:
         TrainTask(
             task_id=f"train/{run.run_id}",
             outputs=(checkpoint_sums_path(run.run_id),),
-            run=run, dataset_root=spec.dataset_root, device=spec.device,
+            run=run, dataset_root=spec.data_root, device=spec.device,
         )
         for run in runs
     ]
@@ -560,7 +560,7 @@ def disentangle_tasks(spec: StudySpec, runs: list[RunPlan]) -> list[Task]:
             tasks.append(DisentangleTask(
                 task_id=f"disentangle/{run.run_id}/step_{step:08d}", outputs=(path, checksum_path(path)),
                 inputs=(checkpoint_sums_path(run.run_id),), run=run, step=int(step), metrics=metrics,
-                protocol_fraction=options.protocol_fraction, seed=options.seed, dataset_root=spec.dataset_root,
+                protocol_fraction=options.protocol_fraction, seed=options.seed, dataset_root=spec.data_root,
                 device=spec.device))
     if options.udr:
         groups: dict[tuple, list[RunPlan]] = {}
@@ -577,7 +577,7 @@ def disentangle_tasks(spec: StudySpec, runs: list[RunPlan]) -> list[Task]:
                 tasks.append(UDRTask(
                     task_id=f"udr/{label}/step_{step:08d}", outputs=(path, checksum_path(path)),
                     inputs=tuple(checkpoint_sums_path(r.run_id) for r in members), runs=tuple(members),
-                    step=int(step), points=options.udr_points, seed=options.seed, dataset_root=spec.dataset_root,
+                    step=int(step), points=options.udr_points, seed=options.seed, dataset_root=spec.data_root,
                     device=spec.device))
     return tasks
 
@@ -585,7 +585,7 @@ def disentangle_tasks(spec: StudySpec, runs: list[RunPlan]) -> list[Task]:
 # -- spec differences -----------------------------------------------------
 
 # Fields that change no output: who runs it and how, not what is computed.
-NEUTRAL_FIELDS = ("name", "description", "dataset_root", "device", "resources")
+NEUTRAL_FIELDS = ("name", "description", "data_root", "device", "resources")
 
 
 def output_fields(spec: StudySpec) -> dict[str, Any]:

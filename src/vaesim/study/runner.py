@@ -72,7 +72,7 @@ def check_inputs(spec: StudySpec) -> None:
     objective rejects."""
     from vaesim.models import make_objective
 
-    missing = missing_data_problems(spec.datasets, spec.dataset_root)
+    missing = missing_data_problems(spec.datasets, spec.data_root)
     problems = list(missing)
     for i, objective in enumerate(spec.objectives):
         name = param_name(objective)
@@ -106,7 +106,8 @@ def load_checked_spec(spec) -> StudySpec:
         spec = load_spec(spec)
     except ValueError as error:
         raw = _raw_spec(spec)
-        missing = missing_data_problems(raw.get("datasets") or [], raw.get("dataset_root")) if raw else []
+        root = raw.get("data_root", raw.get("dataset_root")) if raw else None
+        missing = missing_data_problems(raw.get("datasets") or [], root) if raw else []
         if missing:
             raise ValueError(str(error) + "".join(f"\n  - {p}" for p in missing)) from None
         raise

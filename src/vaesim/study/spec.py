@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
 
 PRESET_DIR = Path(__file__).with_name("presets")
 METRICS = ("cka", "cka_debiased", "procrustes")
@@ -238,7 +238,8 @@ class StudySpec(_Strict):
     name: str = Field(min_length=1)
     description: str = ""
     datasets: list[str] = Field(min_length=1)
-    dataset_root: str | None = None
+    # the folder holding the dataset files: `data_root`, as the CLI's --data-root (`dataset_root` still reads)
+    data_root: str | None = Field(default=None, validation_alias=AliasChoices("data_root", "dataset_root"))
     objectives: list[ObjectiveSpec] = Field(min_length=1)
     seeds: list[Seed] = Field(min_length=1)
     training: TrainingSpec

@@ -129,3 +129,44 @@ def test_packaging_declares_types_and_installs_ray_once():
     assert "vaesim[ray]" in extras["test"] and not any(dep.startswith("ray") for dep in extras["test"])
     assert (root / "src" / "vaesim" / "py.typed").is_file()
     assert "py.typed" in project["tool"]["setuptools"]["package-data"]["vaesim"]
+
+
+@pytest.mark.parametrize("where", [["-v", "study", "status"], ["study", "-v", "status"], ["study", "status", "-v"]])
+def test_verbose_works_before_or_after_the_command(where, tmp_path, capsys):
+    """-v anywhere; -vv anywhere shows the traceback of an error (here: not a study directory)."""
+    args = [*where[:where.index("status") + 1], str(tmp_path / "none"), *where[where.index("status") + 1:]]
+    assert build_parser().parse_args(args).verbose == 1
+    args_vv = [a if a != "-v" else "-vv" for a in args]
+    with pytest.raises(FileNotFoundError, match="is not a study directory"):
+        main(args_vv)
+
+
+@pytest.mark.parametrize("group", ["study", "data", "import"])
+def test_a_command_group_without_its_action_is_a_usage_error(group, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main([group])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert f"vaesim {group}: error: choose an action: " in err and err.startswith("usage:")
+
+
+def test_query_help_lists_every_view():
+    text = " ".join(_subparser(build_parser(), "query").format_help().split())
+    assert "Views: results, runs, training_metrics, latents, disentanglement, layers" in text
+
+
+def test_yaml_errors_name_the_spec_file(tmp_path, capsys):
+    spec = tmp_path / "broken.yaml"
+    spec.write_text("name: x\ndatasets: [a\nseeds: 1\n")
+    assert main(["study", "plan", str(spec), "--no-calibrate"]) == 2
+    err = capsys.readouterr().err
+    assert f'in "{spec}", line 2' in err and "<unicode string>" not in err
+
+
+def test_the_query_layers_view_orders_both_architectures_input_to_output():
+    from vaesim.models import FC_LAYER_NAMES, LAYER_NAMES
+    from vaesim.models.names import NETWORK_ORDER
+
+    for names in (LAYER_NAMES, FC_LAYER_NAMES):
+        assert [n for n in NETWORK_ORDER if n in names] == list(names)
+    assert set(NETWORK_ORDER) == set(LAYER_NAMES) | set(FC_LAYER_NAMES)

@@ -40,6 +40,7 @@ class UserError(Exception):
     """An error caused by input: printed as one clear message, exit code 2."""
 
 
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vaesim",
@@ -54,7 +55,21 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
+    _verbose_everywhere(parser)
     return parser
+
+
+def _verbose_everywhere(parser: argparse.ArgumentParser) -> None:
+    """``-v`` also after the command (``vaesim study run -v ...``): every subcommand accepts it.
+
+    Its default is suppressed, so a subcommand without it keeps the count given before the command.
+    """
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                sub.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                                 help="more log output (-vv for debug)")
+                _verbose_everywhere(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

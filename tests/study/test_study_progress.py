@@ -177,3 +177,21 @@ def test_compare_reports_its_scoring_units_as_they_finish():
     assert [done for done, _ in calls] == list(range(1, total + 1)) and {t for _, t in calls} == {total}
     assert total > 6 + 1  # several Gram row blocks plus one unit per model pair (6 pairs with themselves)
     assert with_progress.equals(compare(models, metrics=("cka", "procrustes"), block_bytes=4096))
+
+
+def test_status_of_a_copied_study_recommends_resuming_the_copy(tmp_path, tiny_spec):
+    import shutil
+
+    from vaesim.study import study_status
+    from vaesim.study.provenance import ProvenanceRecorder
+
+    original = tmp_path / "original"
+    original.mkdir()
+    (original / "spec.yaml").write_text(tiny_spec.to_yaml())
+    ProvenanceRecorder(original, command=f"vaesim study run quick --out {original}")
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    text = study_status(copy).format()
+    assert f"rerun `vaesim study run {copy / 'spec.yaml'} --out {copy}` to resume" in text
+    assert str(original) not in text
+    assert f"rerun `vaesim study run quick --out {original}` to resume" in study_status(original).format()

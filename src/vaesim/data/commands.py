@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vaesim.utils.command_groups import needs_action
+
 
 def register(subparsers) -> None:
     """Add ``vaesim data ...`` to the ``vaesim`` parser."""
@@ -31,7 +33,7 @@ def register(subparsers) -> None:
     _data_root_option(info)
     info.set_defaults(func=_info)
 
-    data.set_defaults(func=lambda args: (data.print_help(), 0)[1])
+    data.set_defaults(func=needs_action(data))
 
 
 DATA_ROOT_HELP = ("data root holding each dataset's folder (default: $VAESIM_DATA, else "

@@ -66,3 +66,11 @@ INITIALISATIONS = ("glorot", "pytorch")
 
 #: reconstruction likelihoods (vaesim.models.losses.reconstruction_loss)
 RECONSTRUCTIONS = ("bernoulli", "gaussian")
+
+#: every layer name of both architectures in network order (input to output; conv and fc interleave consistently),
+#: the ``layers`` view of ``vaesim query`` (``ORDER BY position``)
+NETWORK_ORDER: tuple[str, ...] = (
+    "input", "encoder.conv1", "encoder.conv2", "encoder.conv3", "encoder.conv4", "encoder.fc", "encoder.fc1",
+    "encoder.fc2", "encoder.mean", "encoder.logvar", "encoder.variance", "encoder.sample", "decoder.fc1",
+    "decoder.fc2", "decoder.fc3", "decoder.deconv1", "decoder.deconv2", "decoder.deconv3", "decoder.output",
+)

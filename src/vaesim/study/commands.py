@@ -6,12 +6,14 @@ import shlex
 import sys
 import time
 
+from vaesim.utils.command_groups import needs_action
+
 
 def register(subparsers) -> None:
     """Add ``study run|plan|show|status`` and ``query`` to the ``vaesim`` parser."""
     study = subparsers.add_parser("study", help="run a declared study grid end to end, or show its status")
     study_commands = study.add_subparsers(dest="study_command", metavar="STUDY_COMMAND")
-    study.set_defaults(func=lambda args: (study.print_help(), 0)[1])
+    study.set_defaults(func=needs_action(study))
 
     run = study_commands.add_parser(
         "run", help="train, extract, compare and store every score of a study (resumes where it stopped)"
@@ -56,7 +58,10 @@ def register(subparsers) -> None:
     verify.add_argument("dir", help="study directory")
     verify.set_defaults(func=_verify)
 
-    query = subparsers.add_parser("query", help="run SQL (DuckDB) over a study's results; views results, runs")
+    views = "results, runs, training_metrics, latents, disentanglement, layers (network order: ORDER BY position)"
+    query = subparsers.add_parser("query", help=f"run SQL (DuckDB) over a study's tables; views {views}",
+                                  description=f"Run SQL (DuckDB) over a study's tables. Views: {views}. The query "
+                                              "is sandboxed: it reads only the study's own files.")
     query.add_argument("dir", help="study directory")
     query.add_argument("sql", help='e.g. "SELECT comparison, count(*) FROM results GROUP BY 1"')
     query.add_argument("--csv", action="store_true", help="print CSV instead of a table")

@@ -13,6 +13,7 @@ a documented example to copy.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from pathlib import Path
@@ -411,7 +412,9 @@ def load_spec(path_or_preset: str | os.PathLike | StudySpec) -> StudySpec:
     except OSError as error:
         raise ValueError(f"study spec {path}: cannot be read ({error.strerror or error})") from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+        stream = io.StringIO(text)
+        stream.name = str(path)  # YAML's error marks name the file, not "<unicode string>"
+        data = yaml.load(stream, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as error:
         raise ValueError(f"study spec {path}: not valid YAML ({error}); fix the syntax") from None
     from vaesim.study.measures import searching, spec_search_dirs

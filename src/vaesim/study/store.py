@@ -240,9 +240,17 @@ def load_latents(study_dir: str | os.PathLike) -> pd.DataFrame:
     return pd.read_parquet(table_path(_study_dir(study_dir), LATENTS_TABLE))
 
 
+def _layers_view(con) -> None:
+    """The ``layers`` view: ``layer``, ``position`` (0 = input) in network order, to sort by (``ORDER BY position``)."""
+    from vaesim.models.names import NETWORK_ORDER
+
+    con.register("layers_order", pd.DataFrame({"layer": list(NETWORK_ORDER), "position": range(len(NETWORK_ORDER))}))
+    con.execute("CREATE VIEW layers AS SELECT * FROM layers_order")
+
+
 def query(study_dir: str | os.PathLike, sql: str) -> pd.DataFrame:
     """Run DuckDB ``sql`` over the study; views ``results``, ``runs``, ``training_metrics``, ``latents``,
-    ``disentanglement``.
+    ``disentanglement``, and ``layers`` (each layer name's ``position`` in network order, to sort by).
 
     Example: ``query(d, "SELECT a_layer, avg(score) FROM results WHERE
     comparison = 'within_run' GROUP BY a_layer")``.
@@ -282,6 +290,7 @@ def query(study_dir: str | os.PathLike, sql: str) -> pd.DataFrame:
                 con.execute("CREATE VIEW disentanglement AS SELECT * FROM disentanglement_empty")
             for view, path in tables.items():
                 con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({_sql_list([str(path)])})")
+            _layers_view(con)
             allowed = files + scores + [str(path) for path in tables.values()]
             con.execute(f"SET allowed_paths = {_sql_list(allowed)}")
             con.execute("SET enable_external_access = false")

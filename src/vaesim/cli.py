@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as error:
         print("\ninterrupted: finished work is kept; rerun the same command to resume.", file=sys.stderr)
         return 128 + int(getattr(error, "signum", 2))  # 130 for Ctrl-C, 143 for SIGTERM
-    except (UserError, FileNotFoundError, ValueError, TypeError) as error:
+    except (UserError, FileNotFoundError, ValueError, TypeError, ImportError) as error:  # ImportError: an extra
         if args.verbose >= 2:
             raise
         print(f"vaesim: error: {error}", file=sys.stderr)

@@ -303,3 +303,16 @@ def test_a_spec_selects_beta_tc_vae_stratified_sampling(tmp_path, tiny_dict):
         parse_spec(tiny_dict)
     tiny_dict["objectives"] = [{"name": "annealed_vae", "values": [5], "fixed": {"gamma": "1000"}}]
     assert parse_spec(tiny_dict).objectives[0].fixed == {"gamma": 1000.0}
+
+
+def test_tensorboard_in_a_spec_reaches_every_train_task_and_changes_no_output(tiny_dict):
+    from vaesim.study import plan_study
+    from vaesim.study.plan import spec_differences
+
+    plain = parse_spec(tiny_dict)
+    logged = parse_spec(dict(tiny_dict, tensorboard=True))
+    assert all(task.tensorboard for task in plan_study(logged).tasks["train"])
+    assert not any(task.tensorboard for task in plan_study(plain).tasks["train"])
+    assert spec_differences(plain, logged) == []  # a rerun with it on recomputes nothing
+    assert [t.run.run_id for t in plan_study(plain).tasks["train"]] == \
+        [t.run.run_id for t in plan_study(logged).tasks["train"]]

@@ -376,3 +376,35 @@ def test_a_stale_interrupt_checkpoint_behind_the_scheduled_ones_is_dropped(tiny_
     calls = []
     train(config, run_dir, dataset=tiny_dataset, progress=False, device="cpu", callback=calls.append)
     assert calls == [5, 6]
+
+
+def test_tensorboard_gets_every_logged_row_and_nothing_else_changes(reference_run, tiny_dataset, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir, board = tmp_path / "run", tmp_path / "board"
+    train(small_config(), run_dir, dataset=tiny_dataset, progress=False, device="cpu", tensorboard=board)
+    assert (run_dir / "metrics.jsonl").read_bytes() == (reference_run / "metrics.jsonl").read_bytes()
+    for name in sorted(p.name for p in (reference_run / "checkpoints").iterdir()):
+        assert (run_dir / "checkpoints" / name).read_bytes() == (reference_run / "checkpoints" / name).read_bytes()
+    events = EventAccumulator(str(board))
+    events.Reload()
+    metrics = read_metrics(reference_run)
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/reconstruction", "train/kl", "train/elbo", "kl_per_dim/0", "kl_per_dim/9"} <= tags
+    for tag, column in (("train/loss", "loss"), ("train/kl", "kl"), ("kl_per_dim/3", "kl_dim_3")):
+        scalars = events.Scalars(tag)
+        assert [s.step for s in scalars] == metrics["step"].tolist()
+        assert [s.value for s in scalars] == [float(np.float32(v)) for v in metrics[column]]  # stored as float32
+
+
+def test_tensorboard_without_the_package_is_one_clear_error(tmp_path, monkeypatch, capsys):
+    from vaesim.cli import main
+
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if not installed
+    assert main(["train", "--steps", "2", "--batch-size", "4", "--out", str(tmp_path / "run"), "--tensorboard",
+                 "--device", "cpu", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["vaesim: error: TensorBoard logging needs the tensorboard package: "
+                   "pip install 'vaesim[tensorboard]' (or leave TensorBoard logging off)"]
+    assert not (tmp_path / "run").exists()  # said before any work

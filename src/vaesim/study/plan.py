@@ -114,6 +114,7 @@ class TrainTask(Task):
     run: RunPlan
     dataset_root: str | None = None
     device: str = "auto"
+    tensorboard: bool = False  # also write TensorBoard scalars (DIR/tensorboard/<run_id>); changes no output
 
     @property
     def run_id(self) -> str:
@@ -480,7 +481,7 @@ def plan_study(spec: StudySpec) -> StudyPlan:
         TrainTask(
             task_id=f"train/{run.run_id}",
             outputs=(checkpoint_sums_path(run.run_id),),
-            run=run, dataset_root=spec.data_root, device=spec.device,
+            run=run, dataset_root=spec.data_root, device=spec.device, tensorboard=spec.tensorboard,
         )
         for run in runs
     ]
@@ -585,7 +586,7 @@ def disentangle_tasks(spec: StudySpec, runs: list[RunPlan]) -> list[Task]:
 # -- spec differences -----------------------------------------------------
 
 # Fields that change no output: who runs it and how, not what is computed.
-NEUTRAL_FIELDS = ("name", "description", "data_root", "device", "resources")
+NEUTRAL_FIELDS = ("name", "description", "data_root", "device", "resources", "tensorboard")
 
 
 def output_fields(spec: StudySpec) -> dict[str, Any]:

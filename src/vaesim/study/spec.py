@@ -253,6 +253,8 @@ class StudySpec(_Strict):
     disentanglement: DisentanglementSpec | None = None
     device: str = "auto"
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    # TensorBoard event files of every run's training under DIR/tensorboard/<run_id> (needs vaesim[tensorboard])
+    tensorboard: bool = False
 
     @field_validator("datasets", "seeds", "metrics")
     @classmethod

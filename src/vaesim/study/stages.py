@@ -190,7 +190,8 @@ def train_stage(root: Path, task: TrainTask) -> None:
                 meter.update(row["step"], **last)
 
             train(config, run_dir, progress=False, device=resolve_device(task.device),
-                  callback=lambda finished: meter.update(finished, **last), on_log=on_log)
+                  callback=lambda finished: meter.update(finished, **last), on_log=on_log,
+                  tensorboard=root / "tensorboard" / task.run_id if task.tensorboard else None)
         sums, damaged = checked_sums(run_dir)
         if not damaged:
             break

@@ -89,6 +89,9 @@ def register(subparsers) -> None:
                              "(0: no split; the paper holds out 0.1)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--out", required=True, help="run directory (created; rerun to resume)")
+    parser.add_argument("--tensorboard", nargs="?", const="", default=None, metavar="DIR",
+                        help="also log every metrics row as TensorBoard scalars, in DIR (default OUT/tensorboard); "
+                             "needs pip install 'vaesim[tensorboard]'")
     parser.add_argument("--no-progress", action="store_true",
                         help="hide the progress bar (without a terminal there is none: a plain line every minute)")
     parser.set_defaults(func=run_train)
@@ -191,8 +194,10 @@ def run_train(args) -> int:
     terminal = sys.stderr.isatty()
     lines = _PlainProgress(config.steps) if not terminal and not args.no_progress else None
     try:
+        board = None if args.tensorboard is None else (args.tensorboard or Path(args.out) / "tensorboard")
         run_dir = train(config, args.out, progress=terminal and not args.no_progress, device=args.device,
-                        callback=lines.step if lines else None, on_log=lines.log if lines else None)
+                        callback=lines.step if lines else None, on_log=lines.log if lines else None,
+                        tensorboard=board)
     except TrainingDiverged as error:
         print(f"vaesim train: {error}", file=sys.stderr)
         return 1

@@ -104,6 +104,53 @@ class _StopRequest:
             signal.signal(signum, handler)
 
 
+def check_tensorboard() -> None:
+    """ImportError with the fix when the optional ``tensorboard`` package is missing."""
+    try:
+        import tensorboard  # noqa: F401 - only whether it is installed
+    except ImportError:
+        raise ImportError("TensorBoard logging needs the tensorboard package: pip install 'vaesim[tensorboard]' "
+                          "(or leave TensorBoard logging off)") from None
+
+
+class TensorBoardLog:
+    """Every logged metrics row as TensorBoard scalars (``pip install 'vaesim[tensorboard]'``).
+
+    Tags: ``train/<term>`` (loss, reconstruction, kl, elbo and the objective's own terms),
+    ``kl_per_dim/<i>``, ``val/<term>`` (held-out ELBO terms), ``monitor/<name>`` (posterior-collapse
+    monitor); the x axis is the training step. metrics.jsonl is written as without it. On resume from step
+    ``start``, events at or after ``start`` (from the interrupted attempt) are purged, as Lightning does.
+    """
+
+    def __init__(self, log_dir: str | Path, start: int = 0) -> None:
+        check_tensorboard()
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=start or None)
+
+    @staticmethod
+    def tag(name: str) -> str:
+        if name.startswith("kl_dim_"):
+            return f"kl_per_dim/{name[len('kl_dim_'):]}"
+        if name.startswith("val_"):
+            return f"val/{name[len('val_'):]}"
+        if name in ("cka_mean_sample", "active_dims"):
+            return f"monitor/{name}"
+        return f"train/{name}"
+
+    def write(self, row: dict) -> None:
+        step = int(row["step"])
+        for name, value in row.items():
+            if name != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(self.tag(name), value, step)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 class EpochOrder:
     """Batch indices for every step from per-epoch permutations seeded by ``(seed, epoch)``.
 
@@ -364,6 +411,7 @@ def train(
     channels_last: bool | None = None,
     on_log: Callable[[dict], None] | None = None,
     compile: bool | None = None,
+    tensorboard: str | Path | None = None,
 ) -> Path:
     """Train (or resume, or skip if finished) the run ``config`` in ``run_dir``; return ``run_dir``.
 
@@ -388,6 +436,9 @@ def train(
     default: compiling takes seconds to a minute per run and pays only on
     long runs; see benchmarks/training.py). Same maths as eager, to float32
     rounding; falls back to eager with a warning if compiling fails.
+    tensorboard: a folder for TensorBoard event files: every logged row also
+    goes there as scalars (:class:`TensorBoardLog`; needs ``vaesim[tensorboard]``;
+    None = off, the default).
     Raises :class:`TrainingDiverged` when the loss stops being finite.
     """
     run_dir = Path(run_dir)
@@ -395,6 +446,8 @@ def train(
     if (run_dir / DONE_FILE).is_file():
         logger.info("%s is finished; nothing to do", run_dir)
         return run_dir
+    if tensorboard is not None:
+        check_tensorboard()  # a missing package is said before any work
     if dataset is None:
         dataset = load_dataset(config)
     check_image_source(dataset)
@@ -436,6 +489,7 @@ def train(
     truncate_metrics(run_dir, start if done or start else -1)
     meta = {"config": config.to_dict(), "objective": {"name": objective.name, "params": objective.params()}}
     writer = MetricsWriter(run_dir)
+    board = TensorBoardLog(tensorboard, start) if tensorboard is not None else None
     if start == 0 and 0 in logged_steps and 0 not in done:
         save_checkpoint(run_dir, 0, model=model, objective=objective, optimizer=optimizer, meta={**meta, "losses": {}})
 
@@ -493,12 +547,16 @@ def train(
                 if held_out is not None:
                     row.update(held_out.measure(model))
                 writer.write(row)
+                if board is not None:
+                    board.write(row)
                 last_row = row
                 if on_log is not None:
                     on_log(row)
                 bar.set_postfix(loss=f"{row['loss']:.1f}", rec=f"{row['reconstruction']:.1f}", kl=f"{row['kl']:.2f}", refresh=False)
                 if finished in logged_steps:
                     writer.sync()
+                    if board is not None:
+                        board.flush()
                     save_checkpoint(run_dir, finished, model=model, objective=objective, optimizer=optimizer, meta={**meta, "losses": row})
                     if finished > start:
                         remove_interrupt_checkpoint(run_dir)
@@ -509,6 +567,8 @@ def train(
         stop.__exit__()
         bar.close()
         writer.close()
+        if board is not None:
+            board.close()
     remove_interrupt_checkpoint(run_dir)
     atomic_write_json(run_dir / DONE_FILE, {"step": config.steps, "losses": last_row, "finished_at": time.time()})
     logger.info("%s: finished %d steps", run_dir, config.steps)

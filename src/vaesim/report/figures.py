@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from vaesim.report import layers as L  # noqa: E402
-from vaesim.report.findings import agreement_by_layer, mean_sample_similarity  # noqa: E402
+from vaesim.report.findings import agreement_by_layer, baseline_table, mean_sample_similarity  # noqa: E402
 from vaesim.report.tables import (  # noqa: E402
     at_final_step,
     both_orientations,
@@ -248,10 +248,12 @@ def figure_learning_dynamics(results: pd.DataFrame, runs=None, *, metric: str = 
                 ax.plot(curve[x_column], curve["score"], style, marker="o", markersize=3, color=colours[layer],
                         label=layer, linewidth=1.5)
             ax.axhline(SETTLED, color="#555555", linewidth=0.8, linestyle=":")
-            ax.text(0.01, SETTLED + 0.01, f"{SETTLED:g}: settled", transform=ax.get_yaxis_transform(),
-                    fontsize=7, color="#555555", va="bottom")
             ax.axvline(final_x, color="#bbbbbb", linewidth=0.8)
             ax.set_ylim(low, 1.05)
+            # the threshold is a y tick (not a label inside the plot, where curves run through it)
+            ax.set_yticks([t for t in (0.0, 0.25, 0.5, 0.75) if t >= low] + [SETTLED, 1.0])
+            ax.set_yticklabels([f"{t:g}" for t in ax.get_yticks()[:-2]] + [f"{SETTLED:g} settled", "1"],
+                               fontsize=7.5)
             ax.grid(alpha=0.25)
             n_runs = int(part["n_runs"].max())
             ax.set_title(f"{_model_label(model.objective, model.param_name, model.param)}: {group}\n"
@@ -352,6 +354,12 @@ def figure_agreement(results: pd.DataFrame, runs=None, *, metric: str = "cka") -
         ax.errorbar(x, table["mean"], yerr=table["std"].fillna(0.0), fmt="o-", capsize=2, markersize=4,
                     color=COMPARISON_COLOURS[comparison],
                     label=f"{labels[comparison]} ({int(table['n_pairs'].max())} model pairs)")
+    # the baseline claim 2's verdict subtracts: the same layer of untrained networks of different seeds (step 0)
+    baseline = baseline_table(results, metric=metric).set_index("layer")["untrained_seeds"].dropna()
+    baseline = baseline[baseline.index.isin(position)]
+    if len(baseline):
+        ax.plot(baseline.index.map(position), baseline.to_numpy(), "s--", color="#999999", markersize=4,
+                linewidth=1.2, label="baseline: untrained networks, across seeds (step 0)")
     ax.set_xticks(range(len(ordered)), ordered, rotation=60, ha="right", fontsize=8)
     ax.set_ylim(-0.02, 1.05)
     ax.set_ylabel(f"mean {metric.upper()}, same layer, final step")

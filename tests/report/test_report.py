@@ -236,3 +236,37 @@ def test_report_of_an_unfinished_study_or_beside_a_live_runner_says_so(tmp_path,
     assert f"vaesim: warning: a runner is working on {study} now (pid {os.getpid()}" in err
     assert "rerun `vaesim report" in err
 
+
+
+def test_tables_never_show_minus_zero_and_finding_values_share_one_precision():
+    from vaesim.report.html import _number, _value, findings_html, table_html
+
+    assert _number(-0.0) == "0" and _number(float(pd.Series([-0.0001]).round(3)[0])) == "0"
+    assert "-0<" not in table_html(pd.DataFrame({"gap": [-0.0001, 0.5]}).round(3), table_id="t")
+    assert [_value(v) for v in (0.9, 0.87341, 1.0, -0.0004, 12345.6)] == ["0.900", "0.873", "1.000", "0.000",
+                                                                            "12,346"]
+    findings = pd.DataFrame({"verdict": ["holds", "holds"], "finding": ["a", "b"], "definition": ["", ""],
+                             "value": [0.9, 0.87341], "detail": ["", ""]})
+    cells = re.findall(r"<td class='num'>([^<]*)</td>", findings_html(findings))
+    assert cells == ["0.900", "0.873"]
+
+
+def test_provenance_lists_stages_in_run_order():
+    from vaesim.report.html import provenance_html
+    from vaesim.study.plan import STAGES
+
+    stages = {name: {"tasks": 1, "seconds": 1.0} for name in sorted(STAGES)}  # the file sorts its keys
+    page = provenance_html({"sessions": [{"started": "now", "command": "vaesim demo", "stages": stages}]}, {})
+    shown = re.findall(r"<tr><td>([a-z]+)</td>", page)
+    assert shown == list(STAGES) and shown.index("disentangle") < shown.index("store")
+
+
+def test_report_says_when_the_models_are_barely_trained():
+    from vaesim.report.report import training_notes
+
+    short = pd.DataFrame({"steps": [2000, 2000], "active_dims": [0, 1]})
+    notes = training_notes(short)
+    assert notes[0].startswith("The models are barely trained: 2,000 steps, 0.67% of the seed paper's 300,000")
+    assert "blurred blobs" in notes[0] and "median active dimensions 0.5" in notes[1]
+    assert training_notes(pd.DataFrame({"steps": [300_000], "active_dims": [6]})) == []
+    assert training_notes(None) == []

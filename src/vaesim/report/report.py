@@ -188,6 +188,29 @@ def model_pictures(study_dir: Path, runs: pd.DataFrame | None, directory: Path) 
     return main, gallery
 
 
+#: the seed paper's (and disentanglement_lib's) training length, against which a study's runs are judged
+PAPER_STEPS = 300_000
+#: under this fraction of it, the report says the models are barely trained
+BARELY_TRAINED = 0.1
+
+
+def training_notes(runs: pd.DataFrame | None) -> list[str]:
+    """Notes for the top of the report when the models are barely trained (few steps, few active latents)."""
+    if runs is None or runs.empty or "steps" not in runs:
+        return []
+    notes = []
+    steps = int(runs["steps"].max())
+    if steps < BARELY_TRAINED * PAPER_STEPS:
+        notes.append(f"The models are barely trained: {steps:,} steps, {100 * steps / PAPER_STEPS:.2g}% of the "
+                     f"seed paper's {PAPER_STEPS:,}. At this length a VAE reconstructs blurred blobs rather than "
+                     "the shapes (see What the models do), so the findings describe early training, not trained "
+                     "models; use the paper preset or more steps for the paper's setting.")
+    if "active_dims" in runs and runs["active_dims"].notna().any() and float(runs["active_dims"].median()) < 2:
+        notes.append(f"Half the models or more use at most one latent dimension (median active dimensions "
+                     f"{float(runs['active_dims'].median()):g}): they encode little about the images yet.")
+    return notes
+
+
 #: the parts of :func:`write_report`, in order, as its ``progress`` callback names them
 REPORT_PARTS = ("findings", "figures", "pictures of the models", "training curves", "baselines",
                 "metric diagnostic", "page")
@@ -216,6 +239,7 @@ def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC, progres
     if len(results) and metric not in set(results["metric"]):
         raise ValueError(f"metric {metric!r} is not in the results of {study_dir} "
                          f"(found {sorted(set(results['metric']))}); pass one of those with --metric")
+    notes += training_notes(runs)
     latents = read_latents(study_dir)
     if latents is None:
         notes.append("latents.parquet is missing (a study from before per-checkpoint latent statistics, or its store "

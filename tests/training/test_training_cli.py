@@ -113,3 +113,15 @@ def test_vaesim_train_without_steps_says_it_trains_the_papers_budget(tmp_path, c
     assert main(["train", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
     assert seen["steps"] == 300_000
     assert "--steps not given: training the paper's 300,000 steps (hours on a CPU)" in capsys.readouterr().err
+
+
+def test_vaesim_train_stopped_by_sigterm_exits_143_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    import signal
+    from pathlib import Path
+
+    def stopped(config, out, **kwargs):
+        raise training_loop.TrainingInterrupted(signal.SIGTERM, 5, Path(out))
+
+    monkeypatch.setattr(training_loop, "train", stopped)
+    assert main(["train", "--steps", "10", "--out", str(tmp_path / "run"), "--no-progress"]) == 143
+    assert "interrupted: finished work is kept; rerun the same command to resume." in capsys.readouterr().err

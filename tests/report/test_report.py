@@ -183,13 +183,13 @@ def test_report_writing_prints_progress_lines_whose_counters_move(tmp_path, caps
 
     parts = []
 
-    def slow_write_report(study_dir, *, metric, progress):
+    def slow_write_report(study_dir, *, metric, progress, **options):
         def part(name):
             parts.append(name)
             progress(name)
             time.sleep(0.05)  # each part takes longer than the line interval
 
-        return original(study_dir, metric=metric, progress=part)
+        return original(study_dir, metric=metric, progress=part, **options)
 
     monkeypatch.setattr(report_package, "write_report", slow_write_report, raising=False)
     report_and_print(study, progress_every=0.01)

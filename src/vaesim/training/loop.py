@@ -126,7 +126,8 @@ class TensorBoardLog:
         check_tensorboard()
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=start or None)
+        # purge_step: what an earlier, killed attempt logged from ``start`` on is hidden (also from step 0)
+        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=start)
 
     @staticmethod
     def tag(name: str) -> str:
@@ -561,6 +562,7 @@ def train(
                     if finished > start:
                         remove_interrupt_checkpoint(run_dir)
             if stop.signum is not None and finished < config.steps:
+                _check_finite(interval_losses, interval_start, run_dir)  # a diverged state is never kept
                 _save_interrupt(run_dir, finished, logged_steps, writer, model, objective, optimizer, meta, last_row)
                 raise TrainingInterrupted(stop.signum, finished, run_dir)
     finally:

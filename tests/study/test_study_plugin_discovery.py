@@ -71,9 +71,10 @@ def test_a_missing_plugin_module_is_reported_under_plugins_not_metrics(tmp_path)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert lines[0] == f"vaesim: error: study spec {spec_file} is invalid:"
-    assert lines[1].startswith("  - plugins: cannot import plug-in module 'absent_measure_module' "
-                               "(ModuleNotFoundError: No module named 'absent_measure_module'); expected a module "
-                               f"on the Python path, nor in {tmp_path.resolve()}")
+    assert lines[1] == ("  - plugins: cannot import plug-in module 'absent_measure_module' "
+                        "(ModuleNotFoundError: No module named 'absent_measure_module'); expected a module "
+                        f"on the Python path or a file absent_measure_module.py in {tmp_path.resolve()} "
+                        "(beside the spec); got ['absent_measure_module']")
     assert not any(line.lstrip(" -").startswith("metrics") for line in lines)
     assert "Traceback" not in done.stderr
 

@@ -137,10 +137,11 @@ def import_plugins(modules: Iterable[str], where: str = "plugins") -> None:
                 FOUND_BESIDE[module] = str(folder)
                 logger.info("plug-in module %s imported from %s", module, folder)
         except Exception as error:
-            searched = "".join(f", nor in {d}" for d in _SEARCH_DIRS.get())
-            raise ValueError(f"{where + ': ' if where else ''}cannot import plug-in module {module!r} ({type(error).__name__}: {error}); "
-                             f"expected a module on the Python path{searched} (a file {module.split('.')[0]}.py "
-                             "beside the spec is found)") from None
+            top = module.split(".")[0]
+            beside = " or ".join(str(d) for d in _SEARCH_DIRS.get())
+            raise ValueError(f"{where + ': ' if where else ''}cannot import plug-in module {module!r} "
+                             f"({type(error).__name__}: {error}); expected a module on the Python path"
+                             + (f" or a file {top}.py in {beside} (beside the spec)" if beside else "")) from None
 
 
 def load_entry_point_measures(names: Iterable[str]) -> list[str]:

@@ -92,7 +92,8 @@ def require_files_in(name: str, directory: Path, patterns: tuple[str, ...], min_
 
         raise FileNotFoundError(
             f"dataset {name!r}: missing {', '.join(missing)} in {directory}. "
-            f"Fix: `vaesim data download {name} --data-root {shlex.quote(str(directory.parent))}`, or get the files from "
+            f"Fix: `vaesim data download {name} --data-root {shlex.quote(str(directory.parent))}`, "
+            f"or get the files from "
             f"{source_hint(name)} and put them in {directory}"
             + ("; or use 'dsprites-procedural' (no download)" if name == "dsprites" else "")
         )

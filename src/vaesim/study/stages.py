@@ -227,7 +227,8 @@ def checked_sums(run_dir: Path) -> tuple[dict[str, str], int | None]:
 
 
 def drop_checkpoints_from(run_dir: Path, step: int) -> None:
-    """Remove the checkpoints of a run from ``step`` on, its interrupt checkpoint and its DONE marker (training then resumes)."""
+    """Remove the checkpoints of a run from ``step`` on, its interrupt checkpoint and its DONE marker
+    (training then resumes)."""
     from vaesim.training.checkpoint_files import remove_interrupt_checkpoint
 
     (run_dir / layout.DONE_MARKER).unlink(missing_ok=True)

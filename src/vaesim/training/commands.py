@@ -45,8 +45,8 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--dataset", default="dsprites-procedural", help="dataset name (see vaesim data list)")
     parser.add_argument("--data-root", default=None,
-                        help="data root holding the dataset's folder (default: $VAESIM_DATA, else $XDG_CACHE_HOME/vaesim/data, "
-                             "else ~/.cache/vaesim/data)")
+                        help="data root holding the dataset's folder (default: $VAESIM_DATA, else "
+                             "$XDG_CACHE_HOME/vaesim/data, else ~/.cache/vaesim/data)")
     parser.add_argument("--objective", default="beta_vae", help=f"one of: {', '.join(OBJECTIVE_NAMES)}")
     main_params = ", ".join(f"{param} for {name}" for name, param in MAIN_PARAMS.items())
     parser.add_argument(

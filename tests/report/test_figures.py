@@ -173,3 +173,20 @@ def test_agreement_figure_shows_the_untrained_baseline_its_verdict_subtracts(syn
     assert list(line.get_ydata()) == list(baseline.to_numpy())
     assert any(t.get_text().startswith("baseline: untrained networks") for t in ax.get_legend().get_texts())
     _close(fig)
+
+
+def test_the_report_modules_leave_a_users_matplotlib_backend_alone(tmp_path, synthetic):
+    """Importing and drawing with vaesim.report keeps the notebook's backend and adds no pyplot figure."""
+    import subprocess
+    import sys
+
+    script = ("import matplotlib; matplotlib.use('pdf'); import matplotlib.pyplot as plt; "
+              "import vaesim.report.figures, vaesim.report.pictures, vaesim.report.training_figures, "
+              "vaesim.report.selection, vaesim.report.report; print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "pdf"
+    before = plt.get_fignums()
+    fig = FG.figure_agreement(synthetic.results())
+    assert plt.get_fignums() == before  # not a pyplot figure: nothing to show or leak in a notebook
+    png, svg = FG.save_figure(fig, tmp_path, "agreement")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and svg.read_text().lstrip().startswith("<?xml")

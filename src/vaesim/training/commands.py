@@ -87,11 +87,11 @@ def register(subparsers) -> None:
     parser.add_argument("--validation-split", type=float, default=0.0, metavar="FRACTION",
                         help="fraction of the dataset held out of training; its ELBO terms are logged as val_* "
                              "(0: no split; the paper holds out 0.1)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    parser.add_argument("--out", required=True, help="run directory (created; rerun to resume)")
     parser.add_argument("--tensorboard", nargs="?", const="", default=None, metavar="DIR",
                         help="also log every metrics row as TensorBoard scalars, in DIR (default OUT/tensorboard); "
                              "needs pip install 'vaesim[tensorboard]'")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--out", required=True, help="run directory (created; rerun to resume)")
     parser.add_argument("--no-progress", action="store_true",
                         help="hide the progress bar (without a terminal there is none: a plain line every minute)")
     parser.set_defaults(func=run_train)

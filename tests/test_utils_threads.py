@@ -85,12 +85,26 @@ def test_passive_waiting_keeps_user_choices():
     assert th.prefer_passive_waiting({"VAESIM_SPIN_WAIT": "1"}) == {}
 
 
-def test_importing_vaesim_sets_passive_before_torch_loads():
-    """A fresh interpreter that imports vaesim then torch: OpenMP runs with the passive policy."""
-    env = {k: v for k, v in os.environ.items() if k not in th.PASSIVE_WAIT_ENV and k != "VAESIM_SPIN_WAIT"}
-    script = "import os, vaesim, torch; print(os.environ['OMP_WAIT_POLICY'], 'omp' in torch.__config__.parallel_info().lower())"
+def test_importing_the_library_changes_no_environment_variable():
+    """`import vaesim` (and its subpackages) in a user's notebook leaves every other library's settings alone."""
+    env = {k: v for k, v in os.environ.items() if k not in th.WAIT_ENV_KEYS and k != "VAESIM_SPIN_WAIT"}
+    script = ("import os; before = dict(os.environ); import vaesim, vaesim.study, vaesim.training, vaesim.similarity, "
+              "vaesim.utils.threads; vaesim.training.TrainConfig; vaesim.similarity.linear_cka; "
+              "print(sorted(set(os.environ.items()) ^ set(before.items())))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_command_and_vaesims_workers_apply_the_passive_policy_before_torch_loads():
+    """Where vaesim owns the process (the `vaesim` command, its pool workers) idle threads sleep."""
+    env = {k: v for k, v in os.environ.items() if k not in th.WAIT_ENV_KEYS and k != "VAESIM_SPIN_WAIT"}
+    script = "import os, vaesim.cli, torch; print(os.environ['OMP_WAIT_POLICY'], 'omp' in torch.__config__.parallel_info().lower())"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.split()[0] == "PASSIVE"
+    script = ("import os, sys; from vaesim.utils.threads import worker_start; worker_start(1, print); "
+              "print(os.environ['OMP_WAIT_POLICY'], 'numpy' in sys.modules, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.split() == ["1", "PASSIVE", "False", "False"]
 
 
 def test_wait_policies_set_their_variables_and_respect_the_users():
@@ -112,13 +126,13 @@ def test_wait_policies_set_their_variables_and_respect_the_users():
 
 
 def test_a_bad_wait_policy_warns_in_one_line_and_keeps_the_default(caplog):
-    """The policy is applied on `import vaesim`: a typo must not make every command fail with a traceback."""
+    """The policy is applied as the command starts: a typo must not make every command fail with a traceback."""
     env = {"VAESIM_WAIT": "lazy"}
     with caplog.at_level("WARNING", logger="vaesim.utils.threads"):
         changed = th.prefer_passive_waiting(env)
     assert changed == th.PASSIVE_WAIT_ENV
     assert "VAESIM_WAIT must be one of ['passive', 'short', 'spin']; got 'lazy'; using passive" in caplog.text
-    script = "import vaesim, os; print(os.environ['OMP_WAIT_POLICY'])"
+    script = "import vaesim.cli, os; print(os.environ['OMP_WAIT_POLICY'])"
     clean = {k: v for k, v in os.environ.items() if k not in th.WAIT_ENV_KEYS}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          env={**clean, "VAESIM_WAIT": "lazy"})

@@ -9,16 +9,14 @@ Data flow (each stage reads only what the previous wrote)::
 Subpackages: :mod:`vaesim.similarity`, :mod:`vaesim.data`, :mod:`vaesim.models`,
 :mod:`vaesim.training`, :mod:`vaesim.activations`, :mod:`vaesim.study`,
 :mod:`vaesim.report`.
+
+Importing vaesim changes nothing outside it (no environment variables): the
+thread wait policy of :mod:`vaesim.utils.threads` is applied by the ``vaesim``
+command and vaesim's own worker processes, or in a notebook by calling
+``vaesim.utils.threads.prefer_passive_waiting()`` before importing torch.
 """
 
 import logging
-
-from vaesim.utils.threads import prefer_passive_waiting
-
-# Before torch / numpy load their thread pools: idle threads sleep instead of
-# spinning (a shared CPU otherwise makes every parallel region several times
-# slower; see vaesim.utils.threads). Variables the user set are kept.
-prefer_passive_waiting()
 
 __version__ = "0.1.0"
 

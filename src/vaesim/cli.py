@@ -12,7 +12,18 @@ import importlib
 import logging
 import sys
 
-from vaesim import __version__
+from vaesim.utils.threads import DEFAULT_WAIT_POLICY, prefer_passive_waiting, wait_policy
+
+# The command owns its process: before torch / numpy load their thread pools, idle threads sleep instead of
+# spinning (a shared CPU otherwise makes every parallel region several times slower; see vaesim.utils.threads).
+# Variables the user set are kept. Importing the library alone sets nothing.
+try:
+    wait_policy()
+except ValueError as _error:  # a typo must not stop every command: one line, and the default
+    print(f"vaesim: warning: {_error}; using {DEFAULT_WAIT_POLICY}", file=sys.stderr)
+prefer_passive_waiting()
+
+from vaesim import __version__  # noqa: E402
 
 # Order is the order shown in --help.
 COMMAND_MODULES = (
@@ -29,6 +40,7 @@ class UserError(Exception):
     """An error caused by input: printed as one clear message, exit code 2."""
 
 
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vaesim",
@@ -43,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
+    _verbose_everywhere(parser)
     return parser
 
 
@@ -62,6 +75,19 @@ def drop_current_directory_from_path() -> None:
         sys.path[:] = kept
 
 
+def _verbose_everywhere(parser: argparse.ArgumentParser) -> None:
+    """``-v`` also after the command (``vaesim study run -v ...``): every subcommand accepts it.
+
+    Its default is suppressed, so a subcommand without it keeps the count given before the command.
+    """
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                sub.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                                 help="more log output (-vv for debug)")
+                _verbose_everywhere(sub)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -74,10 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         drop_current_directory_from_path()
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
         print("\ninterrupted: finished work is kept; rerun the same command to resume.", file=sys.stderr)
-        return 130
-    except (UserError, FileNotFoundError, ValueError, TypeError) as error:
+        return 128 + int(getattr(error, "signum", 2))  # 130 for Ctrl-C, 143 for SIGTERM
+    except (UserError, FileNotFoundError, ValueError, TypeError, ImportError) as error:  # ImportError: an extra
         if args.verbose >= 2:
             raise
         print(f"vaesim: error: {error}", file=sys.stderr)

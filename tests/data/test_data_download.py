@@ -167,8 +167,10 @@ def test_cli_info_finds_local_files(tmp_path, capsys):
     assert "car_*_mesh.mat: 2 found (expected 183)" in out and "missing files: run `vaesim data download cars3d`" in out
     assert main(["data", "info", "digits"]) == 0
     assert "files: none needed" in capsys.readouterr().out
-    assert main(["data"]) == 0
-    assert "download" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as usage:  # no action: a usage error (issue 20), not a silent exit 0
+        main(["data"])
+    assert usage.value.code == 2
+    assert "choose an action: list, download, info" in capsys.readouterr().err
 
 
 def test_cars3d_archive_extraction_takes_only_car_files(tmp_path):

@@ -21,5 +21,8 @@ def test_docs_seed_query_gives_same_layer_cka_only(tmp_path):
     scores = dict(zip(frame["a_layer"], frame.iloc[:, 1]))
     # by construction: the same encoder trunk layer agrees across seeds at trunk_agreement, the decoder at 0.85
     assert set(scores) == set(synthetic.layers)
+    from vaesim.models.names import NETWORK_ORDER
+
+    assert list(frame["a_layer"]) == [name for name in NETWORK_ORDER if name in scores]  # network order, as said
     assert abs(scores["encoder.conv1"] - synthetic.trunk_agreement) < 1e-9
     assert abs(scores["decoder.deconv1"] - 0.85) < 1e-9

@@ -53,7 +53,9 @@ def test_learning_dynamics_has_a_panel_per_model_and_distinguishable_layers(synt
         assert all(line.get_linestyle() == "--" for line in dec.values())
         assert _min_colour_distance([line.get_color() for line in enc.values()]) > 0.2
         assert _min_colour_distance([line.get_color() for line in dec.values()]) > 0.2
-        assert any(text.get_text() == "0.9: settled" for text in enc_ax.texts)
+        # the threshold is named on the y axis, not by a label inside the plot where the curves run
+        assert not any("settled" in text.get_text() for text in enc_ax.texts + dec_ax.texts)
+    assert "0.9 settled" in [t.get_text() for t in encoder_axes[0].get_yticklabels()]  # shared y axis: 1st column
     conv1 = _labelled_lines(encoder_axes[0])["encoder.conv1"].get_ydata()
     assert conv1[-1] == pytest.approx(1.0) and conv1[0] == pytest.approx(0.5)
     ticks = [t.get_text() for t in decoder_axes[0].get_xticklabels()]
@@ -156,3 +158,35 @@ def test_make_figures_records_skips(tmp_path, synthetic):
     drawn = [o for o in outputs if not o.skipped]
     assert drawn and all(o.png.is_file() and o.svg.is_file() for o in drawn)
     assert {p.name for p in tmp_path.iterdir()} == {f"{o.name}.{s}" for o in drawn for s in ("png", "svg")}
+
+
+def test_agreement_figure_shows_the_untrained_baseline_its_verdict_subtracts(synthetic):
+    from vaesim.report.findings import baseline_table
+
+    results = synthetic.results()
+    fig = FG.figure_agreement(results)
+    ax = fig.axes[0]
+    (line,) = [l for l in ax.get_lines() if l.get_label().startswith("baseline: untrained networks")]
+    baseline = baseline_table(results).set_index("layer")["untrained_seeds"].dropna()
+    order = [t.get_text() for t in ax.get_xticklabels()]
+    assert list(line.get_xdata()) == [order.index(name) for name in baseline.index]
+    assert list(line.get_ydata()) == list(baseline.to_numpy())
+    assert any(t.get_text().startswith("baseline: untrained networks") for t in ax.get_legend().get_texts())
+    _close(fig)
+
+
+def test_the_report_modules_leave_a_users_matplotlib_backend_alone(tmp_path, synthetic):
+    """Importing and drawing with vaesim.report keeps the notebook's backend and adds no pyplot figure."""
+    import subprocess
+    import sys
+
+    script = ("import matplotlib; matplotlib.use('pdf'); import matplotlib.pyplot as plt; "
+              "import vaesim.report.figures, vaesim.report.pictures, vaesim.report.training_figures, "
+              "vaesim.report.selection, vaesim.report.report; print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "pdf"
+    before = plt.get_fignums()
+    fig = FG.figure_agreement(synthetic.results())
+    assert plt.get_fignums() == before  # not a pyplot figure: nothing to show or leak in a notebook
+    png, svg = FG.save_figure(fig, tmp_path, "agreement")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and svg.read_text().lstrip().startswith("<?xml")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 
 import pandas as pd
 import pytest
@@ -168,3 +169,104 @@ def test_each_metric_has_its_own_report_and_neither_overwrites_the_other(tmp_pat
     assert load_findings(study, "procrustes")["value"].tolist() != load_findings(study)["value"].tolist()
     assert "href='report-procrustes.html'" in cka_page
     assert "href='report.html'" in (study / "report-procrustes.html").read_text()
+
+
+@pytest.mark.slow
+def test_report_writing_prints_progress_lines_whose_counters_move(tmp_path, capsys, monkeypatch):
+    """Without a terminal, writing a report says at least once a minute how far it got (here every 0.01 s)."""
+    study = Synthetic(params=(2.0, 8.0), seeds=(0,), steps=(0, 1000)).write_study(tmp_path / "small")
+    from vaesim.report.commands import report_and_print
+    from vaesim.report.report import REPORT_PARTS
+
+    import vaesim.report as report_package
+    from vaesim.report.report import write_report as original
+
+    parts = []
+
+    def slow_write_report(study_dir, *, metric, progress, **options):
+        def part(name):
+            parts.append(name)
+            progress(name)
+            time.sleep(0.05)  # each part takes longer than the line interval
+
+        return original(study_dir, metric=metric, progress=part, **options)
+
+    monkeypatch.setattr(report_package, "write_report", slow_write_report, raising=False)
+    report_and_print(study, progress_every=0.01)
+    assert parts == list(REPORT_PARTS)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("report: part ")]
+    seen_parts = [int(re.match(r"report: part (\d+)/", line).group(1)) for line in lines]
+    figures = [int(re.search(r", (\d+) figure files written", line).group(1)) for line in lines]
+    assert seen_parts == sorted(seen_parts) and seen_parts[-1] == len(REPORT_PARTS) and len(set(seen_parts)) > 3
+    assert figures == sorted(figures) and figures[-1] > figures[0]  # the counter moves
+
+
+HALF_SPEC = """\
+name: half
+datasets: [dsprites-procedural]
+objectives:
+  - {name: beta_vae, values: [1, 4]}
+seeds: [0]
+training: {steps: 10, batch_size: 8, checkpoints: {schedule: even, count: 2}}
+probe: {n: 32, seed: 0}
+metrics: [cka]
+layers: [encoder.mean]
+device: cpu
+"""
+
+
+def test_report_of_an_unfinished_study_or_beside_a_live_runner_says_so(tmp_path, capsys):
+    import json
+    import os
+    import socket
+
+    study = tmp_path / "half"
+    study.mkdir()
+    (study / "spec.yaml").write_text(HALF_SPEC)
+    assert main(["report", str(study)]) == 0
+    err = capsys.readouterr().err
+    assert f"vaesim: warning: the study in {study} is not finished (tasks done: probe 0/1, train 0/2, " in err
+    assert "this report shows only what is stored" in err and "vaesim study run" in err
+    assert "is not finished" in (study / "report.html").read_text()
+
+    (study / "running.json").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                                    "executor": "local", "started": time.time()}))
+    assert main(["report", str(study)]) == 0
+    err = capsys.readouterr().err
+    assert f"vaesim: warning: a runner is working on {study} now (pid {os.getpid()}" in err
+    assert "rerun `vaesim report" in err
+
+
+
+def test_tables_never_show_minus_zero_and_finding_values_share_one_precision():
+    from vaesim.report.html import _number, _value, findings_html, table_html
+
+    assert _number(-0.0) == "0" and _number(float(pd.Series([-0.0001]).round(3)[0])) == "0"
+    assert "-0<" not in table_html(pd.DataFrame({"gap": [-0.0001, 0.5]}).round(3), table_id="t")
+    assert [_value(v) for v in (0.9, 0.87341, 1.0, -0.0004, 12345.6)] == ["0.900", "0.873", "1.000", "0.000",
+                                                                            "12,346"]
+    findings = pd.DataFrame({"verdict": ["holds", "holds"], "finding": ["a", "b"], "definition": ["", ""],
+                             "value": [0.9, 0.87341], "detail": ["", ""]})
+    cells = re.findall(r"<td class='num'>([^<]*)</td>", findings_html(findings))
+    assert cells == ["0.900", "0.873"]
+
+
+def test_provenance_lists_stages_in_run_order():
+    from vaesim.report.html import provenance_html
+    from vaesim.study.plan import STAGES
+
+    stages = {name: {"tasks": 1, "seconds": 1.0} for name in sorted(STAGES)}  # the file sorts its keys
+    page = provenance_html({"sessions": [{"started": "now", "command": "vaesim demo", "stages": stages}]}, {})
+    shown = re.findall(r"<tr><td>([a-z]+)</td>", page)
+    assert shown == list(STAGES) and shown.index("disentangle") < shown.index("store")
+
+
+def test_report_says_when_the_models_are_barely_trained():
+    from vaesim.report.report import training_notes
+
+    short = pd.DataFrame({"steps": [2000, 2000], "active_dims": [0, 1]})
+    notes = training_notes(short)
+    assert notes[0].startswith("The models are barely trained: 2,000 steps, 0.67% of the seed paper's 300,000")
+    assert "blurred blobs" in notes[0] and "median active dimensions 0.5" in notes[1]
+    assert training_notes(pd.DataFrame({"steps": [300_000], "active_dims": [6]})) == []
+    assert training_notes(None) == []

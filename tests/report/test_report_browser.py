@@ -63,3 +63,61 @@ def test_a_broken_image_is_detected(report, tmp_path):
     broken.write_text(page[:start] + "AAAA" + page[start + 400:])
     loaded, total = images_marker(render(broken, tmp_path))
     assert (loaded, total) == (7, 8)
+
+
+LAYOUT_CHECK = """
+window.addEventListener('load', function () {
+  var width = window.innerWidth, problems = [];
+  if (document.documentElement.scrollWidth > width + 1) problems.push('page ' + document.documentElement.scrollWidth);
+  document.querySelectorAll('table').forEach(function (t) {
+    if (t.getBoundingClientRect().right > width + 1) problems.push('table ' + t.id + ' past the edge');
+  });
+  document.querySelectorAll('td, th').forEach(function (c) {
+    if (c.offsetParent !== null && c.scrollWidth > c.clientWidth + 1) problems.push('clipped cell in ' + c.closest('table').id);
+  });
+  document.querySelectorAll('body *').forEach(function (e) {
+    var s = getComputedStyle(e), boxed = [s.overflowX, s.overflowY].some(function (v) { return v != 'visible'; });
+    if (boxed && (e.scrollHeight > e.clientHeight + 1 || e.scrollWidth > e.clientWidth + 1)) problems.push('scroll box ' + e.tagName);
+  });
+  document.documentElement.setAttribute('data-layout', (problems.join(' | ') || 'ok') + ' @' + width);
+});
+"""
+
+
+def layout_problems(page, width: int, tmp_path) -> str:
+    """What is cut off, past the page's edge or hidden in a scroll box at ``width`` CSS pixels ('ok @width')."""
+    import html as html_module
+
+    checked = page.read_text().replace("<script>", f"<script>{LAYOUT_CHECK}</script><script>", 1)
+    # headless Chromium's window is at least 500 px wide: a narrower viewport is an iframe of that width
+    wrapper = tmp_path / f"at-{width}.html"
+    wrapper.write_text(
+        "<!DOCTYPE html><html><body style='margin:0'><iframe id='page' style='border:0' "
+        f"width='{width}' height='20000' srcdoc=\"{html_module.escape(checked, quote=True)}\"></iframe><script>"
+        "window.addEventListener('load', function () { document.documentElement.setAttribute('data-layout', "
+        "document.getElementById('page').contentDocument.documentElement.getAttribute('data-layout')); });"
+        "</script></body></html>")
+    completed = subprocess.run(
+        [CHROMIUM, *FLAGS, "--window-size=1400,3000", f"--user-data-dir={tmp_path / 'chromium-profile'}",
+         "--dump-dom", wrapper.as_uri()], capture_output=True, text=True, timeout=120)
+    match = re.search(r'<html[^>]*data-layout="([^"]*)"', completed.stdout)
+    assert match, "the layout check did not run"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("width", [1400, 420])
+def test_every_table_fits_the_page_with_no_scroll_box_at_desktop_and_phone_width(report, tmp_path, width):
+    """Screenshots and prints show every row and column: nothing is clipped, scrolled away or past the edge."""
+    assert layout_problems(report, width, tmp_path) == f"ok @{width}"
+
+
+def test_contents_link_every_section_and_figures_link_their_full_size_file(report):
+    page = report.read_text()
+    targets = re.findall(r"<li><a href='#([^']+)'>", page.split("<nav id='contents'>", 1)[1].split("</nav>", 1)[0])
+    assert len(targets) >= 9
+    for target in targets:
+        assert f"id='{target}'" in page, target
+    assert page.count("<h2") == len(targets)  # every section is in the contents
+    links = re.findall(r"<figure id='fig-[^']+'><a href='([^']+)'", page)
+    assert links and all((report.parent / link).is_file() for link in links)
+    assert len(links) == page.count("<img ")

@@ -88,3 +88,30 @@ def test_corrupt_disentanglement_table_is_recomputed(tmp_path):
     run_study(spec, out, progress=False, threads=1)
     after = load_disentanglement(out).sort_values(["run", "metric"]).reset_index(drop=True)
     assert after.equals(before)
+
+
+def test_compare_and_disentangle_tasks_report_counters_that_move(tmp_path, monkeypatch):
+    """The long calls inside the compare and disentangle tasks move their progress counters."""
+    from vaesim.study import disentangle, stages
+    from vaesim.study.progress import TaskProgress
+
+    seen: dict[str, list] = {}
+
+    class Spy(TaskProgress):
+        def update(self, done, *, total=None, **fields):
+            super().update(done, total=total, **fields)
+            seen.setdefault(self.record["task"], []).append((done, self.record["total"], dict(self.record["fields"])))
+
+    monkeypatch.setattr(stages, "TaskProgress", Spy)
+    monkeypatch.setattr(disentangle, "TaskProgress", Spy)
+    spec = parse_spec(spec_dict())
+    run_study(spec, tmp_path / "study", progress=False, threads=1)
+    metrics = next(v for k, v in seen.items() if k.startswith("disentangle/"))
+    assert [done for done, _, _ in metrics][-1] == len(METRIC_NAMES) == metrics[-1][1]
+    encoded = [fields.get("encoded", 0) for _, _, fields in metrics]
+    assert encoded == sorted(encoded) and encoded[-1] > encoded[0]  # images encoded so far: moves
+    compare_updates = next(v for k, v in seen.items() if k.startswith("compare/"))
+    done = [d for d, _, _ in compare_updates]
+    assert done == sorted(done) and done[-1] == compare_updates[-1][1] and len(set(done)) > 2
+    udr_updates = next(v for k, v in seen.items() if k.startswith("udr/"))
+    assert [d for d, _, _ in udr_updates] == [0, 1, 2]

@@ -190,3 +190,51 @@ def test_progress_of_a_task_on_a_ray_worker_reaches_the_runner(tmp_path, tiny_di
     line = describe(moving[-1])
     assert line.startswith(f"{moving[-1]['what']}: step ") and "/300" in line and "loss" in line
     assert not read_progress(tmp_path)  # the worker removes its record when the task ends
+
+
+def test_runner_line_without_a_terminal_comes_every_interval_even_when_no_task_reports(tmp_path):
+    """A stage whose tasks write no progress file (or none yet) still gets its line in a log."""
+    stream = io.StringIO()
+    meter = _Progress(True, tmp_path, stream=stream, quiet_every=0.0)
+    meter.start("disentangle", 4, 1)
+    meter.refresh()
+    meter.advance({})
+    meter.refresh()
+    meter.close()
+    assert stream.getvalue().splitlines()[:2] == ["disentangle: 1/4 tasks", "disentangle: 2/4 tasks"]
+
+
+def test_compare_reports_its_scoring_units_as_they_finish():
+    """The engine's scoring is one call: its progress callback moves through every unit, and the scores are
+    those of a call without it."""
+    import numpy as np
+
+    from vaesim.similarity import compare
+
+    rng = np.random.default_rng(0)
+    models = {f"m{k}": {"a": rng.standard_normal((40, 6)), "b": rng.standard_normal((40, 3))} for k in range(3)}
+    calls = []
+    with_progress = compare(models, metrics=("cka", "procrustes"), block_bytes=4096,
+                            progress=lambda done, total: calls.append((done, total)))
+    total = calls[-1][1]
+    assert [done for done, _ in calls] == list(range(1, total + 1)) and {t for _, t in calls} == {total}
+    assert total > 6 + 1  # several Gram row blocks plus one unit per model pair (6 pairs with themselves)
+    assert with_progress.equals(compare(models, metrics=("cka", "procrustes"), block_bytes=4096))
+
+
+def test_status_of_a_copied_study_recommends_resuming_the_copy(tmp_path, tiny_spec):
+    import shutil
+
+    from vaesim.study import study_status
+    from vaesim.study.provenance import ProvenanceRecorder
+
+    original = tmp_path / "original"
+    original.mkdir()
+    (original / "spec.yaml").write_text(tiny_spec.to_yaml())
+    ProvenanceRecorder(original, command=f"vaesim study run quick --out {original}")
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    text = study_status(copy).format()
+    assert f"rerun `vaesim study run {copy / 'spec.yaml'} --out {copy}` to resume" in text
+    assert str(original) not in text
+    assert f"rerun `vaesim study run quick --out {original}` to resume" in study_status(original).format()

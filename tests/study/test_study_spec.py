@@ -270,3 +270,49 @@ def test_all_missing_datasets_are_named_together(tiny_dict, tmp_path):
     with pytest.raises(FileNotFoundError) as caught:
         run_study(parse_spec(tiny_dict), tmp_path / "out", progress=False)
     assert "dataset 'dsprites': missing" in str(caught.value) and "dataset 'cars3d': missing" in str(caught.value)
+
+
+def test_a_spec_selects_beta_tc_vae_stratified_sampling(tmp_path, tiny_dict):
+    """`fixed: {sampling: stratified}` reaches the objective that trains, as `--set sampling=stratified` does."""
+    from vaesim.models import make_objective
+    from vaesim.models.names import CHOICE_PARAMS
+    from vaesim.study import plan_study
+    from vaesim.study.runner import check_inputs
+    from vaesim.study.stages import train_config
+    from vaesim.training import build_objective
+
+    tiny_dict["objectives"] = [{"name": "beta_tc_vae", "values": [6], "fixed": {"sampling": "stratified"}}]
+    path = tmp_path / "tc.yaml"
+    path.write_text(yaml.safe_dump(tiny_dict))
+    spec = load_spec(path)
+    check_inputs(spec)
+    task = plan_study(spec).tasks["train"][0]
+    assert build_objective(train_config(task), 1000).sampling == "stratified"
+    default = dict(tiny_dict, objectives=[{"name": "beta_tc_vae", "values": [6]}])
+    other = plan_study(parse_spec(default)).tasks["train"][0]
+    assert build_objective(train_config(other), 1000).sampling == "mws" and other.run.run_id != task.run.run_id
+    for value in CHOICE_PARAMS["beta_tc_vae"]["sampling"]:  # the torch-free table is the objective's own choices
+        assert make_objective("beta_tc_vae", beta=1, sampling=value).sampling == value
+
+    tiny_dict["objectives"] = [{"name": "beta_tc_vae", "values": [6], "fixed": {"sampling": "stratifed"}}]
+    with pytest.raises(ValueError, match=r"objectives.0.fixed.sampling: expected one of mws, stratified; "
+                                         r"got 'stratifed'"):
+        parse_spec(tiny_dict)
+    tiny_dict["objectives"] = [{"name": "annealed_vae", "values": [5], "fixed": {"gamma": "lots"}}]
+    with pytest.raises(ValueError, match=r"objectives.0.fixed.gamma: expected a number; got 'lots'"):
+        parse_spec(tiny_dict)
+    tiny_dict["objectives"] = [{"name": "annealed_vae", "values": [5], "fixed": {"gamma": "1000"}}]
+    assert parse_spec(tiny_dict).objectives[0].fixed == {"gamma": 1000.0}
+
+
+def test_tensorboard_in_a_spec_reaches_every_train_task_and_changes_no_output(tiny_dict):
+    from vaesim.study import plan_study
+    from vaesim.study.plan import spec_differences
+
+    plain = parse_spec(tiny_dict)
+    logged = parse_spec(dict(tiny_dict, tensorboard=True))
+    assert all(task.tensorboard for task in plan_study(logged).tasks["train"])
+    assert not any(task.tensorboard for task in plan_study(plain).tasks["train"])
+    assert spec_differences(plain, logged) == []  # a rerun with it on recomputes nothing
+    assert [t.run.run_id for t in plan_study(plain).tasks["train"]] == \
+        [t.run.run_id for t in plan_study(logged).tasks["train"]]

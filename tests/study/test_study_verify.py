@@ -61,3 +61,23 @@ def test_a_rerun_removes_temporary_leftovers(tiny_copy, tiny_spec):
     run_study(tiny_spec, tiny_copy, progress=False, threads=1)
     assert not leftover.exists()
     assert verify_study(tiny_copy).ok
+
+
+def test_status_verify_and_query_never_load_torch(finished_tiny):
+    """The read-only commands check the spec and the files without torch (they start in well under 2 s)."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from vaesim.cli import main; "
+              "codes = [main(['study', 'status', sys.argv[1]]), main(['study', 'verify', sys.argv[1]]), "
+              "main(['query', sys.argv[1], 'SELECT count(*) AS n FROM results'])]; "
+              "print('CODES', codes, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script, str(finished_tiny)], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip().splitlines()[-1] == "CODES [0, 0, 0] False", out.stdout + out.stderr
+
+
+def test_a_finished_study_gets_no_unfinished_warning_from_report(finished_tiny):
+    from vaesim.report.commands import unfinished_warning
+
+    assert unfinished_warning(finished_tiny) is None

@@ -82,3 +82,46 @@ def test_vaesim_train_says_it_resumes_without_verbose(tmp_path, capsys):
     captured = capsys.readouterr()
     assert f"{tmp_path}: resuming from step 1 of 2" in captured.err
     assert "finished (2 steps)" in captured.out
+
+
+def test_vaesim_train_in_a_log_writes_plain_lines_and_a_short_run_few_checkpoints(tmp_path, capsys, monkeypatch):
+    """Without a terminal: no tqdm frames, a plain progress line (here every step); 100 steps: 2 checkpoints."""
+    from vaesim.training import commands
+
+    monkeypatch.setattr(commands, "LINE_EVERY", 0.0)
+    args = ["train", "--steps", "3", "--batch-size", "4", "--log-every", "1", "--out", str(tmp_path / "run"),
+            "--device", "cpu"]
+    assert main(args) == 0  # capsys: stderr is not a terminal
+    err = capsys.readouterr().err
+    assert "\r" not in err and "it/s" not in err
+    lines = [line for line in err.splitlines() if line.startswith("step ")]
+    assert [line.split(",")[0] for line in lines] == ["step 1/3", "step 2/3", "step 3/3"]
+    assert "loss " in lines[-1] and lines[-1].endswith("steps/s")
+    assert list_checkpoints(tmp_path / "run") == [0, 3]  # not 11 checkpoints for a short run
+    assert commands.default_checkpoints(100) == "0" and commands.default_checkpoints(500) == "0,log:5"
+    assert commands.default_checkpoints(300_000) == commands.DEFAULT_CHECKPOINTS
+
+
+def test_vaesim_train_without_steps_says_it_trains_the_papers_budget(tmp_path, capsys, monkeypatch):
+    seen = {}
+
+    def fake_train(config, out, **kwargs):
+        seen["steps"] = config.steps
+        return out
+
+    monkeypatch.setattr(training_loop, "train", fake_train)
+    assert main(["train", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert seen["steps"] == 300_000
+    assert "--steps not given: training the paper's 300,000 steps (hours on a CPU)" in capsys.readouterr().err
+
+
+def test_vaesim_train_stopped_by_sigterm_exits_143_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    import signal
+    from pathlib import Path
+
+    def stopped(config, out, **kwargs):
+        raise training_loop.TrainingInterrupted(signal.SIGTERM, 5, Path(out))
+
+    monkeypatch.setattr(training_loop, "train", stopped)
+    assert main(["train", "--steps", "10", "--out", str(tmp_path / "run"), "--no-progress"]) == 143
+    assert "interrupted: finished work is kept; rerun the same command to resume." in capsys.readouterr().err

@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -11,10 +12,13 @@ import torch
 from vae_blob_images import blob_images
 from safetensors.torch import load_file
 
+from vaesim.training.checkpoint import interrupt_step
+
 from vaesim.training import (
     ImageArray,
     TrainConfig,
     TrainingDiverged,
+    TrainingInterrupted,
     list_checkpoints,
     load_checkpoint,
     read_checkpoint,
@@ -325,3 +329,82 @@ def test_metrics_log_cut_off_last_line_is_ignored_but_a_bad_middle_line_is_an_er
     (tmp_path / "metrics.jsonl").write_text(rows[0] + "\n" + '{"step": 2, "lo\x00' + "\n" + rows[2] + "\n")
     with pytest.raises(ValueError, match=r"metrics.jsonl: line 2 is not a metrics row"):
         read_metrics(tmp_path)
+
+
+def interrupt_at(step, signum):
+    def callback(finished):
+        if finished == step:
+            os.kill(os.getpid(), signum)
+
+    return callback
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_then_resumed_run_records_exactly_the_uninterrupted_checkpoints(tiny_dataset, tmp_path, signum):
+    config = small_config(steps=6, checkpoints="every:4", log_every=2)  # scheduled: 4, 6; interrupted after 5
+    reference, run_dir = tmp_path / "reference", tmp_path / "interrupted"
+    train(config, reference, dataset=tiny_dataset, progress=False, device="cpu")
+    with pytest.raises(TrainingInterrupted) as stopped:
+        train(config, run_dir, dataset=tiny_dataset, progress=False, device="cpu", callback=interrupt_at(5, signum))
+    assert stopped.value.step == 5 and stopped.value.signum == signum
+    assert list_checkpoints(run_dir) == [4] and not (run_dir / "DONE").exists()  # not mistaken for a scheduled one
+    assert interrupt_step(run_dir) == 5
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+    calls = []
+    torch.manual_seed(123)  # a resumed process starts from an unrelated RNG state
+    np.random.seed(123)
+    train(config, run_dir, dataset=tiny_dataset, progress=False, device="cpu", callback=calls.append)
+    assert calls == [6]  # resumed after step 5, not from the scheduled checkpoint 4
+    assert interrupt_step(run_dir) is None and not (run_dir / "interrupted.safetensors").exists()
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == \
+        sorted(p.name for p in (reference / "checkpoints").iterdir())
+    for name in sorted(p.name for p in (reference / "checkpoints").iterdir()):
+        assert (run_dir / "checkpoints" / name).read_bytes() == (reference / "checkpoints" / name).read_bytes(), name
+    assert (run_dir / "metrics.jsonl").read_bytes() == (reference / "metrics.jsonl").read_bytes()
+
+
+def test_a_stale_interrupt_checkpoint_behind_the_scheduled_ones_is_dropped(tiny_dataset, tmp_path):
+    config = small_config(steps=6, checkpoints="every:2", log_every=1)
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted):
+        train(config, run_dir, dataset=tiny_dataset, progress=False, device="cpu",
+              callback=interrupt_at(3, signal.SIGINT))
+    with pytest.raises(Crash):  # killed hard after the next scheduled checkpoint, before the interrupt file is gone
+        train(config, run_dir, dataset=tiny_dataset, progress=False, device="cpu", callback=crash_at(5))
+    assert list_checkpoints(run_dir) == [2, 4] and interrupt_step(run_dir) is None
+    calls = []
+    train(config, run_dir, dataset=tiny_dataset, progress=False, device="cpu", callback=calls.append)
+    assert calls == [5, 6]
+
+
+def test_tensorboard_gets_every_logged_row_and_nothing_else_changes(reference_run, tiny_dataset, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir, board = tmp_path / "run", tmp_path / "board"
+    train(small_config(), run_dir, dataset=tiny_dataset, progress=False, device="cpu", tensorboard=board)
+    assert (run_dir / "metrics.jsonl").read_bytes() == (reference_run / "metrics.jsonl").read_bytes()
+    for name in sorted(p.name for p in (reference_run / "checkpoints").iterdir()):
+        assert (run_dir / "checkpoints" / name).read_bytes() == (reference_run / "checkpoints" / name).read_bytes()
+    events = EventAccumulator(str(board))
+    events.Reload()
+    metrics = read_metrics(reference_run)
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/reconstruction", "train/kl", "train/elbo", "kl_per_dim/0", "kl_per_dim/9"} <= tags
+    for tag, column in (("train/loss", "loss"), ("train/kl", "kl"), ("kl_per_dim/3", "kl_dim_3")):
+        scalars = events.Scalars(tag)
+        assert [s.step for s in scalars] == metrics["step"].tolist()
+        assert [s.value for s in scalars] == [float(np.float32(v)) for v in metrics[column]]  # stored as float32
+
+
+def test_tensorboard_without_the_package_is_one_clear_error(tmp_path, monkeypatch, capsys):
+    from vaesim.cli import main
+
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if not installed
+    assert main(["train", "--steps", "2", "--batch-size", "4", "--out", str(tmp_path / "run"), "--tensorboard",
+                 "--device", "cpu", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["vaesim: error: TensorBoard logging needs the tensorboard package: "
+                   "pip install 'vaesim[tensorboard]' (or leave TensorBoard logging off)"]
+    assert not (tmp_path / "run").exists()  # said before any work

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vaesim.utils.command_groups import needs_action
+
 
 def register(subparsers) -> None:
     """Add ``vaesim data ...`` to the ``vaesim`` parser."""
@@ -14,12 +16,12 @@ def register(subparsers) -> None:
     names = list(DATASETS)
 
     listing = sub.add_parser("list", help="every dataset: ready, missing or built in, size on disk, folder")
-    listing.add_argument("--root", default=None, help="data root (default $VAESIM_DATA or ~/.cache/vaesim/data)")
+    _data_root_option(listing)
     listing.set_defaults(func=_list)
 
     download = sub.add_parser("download", help="fetch a dataset's public files (resumable, SHA-256 verified)")
     download.add_argument("name", choices=names, metavar="NAME", help=f"one of: {', '.join(names)}")
-    download.add_argument("--root", default=None, help="data root (default $VAESIM_DATA or ~/.cache/vaesim/data)")
+    _data_root_option(download)
     download.add_argument("--variant", default=None, help="mpi3d only: real (default), realistic or toy")
     download.add_argument("--url", default=None, help="download from this URL instead (a mirror)")
     download.add_argument("--sha256", default=None, help="expected SHA-256 of the file (hex)")
@@ -28,10 +30,20 @@ def register(subparsers) -> None:
 
     info = sub.add_parser("info", help="factors, sizes, expected file locations and whether they are present")
     info.add_argument("name", choices=names, metavar="NAME", help=f"one of: {', '.join(names)}")
-    info.add_argument("--root", default=None, help="data root (default $VAESIM_DATA or ~/.cache/vaesim/data)")
+    _data_root_option(info)
     info.set_defaults(func=_info)
 
-    data.set_defaults(func=lambda args: (data.print_help(), 0)[1])
+    data.set_defaults(func=needs_action(data))
+
+
+DATA_ROOT_HELP = ("data root holding each dataset's folder (default: $VAESIM_DATA, else "
+                  "$XDG_CACHE_HOME/vaesim/data, else ~/.cache/vaesim/data)")
+
+
+def _data_root_option(parser) -> None:
+    """``--data-root`` (the one name every command uses); ``--root``, its former name, still works unlisted."""
+    parser.add_argument("--data-root", dest="data_root", default=None, metavar="DIR", help=DATA_ROOT_HELP)
+    parser.add_argument("--root", dest="data_root", default=None, help=argparse.SUPPRESS)
 
 
 def dataset_rows(root=None) -> list[dict]:
@@ -60,7 +72,7 @@ def _human_bytes(count: int) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    rows = dataset_rows(args.root)
+    rows = dataset_rows(args.data_root)
     width = max(len(row["name"]) for row in rows)
     print(f"{'dataset':<{width}}  {'status':<8}  {'on disk':>8}  folder")
     for row in rows:
@@ -81,7 +93,7 @@ def _download(args: argparse.Namespace) -> int:
         raise UserError(f"--sha256: expected 64 hexadecimal characters, got {args.sha256!r}")
     try:
         paths = download_dataset(
-            args.name, args.root, variant=args.variant, sha256=args.sha256, url=args.url, timeout=args.timeout
+            args.name, args.data_root, variant=args.variant, sha256=args.sha256, url=args.url, timeout=args.timeout
         )
     except DownloadError as error:
         raise UserError(str(error)) from None
@@ -107,9 +119,9 @@ def _info(args: argparse.Namespace) -> int:
     if spec.folder is None:
         print("  files: none needed (procedural or shipped with a package)")
         return 0
-    print(f"  folder: {dataset_dir(args.name, args.root)}")
+    print(f"  folder: {dataset_dir(args.name, args.data_root)}")
     all_found = True
-    for pattern, found in expected_files(args.name, args.root):
+    for pattern, found in expected_files(args.name, args.data_root):
         if any(ch in pattern for ch in "*?["):
             count = f"{len(found)} found"
         else:

@@ -17,9 +17,14 @@ MAX_DEFLATE_RATIO = 1100
 
 
 def default_root() -> Path:
-    """``$VAESIM_DATA`` or ``~/.cache/vaesim/data``."""
+    """``$VAESIM_DATA``, else ``$XDG_CACHE_HOME/vaesim/data``, else ``~/.cache/vaesim/data``."""
     env = os.environ.get("VAESIM_DATA")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "vaesim" / "data"
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME", "").strip()
+    # the XDG base directory spec: a relative $XDG_CACHE_HOME is invalid and ignored
+    base = Path(cache).expanduser() if cache and Path(cache).expanduser().is_absolute() else Path.home() / ".cache"
+    return base / "vaesim" / "data"
 
 
 def dataset_folder(folder: str, root: str | os.PathLike | None = None) -> Path:
@@ -87,7 +92,8 @@ def require_files_in(name: str, directory: Path, patterns: tuple[str, ...], min_
 
         raise FileNotFoundError(
             f"dataset {name!r}: missing {', '.join(missing)} in {directory}. "
-            f"Fix: `vaesim data download {name} --root {shlex.quote(str(directory.parent))}`, or get the files from "
+            f"Fix: `vaesim data download {name} --data-root {shlex.quote(str(directory.parent))}`, "
+            f"or get the files from "
             f"{source_hint(name)} and put them in {directory}"
             + ("; or use 'dsprites-procedural' (no download)" if name == "dsprites" else "")
         )

@@ -1,7 +1,8 @@
 """Dataset names, where their files live, and ``get_dataset``.
 
 Root directory: ``root=`` if given, else ``$VAESIM_DATA``, else
-``~/.cache/vaesim/data``. Each dataset has its own folder below it:
+``$XDG_CACHE_HOME/vaesim/data``, else ``~/.cache/vaesim/data``. Each
+dataset has its own folder below it:
 
 =====================  ==============================================================
 dsprites (+ variants)  ``<root>/dsprites/dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz``

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vaesim.utils.command_groups import needs_action
+
 
 def register(subparsers) -> None:
     """Add ``vaesim import`` (subcommand ``vae-ld``) to the ``vaesim`` parser."""
@@ -27,7 +29,7 @@ def register(subparsers) -> None:
     vae_ld.add_argument("--overwrite", action="store_true",
                         help="replace an earlier import of the same SRC in DIR (never a study or other files)")
     vae_ld.set_defaults(func=run_import_vae_ld)
-    parser.set_defaults(func=lambda args: parser.print_help() or 0)
+    parser.set_defaults(func=needs_action(parser))
 
 
 def run_import_vae_ld(args) -> int:

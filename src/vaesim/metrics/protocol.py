@@ -55,8 +55,11 @@ def _sample(truth: FactorCodes, n: int, rng: np.random.Generator) -> tuple[np.nd
 
 def evaluate_disentanglement(
     truth: FactorCodes, *, seed: int = 0, protocol: Protocol = Protocol(), metrics=METRIC_NAMES,
+    on_metric=None,
 ) -> dict[str, float]:
     """Every requested metric of one representation (test-set numbers where there are two).
+
+    ``on_metric(names)``: called with the names of the metrics finished so far after each one (progress lines).
 
     Returns:
         ``{name: value}`` for the names in ``metrics`` (a subset of :data:`METRIC_NAMES`).
@@ -65,7 +68,7 @@ def evaluate_disentanglement(
     if unknown:
         raise ValueError(f"evaluate_disentanglement: unknown metrics {unknown}; expected names from {list(METRIC_NAMES)}")
     wanted = set(metrics)
-    out: dict[str, float] = {}
+    out: dict[str, float] = _Reporting(on_metric)
     p = protocol
     if "beta_vae" in wanted:
         out["beta_vae"] = beta_vae_score(truth, seed=seed, batch_size=p.batch_size, num_train=p.num_train,
@@ -98,7 +101,21 @@ CPU_ENCODE_BATCH = 64
 GPU_ENCODE_BATCH = 512
 
 
-def model_factor_codes(dataset, model, *, device="cpu", batch_size: int | None = None) -> FactorCodes:
+class _Reporting(dict):
+    """A dict of finished metrics that tells ``on_metric`` (if any) the names finished after each new one."""
+
+    def __init__(self, on_metric) -> None:
+        super().__init__()
+        self.on_metric = on_metric
+
+    def __setitem__(self, name, value) -> None:
+        super().__setitem__(name, value)
+        if self.on_metric is not None:
+            self.on_metric(list(self))
+
+
+def model_factor_codes(dataset, model, *, device="cpu", batch_size: int | None = None,
+                       on_encoded=None) -> FactorCodes:
     """:class:`FactorCodes` of a VAE's mean code on a vaesim ground-truth dataset.
 
     Each dataset item is encoded at most once: factor rows are turned into
@@ -109,6 +126,7 @@ def model_factor_codes(dataset, model, *, device="cpu", batch_size: int | None =
     protocol's ~2.9 M draws touch at most ``len(dataset)`` distinct images
     (737,280 for dSprites). ``batch_size``: images per encoder call
     (default :data:`CPU_ENCODE_BATCH` on CPU, :data:`GPU_ENCODE_BATCH` else).
+    ``on_encoded(count)``: called with the number of distinct items encoded so far after each encoder call.
     """
     import torch
 
@@ -130,6 +148,9 @@ def model_factor_codes(dataset, model, *, device="cpu", batch_size: int | None =
             batch = torch.from_numpy(dataset.images(part)).to(device)  # (b, C, 64, 64) float32
             codes[part] = model.encode(batch)[0].double().cpu().numpy()
             done[part] = True
+            cache["count"] = cache.get("count", 0) + len(part)
+            if on_encoded is not None:
+                on_encoded(cache["count"])
         return codes[indices]
 
     return FactorCodes(tuple(int(s) for s in dataset.factor_sizes), encode, sample=dataset.sample_factors, chunk=65536)

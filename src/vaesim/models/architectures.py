@@ -36,49 +36,17 @@ import torch
 from torch import nn
 
 from vaesim.models.layers import Conv2d, ConvTranspose2d, OverlapAddConvTranspose2d, TrainingReLU
+from vaesim.models.names import (  # noqa: F401 - the layer tables live in the torch-free names module
+    ARCHITECTURES,
+    DECODER_LAYERS,
+    ENCODER_LAYERS,
+    FC_LAYER_NAMES,
+    INITIALISATIONS,
+    LAYER_NAMES,
+)
 
 IMAGE_SIZE = 64
 
-LAYER_NAMES: tuple[str, ...] = (
-    "input",
-    "encoder.conv1",
-    "encoder.conv2",
-    "encoder.conv3",
-    "encoder.conv4",
-    "encoder.fc",
-    "encoder.mean",
-    "encoder.logvar",
-    "encoder.variance",
-    "encoder.sample",
-    "decoder.fc1",
-    "decoder.fc2",
-    "decoder.deconv1",
-    "decoder.deconv2",
-    "decoder.deconv3",
-    "decoder.output",
-)
-ENCODER_LAYERS: tuple[str, ...] = tuple(name for name in LAYER_NAMES if name.startswith("encoder."))
-DECODER_LAYERS: tuple[str, ...] = tuple(name for name in LAYER_NAMES if name.startswith("decoder."))
-
-FC_LAYER_NAMES: tuple[str, ...] = (
-    "input",
-    "encoder.fc1",
-    "encoder.fc2",
-    "encoder.mean",
-    "encoder.logvar",
-    "encoder.variance",
-    "encoder.sample",
-    "decoder.fc1",
-    "decoder.fc2",
-    "decoder.fc3",
-    "decoder.output",
-)
-
-ARCHITECTURES = ("conv", "fc")
-# Weight initialisation schemes: ``glorot`` is what disentanglement_lib and the seed paper's
-# library get from Keras/TF defaults (Glorot-uniform kernels, zero biases); ``pytorch`` is
-# torch's own default (Kaiming-uniform with a = sqrt(5), uniform non-zero biases).
-INITIALISATIONS = ("glorot", "pytorch")
 
 
 class VAEOutput(NamedTuple):

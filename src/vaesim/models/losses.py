@@ -17,7 +17,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-RECONSTRUCTIONS = ("bernoulli", "gaussian")
+from vaesim.models.names import RECONSTRUCTIONS  # noqa: F401,E402 - torch-free, for spec checks
 
 
 def reconstruction_loss(images: torch.Tensor, logits: torch.Tensor, kind: str = "bernoulli") -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -23,15 +24,115 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run_report, inspects=True)
 
 
-def report_and_print(study_dir: Path, *, metric: str = "cka") -> Path:
-    """Write the report of ``study_dir``, print its findings table and path; return the path."""
+class ReportProgress:
+    """Progress of a report being written, printed to stderr: one line as each part starts (after the first
+    ``quiet`` seconds) and at least one line every ``every`` seconds, with counters that move (the part, and the
+    figure files written so far)."""
+
+    def __init__(self, figures_dir: Path, *, every: float = 60.0, quiet: float = 10.0, stream=None) -> None:
+        import sys
+        import threading
+
+        from vaesim.report.report import REPORT_PARTS
+
+        self.parts = REPORT_PARTS
+        self.figures_dir = Path(figures_dir)
+        self.every, self.quiet = every, quiet
+        self.stream = stream or sys.stderr
+        self.part = ""
+        self.started = time.monotonic()
+        self._wall_start = time.time()
+        self._last_line = self.started
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._watch, name="vaesim-report-progress", daemon=True)
+
+    def __enter__(self) -> "ReportProgress":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def __call__(self, part: str) -> None:
+        """The part of the report now being written (``write_report``'s ``progress`` callback)."""
+        self.part = part
+        if time.monotonic() - self.started >= self.quiet:  # a quick report stays quiet
+            self._say()
+
+    def figures_written(self) -> int:
+        """Figure files written since the report started."""
+        if not self.figures_dir.is_dir():
+            return 0
+        return sum(1 for p in self.figures_dir.iterdir()
+                   if p.suffix in (".png", ".svg") and p.stat().st_mtime >= self._wall_start - 1)
+
+    def line(self) -> str:
+        index = self.parts.index(self.part) + 1 if self.part in self.parts else 0
+        elapsed = int(time.monotonic() - self.started)
+        return (f"report: part {index}/{len(self.parts)} ({self.part or 'reading the store'}), "
+                f"{self.figures_written()} figure files written, {elapsed // 60}m{elapsed % 60:02d}s")
+
+    def _say(self) -> None:
+        with self._lock:
+            self._last_line = time.monotonic()
+            print(self.line(), file=self.stream, flush=True)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(min(1.0, self.every)):
+            if time.monotonic() - self._last_line >= self.every:
+                self._say()
+
+
+def report_and_print(study_dir: Path, *, metric: str = "cka", progress_every: float = 60.0) -> Path:
+    """Write the report of ``study_dir``, print its findings table and path; return the path.
+
+    While it is written, a progress line goes to stderr at least every ``progress_every`` seconds.
+    """
     from vaesim.report import format_findings, load_findings, write_report
+    from vaesim.report.report import report_paths
 
     started = time.perf_counter()
-    path = write_report(study_dir, metric=metric)
+    warning = unfinished_warning(study_dir)
+    if warning:
+        print(f"vaesim: warning: {warning}", file=sys.stderr, flush=True)
+    with ReportProgress(report_paths(study_dir, metric)[2], every=progress_every) as progress:
+        path = write_report(study_dir, metric=metric, progress=progress, notes=[warning] if warning else ())
     print(format_findings(load_findings(study_dir, metric)))
     print(f"\nreport: {path.resolve()}  ({time.perf_counter() - started:.1f} s)")
+    if warning:  # again below the long findings table, where the eye ends
+        print(f"vaesim: warning: {warning}", file=sys.stderr, flush=True)
     return path
+
+
+def unfinished_warning(study_dir: Path) -> str | None:
+    """Why a report of ``study_dir`` shows only part of the study (a live runner, pending tasks), or None.
+
+    None also when the directory is no study the planner can read (a store written by other means):
+    the report itself says what is missing then.
+    """
+    import logging
+
+    from vaesim.study.runner import study_status
+
+    try:
+        status = study_status(study_dir)
+    except (OSError, ValueError, TypeError) as error:
+        logging.getLogger(__name__).debug("no study status for %s: %s", study_dir, error)
+        return None
+    pending = ", ".join(f"{stage} {done}/{total}" for stage, (done, total) in status.stages.items() if done < total)
+    if status.running:
+        from vaesim.study.lock import describe
+
+        return (f"a runner is working on {study_dir} now ({describe(status.running)}): this report shows only what "
+                f"was stored when it was written" + (f" (tasks done: {pending})" if pending else "")
+                + f"; rerun `vaesim report {study_dir}` when the study has finished")
+    if not status.complete:
+        command = status.resume_command or f"vaesim study run {study_dir / 'spec.yaml'} --out {study_dir}"
+        return (f"the study in {study_dir} is not finished (tasks done: {pending or 'some outputs are corrupt'}): "
+                f"this report shows only what is stored; finish it with `{command}`, then rerun `vaesim report`")
+    return None
 
 
 def run_report(args) -> int:

@@ -19,16 +19,14 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt  # colour maps and the Figure type only: figures are made without pyplot
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from vaesim.report import layers as L  # noqa: E402
-from vaesim.report.findings import agreement_by_layer, mean_sample_similarity  # noqa: E402
-from vaesim.report.tables import (  # noqa: E402
+from vaesim.report import layers as L
+from vaesim.report.findings import agreement_by_layer, baseline_table, mean_sample_similarity
+from vaesim.report.tables import (
     at_final_step,
     both_orientations,
     check_results,
@@ -36,12 +34,19 @@ from vaesim.report.tables import (  # noqa: E402
     run_info,
     select,
 )
-from vaesim.utils import atomic_path  # noqa: E402
+from vaesim.utils import atomic_path
 
 logger = logging.getLogger(__name__)
 
 DPI = 110
 COMPARISON_COLOURS = {"params": "#1b9e77", "objectives": "#7570b3", "seeds": "#666666"}
+
+
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, **options) -> tuple[Figure, object]:
+    """``plt.subplots`` on a Figure of its own: no pyplot backend is chosen or changed (a user's notebook keeps
+    its backend, and the report's figures never appear in it), saved with :func:`save_figure`."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **options)
 
 
 class NotEnoughData(Exception):
@@ -166,7 +171,7 @@ def figure_heatmap(results: pd.DataFrame, runs=None, *, metric: str = "cka") -> 
     b_order = [n for n in L.order_layers(matrix.columns)]
     matrix = matrix.loc[a_order, b_order]
     n_seeds = rows["a_seed"].nunique()
-    fig, ax = plt.subplots(figsize=(8.2, 7.0))
+    fig, ax = subplots(figsize=(8.2, 7.0))
     image = ax.imshow(matrix.to_numpy(dtype=float), vmin=0, vmax=1, cmap="magma", origin="upper")
     ax.set_xticks(range(len(b_order)), b_order, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(a_order)), a_order, fontsize=8)
@@ -235,7 +240,7 @@ def figure_learning_dynamics(results: pd.DataFrame, runs=None, *, metric: str = 
     n_models = len(models)
     n_cols = min(n_models, 4)
     blocks = int(np.ceil(n_models / n_cols))
-    fig, axes = plt.subplots(2 * blocks, n_cols, figsize=(3.3 * n_cols + 2.0, 2.7 * 2 * blocks), squeeze=False,
+    fig, axes = subplots(2 * blocks, n_cols, figsize=(3.3 * n_cols + 2.0, 2.7 * 2 * blocks), squeeze=False,
                              sharey=True)
     low = min(0.0, float(table["score"].min())) - 0.02
     for index, model in enumerate(models.itertuples(index=False)):
@@ -248,10 +253,12 @@ def figure_learning_dynamics(results: pd.DataFrame, runs=None, *, metric: str = 
                 ax.plot(curve[x_column], curve["score"], style, marker="o", markersize=3, color=colours[layer],
                         label=layer, linewidth=1.5)
             ax.axhline(SETTLED, color="#555555", linewidth=0.8, linestyle=":")
-            ax.text(0.01, SETTLED + 0.01, f"{SETTLED:g}: settled", transform=ax.get_yaxis_transform(),
-                    fontsize=7, color="#555555", va="bottom")
             ax.axvline(final_x, color="#bbbbbb", linewidth=0.8)
             ax.set_ylim(low, 1.05)
+            # the threshold is a y tick (not a label inside the plot, where curves run through it)
+            ax.set_yticks([t for t in (0.0, 0.25, 0.5, 0.75) if t >= low] + [SETTLED, 1.0])
+            ax.set_yticklabels([f"{t:g}" for t in ax.get_yticks()[:-2]] + [f"{SETTLED:g} settled", "1"],
+                               fontsize=7.5)
             ax.grid(alpha=0.25)
             n_runs = int(part["n_runs"].max())
             ax.set_title(f"{_model_label(model.objective, model.param_name, model.param)}: {group}\n"
@@ -312,7 +319,7 @@ def figure_layer_pairs(results: pd.DataFrame, runs=None, *, metric: str = "cka")
     if not tables:
         raise NotEnoughData(f"no within-run rows for {' or '.join(' vs '.join(p) for p in LAYER_PAIRS)} "
                             f"at >= 2 checkpoints")
-    fig, axes = plt.subplots(1, len(tables), figsize=(5.2 * len(tables), 4.2), squeeze=False)
+    fig, axes = subplots(1, len(tables), figsize=(5.2 * len(tables), 4.2), squeeze=False)
     for ax, (pair, table) in zip(axes[0], tables.items()):
         styles = model_styles(table)
         for key, curve in table.groupby(["objective", "param_name", "param"]):
@@ -342,7 +349,7 @@ def figure_agreement(results: pd.DataFrame, runs=None, *, metric: str = "cka") -
     ordered = L.order_layers(layer for t in tables.values() for layer in t["layer"])
     ordered = [name for name in ordered if name != L.FACTORS_LAYER]
     position = {name: i for i, name in enumerate(ordered)}
-    fig, ax = plt.subplots(figsize=(9.0, 4.6))
+    fig, ax = subplots(figsize=(9.0, 4.6))
     _shade_groups(ax, ordered)
     offsets = dict(zip(tables, np.linspace(-0.18, 0.18, len(tables))))
     labels = {"params": "across regularisation strengths", "objectives": "across objectives", "seeds": "across seeds"}
@@ -352,6 +359,12 @@ def figure_agreement(results: pd.DataFrame, runs=None, *, metric: str = "cka") -
         ax.errorbar(x, table["mean"], yerr=table["std"].fillna(0.0), fmt="o-", capsize=2, markersize=4,
                     color=COMPARISON_COLOURS[comparison],
                     label=f"{labels[comparison]} ({int(table['n_pairs'].max())} model pairs)")
+    # the baseline claim 2's verdict subtracts: the same layer of untrained networks of different seeds (step 0)
+    baseline = baseline_table(results, metric=metric).set_index("layer")["untrained_seeds"].dropna()
+    baseline = baseline[baseline.index.isin(position)]
+    if len(baseline):
+        ax.plot(baseline.index.map(position), baseline.to_numpy(), "s--", color="#999999", markersize=4,
+                linewidth=1.2, label="baseline: untrained networks, across seeds (step 0)")
     ax.set_xticks(range(len(ordered)), ordered, rotation=60, ha="right", fontsize=8)
     ax.set_ylim(-0.02, 1.05)
     ax.set_ylabel(f"mean {metric.upper()}, same layer, final step")
@@ -376,7 +389,7 @@ def figure_posterior_collapse(results: pd.DataFrame, runs: pd.DataFrame | None =
     if has_dims:
         panels.append(("active dims", runs))
     objectives = sorted(set().union(*(set(table["objective"]) for _, table in panels)))
-    fig, axes = plt.subplots(len(panels), len(objectives), figsize=(3.9 * len(objectives) + 0.6, 3.3 * len(panels)),
+    fig, axes = subplots(len(panels), len(objectives), figsize=(3.9 * len(objectives) + 0.6, 3.3 * len(panels)),
                              squeeze=False)
     for row, (what, table) in enumerate(panels):
         column_name = "score" if what == "similarity" else "active_dims"
@@ -459,7 +472,7 @@ def figure_embedding(results: pd.DataFrame, runs=None, *, metric: str = "cka") -
         raise NotEnoughData(f"{len(info)} runs with a within-run layer x layer matrix at the final step; needs >= 3")
     distances = np.sqrt(((vectors[:, None, :] - vectors[None, :, :]) ** 2).sum(-1))
     embedding = classical_mds(distances, 2)
-    fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.4))
+    fig, axes = subplots(1, 2, figsize=(10.0, 4.4))
     seed_values = sorted(info["seed"].unique())
     for seed in seed_values:
         mask = (info["seed"] == seed).to_numpy()
@@ -514,7 +527,7 @@ def figure_factors(results: pd.DataFrame, runs=None, *, metric: str = "cka") -> 
     layers = L.order_layers(table["layer"].unique())
     steps = sorted(table["step"].unique())
     top = max(float(table["score"].max()), 1e-6)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.6 * n_cols + 2.6, 0.27 * len(layers) * n_rows + 1.6),
+    fig, axes = subplots(n_rows, n_cols, figsize=(2.6 * n_cols + 2.6, 0.27 * len(layers) * n_rows + 1.6),
                              squeeze=False)
     image = None
     for ax, model in zip(axes.flat, models.itertuples(index=False)):
@@ -578,7 +591,7 @@ def save_figure(fig: plt.Figure, directory: Path, name: str) -> tuple[Path, Path
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=suffix, dpi=DPI)
         paths.append(path)
-    plt.close(fig)
+    plt.close(fig)  # a figure made with pyplot by a caller; a no-op for ours
     return paths[0], paths[1]
 
 

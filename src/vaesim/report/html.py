@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,14 +37,36 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 figure { margin: 1.5rem 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #444; font-size: 0.9rem; }
 .skipped { background: #fff8e1; border-left: 4px solid #f0b400; padding: 0.5rem 0.8rem; }
-pre { background: #f5f5f7; padding: 0.8rem; overflow-x: auto; font-size: 0.82rem; }
-.scroll { max-height: 28rem; overflow: auto; }
-.gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr)); gap: 0.8rem; }
+pre { background: #f5f5f7; padding: 0.8rem; font-size: 0.82rem; white-space: pre-wrap; overflow-wrap: anywhere; }
+nav#contents ol { columns: 2; margin: 0.4rem 0 0; padding-left: 1.4rem; }
+nav#contents { background: #f5f5f7; padding: 0.6rem 1rem; border-radius: 0.4rem; font-size: 0.9rem; }
+.gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(480px, 100%), 1fr)); gap: 0.8rem; }
+figure a { display: block; }
 table.stages { width: auto; min-width: 24rem; }
 .gallery figure { margin: 0; } .gallery figcaption { font-size: 0.8rem; }
 td.id { font-family: ui-monospace, monospace; font-size: 0.8rem; white-space: nowrap; }
 dl.provenance { display: grid; grid-template-columns: max-content 1fr; gap: 0.15rem 1rem; font-size: 0.88rem; }
 dl.provenance dt { color: #555; } dl.provenance dd { margin: 0; font-variant-numeric: tabular-nums; }
+/* narrow screens: no table is cut off or hidden in a scroll box; the findings become one block per finding */
+@media (max-width: 700px) {
+  body { margin: 1rem auto; padding: 0 0.5rem; }
+  table { font-size: 0.7rem; } th, td { padding: 0.2rem 0.25rem; overflow-wrap: anywhere; }
+  td.num, td.id, .verdict { white-space: normal; }
+  nav#contents ol { columns: 1; }
+  #findings, #findings tbody, #findings tr, #findings td { display: block; width: auto; }
+  #findings tr:first-child { display: none; }
+  #findings tr { border-bottom: 1px solid #ccc; padding: 0.4rem 0; }
+  #findings td { border: none; text-align: left; padding: 0.15rem 0; }
+  #findings td.num::before { content: "value: "; color: #555; }
+  table.stages { min-width: 0; }
+  dl.provenance { grid-template-columns: 1fr; }
+}
+@media print {
+  body { max-width: none; margin: 0; }
+  nav#contents ol { columns: 2; }
+  figure, tr { break-inside: avoid; }
+  .gallery { grid-template-columns: 1fr 1fr; }
+}
 """
 
 SCRIPT = """
@@ -63,7 +86,18 @@ def _number(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "&ndash;"
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return "0" if value == 0 else f"{value:.4g}"  # never "-0" (a tiny negative rounded to zero)
+    return _text(value)
+
+
+def _value(value) -> str:
+    """A finding's value, every row at one precision: three decimals (thousands: whole numbers); never ``-0``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "&ndash;"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = float(value)
+        text = f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3f}"
+        return text[1:] if text.startswith("-") and float(text.replace(",", "")) == 0 else text
     return _text(value)
 
 
@@ -80,10 +114,16 @@ def findings_html(findings: pd.DataFrame) -> str:
         rows.append(
             f"<tr><td><span class='verdict {css}'>{_text(row.verdict)}</span></td>"
             f"<td><strong>{_text(row.finding)}</strong><div class='definition'>{_text(row.definition)}</div></td>"
-            f"<td class='num'>{_number(row.value)}</td><td>{_text(getattr(row, 'detail', ''))}</td></tr>"
+            f"<td class='num'>{_value(row.value)}</td><td>{_text(getattr(row, 'detail', ''))}</td></tr>"
         )
     head = "<tr><th>verdict</th><th>finding (definition)</th><th>value</th><th>numbers</th></tr>"
     return f"<table id='findings'>{head}{''.join(rows)}</table>"
+
+
+def _slug(title: str) -> str:
+    """An element id from a section title: ``Baselines: what ...`` -> ``baselines``."""
+    head = re.split(r"[:(]", title, maxsplit=1)[0]
+    return re.sub(r"[^a-z0-9]+", "-", head.lower()).strip("-") or "section"
 
 
 def short_run_id(run_id: str) -> str:
@@ -100,7 +140,8 @@ def table_html(frame: pd.DataFrame, *, table_id: str, columns: Sequence[str] | N
     """
     if columns is not None:
         frame = frame[[c for c in columns if c in frame.columns]]
-    head = "".join(f"<th>{'run' if c == 'run_id' else _text(c)}</th>" for c in frame.columns)
+    # long column names may break after an underscore (a narrow screen), never inside a word
+    head = "".join(f"<th>{'run' if c == 'run_id' else _text(c).replace('_', '_<wbr>')}</th>" for c in frame.columns)
     body = []
     for values in frame.itertuples(index=False):
         cells = "".join(
@@ -110,7 +151,7 @@ def table_html(frame: pd.DataFrame, *, table_id: str, columns: Sequence[str] | N
             for name, v in zip(frame.columns, values)
         )
         body.append(f"<tr>{cells}</tr>")
-    return f"<div class='scroll'><table id='{table_id}'><tr>{head}</tr>{''.join(body)}</table></div>"
+    return f"<table id='{table_id}'><tr>{head}</tr>{''.join(body)}</table>"
 
 
 def figures_html(figures, folder: str = "figures") -> str:
@@ -122,8 +163,10 @@ def figures_html(figures, folder: str = "figures") -> str:
                          f"not drawn: {_text(figure.skipped)}.</div>")
             continue
         caption = f" {_text(figure.caption)}" if figure.caption else ""
-        parts.append(
-            f"<figure id='fig-{figure.name}'><img alt='{_text(figure.title)}' src='{png_data_uri(figure.png)}'>"
+        parts.append(  # the picture links to the full-size file beside the report
+            f"<figure id='fig-{figure.name}'><a href='{_text(folder)}/{_text(figure.png.name)}' "
+            f"title='full size: {_text(folder)}/{_text(figure.png.name)}'>"
+            f"<img alt='{_text(figure.title)}' src='{png_data_uri(figure.png)}'></a>"
             f"<figcaption><strong>{_text(figure.title)}.</strong>{caption} "
             f"(Files: {folder}/{figure.png.name}, {folder}/{figure.svg.name}.)</figcaption></figure>"
         )
@@ -152,7 +195,8 @@ def provenance_html(provenance: dict, environment: dict) -> str:
         parts.append("<p class='skipped'>No provenance.json: this study was run before vaesim recorded "
                      "provenance; only the report's own environment is known.</p>")
     for number, session in enumerate(sessions, 1):
-        order = ("probe", "train", "extract", "compare", "store")  # the stages' run order (the file sorts keys)
+        from vaesim.study.plan import STAGES as order  # the stages' run order (the file sorts keys)
+
         stages = dict(sorted(session.get("stages", {}).items(),
                              key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
         rows = "".join(f"<tr><td>{_text(name)}</td><td class='num'>{int(stage.get('tasks', 0))}</td>"
@@ -183,7 +227,15 @@ def render_report(*, title: str, summary: str, findings: pd.DataFrame, figures, 
     ``provenance``: the study's provenance.json, ``environment``: the report's own.
     """
     notes_html = "".join(f"<p class='skipped'>{_text(n)}</p>" for n in notes)
-    sections_html = "".join(f"<h2>{_text(name)}</h2><p>{_text(text)}</p>{body}" for name, text, body in sections)
+    section_ids = [_slug(name) for name, _text_, _body in sections]
+    sections_html = "".join(f"<h2 id='{sid}'>{_text(name)}</h2><p>{_text(text)}</p>{body}"
+                            for sid, (name, text, body) in zip(section_ids, sections))
+    contents = [("findings-section", "Findings"), *zip(section_ids, (name for name, _t, _b in sections)),
+                ("models", "What the models do"), ("training", "Training"), ("figures", "Figures"),
+                ("runs-table", "What was run"), ("provenance", "Provenance"), ("spec", "Study specification")]
+    contents_html = ("<nav id='contents'><strong>Contents</strong><ol>"
+                     + "".join(f"<li><a href='#{sid}'>{_text(title)}</a></li>" for sid, title in contents)
+                     + "</ol></nav>")
     runs_html = (table_html(runs, table_id="runs", columns=RUN_COLUMNS) if runs is not None and len(runs)
                  else "<p class='skipped'>No runs table (runs.parquet) yet.</p>")
     links = "".join(f" The same report for {_text(metric.upper())}: <a href='{_text(name)}'>{_text(name)}</a>."
@@ -201,7 +253,8 @@ def render_report(*, title: str, summary: str, findings: pd.DataFrame, figures, 
 <h1>{_text(title)}</h1>
 <p class="meta">{_text(summary)}{links}</p>
 {notes_html}
-<h2>Findings</h2>
+{contents_html}
+<h2 id='findings-section'>Findings</h2>
 <p>The claims of Bonheme &amp; Grzes, <em>How do Variational Autoencoders Learn? Insights from Representational
 Similarity</em> (arXiv 2205.08399), checked with the numbers of this study. Each verdict follows from the
 definition written under its name.</p>
@@ -212,15 +265,15 @@ definition written under its name.</p>
 {gallery_html}
 <h2 id='training'>Training</h2>
 {figures_html(training, figures_dir)}
-<h2>Figures</h2>
+<h2 id='figures'>Figures</h2>
 {figures_html(figures, figures_dir)}
-<h2>What was run</h2>
+<h2 id='runs-table'>What was run</h2>
 {runs_html}
 <h3>Similarity rows in the store</h3>
 {table_html(counts, table_id="counts")}
 <h2 id='provenance'>Provenance</h2>
 {provenance_html(provenance or {"sessions": []}, environment or {})}
-<h2>Study specification (spec.yaml)</h2>
+<h2 id='spec'>Study specification (spec.yaml)</h2>
 <pre>{_text(spec_text)}</pre>
 <script>{SCRIPT}</script>
 </body></html>

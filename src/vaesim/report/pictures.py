@@ -14,12 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt  # the Figure type only: figures are made without pyplot (report.figures.subplots)
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from vaesim.report.figures import subplots
 
 TRAVERSAL_VALUES = np.linspace(-2.0, 2.0, 7)  # latent values shown; the prior N(0, 1) puts 95% within +-2
 N_IMAGES = 8  # probe images per reconstruction row
@@ -193,7 +192,7 @@ def figure_reconstructions(study_dir: Path, runs: pd.DataFrame, dataset: str) ->
     for _, run in chosen.iterrows():
         model, step = load_model(study_dir, run["run_id"])
         rows.append((f"{run_label(run)}\nstep {step}", reconstruct(model, images)))
-    fig, axes = plt.subplots(len(rows), len(images), figsize=(1.05 * len(images) + 2.3, 1.1 * len(rows)),
+    fig, axes = subplots(len(rows), len(images), figsize=(1.05 * len(images) + 2.3, 1.1 * len(rows)),
                              squeeze=False)
     for r, (label, batch) in enumerate(rows):
         for c, image in enumerate(batch):
@@ -225,7 +224,7 @@ def figure_traversals(study_dir: Path, run: pd.Series) -> plt.Figure:
     model, step = load_model(study_dir, run["run_id"])
     n_dims = int(model.latent_dim)
     values = TRAVERSAL_VALUES
-    fig, axes = plt.subplots(n_dims, len(values), figsize=(0.78 * len(values) + 1.2, 0.8 * n_dims + 0.7),
+    fig, axes = subplots(n_dims, len(values), figsize=(0.78 * len(values) + 1.2, 0.8 * n_dims + 0.7),
                              squeeze=False)
     kl = latent_kl(model, images)
     dims = [int(d) for d in np.argsort(-kl)]
@@ -251,7 +250,7 @@ def figure_traversals_over_training(study_dir: Path, run: pd.Series, n_recon: in
     values = TRAVERSAL_VALUES
     n_cols = len(shown) + 1 + len(values)
     widths = [1.0] * len(shown) + [1.6] + [1.0] * len(values)
-    fig, axes = plt.subplots(len(steps), n_cols, figsize=(0.8 * sum(widths) + 1.0, 0.9 * len(steps) + 1.0),
+    fig, axes = subplots(len(steps), n_cols, figsize=(0.8 * sum(widths) + 1.0, 0.9 * len(steps) + 1.0),
                              squeeze=False, gridspec_kw={"width_ratios": widths})
     for r, step in enumerate(steps):
         model, _ = load_model(study_dir, run["run_id"], step)

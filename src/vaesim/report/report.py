@@ -193,20 +193,50 @@ def model_pictures(study_dir: Path, runs: pd.DataFrame | None, directory: Path) 
     return main, gallery
 
 
-def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC) -> Path:
+#: the seed paper's (and disentanglement_lib's) training length, against which a study's runs are judged
+PAPER_STEPS = 300_000
+#: under this fraction of it, the report says the models are barely trained
+BARELY_TRAINED = 0.1
+
+
+def training_notes(runs: pd.DataFrame | None) -> list[str]:
+    """Notes for the top of the report when the models are barely trained (few steps, few active latents)."""
+    if runs is None or runs.empty or "steps" not in runs:
+        return []
+    notes = []
+    steps = int(runs["steps"].max())
+    if steps < BARELY_TRAINED * PAPER_STEPS:
+        notes.append(f"The models are barely trained: {steps:,} steps, {100 * steps / PAPER_STEPS:.2g}% of the "
+                     f"seed paper's {PAPER_STEPS:,}. At this length a VAE reconstructs blurred blobs rather than "
+                     "the shapes (see What the models do), so the findings describe early training, not trained "
+                     "models; use the paper preset or more steps for the paper's setting.")
+    if "active_dims" in runs and runs["active_dims"].notna().any() and float(runs["active_dims"].median()) < 2:
+        notes.append(f"Half the models or more use at most one latent dimension (median active dimensions "
+                     f"{float(runs['active_dims'].median()):g}): they encode little about the images yet.")
+    return notes
+
+
+#: the parts of :func:`write_report`, in order, as its ``progress`` callback names them
+REPORT_PARTS = ("findings", "figures", "pictures of the models", "training curves", "baselines",
+                "metric diagnostic", "page")
+
+
+def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC, progress=None, notes=()) -> Path:
     """Compute findings and figures of ``study_dir`` and write its report; return the report's path.
 
     For CKA: ``study_dir/report.html``, ``figures/<name>.png|svg`` for every
     figure the data allows, and ``findings.csv``; another metric writes
     ``report-<metric>.html``, ``figures-<metric>/`` and ``findings-<metric>.csv``. Also writes
     ``baselines.csv`` (``baselines-<metric>.csv``): per layer, untrained and trained agreement,
-    initial-to-final similarity, noise floor.
+    initial-to-final similarity, noise floor. ``progress(part)`` is called as each of :data:`REPORT_PARTS` starts.
+    ``notes``: lines shown at the top of the page (e.g. that the study is still running).
     """
     started = time.perf_counter()
+    step = progress or (lambda part: None)
     study_dir = Path(study_dir)
     spec_text, results, runs = read_store(study_dir)
     report_file, findings_file, figures_dir = report_paths(study_dir, metric)
-    notes = []
+    notes = list(notes)
     if results.empty:
         notes.append("The results store is empty: run the study to its compare stage; every finding lacks data.")
     if runs is None:
@@ -214,10 +244,12 @@ def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC) -> Path
     if len(results) and metric not in set(results["metric"]):
         raise ValueError(f"metric {metric!r} is not in the results of {study_dir} "
                          f"(found {sorted(set(results['metric']))}); pass one of those with --metric")
+    notes += training_notes(runs)
     latents = read_latents(study_dir)
     if latents is None:
         notes.append("latents.parquet is missing (a study from before per-checkpoint latent statistics, or its store "
                      "stage has not run): claim 3 lacks data.")
+    step("findings")
     findings = compute_findings(results, runs, latents=latents, metric=metric)
     # similarity vs disentanglement / UDR, when the study ran its disentangle stage (vaesim.report.selection)
     extra_findings, extra_figures = selection_report(study_dir, results, metric=metric, figures_dir=figures_dir)
@@ -225,8 +257,11 @@ def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC) -> Path
         findings = pd.concat([findings, extra_findings], ignore_index=True)
     with atomic_path(findings_file) as tmp:
         findings.to_csv(tmp, index=False)
+    step("figures")
     figures = make_figures(results, runs, figures_dir, metric=metric) + extra_figures
+    step("pictures of the models")
     pictures_main, gallery = model_pictures(study_dir, runs, figures_dir)
+    step("training curves")
     metrics = _training_metrics(study_dir)
     training = [
         _draw("training_curves", "Training curves", "Loss, reconstruction and KL against training step "
@@ -239,9 +274,12 @@ def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC) -> Path
     other_metrics = sorted(set(results["metric"]) - {metric}) if len(results) else []
     links = [(m, report_paths(study_dir, m)[0].name) for m in other_metrics]
     title, summary = _summary(spec_text, results, runs)
+    step("baselines")
     baselines = baseline_table(results, metric=metric)
     with atomic_path(study_dir / (BASELINES_FILE if metric == DEFAULT_METRIC else f"baselines-{metric}.csv")) as tmp:
         baselines.to_csv(tmp, index=False)
+    step("metric diagnostic")
+    diagnostic = metric_diagnostic(study_dir, results).round(3)
     sections = [
         ("Baselines: what the architecture gives without learning",
          f"Mean {metric.upper()} of the same layer: between untrained networks of different seeds (step 0), between "
@@ -253,8 +291,9 @@ def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC) -> Path
          "Both measures on data unrelated by construction: independent Gaussian matrices of growing width at the "
          "probe size (unrelated data would score 0; linear CKA and Procrustes are inflated as the width outgrows "
          "the number of examples, debiased CKA is not), and each probe set against a row-shuffled copy of itself.",
-         table_html(metric_diagnostic(study_dir, results).round(3), table_id="diagnostic")),
+         table_html(diagnostic, table_id="diagnostic")),
     ]
+    step("page")
     page = render_report(title=f"{title} ({metric.upper()})", summary=summary, findings=findings,
                          figures=figures, runs=runs, counts=_counts(results), spec_text=spec_text, notes=notes,
                          sections=sections, pictures=pictures_main, gallery=gallery, training=training,

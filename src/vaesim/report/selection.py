@@ -171,12 +171,7 @@ def metric_name(layer_set: str) -> str:
 
 def selection_figure(results: pd.DataFrame, scores: pd.DataFrame, directory: Path, *, metric: str = "cka"):
     """Scatter of cross-seed similarity (x) against each headline target (y), one colour per objective."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from vaesim.report.figures import FigureOutput, save_figure
+    from vaesim.report.figures import FigureOutput, save_figure, subplots
 
     name, title = "selection", "Cross-seed similarity vs disentanglement and UDR"
     caption = (f"Each point is a run at its final checkpoint: its mean {metric} with the other seeds (x; left "
@@ -185,7 +180,7 @@ def selection_figure(results: pd.DataFrame, scores: pd.DataFrame, directory: Pat
     targets = [t for t in HEADLINE_TARGETS if t in joined]
     if joined.empty or not targets:
         return FigureOutput(name, title, caption, None, None, skipped="no disentanglement scores with seed pairs")
-    fig, axes = plt.subplots(len(targets), 2, figsize=(8, 3.2 * len(targets)), squeeze=False)
+    fig, axes = subplots(len(targets), 2, figsize=(8, 3.2 * len(targets)), squeeze=False)
     for i, target in enumerate(targets):
         for j, layer_set in enumerate(LAYER_SETS):
             ax = axes[i, j]

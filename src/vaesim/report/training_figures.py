@@ -9,14 +9,11 @@ which shows when each dimension switches on, or that it never does
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt  # colour maps only: figures are made without pyplot (report.figures.subplots)
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from vaesim.report.figures import NotEnoughData, _step_axis, model_styles, seeds_phrase  # noqa: E402
+from vaesim.report.figures import NotEnoughData, _step_axis, model_styles, seeds_phrase, subplots
 
 CURVES = (("loss", "loss (the objective minimised)"), ("reconstruction", "reconstruction (nats per image)"),
           ("kl", "KL(q(z|x) || p(z)) (nats)"))
@@ -44,7 +41,7 @@ def figure_training_curves(metrics: pd.DataFrame | None) -> plt.Figure:
     per_model = metrics.groupby(["objective", "param_name", "param", "step"])[[c for c, _ in CURVES]].mean()
     per_model = per_model.reset_index()
     styles = model_styles(per_model[["objective", "param_name", "param"]].drop_duplicates())
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(4.4 * len(CURVES), 3.9), squeeze=False)
+    fig, axes = subplots(1, len(CURVES), figsize=(4.4 * len(CURVES), 3.9), squeeze=False)
     for ax, (column, label) in zip(axes[0], CURVES):
         for key, curve in per_model.groupby(["objective", "param_name", "param"]):
             colour, line, name = styles[key]
@@ -73,7 +70,7 @@ def figure_kl_per_dimension(metrics: pd.DataFrame | None, limit: int = 12) -> pl
     n = len(firsts)
     n_cols = min(4, n)
     n_rows = int(np.ceil(n / n_cols))
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.6 * n_cols, 2.9 * n_rows), squeeze=False, sharey=True)
+    fig, axes = subplots(n_rows, n_cols, figsize=(3.6 * n_cols, 2.9 * n_rows), squeeze=False, sharey=True)
     colours = plt.cm.tab10(np.arange(len(columns)) % 10)
     for ax, (_, first) in zip(axes.flat, firsts.iterrows()):
         run = metrics[metrics["run_id"] == first["run_id"]].sort_values("step")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 from itertools import combinations_with_replacement
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -125,7 +125,7 @@ def _row_blocks(n: int, rows: int, block_bytes: int) -> Iterable[tuple[int, int]
 
 def _gram_products(
     summaries: list[LayerSummary], groups: dict[Any, list[int]], pairs: list[tuple[Any, Any]],
-    device: Any, block_bytes: int,
+    device: Any, block_bytes: int, tick: Callable[[], None] = lambda: None,
 ) -> np.ndarray:
     """``<Kc_i, Kc_j>`` ``(M, M)`` for every summary pair that the requested model pairs need.
 
@@ -159,6 +159,7 @@ def _gram_products(
             block[k] = summary.gram_block(i0, i1)
         if device is None:
             _add_block_products(products, diag, block, dense, partners, groups)
+            tick()
             continue
         block = backend.asarray(block)
         if dense:
@@ -168,6 +169,7 @@ def _gram_products(
                 rows = groups[first]
                 backend.add_block(products, rows, cols, block[rows] @ block[cols].T)
             diag += (block * block).sum(1)
+        tick()
     products = backend.numpy(products)
     if not dense:
         products = np.where(computed, products, products.T)
@@ -292,19 +294,20 @@ def _cka_scores(index, summaries, products, metrics, requested):
                 yield i, j, "cka_debiased", h[(i, j)] / math.sqrt(h[(i, i)] * h[(j, j)]), ""
 
 
-def _procrustes_scores(models, summaries, index, pairs, device):
+def _procrustes_scores(models, summaries, index, pairs, device, tick: Callable[[], None] = lambda: None):
     """Yield (i, j, score, note) for Procrustes: every layer pair's cross block and its nuclear norm.
 
-    CPU: each layer pair is one unit of :func:`vaesim.utils.threads.parallel_map`
-    (its product ``F_a^T F_b`` and nuclear norm on one BLAS thread, largest
-    blocks first), so the scores do not depend on the thread count.
+    CPU: the layer pairs of each model pair are units of
+    :func:`vaesim.utils.threads.parallel_map` (each block's product ``F_a^T F_b``
+    and nuclear norm on one BLAS thread, largest blocks first), so the scores
+    do not depend on the thread count; ``tick`` after each model pair.
     The nuclear norm takes the eigenvalues of the block's smaller Gram when
     their stated error bound is within :data:`PROCRUSTES_TOLERANCE` of the
     score, else the SVD (:mod:`vaesim.similarity.nuclear`). ``device``: one
     stacked cross product per model pair and ``torch.linalg.svdvals``.
     """
     if device is not None:
-        yield from _procrustes_scores_device(models, summaries, index, pairs, device)
+        yield from _procrustes_scores_device(models, summaries, index, pairs, device, tick)
         return
     from vaesim.utils.threads import parallel_map, single_threaded_blas
 
@@ -315,32 +318,33 @@ def _procrustes_scores(models, summaries, index, pairs, device):
             factors[k] = np.ascontiguousarray(summaries[k].factor())
         return factors[k]
 
-    requested = [(index[(a, la)], index[(b, lb)]) for a, b in pairs for la, lb in _layer_pairs(models, a, b)]
-    live = sorted({(i, j) for i, j in requested if not (summaries[i].zero_variance or summaries[j].zero_variance)},
-                  key=lambda ij: -summaries[ij[0]].n * min(summaries[ij[0]].n, summaries[ij[0]].num_features)
-                  * min(summaries[ij[1]].n, summaries[ij[1]].num_features))
-    for k in dict.fromkeys(k for pair in live for k in pair):
-        factor(k)
-
     def score(pair: tuple[int, int]) -> tuple[float, str]:
         i, j = pair
         denominator = math.sqrt(summaries[i].total_variance * summaries[j].total_variance)
         block = factors[i].T @ factors[j]  # (r_i, r_j)
-        value, _method = nuclear_norm(block, PROCRUSTES_TOLERANCE * denominator)
-        return value / denominator, _method
+        value, method = nuclear_norm(block, PROCRUSTES_TOLERANCE * denominator)
+        return value / denominator, method
 
-    with single_threaded_blas():
-        done = dict(zip(live, parallel_map(score, live)))
-    methods = [method for _value, method in done.values()]
+    methods: list[str] = []
+    for a, b in pairs:
+        requested = [(index[(a, la)], index[(b, lb)]) for la, lb in _layer_pairs(models, a, b)]
+        live = [(i, j) for i, j in requested if not (summaries[i].zero_variance or summaries[j].zero_variance)]
+        for k in dict.fromkeys(k for pair in live for k in pair):
+            factor(k)
+        live.sort(key=lambda ij: -factors[ij[0]].shape[1] * factors[ij[1]].shape[1])
+        with single_threaded_blas():
+            done = dict(zip(live, parallel_map(score, live)))
+        methods += [method for _value, method in done.values()]
+        for i, j in requested:
+            zero = [summaries[k].name for k in dict.fromkeys((i, j)) if summaries[k].zero_variance]
+            if zero:
+                yield i, j, math.nan, _zero_note(zero, "Procrustes similarity")
+                continue
+            yield (i, j, *_checked_procrustes(done[(i, j)][0], summaries[i], summaries[j]))
+        tick()
     if methods:
         log.debug("procrustes: %d blocks, %d by the Gram route, %d by SVD", len(methods),
                   methods.count("gram"), methods.count("svd"))
-    for i, j in requested:
-        zero = [summaries[k].name for k in dict.fromkeys((i, j)) if summaries[k].zero_variance]
-        if zero:
-            yield i, j, math.nan, _zero_note(zero, "Procrustes similarity")
-            continue
-        yield (i, j, *_checked_procrustes(done[(i, j)][0], summaries[i], summaries[j]))
 
 
 def _checked_procrustes(value: float, a: LayerSummary, b: LayerSummary) -> tuple[float, str]:
@@ -350,7 +354,7 @@ def _checked_procrustes(value: float, a: LayerSummary, b: LayerSummary) -> tuple
     return min(max(value, 0.0), 1.0), ""
 
 
-def _procrustes_scores_device(models, summaries, index, pairs, device):
+def _procrustes_scores_device(models, summaries, index, pairs, device, tick: Callable[[], None] = lambda: None):
     """Yield (i, j, score, note) for Procrustes on a torch ``device``, one cross-product per model pair."""
     factors: dict[int, np.ndarray] = {}
 
@@ -382,6 +386,7 @@ def _procrustes_scores_device(models, summaries, index, pairs, device):
             nuclear = _nuclear(cross[r0:r1, c0:c1], device)
             value = nuclear / math.sqrt(summaries[i].total_variance * summaries[j].total_variance)
             yield (i, j, *_checked_procrustes(value, summaries[i], summaries[j]))
+        tick()
 
 
 def _offsets(widths: list[int], keys: list[int]) -> dict[int, tuple[int, int]]:
@@ -415,6 +420,7 @@ def compare(
     model_pairs: Iterable[tuple[Any, Any]] | None = None,
     device: Any = None,
     block_bytes: int = 256 << 20,
+    progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
     """Similarity of every layer pair of the requested model pairs.
 
@@ -430,6 +436,9 @@ def compare(
             pair products; None runs on CPU (Grams with numpy's syrk, the
             long pair products with torch's CPU GEMM: each the faster there).
         block_bytes: memory for one row block of stacked packed Grams.
+        progress: called with ``(done, total)`` after each unit of the scoring
+            work (a row block of Gram products, a model pair's Procrustes
+            cross-product), for progress lines during a long call.
 
     Returns:
         DataFrame with columns ``a_model, a_layer, b_model, b_layer, metric,
@@ -459,12 +468,22 @@ def compare(
     scores: dict[tuple[int, int, str], tuple[float, str]] = {}
     if not requested:
         return pd.DataFrame({column: pd.Series(dtype="int64" if column == "n" else object) for column in COLUMNS})
-    if {"cka", "cka_debiased"} & set(metrics):
-        products = _gram_products(summaries, groups, pairs, device, block_bytes)
+    use_cka = bool({"cka", "cka_debiased"} & set(metrics))
+    units = (len(list(_row_blocks(n, len(summaries), block_bytes))) if use_cka else 0) + \
+        (len(pairs) if "procrustes" in metrics else 0)
+    done = [0]
+
+    def tick() -> None:
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], units)
+
+    if use_cka:
+        products = _gram_products(summaries, groups, pairs, device, block_bytes, tick)
         for i, j, metric, score, note in _cka_scores(index, summaries, products, metrics, requested):
             scores[(i, j, metric)] = (score, note)
     if "procrustes" in metrics:
-        for i, j, score, note in _procrustes_scores(models, summaries, index, pairs, device):
+        for i, j, score, note in _procrustes_scores(models, summaries, index, pairs, device, tick):
             scores[(i, j, "procrustes")] = (score, note)
 
     rows = []

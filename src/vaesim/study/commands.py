@@ -6,12 +6,14 @@ import shlex
 import sys
 import time
 
+from vaesim.utils.command_groups import needs_action
+
 
 def register(subparsers) -> None:
     """Add ``study run|plan|show|status`` and ``query`` to the ``vaesim`` parser."""
     study = subparsers.add_parser("study", help="run a declared study grid end to end, or show its status")
     study_commands = study.add_subparsers(dest="study_command", metavar="STUDY_COMMAND")
-    study.set_defaults(func=lambda args: (study.print_help(), 0)[1])
+    study.set_defaults(func=needs_action(study))
 
     run = study_commands.add_parser(
         "run", help="train, extract, compare and store every score of a study (resumes where it stopped)"
@@ -59,10 +61,12 @@ def register(subparsers) -> None:
     from vaesim.study.sql import QUERY_MEMORY_LIMIT, QUERY_TEMP_LIMIT, QUERY_TIMEOUT_S
 
     query = subparsers.add_parser(
-        "query", help="run SQL (DuckDB) over the stored scores of one or more studies",
+        "query", help="run SQL (DuckDB) over the stored scores of one or more studies; views results, runs, "
+                                        "training_metrics, latents, disentanglement, layers",
         description="Run one DuckDB SQL query over the stored tables of DIR (several DIRs: each view is their union "
                     "and gains a `study` column holding the directory as given). Views: results (one row per layer "
-                    "pair and metric), runs, training_metrics, latents, disentanglement. Every file is verified "
+                    "pair and metric), runs, training_metrics, latents, disentanglement, and layers (each layer's position in "
+                    "network order: ORDER BY position). Every file is verified "
                     "against its checksum first; the query can read nothing outside the studies' tables. Limits: "
                     f"the query is stopped after --timeout seconds (default {QUERY_TIMEOUT_S:g}), DuckDB keeps at "
                     f"most --memory-limit in memory (default {QUERY_MEMORY_LIMIT}) and spills the rest into a "

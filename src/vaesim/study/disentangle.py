@@ -71,16 +71,25 @@ def disentangle_stage(root: Path, task: DisentangleTask | UDRTask) -> None:
     from vaesim.study.stages import resolve_device
 
     run = task.run
-    # units: the checkpoint loaded, the factor codes encoded, the metrics scored
-    with TaskProgress(root, task.task_id, f"disentanglement {run.run_id} step {task.step}", 3, unit="part") as meter:
-        model = _load_model(root, run.run_id, task.step, task.device)
-        meter.update(1)
-        dataset = get_dataset(run.dataset, root=task.dataset_root)
-        truth = model_factor_codes(dataset, model, device=resolve_device(task.device))
-        meter.update(2)
+    model = _load_model(root, run.run_id, task.step, task.device)
+    dataset = get_dataset(run.dataset, root=task.dataset_root)
+    # progress: metrics finished (of those asked), and the images encoded so far (each at most once)
+    with TaskProgress(root, task.task_id, f"disentanglement {run.run_id} step {task.step}", len(task.metrics),
+                      unit="metric") as meter:
+        state = {"metrics": 0}
+
+        def encoded(count: int) -> None:
+            meter.update(state["metrics"], encoded=count)
+
+        def finished(names: list[str]) -> None:
+            state["metrics"] = len(names)
+            meter.update(len(names))
+
+        truth = model_factor_codes(dataset, model, device=resolve_device(task.device), on_encoded=encoded)
         protocol = Protocol().scaled(task.protocol_fraction) if task.protocol_fraction < 1 else Protocol()
-        values = evaluate_disentanglement(truth, seed=task.seed, protocol=protocol, metrics=task.metrics)
-        write_table(root / task.outputs[0], _rows(run, task.step, values), DISENTANGLEMENT_SCHEMA, checksum=True)
+        values = evaluate_disentanglement(truth, seed=task.seed, protocol=protocol, metrics=task.metrics,
+                                          on_metric=finished)
+    write_table(root / task.outputs[0], _rows(run, task.step, values), DISENTANGLEMENT_SCHEMA, checksum=True)
 
 
 def udr_stage(root: Path, task: UDRTask) -> None:
@@ -96,7 +105,7 @@ def udr_stage(root: Path, task: UDRTask) -> None:
     codes = {}
     # units: each seed's codes encoded, then the scoring
     with TaskProgress(root, task.task_id, f"UDR {task.task_id.split('/', 1)[-1]}", len(task.runs) + 1,
-                      unit="part") as meter:
+                      unit="model") as meter:
         _udr_scores(root, task, dataset, indices, device, codes, meter)
 
 

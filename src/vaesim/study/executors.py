@@ -29,7 +29,7 @@ from typing import Callable
 from vaesim.study.plan import Task
 from vaesim.study.spec import TaskResources
 from vaesim.study.stages import run_task
-from vaesim.utils.threads import split_cpus
+from vaesim.utils.threads import split_cpus, worker_start
 
 logger = logging.getLogger(__name__)
 
@@ -109,8 +109,8 @@ class LocalExecutor:
         if workers == 1:
             return self._sequential(study_dir, tasks, on_done)
         attempts = {task.task_id: 0 for task in tasks}
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=watch_parent,
-                                 initargs=(os.getpid(),)) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=worker_start,
+                                 initargs=(os.getpid(), watch_parent)) as pool:
             pending = {pool.submit(run_task, study_dir, task, threads): task for task in tasks}
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)

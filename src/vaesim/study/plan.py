@@ -114,6 +114,7 @@ class TrainTask(Task):
     run: RunPlan
     dataset_root: str | None = None
     device: str = "auto"
+    tensorboard: bool = False  # also write TensorBoard scalars (DIR/tensorboard/<run_id>); changes no output
 
     @property
     def run_id(self) -> str:
@@ -294,6 +295,11 @@ LATENTS_TABLE = "latents.parquet"
 # -- runs -----------------------------------------------------------------
 
 
+def fixed_params(fixed: dict) -> dict:
+    """An objective's fixed parameters as stored in run configs: numbers as floats, choices (``sampling``) as text."""
+    return {k: v if isinstance(v, str) else float(v) for k, v in fixed.items()}
+
+
 def plan_runs(spec: StudySpec) -> list[RunPlan]:
     """Every (dataset, objective, value, seed) of the grid, in a stable order."""
     training = spec.training.model_dump(mode="json")
@@ -309,7 +315,7 @@ def plan_runs(spec: StudySpec) -> list[RunPlan]:
                     config = {
                         "dataset": dataset,
                         "objective": objective.name,
-                        "params": {name: float(value), **{k: float(v) for k, v in objective.fixed.items()}},
+                        "params": {name: float(value), **fixed_params(objective.fixed)},
                         "seed": int(seed),
                         "checkpoint_steps": steps,
                         **training,
@@ -322,7 +328,7 @@ def plan_runs(spec: StudySpec) -> list[RunPlan]:
                             objective=objective.name,
                             param_name=name,
                             param=float(value),
-                            fixed={k: float(v) for k, v in objective.fixed.items()},
+                            fixed=fixed_params(objective.fixed),
                             seed=int(seed),
                             config=config,
                         )
@@ -475,7 +481,7 @@ def plan_study(spec: StudySpec) -> StudyPlan:
             ) + ((plugin_path(factors_summary_path(dataset)), checksum_path(plugin_path(factors_summary_path(dataset))))
                  if plugin_metrics(spec.metrics) else ()),
             dataset=dataset, n=spec.probe.n, seed=spec.probe.seed, metrics=tuple(spec.metrics),
-            dataset_root=spec.dataset_root, device=spec.device,
+            dataset_root=spec.data_root, device=spec.device,
         )
         for dataset in spec.datasets
     ]
@@ -483,7 +489,7 @@ def plan_study(spec: StudySpec) -> StudyPlan:
         TrainTask(
             task_id=f"train/{run.run_id}",
             outputs=(checkpoint_sums_path(run.run_id),),
-            run=run, dataset_root=spec.dataset_root, device=spec.device,
+            run=run, dataset_root=spec.data_root, device=spec.device, tensorboard=spec.tensorboard,
         )
         for run in runs
     ]
@@ -568,7 +574,7 @@ def disentangle_tasks(spec: StudySpec, runs: list[RunPlan]) -> list[Task]:
             tasks.append(DisentangleTask(
                 task_id=f"disentangle/{run.run_id}/step_{step:08d}", outputs=(path, checksum_path(path)),
                 inputs=(checkpoint_sums_path(run.run_id),), run=run, step=int(step), metrics=metrics,
-                protocol_fraction=options.protocol_fraction, seed=options.seed, dataset_root=spec.dataset_root,
+                protocol_fraction=options.protocol_fraction, seed=options.seed, dataset_root=spec.data_root,
                 device=spec.device))
     if options.udr:
         groups: dict[tuple, list[RunPlan]] = {}
@@ -585,7 +591,7 @@ def disentangle_tasks(spec: StudySpec, runs: list[RunPlan]) -> list[Task]:
                 tasks.append(UDRTask(
                     task_id=f"udr/{label}/step_{step:08d}", outputs=(path, checksum_path(path)),
                     inputs=tuple(checkpoint_sums_path(r.run_id) for r in members), runs=tuple(members),
-                    step=int(step), points=options.udr_points, seed=options.seed, dataset_root=spec.dataset_root,
+                    step=int(step), points=options.udr_points, seed=options.seed, dataset_root=spec.data_root,
                     device=spec.device))
     return tasks
 
@@ -593,7 +599,7 @@ def disentangle_tasks(spec: StudySpec, runs: list[RunPlan]) -> list[Task]:
 # -- spec differences -----------------------------------------------------
 
 # Fields that change no output: who runs it and how, not what is computed.
-NEUTRAL_FIELDS = ("name", "description", "dataset_root", "device", "resources")
+NEUTRAL_FIELDS = ("name", "description", "data_root", "device", "resources", "tensorboard")
 
 
 def output_fields(spec: StudySpec) -> dict[str, Any]:

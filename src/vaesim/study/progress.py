@@ -43,8 +43,11 @@ class TaskProgress:
         self._last_write = -float("inf")
         self._write()
 
-    def update(self, done: int, **fields) -> None:
-        """Record ``done`` units (and e.g. ``loss=...``); written when ``interval`` has passed."""
+    def update(self, done: int, *, total: int | None = None, **fields) -> None:
+        """Record ``done`` units (and e.g. ``loss=...``; ``total`` when the work turns out larger); written when
+        ``interval`` has passed (:meth:`flush` writes at once, before a long step)."""
+        if total is not None:
+            self.record["total"] = int(total)
         self.record["done"] = int(done)
         self.record["fields"].update({k: float(v) for k, v in fields.items()})
         now = time.monotonic()
@@ -55,6 +58,10 @@ class TaskProgress:
             self.record["eta"] = max(0.0, (self.record["total"] - done) / rate)
         if now - self._last_write >= self.interval:
             self._write()
+
+    def flush(self) -> None:
+        """Write the record now (what a reader sees during the long step that follows)."""
+        self._write()
 
     def close(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -17,6 +17,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import shlex
 import socket
 import subprocess
 import sys
@@ -91,12 +92,33 @@ def invoking_command() -> str:
 
 
 def last_command(study_dir: str | Path) -> str | None:
-    """The command of the latest CLI session recorded in the study's provenance, if any."""
+    """The command of the latest CLI session recorded in the study's provenance, if any.
+
+    None when that command wrote another directory (the study was copied or moved since): rerunning it
+    would resume the original, not this copy.
+    """
     for session in reversed(read_provenance(study_dir)["sessions"]):
         command = session.get("command", "")
         if command.startswith("vaesim "):
-            return command
+            return command if _writes(command, Path(study_dir)) else None
     return None
+
+
+def _writes(command: str, study_dir: Path) -> bool:
+    """Whether ``command`` (a recorded ``vaesim ...`` line) has ``--out`` pointing at ``study_dir``."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return False
+    out = next((w.split("=", 1)[1] for w in words if w.startswith("--out=")), None)
+    if out is None and "--out" in words and words.index("--out") + 1 < len(words):
+        out = words[words.index("--out") + 1]
+    if out is None:
+        return False
+    try:
+        return Path(out).expanduser().resolve() == study_dir.resolve()
+    except OSError:
+        return False
 
 
 def read_provenance(study_dir: str | Path) -> dict:

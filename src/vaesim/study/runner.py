@@ -23,7 +23,7 @@ from vaesim.study import plan as layout
 from vaesim.study.budget import check_budget, writable_directory
 from vaesim.study.executors import EXECUTORS, StageOutcome, TaskFailure, make_executor
 from vaesim.study.lock import RUNNING_FILE, StudyLock, describe, read_running, runner_alive
-from vaesim.study.measures import plugin_path
+from vaesim.study.measures import plugin_path, record_plugin_dirs
 from vaesim.study.plan import STAGES, StudyPlan, Task, plan_study, spec_differences
 from vaesim.study.progress import clear_progress
 from vaesim.study.provenance import ProvenanceRecorder
@@ -73,7 +73,7 @@ def check_inputs(spec: StudySpec) -> None:
     objective rejects."""
     from vaesim.models import make_objective
 
-    missing = missing_data_problems(spec.datasets, spec.dataset_root)
+    missing = missing_data_problems(spec.datasets, spec.data_root)
     problems = list(missing)
     for i, objective in enumerate(spec.objectives):
         name = param_name(objective)
@@ -107,7 +107,8 @@ def load_checked_spec(spec, *, import_plugins: bool = True) -> StudySpec:
         spec = load_spec(spec, import_plugins=import_plugins)
     except ValueError as error:
         raw = _raw_spec(spec)
-        missing = missing_data_problems(raw.get("datasets") or [], raw.get("dataset_root")) if raw else []
+        root = raw.get("data_root", raw.get("dataset_root")) if raw else None
+        missing = missing_data_problems(raw.get("datasets") or [], root) if raw else []
         if missing:
             raise ValueError(str(error) + "".join(f"\n  - {p}" for p in missing)) from None
         raise
@@ -134,6 +135,7 @@ def _raw_spec(spec) -> dict:
 def prepare_directory(spec: StudySpec, out_dir: Path, *, force: bool) -> None:
     """Record ``spec`` in ``out_dir/spec.yaml``; refuse a conflicting recorded spec unless ``force``."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    record_plugin_dirs(out_dir, spec.plugins)  # plug-in modules found beside the spec: workers and reruns find them
     spec_file = out_dir / SPEC_FILE
     if spec_file.is_file():
         try:
@@ -279,9 +281,10 @@ class _Progress:
                 if records else ""
             if self.bar is not None:
                 self.bar.set_postfix_str(text, refresh=True)
-            elif not self.terminal and text and time.monotonic() - self._last_line >= self.quiet_every:
+            elif not self.terminal and self.stage and time.monotonic() - self._last_line >= self.quiet_every:
+                # at least one line a minute in a log, also while no task reports from inside
                 self._last_line = time.monotonic()
-                self._say(f"{self.stage}: {self.done}/{self.total} tasks; {text}")
+                self._say(f"{self.stage}: {self.done}/{self.total} tasks" + (f"; {text}" if text else ""))
 
     def _say(self, line: str) -> None:
         if self.bar is not None:

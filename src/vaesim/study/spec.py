@@ -13,13 +13,15 @@ a documented example to copy.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
+from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator,
+                      model_validator)
 
 PRESET_DIR = Path(__file__).with_name("presets")
 METRICS = ("cka", "cka_debiased", "procrustes")
@@ -37,18 +39,30 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+def _number_or_text(value: float | str) -> float | str:
+    """A number written as text (``"1000"``, ``"1e3"``) is the number: the same run as ``1000``."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 class ObjectiveSpec(_Strict):
     """One objective and the values of its main regularisation parameter.
 
     ``param`` defaults to the objective's main parameter
     (``vaesim.models.main_param``); ``fixed`` holds the other parameters,
-    e.g. ``{gamma: 1000, iteration_threshold: 100000}`` for ``annealed_vae``.
+    e.g. ``{gamma: 1000, iteration_threshold: 100000}`` for ``annealed_vae``,
+    or a choice by name such as ``{sampling: stratified}`` for ``beta_tc_vae``
+    (its total-correlation estimator: ``mws``, the default, or ``stratified``).
     """
 
     name: str
     param: str | None = None
     values: list[float] = Field(min_length=1)
-    fixed: dict[str, float] = Field(default_factory=dict)
+    fixed: dict[str, float | str] = Field(default_factory=dict)
 
     @field_validator("values")
     @classmethod
@@ -63,8 +77,9 @@ class ObjectiveSpec(_Strict):
 
     @field_validator("fixed")
     @classmethod
-    def _non_negative(cls, fixed: dict[str, float]) -> dict[str, float]:
-        negative = {k: v for k, v in fixed.items() if v < 0}
+    def _non_negative(cls, fixed: dict[str, float | str]) -> dict[str, float | str]:
+        fixed = {k: _number_or_text(v) for k, v in fixed.items()}
+        negative = {k: v for k, v in fixed.items() if not isinstance(v, str) and v < 0}
         if negative:
             raise ValueError(f"fixed parameters are strengths, capacities or step counts and must be >= 0; "
                              f"got {negative}")
@@ -234,7 +249,8 @@ class StudySpec(_Strict):
     name: str = Field(min_length=1)
     description: str = ""
     datasets: list[str] = Field(min_length=1)
-    dataset_root: str | None = None
+    # the folder holding the dataset files: `data_root`, as the CLI's --data-root (`dataset_root` still reads)
+    data_root: str | None = Field(default=None, validation_alias=AliasChoices("data_root", "dataset_root"))
     objectives: list[ObjectiveSpec] = Field(min_length=1)
     seeds: list[Seed] = Field(min_length=1)
     training: TrainingSpec
@@ -252,6 +268,8 @@ class StudySpec(_Strict):
     disentanglement: DisentanglementSpec | None = None
     device: str = "auto"
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    # TensorBoard event files of every run's training under DIR/tensorboard/<run_id> (needs vaesim[tensorboard])
+    tensorboard: bool = False
 
     @field_validator("datasets", "seeds", "metrics")
     @classmethod
@@ -260,24 +278,38 @@ class StudySpec(_Strict):
             raise ValueError(f"entries must be distinct; got {values} (remove the repeats)")
         return values
 
+    @field_validator("plugins")
+    @classmethod
+    def _importable(cls, plugins: list[str], info) -> list[str]:
+        # plug-in measures (vaesim.similarity.register_measure) are registered by the `plugins` modules, found on
+        # the Python path or beside the spec file (vaesim.study.measures); an inspecting command (status,
+        # verify, query, report) never runs a study's plug-in code
+        from vaesim.study.measures import import_plugins
+
+        if (info.context or {}).get("import_plugins", True):
+            import_plugins(plugins, where="")
+        return plugins
+
     @field_validator("metrics")
     @classmethod
     def _known_measures(cls, metrics: list[str], info) -> list[str]:
-        # plug-in measures (vaesim.similarity.register_measure) are registered by the `plugins` modules
         from vaesim.similarity.registry import measure_names
-        from vaesim.study.measures import import_plugins
+        from vaesim.study.measures import load_entry_point_measures
 
-        plugins = info.data.get("plugins") or []
-        if not (info.context or {}).get("import_plugins", True):
-            # an inspecting command (status, verify, query, report) never runs a study's plug-in code: the names
-            # it does not know are taken as the plug-ins' measures when the spec names plug-in modules
-            unknown = [m for m in metrics if m not in measure_names()] if not plugins else []
-        else:
-            import_plugins(plugins, where="plugins")
+        if "plugins" not in info.data:  # a plug-in module failed: that error says why, not this field
+            return metrics
+        if not (info.context or {}).get("import_plugins", True) and info.data["plugins"]:
+            # an inspecting command never runs plug-in code: the names it does not know are taken as the
+            # plug-ins' measures when the spec names plug-in modules
+            return metrics
+        unknown = [m for m in metrics if m not in measure_names()]
+        if unknown:
+            load_entry_point_measures(unknown)  # installed plug-ins (entry points "vaesim.measures")
             unknown = [m for m in metrics if m not in measure_names()]
         if unknown:
             raise ValueError(f"unknown similarity measures {unknown}; known: {list(measure_names())} "
-                             "(a plug-in measure needs its registering module under `plugins:`)")
+                             "(a plug-in measure needs its registering module under `plugins:`, beside the spec "
+                             "or on the Python path, or an installed entry point in the group vaesim.measures)")
         return metrics
 
     @field_validator("seeds")
@@ -408,10 +440,15 @@ def load_spec(path_or_preset: str | os.PathLike | StudySpec, *, import_plugins: 
     except OSError as error:
         raise ValueError(f"study spec {path}: cannot be read ({error.strerror or error})") from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+        stream = io.StringIO(text)
+        stream.name = str(path)  # YAML's error marks name the file, not "<unicode string>"
+        data = yaml.load(stream, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as error:
         raise ValueError(f"study spec {path}: not valid YAML ({error}); fix the syntax") from None
-    return parse_spec(data, source=str(path), import_plugins=import_plugins)
+    from vaesim.study.measures import searching, spec_search_dirs
+
+    with searching(spec_search_dirs(path)):  # plug-in modules beside the spec file are found
+        return parse_spec(data, source=str(path), import_plugins=import_plugins)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -512,7 +549,9 @@ def _raw_name_problems(data: dict) -> list[str]:
 def _semantic_problems(spec: StudySpec) -> list[str]:
     """Names checked against the registries of the other modules."""
     from vaesim.data import DATASETS
-    from vaesim.models import ARCHITECTURES, LAYER_NAMES, OBJECTIVES, RECONSTRUCTIONS, main_param
+    # torch-free tables: `vaesim study status/verify` and `vaesim query` check the spec without loading torch
+    from vaesim.models.names import (ARCHITECTURES, CHOICE_PARAMS, LAYER_NAMES, MAIN_PARAMS, OBJECTIVE_NAMES,
+                                     RECONSTRUCTIONS)
 
     problems = []
     if spec.training.architecture not in ARCHITECTURES:
@@ -525,13 +564,13 @@ def _semantic_problems(spec: StudySpec) -> list[str]:
         if name not in DATASETS:
             problems.append(f"datasets: unknown dataset {name!r}; allowed values: {', '.join(DATASETS)}")
     for i, objective in enumerate(spec.objectives):
-        if objective.name not in OBJECTIVES:
+        if objective.name not in OBJECTIVE_NAMES:
             problems.append(
                 f"objectives.{i}.name: unknown objective {objective.name!r}; "
-                f"allowed values: {', '.join(OBJECTIVES)}"
+                f"allowed values: {', '.join(OBJECTIVE_NAMES)}"
             )
             continue
-        expected = main_param(objective.name)
+        expected = MAIN_PARAMS[objective.name]
         if objective.param is not None and objective.param != expected:
             problems.append(
                 f"objectives.{i}.param: {objective.name} is swept over {expected!r}; got "
@@ -541,6 +580,12 @@ def _semantic_problems(spec: StudySpec) -> list[str]:
             problems.append(
                 f"objectives.{i}.fixed: {expected!r} is the swept parameter; list it under values only"
             )
+        choices = CHOICE_PARAMS.get(objective.name, {})
+        for key, value in objective.fixed.items():
+            if key in choices and value not in choices[key]:
+                problems.append(f"objectives.{i}.fixed.{key}: expected one of {', '.join(choices[key])}; got {value!r}")
+            elif key not in choices and isinstance(value, str):
+                problems.append(f"objectives.{i}.fixed.{key}: expected a number; got {value!r}")
     if isinstance(spec.keep_activations, list):
         allowed = spec.layer_names()
         unknown = [layer for layer in spec.keep_activations if layer not in allowed]
@@ -560,6 +605,6 @@ def param_name(objective: ObjectiveSpec) -> str:
     """The swept parameter's name of ``objective`` (its ``param`` or the objective's main one)."""
     if objective.param is not None:
         return objective.param
-    from vaesim.models import main_param
+    from vaesim.models.names import MAIN_PARAMS
 
-    return main_param(objective.name)
+    return MAIN_PARAMS[objective.name]

@@ -26,6 +26,14 @@ QUERY_TEMP_LIMIT = "20GB"
 QUERY_VIEWS = ("results", "runs", "training_metrics", "latents", "disentanglement")
 
 
+def _layers_view(con) -> None:
+    """The ``layers`` view: ``layer``, ``position`` (0 = input) in network order, to sort by (``ORDER BY position``)."""
+    from vaesim.models.names import NETWORK_ORDER
+
+    con.register("layers_order", pd.DataFrame({"layer": list(NETWORK_ORDER), "position": range(len(NETWORK_ORDER))}))
+    con.execute("CREATE VIEW layers AS SELECT * FROM layers_order")
+
+
 def query(study_dir: str | os.PathLike | list, sql: str, *, timeout: float | None = QUERY_TIMEOUT_S,
           memory_limit: str = QUERY_MEMORY_LIMIT, temp_limit: str = QUERY_TEMP_LIMIT) -> pd.DataFrame:
     """Run DuckDB ``sql`` over one study, or several; views ``results``, ``runs``, ``training_metrics``,
@@ -83,6 +91,7 @@ def query(study_dir: str | os.PathLike | list, sql: str, *, timeout: float | Non
             try:
                 for view, parts in sources.items():
                     _create_view(con, view, parts, several)
+                _layers_view(con)
                 con.execute(f"SET allowed_paths = {_sql_list(allowed)}")
                 con.execute("SET enable_external_access = false")
                 con.execute("SET lock_configuration = true")
@@ -93,7 +102,7 @@ def query(study_dir: str | os.PathLike | list, sql: str, *, timeout: float | Non
             try:
                 return _run_interruptibly(con, sql, timeout)
             except duckdb.Error as error:
-                raise ValueError(f"query failed: {error}; the views are {', '.join(QUERY_VIEWS)} (results columns: "
+                raise ValueError(f"query failed: {error}; the views are {', '.join(QUERY_VIEWS)}, layers (results columns: "
                                  f"{', '.join(RESULT_COLUMNS)}{', study' if several else ''}); files outside the "
                                  "study cannot be read or written from a query") from None
         finally:

@@ -173,6 +173,7 @@ def train_stage(root: Path, task: TrainTask) -> None:
     and the run resumes from the last good one.
     """
     from vaesim.training import list_checkpoints, train
+    from vaesim.training.checkpoint_files import interrupt_step
 
     run_dir = root / layout.run_dir(task.run_id)
     config = train_config(task)
@@ -180,6 +181,8 @@ def train_stage(root: Path, task: TrainTask) -> None:
     for attempt in range(2):
         done = [] if (run_dir / layout.DONE_MARKER).is_file() else list_checkpoints(run_dir)
         start = done[-1] if done else 0
+        if not (run_dir / layout.DONE_MARKER).is_file():  # an interrupt checkpoint past the scheduled ones
+            start = max(start, interrupt_step(run_dir) or 0)
         with TaskProgress(root, task.task_id, run_label(task.run), config.steps, done=start,
                           resumed_from=start or None) as meter:
             last: dict = {}  # the loss of the latest logged row (none before the first one)
@@ -189,7 +192,8 @@ def train_stage(root: Path, task: TrainTask) -> None:
                 meter.update(row["step"], **last)
 
             train(config, run_dir, progress=False, device=resolve_device(task.device),
-                  callback=lambda finished: meter.update(finished, **last), on_log=on_log)
+                  callback=lambda finished: meter.update(finished, **last), on_log=on_log,
+                  tensorboard=root / "tensorboard" / task.run_id if task.tensorboard else None)
         sums, damaged = checked_sums(run_dir)
         missing = sorted(set(task.run.steps) - {int(s) for s in sums})
         if damaged is None and not missing:
@@ -240,7 +244,7 @@ def checked_sums(run_dir: Path) -> tuple[dict[str, str], int | None]:
     A checkpoint saved before checksums were recorded with it is hashed as it is.
     """
     from vaesim.training import list_checkpoints
-    from vaesim.training.checkpoint import checkpoint_damage, recorded_sha256
+    from vaesim.training.checkpoint_files import checkpoint_damage, recorded_sha256
 
     sums, damaged = {}, None
     for step in list_checkpoints(run_dir):
@@ -255,8 +259,12 @@ _CHECKPOINT_NAME = re.compile(r"^step_(\d{8})\.(json|safetensors)$")
 
 
 def drop_checkpoints_from(run_dir: Path, step: int) -> None:
-    """Remove the checkpoints of a run from ``step`` on and its DONE marker (training then resumes)."""
+    """Remove the checkpoints of a run from ``step`` on, its interrupt checkpoint and its DONE marker
+    (training then resumes)."""
+    from vaesim.training.checkpoint_files import remove_interrupt_checkpoint
+
     (run_dir / layout.DONE_MARKER).unlink(missing_ok=True)
+    remove_interrupt_checkpoint(run_dir)
     for path in sorted((run_dir / "checkpoints").glob("step_*")):
         match = _CHECKPOINT_NAME.match(path.name)
         if match and int(match.group(1)) >= step and not path.is_dir():
@@ -537,7 +545,7 @@ def compare_stage(root: Path, task: CompareTask) -> None:
     models: dict[str, dict] = {}
     needed = {(run_id, step) for a_run, a_step, b_run, b_step in pairs
               for run_id, step in ([(a_run, a_step)] if comparison == "factors" else [(a_run, a_step), (b_run, b_step)])}
-    # units: each checkpoint's summaries loaded, then the scoring of all pairs (one unit)
+    # units: each checkpoint's summaries loaded, then the engine's scoring units (Gram row blocks, model pairs)
     meter = TaskProgress(root, task.task_id, f"compare {task.task_id.split('/', 1)[-1]} ({len(pairs)} pairs)",
                          len(needed) + 1, unit="unit")
     for a_run, a_step, b_run, b_step in pairs:
@@ -563,7 +571,11 @@ def compare_stage(root: Path, task: CompareTask) -> None:
     else:
         model_pairs = [(model_key(a, s), model_key(b, t)) for a, s, b, t in pairs]
     metrics = tuple(builtin_metrics(task.metrics)) if comparison == "noise_floor" else tuple(task.metrics)
-    scores = compare(models, metrics=metrics, model_pairs=model_pairs, device=array_device(task.device))
+    loaded = len(needed)
+    meter.update(loaded)
+    meter.flush()  # what a reader sees while the scoring starts
+    scores = compare(models, metrics=metrics, model_pairs=model_pairs, device=array_device(task.device),
+                     progress=lambda done, total: meter.update(loaded + done, total=loaded + total))
     if comparison == "noise_floor":
         scores = scores[scores["a_layer"] == scores["b_layer"]].reset_index(drop=True)
     frame = result_rows(scores, pairs, task, dataset_size(root, dataset))

@@ -168,7 +168,7 @@ def _retrain(run_id: str, step: int) -> tuple:
 
 def _verify_runs(root: Path, plan: StudyPlan, report: VerifyReport) -> None:
     from vaesim.study.stages import METRICS_KEY, checkpoint_file, config_file_damaged, read_sums
-    from vaesim.training.checkpoint import CorruptCheckpoint, checkpoint_paths, read_meta
+    from vaesim.training.checkpoint_files import CorruptCheckpoint, checkpoint_paths, read_meta
 
     trains = {task.run_id: task for task in plan.tasks["train"]}
     for run in plan.runs:

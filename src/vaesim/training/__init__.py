@@ -6,7 +6,7 @@ from vaesim._lazy import lazy_exports
 
 # Imported on first use, so the CLI's --help never pays for torch / pandas / matplotlib.
 _EXPORTS = {
-    "list_checkpoints": "vaesim.training.checkpoint",
+    "list_checkpoints": "vaesim.training.checkpoint_files",
     "load_checkpoint": "vaesim.training.checkpoint",
     "read_checkpoint": "vaesim.training.checkpoint",
     "TrainConfig": "vaesim.training.config",
@@ -14,6 +14,7 @@ _EXPORTS = {
     "ImageArray": "vaesim.training.images",
     "EpochOrder": "vaesim.training.loop",
     "TrainingDiverged": "vaesim.training.loop",
+    "TrainingInterrupted": "vaesim.training.loop",
     "build_objective": "vaesim.training.loop",
     "train": "vaesim.training.loop",
     "read_metrics": "vaesim.training.metrics",
@@ -22,8 +23,9 @@ __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from vaesim.training.checkpoint import list_checkpoints, load_checkpoint, read_checkpoint
+    from vaesim.training.checkpoint import load_checkpoint, read_checkpoint
+    from vaesim.training.checkpoint_files import list_checkpoints
     from vaesim.training.config import TrainConfig, checkpoint_steps
     from vaesim.training.images import ImageArray
-    from vaesim.training.loop import EpochOrder, TrainingDiverged, build_objective, train
+    from vaesim.training.loop import EpochOrder, TrainingDiverged, TrainingInterrupted, build_objective, train
     from vaesim.training.metrics import read_metrics

@@ -12,6 +12,12 @@ both exist. :func:`read_meta` checks the JSON before anything trusts it: it
 must parse, carry the digest of what it holds, and be byte for byte the
 canonical form that :func:`save_checkpoint` writes; a changed learning rate,
 a flipped byte or a truncation raises :class:`CorruptCheckpoint`.
+
+A run stopped by Ctrl-C or SIGTERM between scheduled checkpoints leaves one
+*interrupt checkpoint* beside them, ``interrupted.{safetensors,json}`` in the
+run directory (same contents), so that resuming loses no steps. It is never
+listed by :func:`list_checkpoints` (the study's recorded checkpoints stay
+exactly the scheduled ones) and is removed once training has gone past it.
 """
 
 from __future__ import annotations
@@ -20,7 +26,6 @@ import base64
 import hashlib
 import json
 import random
-import re
 from pathlib import Path
 
 import numpy as np
@@ -30,82 +35,21 @@ from safetensors.torch import load_file, save_file
 from vaesim.models.architectures import VAE, build_vae
 from vaesim.utils import atomic_path, atomic_write_json, sha256_file
 
-CHECKPOINT_DIR = "checkpoints"
-_NAME = re.compile(r"^step_(\d{8})\.json$")
-META_DIGEST = "meta_sha256"
-
-
-class CorruptCheckpoint(ValueError):
-    """A checkpoint's JSON or weights are not as saved (edited, truncated, flipped, missing).
-
-    ``reason``: what is wrong, without the file's name (``str()`` names it).
-    """
-
-    def __init__(self, path: Path, reason: str):
-        super().__init__(f"checkpoint {path} {reason}")
-        self.path, self.reason = path, reason
-
-    def __reduce__(self):  # travels intact from a worker process
-        return (CorruptCheckpoint, (self.path, self.reason))
-
-
-def meta_digest(meta: dict) -> str:
-    """SHA-256 of the canonical JSON of ``meta`` without its own digest field."""
-    body = {k: v for k, v in meta.items() if k != META_DIGEST}
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=True)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _canonical(meta: dict) -> bytes:
-    """The bytes :func:`vaesim.utils.atomic_write_json` writes for ``meta``."""
-    return (json.dumps(meta, indent=2, sort_keys=True, allow_nan=True) + "\n").encode()
-
-
-def read_meta(run_dir: str | Path, step: int) -> dict:
-    """The verified JSON of the checkpoint at ``step``; :class:`CorruptCheckpoint` naming the file otherwise.
-
-    OSError (other than a missing file) propagates: a file that cannot be read
-    now is not known to be damaged.
-    """
-    _tensor_path, json_path = checkpoint_paths(run_dir, step)
-    try:
-        raw = json_path.read_bytes()
-    except FileNotFoundError:
-        raise CorruptCheckpoint(json_path, "is missing") from None
-    try:
-        meta = json.loads(raw)
-    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
-        raise CorruptCheckpoint(json_path, f"is not JSON ({error})") from None
-    if not isinstance(meta, dict):
-        raise CorruptCheckpoint(json_path, f"holds a {type(meta).__name__}, not a JSON object")
-    recorded = meta.get(META_DIGEST)
-    if recorded is not None and recorded != meta_digest(meta):
-        raise CorruptCheckpoint(json_path, "does not match the SHA-256 of its content recorded when it was saved "
-                                           "(it was edited or damaged)")
-    if raw != _canonical(meta):
-        raise CorruptCheckpoint(json_path, "is not byte for byte as saved (it was edited or damaged)")
-    if meta.get("step") != step:
-        raise CorruptCheckpoint(json_path, f"holds step {meta.get('step')!r}, not {step}")
-    return meta
-
-
-def checkpoint_paths(run_dir: str | Path, step: int) -> tuple[Path, Path]:
-    """(safetensors path, json path) of the checkpoint at ``step``."""
-    base = Path(run_dir) / CHECKPOINT_DIR / f"step_{step:08d}"
-    return base.with_suffix(".safetensors"), base.with_suffix(".json")
-
-
-def list_checkpoints(run_dir: str | Path) -> list[int]:
-    """Steps of the complete checkpoints in ``run_dir`` (both files present), sorted."""
-    folder = Path(run_dir) / CHECKPOINT_DIR
-    if not folder.is_dir():
-        return []
-    steps = []
-    for path in folder.iterdir():
-        match = _NAME.match(path.name)
-        if match and path.with_suffix(".safetensors").is_file():
-            steps.append(int(match.group(1)))
-    return sorted(steps)
+from vaesim.training.checkpoint_files import (  # noqa: F401 - the torch-free half, re-exported
+    CHECKPOINT_DIR,
+    INTERRUPT_NAME,
+    META_DIGEST,
+    CorruptCheckpoint,
+    checkpoint_damage,
+    checkpoint_paths,
+    interrupt_paths,
+    interrupt_step,
+    list_checkpoints,
+    meta_digest,
+    read_meta,
+    recorded_sha256,
+    remove_interrupt_checkpoint,
+)
 
 
 # ---- RNG states -------------------------------------------------------------------------------
@@ -189,9 +133,13 @@ def save_checkpoint(
     objective: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     meta: dict,
+    interrupt: bool = False,
 ) -> Path:
-    """Write the checkpoint at ``step`` (tensors first, then the JSON); return the JSON path."""
-    tensor_path, json_path = checkpoint_paths(run_dir, step)
+    """Write the checkpoint at ``step`` (tensors first, then the JSON); return the JSON path.
+
+    interrupt: write the run's interrupt checkpoint (:func:`interrupt_paths`) instead of a scheduled one.
+    """
+    tensor_path, json_path = interrupt_paths(run_dir) if interrupt else checkpoint_paths(run_dir, step)
     tensors = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
     tensors.update({f"objective.{k}": v.detach().cpu().contiguous() for k, v in objective.state_dict().items()})
     vae_tensors, vae_optim = split_optimizer_state(optimizer.state_dict(), "optimizer.vae")
@@ -212,42 +160,18 @@ def save_checkpoint(
     return json_path
 
 
-def recorded_sha256(run_dir: str | Path, step: int) -> str | None:
-    """SHA-256 of the weights file recorded when the checkpoint was saved (None for older checkpoints).
+def read_checkpoint(run_dir: str | Path, step: int, *, interrupt: bool = False) -> tuple[dict[str, torch.Tensor], dict]:
+    """(all tensors, meta) of the checkpoint at ``step``; FileNotFoundError lists the steps present.
 
-    :class:`CorruptCheckpoint` when the JSON itself is not as saved.
+    interrupt: read the run's interrupt checkpoint (``step`` is then only checked against its own).
     """
-    return read_meta(run_dir, step).get("sha256")
-
-
-def checkpoint_damage(run_dir: str | Path, step: int) -> str | None:
-    """Why the checkpoint at ``step`` is not as saved (its JSON, or weights that do not match the JSON), or None.
-
-    OSError when a file cannot be read now (nothing is known then).
-    """
-    tensor_path, _json_path = checkpoint_paths(run_dir, step)
-    try:
-        recorded = recorded_sha256(run_dir, step)
-    except CorruptCheckpoint as error:
-        return str(error)
-    try:
-        actual = sha256_file(tensor_path)
-    except FileNotFoundError:
-        return f"checkpoint {tensor_path} is missing"
-    if recorded is not None and actual != recorded:
-        return f"checkpoint {tensor_path} does not match the SHA-256 recorded when it was saved"
-    return None
-
-
-def read_checkpoint(run_dir: str | Path, step: int) -> tuple[dict[str, torch.Tensor], dict]:
-    """(all tensors, meta) of the checkpoint at ``step``; FileNotFoundError lists the steps present."""
-    tensor_path, json_path = checkpoint_paths(run_dir, step)
+    tensor_path, json_path = interrupt_paths(run_dir) if interrupt else checkpoint_paths(run_dir, step)
     if not (tensor_path.is_file() and json_path.is_file()):
         raise FileNotFoundError(
             f"no complete checkpoint at step {step} in {Path(run_dir)}; "
             f"steps present: {list_checkpoints(run_dir) or 'none'}"
         )
-    meta = read_meta(run_dir, step)
+    meta = read_meta(run_dir, step, json_path=json_path)
     return load_file(str(tensor_path)), meta
 
 

@@ -8,8 +8,19 @@ from pathlib import Path
 
 from vaesim.models.names import MAIN_PARAMS, OBJECTIVE_NAMES
 
-# The default checkpoint schedule: the initial weights, then 10 log-spaced steps (as studies include step 0).
+# The default checkpoint schedule: the initial weights, then 10 log-spaced steps (as studies include step 0);
+# a short run gets one log-spaced checkpoint per 100 steps instead (100 steps: 0 and 100).
 DEFAULT_CHECKPOINTS = "0,log:10"
+#: the paper's training budget (disentanglement_lib's 300,000 steps), used when --steps is not given
+DEFAULT_STEPS = 300_000
+#: without a terminal, one progress line at most this often (seconds)
+LINE_EVERY = 60.0
+
+
+def default_checkpoints(steps: int) -> str:
+    """``0,log:10``; under 1,000 steps one log-spaced step per 100 steps; under 200 steps the first and last."""
+    count = min(10, steps // 100)
+    return f"0,log:{count}" if count >= 2 else "0"  # the last step is always saved
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -34,7 +45,8 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--dataset", default="dsprites-procedural", help="dataset name (see vaesim data list)")
     parser.add_argument("--data-root", default=None,
-                        help="data root holding the dataset's folder (default: $VAESIM_DATA or ~/.cache/vaesim/data)")
+                        help="data root holding the dataset's folder (default: $VAESIM_DATA, else "
+                             "$XDG_CACHE_HOME/vaesim/data, else ~/.cache/vaesim/data)")
     parser.add_argument("--objective", default="beta_vae", help=f"one of: {', '.join(OBJECTIVE_NAMES)}")
     main_params = ", ".join(f"{param} for {name}" for name, param in MAIN_PARAMS.items())
     parser.add_argument(
@@ -50,7 +62,9 @@ def register(subparsers) -> None:
         help="any other objective parameter, e.g. --set gamma=1000 --set sampling=stratified (repeatable)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of weights and minibatch order")
-    parser.add_argument("--steps", type=int, default=300_000, help="training steps (optimizer updates)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"training steps (optimizer updates; default: the paper's {DEFAULT_STEPS:,}, hours on a "
+                             "CPU)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per step")
     parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
     parser.add_argument("--latent-dim", type=int, default=10, help="number of latent dimensions")
@@ -60,8 +74,10 @@ def register(subparsers) -> None:
                         help="reconstruction likelihood of a pixel")
     parser.add_argument(
         "--checkpoints",
-        default=DEFAULT_CHECKPOINTS,
-        help="schedule: every:N, log:N (dense early), even:N, steps '0,100,1000', or a mix such as '0,log:10'",
+        default=None,
+        help="schedule: every:N, log:N (dense early), even:N, steps '0,100,1000', or a mix such as '0,log:10' "
+             f"(default: {DEFAULT_CHECKPOINTS}; under 1,000 steps one log-spaced checkpoint per 100 steps, "
+             "under 200 only the first and the last)",
     )
     parser.add_argument("--log-every", type=int, default=100, help="metrics row every N steps")
     parser.add_argument("--monitor-every", type=int, default=0, help="posterior-collapse monitor every K steps (0 = off)")
@@ -71,9 +87,13 @@ def register(subparsers) -> None:
     parser.add_argument("--validation-split", type=float, default=0.0, metavar="FRACTION",
                         help="fraction of the dataset held out of training; its ELBO terms are logged as val_* "
                              "(0: no split; the paper holds out 0.1)")
+    parser.add_argument("--tensorboard", nargs="?", const="", default=None, metavar="DIR",
+                        help="also log every metrics row as TensorBoard scalars, in DIR (default OUT/tensorboard); "
+                             "needs pip install 'vaesim[tensorboard]'")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--out", required=True, help="run directory (created; rerun to resume)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="hide the progress bar (without a terminal there is none: a plain line every minute)")
     parser.set_defaults(func=run_train)
 
 
@@ -110,21 +130,50 @@ def objective_params_from_args(objective: str, param: str | None, assignments: l
     return params
 
 
+class _PlainProgress:
+    """Progress without a terminal (a log file, CI): one line at most every :data:`LINE_EVERY` seconds, no
+    bar frames."""
+
+    def __init__(self, total: int) -> None:
+        import time
+
+        self.total, self.loss = total, None
+        self.clock = time.monotonic
+        self.started = self.last = self.clock()
+        self.first: int | None = None
+
+    def log(self, row: dict) -> None:
+        self.loss = row.get("loss")
+
+    def step(self, finished: int) -> None:
+        now = self.clock()
+        if self.first is None:
+            self.first = finished - 1
+        if now - self.last < LINE_EVERY and finished < self.total:
+            return
+        self.last = now
+        rate = (finished - self.first) / max(now - self.started, 1e-9)
+        loss = f", loss {self.loss:.4g}" if self.loss is not None else ""
+        print(f"step {finished}/{self.total}{loss}, {rate:.3g} steps/s", file=sys.stderr, flush=True)
+
+
 def run_train(args) -> int:
     params = objective_params_from_args(args.objective, args.param, args.set)
     from vaesim.training.config import TrainConfig
     from vaesim.training.loop import DONE_FILE, TrainingDiverged, train
 
+    steps = DEFAULT_STEPS if args.steps is None else args.steps
+    checkpoints = default_checkpoints(steps) if args.checkpoints is None else args.checkpoints
     config = TrainConfig(
         dataset=args.dataset,
         dataset_root=args.data_root,
         objective=args.objective,
         params=params,
         seed=args.seed,
-        steps=args.steps,
+        steps=steps,
         batch_size=args.batch_size,
         lr=args.lr,
-        checkpoints=args.checkpoints,
+        checkpoints=checkpoints,
         latent_dim=args.latent_dim,
         architecture=args.architecture,
         reconstruction=args.reconstruction,
@@ -137,10 +186,18 @@ def run_train(args) -> int:
     from vaesim.training.checkpoint import list_checkpoints
 
     earlier = [] if already_done or not Path(args.out).is_dir() else list_checkpoints(args.out)
+    if args.steps is None and not already_done:
+        print(f"vaesim train: --steps not given: training the paper's {DEFAULT_STEPS:,} steps (hours on a CPU); "
+              "pass --steps N for a shorter run", file=sys.stderr)
     if earlier:
         print(f"{args.out}: resuming from step {earlier[-1]} of {config.steps}", file=sys.stderr)
+    terminal = sys.stderr.isatty()
+    lines = _PlainProgress(config.steps) if not terminal and not args.no_progress else None
     try:
-        run_dir = train(config, args.out, progress=not args.no_progress, device=args.device)
+        board = None if args.tensorboard is None else (args.tensorboard or Path(args.out) / "tensorboard")
+        run_dir = train(config, args.out, progress=terminal and not args.no_progress, device=args.device,
+                        callback=lines.step if lines else None, on_log=lines.log if lines else None,
+                        tensorboard=board)
     except TrainingDiverged as error:
         print(f"vaesim train: {error}", file=sys.stderr)
         return 1

@@ -6,6 +6,13 @@ nothing; rerunning a killed one restarts from its last complete checkpoint
 and ends with the same weights as an uninterrupted run (CPU, same seed):
 batches come from per-epoch permutations derived from ``(seed, epoch)``, and
 the checkpoint restores weights, both optimisers and every RNG state.
+
+Ctrl-C (SIGINT) or SIGTERM while training finishes the step under way, saves
+an interrupt checkpoint (``interrupted.{safetensors,json}``, never one of the
+scheduled checkpoints) and raises :class:`TrainingInterrupted`; the next call
+resumes from that step, and the run ends with the same checkpoints and
+metrics as an uninterrupted one. A second Ctrl-C stops at once (the last
+scheduled checkpoint is then where the run resumes).
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ import json
 import logging
 import os
 import random
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -28,10 +37,12 @@ from vaesim.models.objectives import Objective, make_objective, objective_params
 from vaesim.training.checkpoint import (
     checkpoint_damage,
     checkpoint_paths,
+    interrupt_step,
     join_optimizer_state,
     list_checkpoints,
     model_state,
     read_checkpoint,
+    remove_interrupt_checkpoint,
     save_checkpoint,
     set_rng_state,
 )
@@ -48,6 +59,99 @@ DONE_FILE = "DONE"
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the run's last good checkpoint is kept."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on SIGINT or SIGTERM after saving an interrupt checkpoint at ``step``.
+
+    A :class:`KeyboardInterrupt`, so code that already stops on Ctrl-C stops on it.
+    """
+
+    def __init__(self, signum: int, step: int, run_dir: Path) -> None:
+        super().__init__(f"{run_dir}: stopped by {signal.Signals(signum).name} after step {step}; "
+                         "its state is saved, rerun to resume")
+        self.signum, self.step, self.run_dir = signum, step, run_dir
+
+
+class _StopRequest:
+    """Turns the first SIGINT/SIGTERM into a flag read between steps; a second SIGINT interrupts at once.
+
+    Handlers are installed only in the main thread (Python allows no other) and restored on exit.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> "_StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                try:
+                    self._previous[signum] = signal.signal(signum, self._handle)
+                except (ValueError, OSError):  # an embedding interpreter that forbids it: default behaviour
+                    pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        logger.warning("%s received: finishing this step and saving a resumable checkpoint "
+                       "(Ctrl-C again to stop at once)", signal.Signals(signum).name)
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def check_tensorboard() -> None:
+    """ImportError with the fix when the optional ``tensorboard`` package is missing."""
+    try:
+        import tensorboard  # noqa: F401 - only whether it is installed
+    except ImportError:
+        raise ImportError("TensorBoard logging needs the tensorboard package: pip install 'vaesim[tensorboard]' "
+                          "(or leave TensorBoard logging off)") from None
+
+
+class TensorBoardLog:
+    """Every logged metrics row as TensorBoard scalars (``pip install 'vaesim[tensorboard]'``).
+
+    Tags: ``train/<term>`` (loss, reconstruction, kl, elbo and the objective's own terms),
+    ``kl_per_dim/<i>``, ``val/<term>`` (held-out ELBO terms), ``monitor/<name>`` (posterior-collapse
+    monitor); the x axis is the training step. metrics.jsonl is written as without it. On resume from step
+    ``start``, events at or after ``start`` (from the interrupted attempt) are purged, as Lightning does.
+    """
+
+    def __init__(self, log_dir: str | Path, start: int = 0) -> None:
+        check_tensorboard()
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step: what an earlier, killed attempt logged from ``start`` on is hidden (also from step 0)
+        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=start)
+
+    @staticmethod
+    def tag(name: str) -> str:
+        if name.startswith("kl_dim_"):
+            return f"kl_per_dim/{name[len('kl_dim_'):]}"
+        if name.startswith("val_"):
+            return f"val/{name[len('val_'):]}"
+        if name in ("cka_mean_sample", "active_dims"):
+            return f"monitor/{name}"
+        return f"train/{name}"
+
+    def write(self, row: dict) -> None:
+        step = int(row["step"])
+        for name, value in row.items():
+            if name != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(self.tag(name), value, step)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 class EpochOrder:
@@ -326,8 +430,8 @@ def _intact_checkpoints(run_dir: Path) -> list[int]:
     return steps
 
 
-def _restore(run_dir, step, model, objective, optimizer) -> dict:
-    tensors, meta = read_checkpoint(run_dir, step)
+def _restore(run_dir, step, model, objective, optimizer, *, interrupt: bool = False) -> dict:
+    tensors, meta = read_checkpoint(run_dir, step, interrupt=interrupt)
     if meta["model"] != model.config():
         raise ValueError(
             f"train: checkpoint {step} of {run_dir} holds a model {meta['model']}, but this run builds "
@@ -355,6 +459,7 @@ def train(
     channels_last: bool | None = None,
     on_log: Callable[[dict], None] | None = None,
     compile: bool | None = None,
+    tensorboard: str | Path | None = None,
 ) -> Path:
     """Train (or resume, or skip if finished) the run ``config`` in ``run_dir``; return ``run_dir``.
 
@@ -379,6 +484,9 @@ def train(
     default: compiling takes seconds to a minute per run and pays only on
     long runs; see benchmarks/training.py). Same maths as eager, to float32
     rounding; falls back to eager with a warning if compiling fails.
+    tensorboard: a folder for TensorBoard event files: every logged row also
+    goes there as scalars (:class:`TensorBoardLog`; needs ``vaesim[tensorboard]``;
+    None = off, the default).
     Raises :class:`TrainingDiverged` when the loss stops being finite.
     """
     run_dir = Path(run_dir)
@@ -386,6 +494,8 @@ def train(
     if (run_dir / DONE_FILE).is_file():
         logger.info("%s is finished; nothing to do", run_dir)
         return run_dir
+    if tensorboard is not None:
+        check_tensorboard()  # a missing package is said before any work
     if dataset is None:
         dataset = load_dataset(config)
     check_image_source(dataset)
@@ -405,20 +515,29 @@ def train(
     optimizer = _make_adam(model, config, device)
     forward = _Forward(model, _use_compile(compile))
 
-    # Resume from the last complete checkpoint, or start afresh
+    # Resume from the last complete checkpoint (an interrupt checkpoint past the scheduled ones first), or start afresh
     run_dir.mkdir(parents=True, exist_ok=True)
     done = _intact_checkpoints(run_dir)
     start = 0
-    if done:
+    interrupted = interrupt_step(run_dir)
+    if interrupted is not None and interrupted > (done[-1] if done else -1) and interrupted < config.steps:
+        _restore(run_dir, interrupted, model, objective, optimizer, interrupt=True)
+        _match_parameter_layout(optimizer)
+        start = interrupted
+        logger.info("%s: resuming from step %d (saved when the run was interrupted)", run_dir, start)
+    elif done:
+        remove_interrupt_checkpoint(run_dir)  # stale or damaged: the scheduled checkpoints are ahead of it
         _restore(run_dir, done[-1], model, objective, optimizer)
         _match_parameter_layout(optimizer)
         start = done[-1]
         logger.info("%s: resuming from step %d", run_dir, start)
     else:
+        remove_interrupt_checkpoint(run_dir)
         atomic_write_json(run_dir / CONFIG_FILE, config.to_dict())
-    truncate_metrics(run_dir, start if done else -1)
+    truncate_metrics(run_dir, start if done or start else -1)
     meta = {"config": config.to_dict(), "objective": {"name": objective.name, "params": objective.params()}}
     writer = MetricsWriter(run_dir)
+    board = TensorBoardLog(tensorboard, start) if tensorboard is not None else None
     if start == 0 and 0 in logged_steps and 0 not in done:
         save_checkpoint(run_dir, 0, model=model, objective=objective, optimizer=optimizer, meta={**meta, "losses": {}})
 
@@ -432,7 +551,9 @@ def train(
     interval_start = start
     last_row: dict = {}
     model.train()
+    stop = _StopRequest()
     try:
+        stop.__enter__()
         for step in range(start, config.steps):
             # Batch: the step's indices from the seeded epoch order
             positions = order.batch(step, config.batch_size)
@@ -461,33 +582,59 @@ def train(
 
             # Log (one device-to-host transfer per logged step), check for NaN, checkpoint
             monitor_due = monitor is not None and finished % config.monitor_every == 0
-            if not (finished % config.log_every == 0 or finished in logged_steps or finished == 1 or monitor_due):
-                continue
-            _check_finite(interval_losses, interval_start, run_dir)
-            interval_losses, interval_start = [], finished
-            names = ["loss", "reconstruction", "kl", *terms]
-            values = torch.stack([loss.detach(), reconstruction.detach(), kl.detach(), *(t.detach() for t in terms.values())])
-            row = {"step": finished, **dict(zip(names, values.tolist()))}
-            row["elbo"] = row["reconstruction"] + row["kl"]
-            row.update({f"kl_dim_{i}": v for i, v in enumerate(kl_dim.detach().tolist())})
-            if monitor_due:
-                row.update(monitor.measure(model, finished))
-            if held_out is not None:
-                row.update(held_out.measure(model))
-            writer.write(row)
-            last_row = row
-            if on_log is not None:
-                on_log(row)
-            bar.set_postfix(loss=f"{row['loss']:.1f}", rec=f"{row['reconstruction']:.1f}", kl=f"{row['kl']:.2f}", refresh=False)
-            if finished in logged_steps:
-                writer.sync()
-                save_checkpoint(run_dir, finished, model=model, objective=objective, optimizer=optimizer, meta={**meta, "losses": row})
+            if finished % config.log_every == 0 or finished in logged_steps or finished == 1 or monitor_due:
+                _check_finite(interval_losses, interval_start, run_dir)
+                interval_losses, interval_start = [], finished
+                names = ["loss", "reconstruction", "kl", *terms]
+                values = torch.stack([loss.detach(), reconstruction.detach(), kl.detach(), *(t.detach() for t in terms.values())])
+                row = {"step": finished, **dict(zip(names, values.tolist()))}
+                row["elbo"] = row["reconstruction"] + row["kl"]
+                row.update({f"kl_dim_{i}": v for i, v in enumerate(kl_dim.detach().tolist())})
+                if monitor_due:
+                    row.update(monitor.measure(model, finished))
+                if held_out is not None:
+                    row.update(held_out.measure(model))
+                writer.write(row)
+                if board is not None:
+                    board.write(row)
+                last_row = row
+                if on_log is not None:
+                    on_log(row)
+                bar.set_postfix(loss=f"{row['loss']:.1f}", rec=f"{row['reconstruction']:.1f}", kl=f"{row['kl']:.2f}", refresh=False)
+                if finished in logged_steps:
+                    writer.sync()
+                    if board is not None:
+                        board.flush()
+                    save_checkpoint(run_dir, finished, model=model, objective=objective, optimizer=optimizer, meta={**meta, "losses": row})
+                    if finished > start:
+                        remove_interrupt_checkpoint(run_dir)
+            if stop.signum is not None and finished < config.steps:
+                _check_finite(interval_losses, interval_start, run_dir)  # a diverged state is never kept
+                _save_interrupt(run_dir, finished, logged_steps, writer, model, objective, optimizer, meta, last_row)
+                raise TrainingInterrupted(stop.signum, finished, run_dir)
     finally:
+        stop.__exit__()
         bar.close()
         writer.close()
+        if board is not None:
+            board.close()
+    remove_interrupt_checkpoint(run_dir)
     atomic_write_json(run_dir / DONE_FILE, {"step": config.steps, "losses": last_row, "finished_at": time.time()})
     logger.info("%s: finished %d steps", run_dir, config.steps)
+    if stop.signum is not None:  # the signal came during the last step: the run is finished, the caller still stops
+        raise TrainingInterrupted(stop.signum, config.steps, run_dir)
     return run_dir
+
+
+def _save_interrupt(run_dir, finished, logged_steps, writer, model, objective, optimizer, meta, last_row) -> None:
+    """Keep the state after step ``finished`` in the interrupt checkpoint (unless a scheduled one holds it)."""
+    writer.sync()  # the metrics rows up to ``finished`` are kept on resume
+    if finished in logged_steps:
+        return
+    save_checkpoint(run_dir, finished, model=model, objective=objective, optimizer=optimizer,
+                    meta={**meta, "losses": last_row}, interrupt=True)
+    logger.warning("%s: interrupted after step %d; saved %s (rerun to resume from it)", run_dir, finished,
+                   run_dir / "interrupted.safetensors")
 
 
 def _check_finite(losses: list[torch.Tensor], first_step: int, run_dir: Path) -> None:

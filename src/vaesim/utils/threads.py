@@ -16,10 +16,12 @@ Two things are done here:
   ``KMP_BLOCKTIME=0`` for Intel OpenMP, ``OPENBLAS_THREAD_TIMEOUT=4`` for
   OpenBLAS behind numpy, whose idle threads otherwise spin ~2^28 cycles after
   every call while torch works). The runtimes read them when they load, so
-  this runs when :mod:`vaesim` is imported (before torch/numpy in the CLI and
-  in every spawned worker process; worker processes also inherit the
-  environment). If torch was imported before vaesim, it keeps its settings:
-  set ``OMP_WAIT_POLICY=PASSIVE`` yourself in that case.
+  it runs where vaesim owns the process, before torch/numpy load: the
+  ``vaesim`` command (:mod:`vaesim.cli`) and vaesim's spawned worker
+  processes (:func:`worker_start`). ``import vaesim`` sets nothing: a
+  library import must not change other libraries in a user's notebook. To
+  get the policy in your own process, call :func:`prefer_passive_waiting`
+  before importing torch (or set ``OMP_WAIT_POLICY=PASSIVE`` yourself).
 * :func:`available_cpus` counts the CPUs this process may use: its CPU
   affinity, capped by a cgroup CPU quota (containers, Slurm, systemd), not
   ``os.cpu_count()``; :func:`split_cpus` shares them between worker
@@ -86,7 +88,7 @@ def prefer_passive_waiting(environ: MutableMapping[str, str] | None = None) -> d
     environ = os.environ if environ is None else environ
     try:
         chosen = WAIT_POLICIES[wait_policy(environ)]
-    except ValueError as error:  # this runs on `import vaesim`: say so in one line and keep the default
+    except ValueError as error:  # this runs as the CLI starts: say so in one line and keep the default
         logger.warning("%s; using %s", error, DEFAULT_WAIT_POLICY)
         chosen = WAIT_POLICIES[DEFAULT_WAIT_POLICY]
     user_omp = any(key in environ for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"))
@@ -97,6 +99,17 @@ def prefer_passive_waiting(environ: MutableMapping[str, str] | None = None) -> d
         environ[key] = value
         changed[key] = value
     return changed
+
+
+def worker_start(parent: int, watch: Callable[[int], None] | None = None) -> None:
+    """Initialiser of vaesim's pool workers: apply the wait policy (before the task's modules load numpy or
+    torch), then call ``watch(parent)`` (the executor's watch for a vanished runner).
+
+    It lives in this light module so that unpickling it in a fresh spawned worker loads no thread pool.
+    """
+    prefer_passive_waiting()
+    if watch is not None:
+        watch(parent)
 
 
 def cgroup_cpu_limit(root: Path = CGROUP_ROOT, proc_cgroup: Path = Path("/proc/self/cgroup")) -> float | None:

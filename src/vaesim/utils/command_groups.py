@@ -1,0 +1,16 @@
+"""A command group (``vaesim study``, ``vaesim data``, ``vaesim import``) run without its action."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def needs_action(parser: argparse.ArgumentParser):
+    """``func`` of a command group called without an action: usage and an error naming the actions, exit 2."""
+
+    def func(args) -> int:
+        actions = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser.error(f"choose an action: {', '.join(actions.choices)} (see {parser.prog} --help)")
+        return 2  # pragma: no cover - parser.error exits
+
+    return func

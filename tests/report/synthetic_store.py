@@ -54,6 +54,7 @@ class Synthetic:
     layers: tuple = LAYER_NAMES
     curves: dict = field(default_factory=dict)  # {layer: {step: CKA(step, final)}} overriding convergence()
     noise_floor: float | None = None  # CKA of sample/decoder layers with themselves under a second eps (final step)
+    noise_floor_by_step: dict | None = None  # {step: floor}: the same, measured at these checkpoints
     latent_dim: int = 10
 
     def run_id(self, param, seed) -> str:
@@ -128,12 +129,13 @@ class Synthetic:
                     for layer in self.layers:
                         rows += self._both_metrics("within_run", (param, seed, step, layer),
                                                    (param, seed, final, layer), self.convergence(layer, step))
-        if self.noise_floor is not None:
+        floors = self.noise_floor_by_step or ({} if self.noise_floor is None else {final: self.noise_floor})
+        for step, floor in floors.items():
             for param, seed in self.run_list():
                 for layer in self.layers:
                     if layer == "encoder.sample" or layer.startswith("decoder."):
-                        rows += self._both_metrics("noise_floor", (param, seed, final, layer),
-                                                   (param, seed, final, layer), self.noise_floor)
+                        rows += self._both_metrics("noise_floor", (param, seed, step, layer),
+                                                   (param, seed, step, layer), floor)
         for (pa, sa), (pb, sb) in itertools.combinations(self.run_list(), 2):
             comparison = "params" if sa == sb else "seeds" if pa == pb else None
             if comparison is None:

@@ -155,6 +155,39 @@ def test_layers_that_sampling_noise_keeps_below_the_threshold_are_left_out(synth
     assert F.baseline_table(synthetic.results()).set_index("layer").loc["decoder.fc1", "noise_floor"] == 0.97
 
 
+def test_the_noise_floor_is_read_at_every_checkpoint_the_store_measured(synthetic):
+    # the final step's floor (0.97) clears the threshold, but the first learned checkpoint's (0.6, a wider
+    # posterior) does not: the decoder's early scores cannot reach the threshold whatever it learned
+    synthetic.noise_floor_by_step = {250: 0.6, 500: 0.95, 750: 0.96, 1000: 0.97}
+    table = F.convergence_table(synthetic.results())
+    decoder = table[table["layer"] == "decoder.fc1"]
+    assert decoder["noise_limited"].all() and set(decoder["noise_floor_steps"]) == {4}
+    assert set(decoder["noise_floor"]) == {0.97} and set(decoder["noise_floor_min"]) == {0.6}
+    row = F.claim_encoder_first(synthetic.results())
+    assert row["verdict"] == "inconclusive (ceiling)" and "measured at every learned checkpoint" in row["detail"]
+    synthetic.noise_floor_by_step = {1000: 0.97}  # measured at T only: the verdict stands, and the detail says so
+    row = F.claim_encoder_first(synthetic.results())
+    assert row["verdict"] == F.HOLDS and "measured at 1 of 4 learned checkpoints" in row["detail"]
+
+
+def test_the_settle_threshold_is_set_per_metric_from_the_untrained_baseline(synthetic):
+    # Procrustes here is 0.6 + 0.4 * CKA: unrelated networks (untrained decoders of two seeds, CKA 0.05)
+    # score 0.62, so a fixed 0.9 sits near its floor and calls the decoder settled at 0.5 of training
+    synthetic.procrustes = lambda cka: 0.6 + 0.4 * cka
+    results = synthetic.results()
+    cka, _ = F.settle_threshold(results, metric="cka")
+    procrustes, text = F.settle_threshold(results, metric="procrustes")
+    assert cka == pytest.approx(0.05 + 0.9 * 0.95) and procrustes == pytest.approx(0.62 + 0.9 * 0.38)
+    assert "u = 0.620" in text
+    fixed = F.claim_encoder_first(results, metric="procrustes", threshold=0.9)
+    assert fixed["value"] == pytest.approx(0.5 - 0.25)
+    # on each metric's own scale both metrics see the same settle points: d = 1 - 0.25 on both
+    for metric in ("cka", "procrustes"):
+        row = F.claim_encoder_first(results, metric=metric)
+        assert row["verdict"] == F.HOLDS and row["value"] == pytest.approx(0.75)
+    assert F.settle_threshold(results[results["a_step"] > 0])[0] == F.CONVERGENCE_THRESHOLD  # no baseline
+
+
 def test_untrained_networks_cannot_decide(synthetic):
     flat = {0: 0.999, 250: 0.999, 500: 1.0, 750: 1.0}
     synthetic.curves = {name: flat for name in synthetic.layers}

@@ -83,7 +83,8 @@ CEILING = "ceiling"
 FINDING_COLUMNS = ("finding", "value", "verdict", "definition", "detail", "ci_low", "ci_high", "n")
 
 INITIAL_STEP = 0  # the initial weights: a baseline, never a learned state
-CONVERGENCE_THRESHOLD = 0.9  # claim 1: CKA with the final state counted as "settled"
+SETTLE_PROGRESS = 0.9  # claim 1: "settled" = this fraction of the way from the metric's unrelated level to 1
+CONVERGENCE_THRESHOLD = 0.9  # claim 1: the settle threshold when the store has no untrained cross-seed rows
 MIN_CHECKPOINTS = 3  # claim 1: learned checkpoints a run needs (final included, step 0 excluded)
 MIN_RUNS_FOR_PAIRED_TEST = 5  # claim 1: a one-sided signed-rank test cannot reach p < 0.05 with fewer
 MIN_PAIRS_FOR_AGREEMENT = 3  # claim 2: model pairs at the final step
@@ -142,14 +143,39 @@ def _ci_text(low: float, high: float) -> str:
 
 
 # --------------------------------------------------------------------------- trajectories
+def settle_threshold(results: pd.DataFrame, *, metric: str = "cka") -> tuple[float, str]:
+    """The metric's own "settled" threshold, from the untrained baseline stored beside its scores.
+
+    Metrics differ in scale: Procrustes similarity of unrelated representations
+    sits far above CKA's, so one constant means different things for each.
+    The metric's unrelated level u is the lowest mean score of any layer
+    between untrained networks of different seeds (step-0 ``seeds`` rows; a
+    layer downstream of independent noise shares nothing across networks);
+    the threshold is u + :data:`SETTLE_PROGRESS` * (1 - u), the same fraction
+    of the way from "unrelated" to "identical" on every metric. Without such
+    rows: :data:`CONVERGENCE_THRESHOLD`. Returns (threshold, how it was set).
+    """
+    rows = _same_layer_rows(results, "seeds", metric, "initial")
+    rows = rows[rows["a_layer"].map(lambda name: L.is_encoder(name) or L.is_decoder(name)).astype(bool)]
+    if rows.empty:
+        return CONVERGENCE_THRESHOLD, (f"{CONVERGENCE_THRESHOLD} (constant: the store has no untrained cross-seed "
+                                       f"rows of {metric!r} to set it from)")
+    by_layer = rows.groupby("a_layer")["score"].mean()
+    unrelated = float(by_layer.min())
+    threshold = unrelated + SETTLE_PROGRESS * (1.0 - unrelated)
+    return threshold, (f"{threshold:.3f} = u + {SETTLE_PROGRESS} (1 - u), u = {unrelated:.3f} the lowest untrained "
+                       f"cross-seed {metric.upper()} of any layer ({by_layer.idxmin()})")
+
+
 def convergence_table(
-    results: pd.DataFrame, *, metric: str = "cka", threshold: float = CONVERGENCE_THRESHOLD
+    results: pd.DataFrame, *, metric: str = "cka", threshold: float | None = None
 ) -> pd.DataFrame:
     """How and when each layer of each run reaches its final state (claim 1 of the paper).
 
     Uses ``within_run`` rows comparing a layer at step t with the same layer at
-    the run's final step T (score(T, T) = 1). Per (run, layer), ``input`` and
-    non-model layers excluded:
+    the run's final step T (score(T, T) = 1). ``threshold``: None sets it from
+    the store's baselines (:func:`settle_threshold`). Per (run, layer),
+    ``input`` and non-model layers excluded:
 
     - ``initial_score``: score(0, T), the layer's similarity between its
       initial and final state (NaN when step 0 was not recorded);
@@ -163,14 +189,19 @@ def convergence_table(
       [0, 1] (trapezoids through the checkpoints; NaN without step 0 or when
       s(0) = 1): 1 = the layer reached its final state at once, 0.5 = linearly;
     - ``n_checkpoints``: learned checkpoints (final included);
-    - ``noise_floor``: CKA of the layer at the final step with itself
+    - ``noise_floor``: the score of the layer at the final step with itself
       recorded with a second eps (``noise_floor`` rows; NaN for layers
-      upstream of the sampling noise or without such rows), and
-      ``noise_limited`` = noise_floor < ``threshold``: sampling noise alone
-      keeps the layer's curve below the threshold, so its settle point says
-      nothing about learning.
+      upstream of the sampling noise or without such rows);
+      ``noise_floor_min``: the lowest such score over the learned checkpoints
+      where the store measured one (early checkpoints have a wider posterior
+      and a lower floor), ``noise_floor_steps``: how many were measured; and
+      ``noise_limited`` = noise_floor_min < ``threshold``: sampling noise
+      alone can keep the layer's curve below the threshold, so its settle
+      point says nothing about learning.
     """
     check_results(results)
+    if threshold is None:
+        threshold, _ = settle_threshold(results, metric=metric)
     finals = final_steps(results)
     rows = select(results, comparison="within_run", metric=metric)
     rows = rows[(rows["a_run"] == rows["b_run"]) & (rows["a_layer"] == rows["b_layer"])]
@@ -192,26 +223,34 @@ def convergence_table(
                 break
             settled = int(step)
         first = group.iloc[0]
+        measured = [floors[(run, layer, int(step))] for step in learned.index if (run, layer, int(step)) in floors]
         out.append(dict(
             run=run, objective=first["a_objective"], param=first["a_param"], seed=first["a_seed"], layer=layer,
             group=L.layer_group(layer), final_step=final, initial_score=initial,
             changed=(initial < threshold) if np.isfinite(initial) else math.nan,
             settled_step=settled, settled_fraction=settled / final if final > 0 else math.nan,
             progress_auc=_progress_auc(curve, final), n_checkpoints=len(learned),
-            noise_floor=floors.get((run, layer), math.nan),
+            noise_floor=floors.get((run, layer, final), math.nan),
+            noise_floor_min=min(measured) if measured else math.nan, noise_floor_steps=len(measured),
         ))
     columns = ["run", "objective", "param", "seed", "layer", "group", "final_step", "initial_score", "changed",
-               "settled_step", "settled_fraction", "progress_auc", "n_checkpoints", "noise_floor", "noise_limited"]
+               "settled_step", "settled_fraction", "progress_auc", "n_checkpoints", "noise_floor", "noise_floor_min",
+               "noise_floor_steps", "noise_limited"]
     table = pd.DataFrame(out, columns=[c for c in columns if c != "noise_limited"])
-    table["noise_limited"] = table["noise_floor"] < threshold
+    table["noise_limited"] = table["noise_floor_min"] < threshold
     return table[columns]
 
 
-def noise_floors(results: pd.DataFrame, *, metric: str = "cka") -> dict[tuple[str, str], float]:
-    """{(run, layer): CKA of a noise-driven layer with itself under a second eps}, from ``noise_floor`` rows."""
+def noise_floors(results: pd.DataFrame, *, metric: str = "cka") -> dict[tuple[str, str, int], float]:
+    """{(run, layer, step): score of a noise-driven layer with itself under a second eps}, from ``noise_floor`` rows.
+
+    One entry per checkpoint the store recorded twice (today's plans record
+    only the final one; a store that records more is read at each).
+    """
     rows = select(results, comparison="noise_floor", metric=metric)
-    rows = rows[rows["a_layer"] == rows["b_layer"]]
-    return rows.groupby(["a_run", "a_layer"])["score"].mean().to_dict()
+    rows = rows[(rows["a_layer"] == rows["b_layer"]) & (rows["a_step"] == rows["b_step"])]
+    floors = rows.groupby(["a_run", "a_layer", "a_step"])["score"].mean()
+    return {(run, layer, int(step)): float(score) for (run, layer, step), score in floors.items()}
 
 
 def _progress_auc(curve: pd.Series, final: int) -> float:
@@ -225,19 +264,28 @@ def _progress_auc(curve: pd.Series, final: int) -> float:
     return float(np.sum((time[1:] - time[:-1]) * (progress[1:] + progress[:-1]) / 2.0))
 
 
-def claim_encoder_first(results: pd.DataFrame, *, metric: str = "cka",
-                        threshold: float = CONVERGENCE_THRESHOLD) -> dict:
-    """Claim 1: encoder layers settle before decoder layers (paired over runs)."""
+def claim_encoder_first(results: pd.DataFrame, *, metric: str = "cka", threshold: float | None = None) -> dict:
+    """Claim 1: encoder layers settle before decoder layers (paired over runs).
+
+    ``threshold``: None sets it per metric from the store's untrained
+    baseline (:func:`settle_threshold`).
+    """
+    if threshold is None:
+        threshold, threshold_text = settle_threshold(results, metric=metric)
+    else:
+        threshold_text = f"{threshold} (given)"
     definition = (
         f"Per run and layer: the settle point is the first learned checkpoint t (step 0, the initial weights, "
         f"never counts) from which {metric.upper()}(layer at t, same layer at the final step T) stays >= "
-        f"{threshold} at every later checkpoint, as a fraction t/T. Layers with {metric.upper()}(initial, final) "
-        f">= {threshold} were not changed by training and are left out. Per run: mean settle point of the changed "
+        f"{threshold:.3f} at every later checkpoint, as a fraction t/T. Layers with {metric.upper()}(initial, final) "
+        f">= {threshold:.3f} were not changed by training and are left out. Per run: mean settle point of the changed "
         f"encoder.* and of the changed decoder.* layers; d = decoder - encoder. Holds if d > 0 in a one-sided "
         f"Wilcoxon signed-rank test over runs (p < {SIGNIFICANCE}; tied runs ranked as zeros, Pratt) and the 95% "
         f"bootstrap CI of the mean d is above 0; opposite holds if the same holds for -d; inconclusive (ties/grid) "
         f"when the best p the test can reach with this many runs and ties is >= {SIGNIFICANCE} (needs >= {MIN_RUNS_FOR_PAIRED_TEST} runs with >= {MIN_CHECKPOINTS} learned "
-        f"checkpoints, a recorded initial state and changed layers on both sides). Value = mean d."
+        f"checkpoints, a recorded initial state and changed layers on both sides). Curves whose noise floor (the "
+        f"layer recorded twice with two eps, at every checkpoint the store measured it) is below the threshold are "
+        f"left out. Threshold for {metric.upper()}: {threshold_text}. Value = mean d."
     )
     name = "claim 1: encoder layers settle before decoder layers"
     table = convergence_table(results, metric=metric, threshold=threshold)
@@ -259,9 +307,10 @@ def claim_encoder_first(results: pd.DataFrame, *, metric: str = "cka",
     if len(limited):
         counts = limited.groupby("layer").size()
         unchanged_text += (
-            f" {len(limited)} changed curve(s) are limited by sampling noise (the layer recorded twice at the final "
-            f"step with two eps scores < {threshold}) and are left out too: "
+            f" {len(limited)} changed curve(s) are limited by sampling noise (the layer recorded twice with two "
+            f"eps scores < {threshold:.3f}) and are left out too: "
             + ", ".join(f"{layer} ({counts[layer]})" for layer in L.order_layers(counts.index)) + ".")
+    unchanged_text += _floor_text(known)
     per_run = changed.groupby(["run", "group"])["settled_fraction"].mean().unstack()
     both = per_run.dropna(subset=[g for g in ("encoder", "decoder") if g in per_run.columns]) \
         if {"encoder", "decoder"} <= set(per_run.columns) else per_run.iloc[0:0]
@@ -307,6 +356,20 @@ def _paired_verdict(p_value: float, p_opposite: float, p_floor: float, low: floa
     if _above_zero(low) or _above_zero(-high):
         return inconclusive(NOT_SIGNIFICANT)
     return inconclusive(NULL_INSIDE)
+
+
+def _floor_text(known: pd.DataFrame) -> str:
+    """Where the noise floor was measured: at every learned checkpoint, or only at some (say so)."""
+    noisy = known[known["noise_floor_steps"] > 0]
+    if noisy.empty:
+        return ""
+    partial = noisy[noisy["noise_floor_steps"] < noisy["n_checkpoints"]]
+    if partial.empty:
+        return " Noise floor measured at every learned checkpoint."
+    steps = sorted(set(partial["noise_floor_steps"]))
+    return (f" Noise floor measured at {'/'.join(map(str, steps))} of {partial['n_checkpoints'].max()} learned "
+            f"checkpoints for {len(partial)} curve(s): earlier checkpoints, whose posterior is wider, may sit "
+            f"under a lower floor than the one measured.")
 
 
 def _grid_text(table: pd.DataFrame) -> str:
@@ -401,7 +464,7 @@ def _seed_pair_table(rows: pd.DataFrame, layers: list[str], *, by: str) -> tuple
 
 
 def claim_encoder_agreement(results: pd.DataFrame, *, comparison: str = "params", metric: str = "cka",
-                            threshold: float = CONVERGENCE_THRESHOLD) -> dict:
+                            threshold: float | None = None) -> dict:
     """Claim 2: the encoder trunk agrees across models, read against like-for-like baselines.
 
     Three contrasts on the changed trunk layers (k of them) and the heads,
@@ -417,9 +480,11 @@ def claim_encoder_agreement(results: pd.DataFrame, *, comparison: str = "params"
       trunk agree more than the heads, so only a larger gap is learned.
     """
     across = {"params": "regularisation strengths", "objectives": "objectives", "seeds": "seeds"}[comparison]
+    if threshold is None:
+        threshold, _ = settle_threshold(results, metric=metric)
     definition = (
-        f"Trunk = encoder.conv*/encoder.fc that training changed ({metric.upper()}(initial, final) < {threshold} "
-        f"in the median run; runs sharing a seed share their initial weights, so a layer that did not move agrees "
+        f"Trunk = encoder.conv*/encoder.fc that training changed ({metric.upper()}(initial, final) < {threshold:.3f}, "
+        f"the metric's settle threshold, in the median run; runs sharing a seed share their initial weights, so a layer that did not move agrees "
         f"trivially), heads = encoder.mean/logvar/variance. A = {metric.upper()} between the same layer of two "
         f"models trained with different {across} (comparison '{comparison}', final step). Baselines: U = untrained "
         f"networks of different seeds (every seed pair, step 0); T = trained networks of different seeds at the "

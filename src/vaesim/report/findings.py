@@ -282,7 +282,8 @@ def claim_encoder_first(results: pd.DataFrame, *, metric: str = "cka", threshold
         f"encoder.* and of the changed decoder.* layers; d = decoder - encoder. Holds if d > 0 in a one-sided "
         f"Wilcoxon signed-rank test over runs (p < {SIGNIFICANCE}; tied runs ranked as zeros, Pratt) and the 95% "
         f"bootstrap CI of the mean d is above 0; opposite holds if the same holds for -d; inconclusive (ties/grid) "
-        f"when the best p the test can reach with this many runs and ties is >= {SIGNIFICANCE} (needs >= {MIN_RUNS_FOR_PAIRED_TEST} runs with >= {MIN_CHECKPOINTS} learned "
+        f"when the best p the test can reach with this many runs and ties is >= {SIGNIFICANCE} (needs >= "
+        f"{MIN_RUNS_FOR_PAIRED_TEST} runs with >= {MIN_CHECKPOINTS} learned "
         f"checkpoints, a recorded initial state and changed layers on both sides). Curves whose noise floor (the "
         f"layer recorded twice with two eps, at every checkpoint the store measured it) is below the threshold are "
         f"left out. Threshold for {metric.upper()}: {threshold_text}. Value = mean d."
@@ -483,9 +484,9 @@ def claim_encoder_agreement(results: pd.DataFrame, *, comparison: str = "params"
     if threshold is None:
         threshold, _ = settle_threshold(results, metric=metric)
     definition = (
-        f"Trunk = encoder.conv*/encoder.fc that training changed ({metric.upper()}(initial, final) < {threshold:.3f}, "
-        f"the metric's settle threshold, in the median run; runs sharing a seed share their initial weights, so a layer that did not move agrees "
-        f"trivially), heads = encoder.mean/logvar/variance. A = {metric.upper()} between the same layer of two "
+        f"Trunk = encoder.conv*/encoder.fc that training changed ({metric.upper()}(initial, final) < "
+        f"{threshold:.3f}, the metric's settle threshold, in the median run; runs sharing a seed share their "
+        f"initial weights, so a layer that did not move agrees trivially), heads = encoder.mean/logvar/variance. A = {metric.upper()} between the same layer of two "
         f"models trained with different {across} (comparison '{comparison}', final step). Baselines: U = untrained "
         f"networks of different seeds (every seed pair, step 0); T = trained networks of different seeds at the "
         f"same settings (final step). Value = trunk (A - U). Holds if the 95% CIs of trunk (A - U) and of "

@@ -23,6 +23,7 @@ RESULT_COLUMNS = [
     "note",
 ]
 HEADS = ("encoder.mean", "encoder.logvar", "encoder.variance")
+TRUNK = ("encoder.conv1", "encoder.conv2", "encoder.conv3", "encoder.conv4", "encoder.fc")
 
 
 @dataclass
@@ -41,8 +42,11 @@ class Synthetic:
     head_agreement: float = 0.6
     # untrained networks of different seeds (step-0 'seeds' rows): trunk, heads, the rest (noise-driven)
     untrained_trunk: float = 0.7
-    untrained_heads: float = 0.3
+    untrained_heads: float = 0.5
+    trained_seed_trunk: float | None = None  # trunk of trained networks of different seeds; None = trunk_agreement
     untrained_other: float = 0.05
+    # added to the untrained trunk's cross-seed score of seeds (a, b): untrained pairs that vary by seed
+    untrained_offset: callable = field(default=lambda seed_a, seed_b: 0.0)
     # passive latent dimensions of a run at a fraction f = t / T of training; CKA(mean, sample) from them
     passive: callable = field(default=lambda param, fraction: int(min(10, round(param * fraction))))
     mean_sample: callable = field(default=lambda param, fraction, passive: 0.95 - 0.08 * passive)
@@ -50,6 +54,7 @@ class Synthetic:
     layers: tuple = LAYER_NAMES
     curves: dict = field(default_factory=dict)  # {layer: {step: CKA(step, final)}} overriding convergence()
     noise_floor: float | None = None  # CKA of sample/decoder layers with themselves under a second eps (final step)
+    noise_floor_by_step: dict | None = None  # {step: floor}: the same, measured at these checkpoints
     latent_dim: int = 10
 
     def run_id(self, param, seed) -> str:
@@ -90,6 +95,8 @@ class Synthetic:
                     else self.untrained_other)
         if layer in HEADS:
             return self.head_agreement
+        if comparison == "seeds" and layer in TRUNK and self.trained_seed_trunk is not None:
+            return self.trained_seed_trunk
         if layer.startswith("encoder.") and layer != "encoder.sample":
             return self.trunk_agreement
         return 0.85
@@ -122,20 +129,24 @@ class Synthetic:
                     for layer in self.layers:
                         rows += self._both_metrics("within_run", (param, seed, step, layer),
                                                    (param, seed, final, layer), self.convergence(layer, step))
-        if self.noise_floor is not None:
+        floors = self.noise_floor_by_step or ({} if self.noise_floor is None else {final: self.noise_floor})
+        for step, floor in floors.items():
             for param, seed in self.run_list():
                 for layer in self.layers:
                     if layer == "encoder.sample" or layer.startswith("decoder."):
-                        rows += self._both_metrics("noise_floor", (param, seed, final, layer),
-                                                   (param, seed, final, layer), self.noise_floor)
+                        rows += self._both_metrics("noise_floor", (param, seed, step, layer),
+                                                   (param, seed, step, layer), floor)
         for (pa, sa), (pb, sb) in itertools.combinations(self.run_list(), 2):
             comparison = "params" if sa == sb else "seeds" if pa == pb else None
             if comparison is None:
                 continue
             for step in sorted({0, final} & set(self.steps)):
                 for i, j in itertools.product(range(n_layers), repeat=2):
+                    score = self.across(i, j, comparison, step)
+                    if comparison == "seeds" and step == 0 and i == j and self.layers[i] in TRUNK:
+                        score += self.untrained_offset(sa, sb)
                     rows += self._both_metrics(comparison, (pa, sa, step, self.layers[i]),
-                                               (pb, sb, step, self.layers[j]), self.across(i, j, comparison, step))
+                                               (pb, sb, step, self.layers[j]), score)
         return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
     def runs(self) -> pd.DataFrame:

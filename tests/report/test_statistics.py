@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from vaesim.report.statistics import bootstrap_groups, clustered_spearman, paired_greater, percentile_interval
+import itertools
+
+from vaesim.report.statistics import (
+    bootstrap_groups,
+    clustered_spearman,
+    paired_greater,
+    paired_greater_floor,
+    percentile_interval,
+    seed_bootstrap,
+)
 
 
 def test_bootstrap_interval_of_a_mean_covers_it_and_shrinks_with_n():
@@ -53,3 +62,44 @@ def test_clustered_spearman_rho_is_scipys_and_its_interval_resamples_runs():
 def test_percentile_interval_ignores_nan():
     assert percentile_interval(np.array([np.nan, 1.0, 2.0, 3.0]), 1.0) == (1.0, 3.0)
     assert all(np.isnan(percentile_interval(np.array([np.nan]))))
+
+
+def test_the_paired_test_floor_matches_the_issue_for_six_runs():
+    # best one-sided p with 6 runs and 0..4 zero differences (exact Wilcoxon, Pratt): 1/64, 2/64, 5/64, 14/64, 32/64
+    floors = [paired_greater_floor(np.r_[np.zeros(z), np.arange(1.0, 7 - z)]) for z in range(5)]
+    assert floors == pytest.approx([1 / 64, 2 / 64, 5 / 64, 14 / 64, 32 / 64])
+    # the floor depends on magnitudes and ties only, never on the signs, and bounds the test from below
+    d = np.array([0.0, 0.0, -0.3, 0.1, 0.2, -0.4])
+    assert paired_greater_floor(d) == paired_greater_floor(-d) == paired_greater_floor(np.abs(d))
+    assert paired_greater(d) >= paired_greater_floor(d) and paired_greater(-d) >= paired_greater_floor(d)
+    assert paired_greater_floor(np.zeros(8)) == 1.0
+
+
+def test_seed_bootstrap_resamples_seeds_not_pairs():
+    # three seeds, one score per seed pair: every draw is one of the 27 seed multisets, so the interval
+    # lies within what those give, and draws where one seed was drawn three times have no pair
+    values = {(0, 1): 0.68, (0, 2): 0.70, (1, 2): 0.74}
+    a, b = np.array([0, 0, 1]), np.array([1, 2, 2])
+    scores = np.array([[values[p]] for p in zip(a, b)])
+    estimate, low, high, valid = seed_bootstrap([(a, b, scores)], lambda m: m[0])
+    assert estimate == pytest.approx(np.mean(list(values.values())))
+    exact = []
+    for draw in itertools.product(range(3), repeat=3):
+        c = np.bincount(draw, minlength=3)
+        w = np.array([c[i] * c[j] for i, j in zip(a, b)], dtype=float)
+        if w.sum() > 0:
+            exact.append(float(w @ scores[:, 0] / w.sum()))
+    assert min(exact) <= low < estimate < high <= max(exact)
+    assert abs(valid - 2000 * 24 / 27) < 5 * np.sqrt(2000 * (24 / 27) * (3 / 27))  # binomial, 5 SD
+
+
+def test_seed_bootstrap_draws_a_seed_once_for_every_group():
+    # two groups whose pairs within one seed score the same per seed: resampled jointly by seed their
+    # difference is 0 in every draw; resampled apart it would not be
+    seeds = np.arange(5)
+    per_seed = np.array([[0.1], [0.4], [0.2], [0.9], [0.5]])
+    group = (seeds, seeds, per_seed)
+    estimate, low, high, valid = seed_bootstrap([group, group], lambda x, y: x[0] - y[0])
+    assert estimate == low == high == 0.0 and valid == 2000
+    _, low, high, _ = seed_bootstrap([group], lambda x: x[0])
+    assert low < per_seed.mean() < high

@@ -13,9 +13,10 @@ from vaesim._lazy import lazy_exports
 _EXPORTS = {
     "FIGURES": "vaesim.report.figures",
     "make_figures": "vaesim.report.figures",
-    "DOES_NOT_HOLD": "vaesim.report.findings",
     "HOLDS": "vaesim.report.findings",
+    "INCONCLUSIVE": "vaesim.report.findings",
     "NOT_ENOUGH_DATA": "vaesim.report.findings",
+    "OPPOSITE_HOLDS": "vaesim.report.findings",
     "compute_findings": "vaesim.report.findings",
     "format_findings": "vaesim.report.findings",
     "load_findings": "vaesim.report.report",
@@ -28,9 +29,10 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 if TYPE_CHECKING:  # pragma: no cover
     from vaesim.report.figures import FIGURES, make_figures
     from vaesim.report.findings import (
-        DOES_NOT_HOLD,
         HOLDS,
+        INCONCLUSIVE,
         NOT_ENOUGH_DATA,
+        OPPOSITE_HOLDS,
         compute_findings,
         format_findings,
     )

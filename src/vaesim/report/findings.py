@@ -3,7 +3,7 @@
 Bonheme & Grzes, "How do Variational Autoencoders Learn? Insights from
 Representational Similarity" (arXiv 2205.08399). Each finding is one row:
 ``finding`` (name), ``value`` (its number, NaN without data), ``verdict``
-(``holds`` / ``does not hold`` / ``not enough data`` / ``not applicable``),
+(one of four words, see below),
 ``definition`` (how the number is computed and when it holds), ``detail``
 (the numbers behind it), ``ci_low`` / ``ci_high`` (95 % bootstrap interval
 of the value, NaN where none) and ``n`` (independent units behind it: runs
@@ -25,6 +25,20 @@ lives in :mod:`vaesim.similarity.diagnostics`, not among the verdicts):
 3. CKA(mean, sampled) tracks posterior collapse: it falls as the number of
    passive latent dimensions grows (objectives that push towards the prior).
 
+Verdicts use four words and nothing else:
+
+- ``holds``: the test passes and its interval lies on the claim's side of the null;
+- ``opposite holds``: the interval lies entirely on the other side;
+- ``inconclusive (<reason>)``: the data exist but do not decide; the reason is
+  one of ``interval contains the null``, ``test not significant``,
+  ``ties/grid`` (the paired test's best achievable p for the number of runs
+  and ties, printed beside it, cannot pass) or ``ceiling`` (the layers that
+  would decide sit at the metric's ceiling or under the noise floor);
+- ``not enough data``: the store lacks what the test needs (runs, seeds,
+  checkpoints, a baseline).
+
+An interval that contains the null is never read as "the claim fails".
+
 Every function here is pure: pandas tables in, pandas tables out.
 """
 
@@ -38,7 +52,13 @@ import pandas as pd
 from scipy import stats
 
 from vaesim.report import layers as L
-from vaesim.report.statistics import bootstrap_groups, clustered_spearman, paired_greater
+from vaesim.report.statistics import (
+    bootstrap_groups,
+    clustered_spearman,
+    paired_greater,
+    paired_greater_floor,
+    seed_bootstrap,
+)
 from vaesim.report.tables import (
     at_final_step,
     both_orientations,
@@ -51,16 +71,24 @@ from vaesim.report.tables import (
 logger = logging.getLogger(__name__)
 
 HOLDS = "holds"
-DOES_NOT_HOLD = "does not hold"
+OPPOSITE_HOLDS = "opposite holds"
+INCONCLUSIVE = "inconclusive"
 NOT_ENOUGH_DATA = "not enough data"
-NOT_APPLICABLE = "not applicable"
+VERDICT_WORDS = (HOLDS, OPPOSITE_HOLDS, INCONCLUSIVE, NOT_ENOUGH_DATA)
+# why an ``inconclusive`` verdict did not decide
+NULL_INSIDE = "interval contains the null"
+NOT_SIGNIFICANT = "test not significant"
+TIES_OR_GRID = "ties/grid"
+CEILING = "ceiling"
 FINDING_COLUMNS = ("finding", "value", "verdict", "definition", "detail", "ci_low", "ci_high", "n")
 
 INITIAL_STEP = 0  # the initial weights: a baseline, never a learned state
-CONVERGENCE_THRESHOLD = 0.9  # claim 1: CKA with the final state counted as "settled"
+SETTLE_PROGRESS = 0.9  # claim 1: "settled" = this fraction of the way from the metric's unrelated level to 1
+CONVERGENCE_THRESHOLD = 0.9  # claim 1: the settle threshold when the store has no untrained cross-seed rows
 MIN_CHECKPOINTS = 3  # claim 1: learned checkpoints a run needs (final included, step 0 excluded)
 MIN_RUNS_FOR_PAIRED_TEST = 5  # claim 1: a one-sided signed-rank test cannot reach p < 0.05 with fewer
 MIN_PAIRS_FOR_AGREEMENT = 3  # claim 2: model pairs at the final step
+MIN_SEEDS_FOR_BASELINE = 3  # claim 2: seeds behind the untrained baseline (one pair has no spread)
 SIGNIFICANCE = 0.05
 MIN_RUNS_FOR_CORRELATION = 5  # claim 3
 PASSIVE_VARIANCE = 0.01  # claim 3: Burda et al. (2016): dimension u is active if Cov_x(E[z_u|x]) > 0.01
@@ -80,6 +108,31 @@ def _row(finding: str, value: float, verdict: str, definition: str, detail: str,
                 ci_low=float(ci[0]), ci_high=float(ci[1]), n=int(n))
 
 
+def inconclusive(reason: str) -> str:
+    """``inconclusive (reason)``: the verdict of data that exist but do not decide."""
+    return f"{INCONCLUSIVE} ({reason})"
+
+
+def verdict_word(verdict: str) -> str:
+    """The verdict's word without its reason: ``inconclusive (ties/grid)`` -> ``inconclusive``."""
+    word = str(verdict).split(" (", 1)[0]
+    if word not in VERDICT_WORDS:
+        raise ValueError(f"verdict {verdict!r}: expected one of {list(VERDICT_WORDS)}, optionally followed by "
+                         f"' (reason)'")
+    return word
+
+
+def interval_verdict(low: float, high: float) -> str:
+    """Verdict of a claim that a quantity is > 0, from its interval [low, high]."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return NOT_ENOUGH_DATA
+    if _above_zero(low):
+        return HOLDS
+    if _above_zero(-high):
+        return OPPOSITE_HOLDS
+    return inconclusive(NULL_INSIDE)
+
+
 def _above_zero(value: float) -> bool:
     """``value > 0`` beyond float rounding (sums of equal scores can leave 1e-17)."""
     return bool(value > 1e-12)
@@ -90,14 +143,39 @@ def _ci_text(low: float, high: float) -> str:
 
 
 # --------------------------------------------------------------------------- trajectories
+def settle_threshold(results: pd.DataFrame, *, metric: str = "cka") -> tuple[float, str]:
+    """The metric's own "settled" threshold, from the untrained baseline stored beside its scores.
+
+    Metrics differ in scale: Procrustes similarity of unrelated representations
+    sits far above CKA's, so one constant means different things for each.
+    The metric's unrelated level u is the lowest mean score of any layer
+    between untrained networks of different seeds (step-0 ``seeds`` rows; a
+    layer downstream of independent noise shares nothing across networks);
+    the threshold is u + :data:`SETTLE_PROGRESS` * (1 - u), the same fraction
+    of the way from "unrelated" to "identical" on every metric. Without such
+    rows: :data:`CONVERGENCE_THRESHOLD`. Returns (threshold, how it was set).
+    """
+    rows = _same_layer_rows(results, "seeds", metric, "initial")
+    rows = rows[rows["a_layer"].map(lambda name: L.is_encoder(name) or L.is_decoder(name)).astype(bool)]
+    if rows.empty:
+        return CONVERGENCE_THRESHOLD, (f"{CONVERGENCE_THRESHOLD} (constant: the store has no untrained cross-seed "
+                                       f"rows of {metric!r} to set it from)")
+    by_layer = rows.groupby("a_layer")["score"].mean()
+    unrelated = float(by_layer.min())
+    threshold = unrelated + SETTLE_PROGRESS * (1.0 - unrelated)
+    return threshold, (f"{threshold:.3f} = u + {SETTLE_PROGRESS} (1 - u), u = {unrelated:.3f} the lowest untrained "
+                       f"cross-seed {metric.upper()} of any layer ({by_layer.idxmin()})")
+
+
 def convergence_table(
-    results: pd.DataFrame, *, metric: str = "cka", threshold: float = CONVERGENCE_THRESHOLD
+    results: pd.DataFrame, *, metric: str = "cka", threshold: float | None = None
 ) -> pd.DataFrame:
     """How and when each layer of each run reaches its final state (claim 1 of the paper).
 
     Uses ``within_run`` rows comparing a layer at step t with the same layer at
-    the run's final step T (score(T, T) = 1). Per (run, layer), ``input`` and
-    non-model layers excluded:
+    the run's final step T (score(T, T) = 1). ``threshold``: None sets it from
+    the store's baselines (:func:`settle_threshold`). Per (run, layer),
+    ``input`` and non-model layers excluded:
 
     - ``initial_score``: score(0, T), the layer's similarity between its
       initial and final state (NaN when step 0 was not recorded);
@@ -111,14 +189,19 @@ def convergence_table(
       [0, 1] (trapezoids through the checkpoints; NaN without step 0 or when
       s(0) = 1): 1 = the layer reached its final state at once, 0.5 = linearly;
     - ``n_checkpoints``: learned checkpoints (final included);
-    - ``noise_floor``: CKA of the layer at the final step with itself
+    - ``noise_floor``: the score of the layer at the final step with itself
       recorded with a second eps (``noise_floor`` rows; NaN for layers
-      upstream of the sampling noise or without such rows), and
-      ``noise_limited`` = noise_floor < ``threshold``: sampling noise alone
-      keeps the layer's curve below the threshold, so its settle point says
-      nothing about learning.
+      upstream of the sampling noise or without such rows);
+      ``noise_floor_min``: the lowest such score over the learned checkpoints
+      where the store measured one (early checkpoints have a wider posterior
+      and a lower floor), ``noise_floor_steps``: how many were measured; and
+      ``noise_limited`` = noise_floor_min < ``threshold``: sampling noise
+      alone can keep the layer's curve below the threshold, so its settle
+      point says nothing about learning.
     """
     check_results(results)
+    if threshold is None:
+        threshold, _ = settle_threshold(results, metric=metric)
     finals = final_steps(results)
     rows = select(results, comparison="within_run", metric=metric)
     rows = rows[(rows["a_run"] == rows["b_run"]) & (rows["a_layer"] == rows["b_layer"])]
@@ -140,26 +223,34 @@ def convergence_table(
                 break
             settled = int(step)
         first = group.iloc[0]
+        measured = [floors[(run, layer, int(step))] for step in learned.index if (run, layer, int(step)) in floors]
         out.append(dict(
             run=run, objective=first["a_objective"], param=first["a_param"], seed=first["a_seed"], layer=layer,
             group=L.layer_group(layer), final_step=final, initial_score=initial,
             changed=(initial < threshold) if np.isfinite(initial) else math.nan,
             settled_step=settled, settled_fraction=settled / final if final > 0 else math.nan,
             progress_auc=_progress_auc(curve, final), n_checkpoints=len(learned),
-            noise_floor=floors.get((run, layer), math.nan),
+            noise_floor=floors.get((run, layer, final), math.nan),
+            noise_floor_min=min(measured) if measured else math.nan, noise_floor_steps=len(measured),
         ))
     columns = ["run", "objective", "param", "seed", "layer", "group", "final_step", "initial_score", "changed",
-               "settled_step", "settled_fraction", "progress_auc", "n_checkpoints", "noise_floor", "noise_limited"]
+               "settled_step", "settled_fraction", "progress_auc", "n_checkpoints", "noise_floor", "noise_floor_min",
+               "noise_floor_steps", "noise_limited"]
     table = pd.DataFrame(out, columns=[c for c in columns if c != "noise_limited"])
-    table["noise_limited"] = table["noise_floor"] < threshold
+    table["noise_limited"] = table["noise_floor_min"] < threshold
     return table[columns]
 
 
-def noise_floors(results: pd.DataFrame, *, metric: str = "cka") -> dict[tuple[str, str], float]:
-    """{(run, layer): CKA of a noise-driven layer with itself under a second eps}, from ``noise_floor`` rows."""
+def noise_floors(results: pd.DataFrame, *, metric: str = "cka") -> dict[tuple[str, str, int], float]:
+    """{(run, layer, step): score of a noise-driven layer with itself under a second eps}, from ``noise_floor`` rows.
+
+    One entry per checkpoint the store recorded twice (today's plans record
+    only the final one; a store that records more is read at each).
+    """
     rows = select(results, comparison="noise_floor", metric=metric)
-    rows = rows[rows["a_layer"] == rows["b_layer"]]
-    return rows.groupby(["a_run", "a_layer"])["score"].mean().to_dict()
+    rows = rows[(rows["a_layer"] == rows["b_layer"]) & (rows["a_step"] == rows["b_step"])]
+    floors = rows.groupby(["a_run", "a_layer", "a_step"])["score"].mean()
+    return {(run, layer, int(step)): float(score) for (run, layer, step), score in floors.items()}
 
 
 def _progress_auc(curve: pd.Series, final: int) -> float:
@@ -173,18 +264,29 @@ def _progress_auc(curve: pd.Series, final: int) -> float:
     return float(np.sum((time[1:] - time[:-1]) * (progress[1:] + progress[:-1]) / 2.0))
 
 
-def claim_encoder_first(results: pd.DataFrame, *, metric: str = "cka",
-                        threshold: float = CONVERGENCE_THRESHOLD) -> dict:
-    """Claim 1: encoder layers settle before decoder layers (paired over runs)."""
+def claim_encoder_first(results: pd.DataFrame, *, metric: str = "cka", threshold: float | None = None) -> dict:
+    """Claim 1: encoder layers settle before decoder layers (paired over runs).
+
+    ``threshold``: None sets it per metric from the store's untrained
+    baseline (:func:`settle_threshold`).
+    """
+    if threshold is None:
+        threshold, threshold_text = settle_threshold(results, metric=metric)
+    else:
+        threshold_text = f"{threshold} (given)"
     definition = (
         f"Per run and layer: the settle point is the first learned checkpoint t (step 0, the initial weights, "
         f"never counts) from which {metric.upper()}(layer at t, same layer at the final step T) stays >= "
-        f"{threshold} at every later checkpoint, as a fraction t/T. Layers with {metric.upper()}(initial, final) "
-        f">= {threshold} were not changed by training and are left out. Per run: mean settle point of the changed "
+        f"{threshold:.3f} at every later checkpoint, as a fraction t/T. Layers with {metric.upper()}(initial, final) "
+        f">= {threshold:.3f} were not changed by training and are left out. Per run: mean settle point of the changed "
         f"encoder.* and of the changed decoder.* layers; d = decoder - encoder. Holds if d > 0 in a one-sided "
-        f"Wilcoxon signed-rank test over runs (p < {SIGNIFICANCE}; tied runs ranked as zeros, Pratt) and the 95% bootstrap CI of the "
-        f"mean d is above 0 (needs >= {MIN_RUNS_FOR_PAIRED_TEST} runs with >= {MIN_CHECKPOINTS} learned "
-        f"checkpoints, a recorded initial state and changed layers on both sides). Value = mean d."
+        f"Wilcoxon signed-rank test over runs (p < {SIGNIFICANCE}; tied runs ranked as zeros, Pratt) and the 95% "
+        f"bootstrap CI of the mean d is above 0; opposite holds if the same holds for -d; inconclusive (ties/grid) "
+        f"when the best p the test can reach with this many runs and ties is >= {SIGNIFICANCE} (needs >= "
+        f"{MIN_RUNS_FOR_PAIRED_TEST} runs with >= {MIN_CHECKPOINTS} learned "
+        f"checkpoints, a recorded initial state and changed layers on both sides). Curves whose noise floor (the "
+        f"layer recorded twice with two eps, at every checkpoint the store measured it) is below the threshold are "
+        f"left out. Threshold for {metric.upper()}: {threshold_text}. Value = mean d."
     )
     name = "claim 1: encoder layers settle before decoder layers"
     table = convergence_table(results, metric=metric, threshold=threshold)
@@ -206,29 +308,74 @@ def claim_encoder_first(results: pd.DataFrame, *, metric: str = "cka",
     if len(limited):
         counts = limited.groupby("layer").size()
         unchanged_text += (
-            f" {len(limited)} changed curve(s) are limited by sampling noise (the layer recorded twice at the final "
-            f"step with two eps scores < {threshold}) and are left out too: "
+            f" {len(limited)} changed curve(s) are limited by sampling noise (the layer recorded twice with two "
+            f"eps scores < {threshold:.3f}) and are left out too: "
             + ", ".join(f"{layer} ({counts[layer]})" for layer in L.order_layers(counts.index)) + ".")
+    unchanged_text += _floor_text(known)
     per_run = changed.groupby(["run", "group"])["settled_fraction"].mean().unstack()
     both = per_run.dropna(subset=[g for g in ("encoder", "decoder") if g in per_run.columns]) \
         if {"encoder", "decoder"} <= set(per_run.columns) else per_run.iloc[0:0]
     if len(both) < MIN_RUNS_FOR_PAIRED_TEST:
-        return _row(name, math.nan, NOT_ENOUGH_DATA, definition,
-                    f"{len(both)} run(s) have layers changed by training in both the encoder and the decoder; "
-                    f"needs >= {MIN_RUNS_FOR_PAIRED_TEST}. {unchanged_text}", n=len(both))
+        # the runs exist, but the curves that would decide are at the ceiling (not changed) or under the noise floor
+        runs_known = known["run"].nunique()
+        verdict = inconclusive(CEILING) if runs_known >= MIN_RUNS_FOR_PAIRED_TEST else NOT_ENOUGH_DATA
+        return _row(name, math.nan, verdict, definition,
+                    f"{len(both)} of {runs_known} run(s) have layers changed by training in both the encoder and "
+                    f"the decoder; needs >= {MIN_RUNS_FOR_PAIRED_TEST}. {unchanged_text}", n=len(both))
     differences = (both["decoder"] - both["encoder"]).to_numpy()
     p_value = paired_greater(differences)
+    p_opposite = paired_greater(-differences)
+    p_floor = paired_greater_floor(differences)
     estimate, low, high = bootstrap_groups([differences], np.mean)
-    verdict = HOLDS if p_value < SIGNIFICANCE and _above_zero(low) else DOES_NOT_HOLD
+    verdict = _paired_verdict(p_value, p_opposite, p_floor, low, high)
+    ties = int((differences == 0).sum())
     auc = changed.groupby("group")["progress_auc"].mean()
     detail = (
         f"settle point: encoder median {both['encoder'].median():.2f}, decoder median {both['decoder'].median():.2f} "
-        f"of training; mean d = {estimate:+.3f} ({_ci_text(low, high)}), Wilcoxon one-sided p = {p_value:.3g}, "
-        f"encoder first in {int((differences > 0).sum())}/{len(differences)} runs, tied in "
-        f"{int((differences == 0).sum())}. Progress AUC (1 = settled at once): encoder "
+        f"of training; mean d = {estimate:+.3f} ({_ci_text(low, high)}), Wilcoxon one-sided p = {p_value:.3g} "
+        f"(opposite direction {p_opposite:.3g}); best achievable p with {len(differences)} runs and {ties} tie(s) "
+        f"= {p_floor:.3g}{' (cannot pass ' + str(SIGNIFICANCE) + ')' if p_floor >= SIGNIFICANCE else ''}; "
+        f"encoder first in {int((differences > 0).sum())}/{len(differences)} runs, tied in {ties}. Learned "
+        f"checkpoints per run: {_grid_text(table)}. Progress AUC (1 = settled at once): encoder "
         f"{auc.get('encoder', math.nan):.3f}, decoder {auc.get('decoder', math.nan):.3f}. {unchanged_text}"
     )
     return _row(name, estimate, verdict, definition, detail, (low, high), len(differences))
+
+
+def _paired_verdict(p_value: float, p_opposite: float, p_floor: float, low: float, high: float) -> str:
+    """Verdict of a one-sided paired test with its bootstrap interval of the mean difference.
+
+    ``inconclusive (ties/grid)`` when the best achievable p (:func:`paired_greater_floor`)
+    cannot pass: the verdict is then set by the number of runs and ties, not the data.
+    """
+    if p_floor >= SIGNIFICANCE:
+        return inconclusive(TIES_OR_GRID)
+    if p_value < SIGNIFICANCE and _above_zero(low):
+        return HOLDS
+    if p_opposite < SIGNIFICANCE and _above_zero(-high):
+        return OPPOSITE_HOLDS
+    if _above_zero(low) or _above_zero(-high):
+        return inconclusive(NOT_SIGNIFICANT)
+    return inconclusive(NULL_INSIDE)
+
+
+def _floor_text(known: pd.DataFrame) -> str:
+    """Where the noise floor was measured: at every learned checkpoint, or only at some (say so)."""
+    noisy = known[known["noise_floor_steps"] > 0]
+    if noisy.empty:
+        return ""
+    partial = noisy[noisy["noise_floor_steps"] < noisy["n_checkpoints"]]
+    if partial.empty:
+        return " Noise floor measured at every learned checkpoint."
+    steps = sorted(set(partial["noise_floor_steps"]))
+    return (f" Noise floor measured at {'/'.join(map(str, steps))} of {partial['n_checkpoints'].max()} learned "
+            f"checkpoints for {len(partial)} curve(s): earlier checkpoints, whose posterior is wider, may sit "
+            f"under a lower floor than the one measured.")
+
+
+def _grid_text(table: pd.DataFrame) -> str:
+    counts = table.groupby("run")["n_checkpoints"].max()
+    return f"{counts.min()}" if counts.min() == counts.max() else f"{counts.min()}-{counts.max()}"
 
 
 def _unchanged_text(unchanged: pd.DataFrame, known: pd.DataFrame) -> str:
@@ -302,28 +449,51 @@ def agreement_by_layer(results: pd.DataFrame, *, comparison: str = "params", met
     return out
 
 
-def _pair_matrix(rows: pd.DataFrame, layers: list[str]) -> np.ndarray:
-    """(model pairs, layers) matrix of scores; a pair is its two runs, in either order."""
+def _seed_pair_table(rows: pd.DataFrame, layers: list[str], *, by: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(seeds_a, seeds_b, scores (pairs, layers)) of same-layer rows, one pair per two runs (``by="run"``)
+    or per two seeds (``by="seed"``: duplicates of one seed pair, e.g. the same two initial networks
+    compared once per strength, count once)."""
     if rows.empty:
-        return np.empty((0, len(layers)))
-    keys = [tuple(sorted(p)) for p in zip(rows["a_run"], rows["b_run"])]
+        return np.empty(0), np.empty(0), np.empty((0, len(layers)))
+    a, b = rows[f"a_{by}"].to_numpy(), rows[f"b_{by}"].to_numpy()
+    keys = [tuple(sorted(p)) for p in zip(a, b)]
+    seeds = dict(zip(keys, [tuple(sorted(p)) for p in zip(rows["a_seed"], rows["b_seed"])]))
     frame = rows.assign(pair=keys).pivot_table(index="pair", columns="a_layer", values="score", aggfunc="mean")
-    return frame.reindex(columns=layers).to_numpy(dtype=np.float64)
+    frame = frame.reindex(columns=layers)
+    pair_seeds = np.array([seeds[k] for k in frame.index])
+    return pair_seeds[:, 0], pair_seeds[:, 1], frame.to_numpy(dtype=np.float64)
 
 
 def claim_encoder_agreement(results: pd.DataFrame, *, comparison: str = "params", metric: str = "cka",
-                            threshold: float = CONVERGENCE_THRESHOLD) -> dict:
-    """Claim 2: the encoder trunk agrees across models beyond the untrained baseline; the heads less so."""
+                            threshold: float | None = None) -> dict:
+    """Claim 2: the encoder trunk agrees across models, read against like-for-like baselines.
+
+    Three contrasts on the changed trunk layers (k of them) and the heads,
+    each with a 95% CI from resampling seeds (:func:`seed_bootstrap`):
+
+    - beyond untrained: agreement across ``comparison`` - agreement of
+      untrained networks of different seeds (every seed pair at step 0);
+    - like for like: agreement across ``comparison`` - agreement of trained
+      networks of different seeds at the same setting (``seeds`` rows at the
+      final step);
+    - heads less: (trunk - heads) across ``comparison`` - (trunk - heads) of
+      untrained networks of different seeds: the architecture alone makes the
+      trunk agree more than the heads, so only a larger gap is learned.
+    """
     across = {"params": "regularisation strengths", "objectives": "objectives", "seeds": "seeds"}[comparison]
+    if threshold is None:
+        threshold, _ = settle_threshold(results, metric=metric)
     definition = (
-        f"Trunk = encoder.conv*/encoder.fc, heads = encoder.mean/logvar/variance. Agreement = {metric.upper()} "
-        f"between the same layer of two models trained with different {across} (comparison '{comparison}', both "
-        f"at their final step). Baseline = the same layer of untrained networks of different seeds (step-0 "
-        f"'seeds' rows). Only trunk layers that training changed count ({metric.upper()}(initial, final) < "
-        f"{threshold} in the median run): runs sharing a seed share their initial weights, so a layer that did "
-        f"not move agrees trivially. Value = mean over those layers of (agreement - baseline). Holds if its 95% "
-        f"bootstrap CI (model pairs resampled) is above 0 and the CI of (trunk agreement - heads agreement) is "
-        f"above 0 too (needs >= {MIN_PAIRS_FOR_AGREEMENT} model pairs)."
+        f"Trunk = encoder.conv*/encoder.fc that training changed ({metric.upper()}(initial, final) < "
+        f"{threshold:.3f}, the metric's settle threshold, in the median run; runs sharing a seed share their "
+        f"initial weights, so a layer that did not move agrees trivially), heads = encoder.mean/logvar/variance. A = {metric.upper()} between the same layer of two "
+        f"models trained with different {across} (comparison '{comparison}', final step). Baselines: U = untrained "
+        f"networks of different seeds (every seed pair, step 0); T = trained networks of different seeds at the "
+        f"same settings (final step). Value = trunk (A - U). Holds if the 95% CIs of trunk (A - U) and of "
+        f"[(trunk - heads) of A] - [(trunk - heads) of U] are above 0 and the CI of trunk (A - T) is not below 0; "
+        f"opposite holds if any of the three CIs is below 0; CIs resample seeds (pairs sharing a seed are not "
+        f"independent); needs >= {MIN_SEEDS_FOR_BASELINE} seeds with step-0 cross-seed rows and >= "
+        f"{MIN_PAIRS_FOR_AGREEMENT} model pairs."
     )
     name = f"claim 2: encoder trunk agrees across {across} beyond the untrained baseline, mean/variance layers less"
     final_rows = _same_layer_rows(results, comparison, metric, "final")
@@ -345,37 +515,71 @@ def claim_encoder_agreement(results: pd.DataFrame, *, comparison: str = "params"
     changed = [layer for layer in trunk if layer in baseline_layers and initial.get(layer, math.nan) < threshold]
     not_changed = [layer for layer in trunk if layer not in changed]
     if not changed:
-        return _row(name, math.nan, NOT_ENOUGH_DATA, definition,
+        return _row(name, math.nan, inconclusive(CEILING), definition,
                     f"no trunk layer was changed by training ({', '.join(f'{layer} {initial.get(layer, math.nan):.3f}' for layer in trunk)} "
                     f"initial-to-final); their agreement is that of the initial weights", n=n_pairs)
-    final = _pair_matrix(final_rows, changed + heads)
-    base = _pair_matrix(baseline_rows, changed)
+    layers = changed + heads
     k = len(changed)
+    untrained = _seed_pair_table(baseline_rows, layers, by="seed")
+    untrained_seeds = sorted(set(untrained[0].tolist()) | set(untrained[1].tolist()))
+    if len(untrained_seeds) < MIN_SEEDS_FOR_BASELINE:
+        return _row(name, math.nan, NOT_ENOUGH_DATA, definition,
+                    f"the untrained baseline comes from {len(untrained[2])} seed pair(s) of {len(untrained_seeds)} "
+                    f"seed(s): its spread over seeds is unknown, and a single pair is not an exact baseline (28 "
+                    f"untrained pairs of one architecture spread by SD 0.015 in CKA); needs >= "
+                    f"{MIN_SEEDS_FOR_BASELINE} seeds with step-0 'seeds' rows", n=n_pairs)
+    involved = set(final_rows["a_objective"]) | set(final_rows["b_objective"])
+    trained_rows = _same_layer_rows(results, "seeds", metric, "final")
+    trained_rows = trained_rows[trained_rows["a_objective"].isin(involved)]
+    if trained_rows.empty:
+        return _row(name, math.nan, NOT_ENOUGH_DATA, definition,
+                    "no trained cross-seed agreement at the same settings ('seeds' rows at the final step): "
+                    "the like-for-like baseline is missing", n=n_pairs)
+    across_pairs = _seed_pair_table(final_rows, layers, by="run")
+    trained = _seed_pair_table(trained_rows, layers, by="run")
+    groups = [across_pairs, untrained, trained]
 
-    def above_baseline(f: np.ndarray, b: np.ndarray) -> float:
-        return float(np.mean(np.nanmean(f[:, :k], axis=0) - np.nanmean(b, axis=0)))
+    def trunk_mean(means: np.ndarray) -> float:
+        return float(np.nanmean(means[:k]))
 
-    def trunk_minus_heads(f: np.ndarray) -> float:
-        means = np.nanmean(f, axis=0)
-        return float(np.mean(means[:k]) - np.mean(means[k:]))
+    def gap(means: np.ndarray) -> float:
+        return trunk_mean(means) - float(np.nanmean(means[k:]))
 
-    estimate, low, high = bootstrap_groups([final, base], above_baseline)
-    gap, gap_low, gap_high = bootstrap_groups([final], trunk_minus_heads, seed=1)
-    verdict = HOLDS if _above_zero(low) and _above_zero(gap_low) else DOES_NOT_HOLD
-    per_layer = ", ".join(
-        f"{layer} {np.nanmean(final[:, i]):.3f} vs {np.nanmean(base[:, i]):.3f}" for i, layer in enumerate(changed))
+    contrasts = {
+        "beyond untrained": lambda a, u, t: trunk_mean(a) - trunk_mean(u),
+        "like for like": lambda a, u, t: trunk_mean(a) - trunk_mean(t),
+        "heads less": lambda a, u, t: gap(a) - gap(u),
+    }
+    estimates = {label: seed_bootstrap(groups, fn) for label, fn in contrasts.items()}
+    verdicts = {label: interval_verdict(low, high) for label, (_, low, high, _) in estimates.items()}
+    opposite = [label for label, v in verdicts.items() if v == OPPOSITE_HOLDS]
+    if opposite:
+        verdict = OPPOSITE_HOLDS
+    elif verdicts["beyond untrained"] == HOLDS and verdicts["heads less"] == HOLDS:
+        verdict = HOLDS
+    else:
+        verdict = inconclusive(NULL_INSIDE)
+    a_means, u_means, t_means = (np.nanmean(g[2], axis=0) for g in groups)
+    per_layer = ", ".join(f"{layer} A {a_means[i]:.3f} / T {t_means[i]:.3f} / U {u_means[i]:.3f}"
+                          for i, layer in enumerate(changed))
+    contrast_text = "; ".join(f"{label} {e:+.3f} ({_ci_text(low, high)}: {verdicts[label]})"
+                              for label, (e, low, high, _) in estimates.items())
+    n_draws = min(e[3] for e in estimates.values())
     shared = _same_layer_rows(results, comparison, metric, "initial")
     shared_trunk = shared[shared["a_layer"].isin(trunk)]["score"]
     shared_text = (f" At step 0 the same '{comparison}' pairs already score {shared_trunk.mean():.3f} on the trunk "
                    f"(shared initial weights)." if len(shared_trunk) else "")
     detail = (
-        f"trunk above baseline {estimate:+.3f} ({_ci_text(low, high)}); trunk - heads {gap:+.3f} "
-        f"({_ci_text(gap_low, gap_high)}); agreement vs untrained baseline: {per_layer}; heads "
-        f"{np.nanmean(final[:, k:]):.3f}; {final.shape[0]} model pair(s), {base.shape[0]} baseline pair(s)."
+        f"{contrast_text}. Per trunk layer (A across {across}, T trained cross-seed, U untrained cross-seed): "
+        f"{per_layer}; heads A {np.nanmean(a_means[k:]):.3f} / U {np.nanmean(u_means[k:]):.3f}. "
+        f"{len(across_pairs[2])} model pair(s), {len(trained[2])} trained and {len(untrained[2])} untrained seed "
+        f"pair(s) over {len(untrained_seeds)} seeds; {n_draws} valid seed-resampled draws."
+        + (f" Opposite for: {', '.join(opposite)}." if opposite else "")
         + (f" Not changed by training (left out): {', '.join(not_changed)}." if not_changed else "")
         + shared_text
     )
-    return _row(name, estimate, verdict, definition, detail, (low, high), final.shape[0])
+    estimate, low, high, _ = estimates["beyond untrained"]
+    return _row(name, estimate, verdict, definition, detail, (low, high), len(untrained_seeds))
 
 
 # --------------------------------------------------------------------------- claim 3
@@ -445,14 +649,17 @@ def claims_posterior_collapse(results: pd.DataFrame, latents: pd.DataFrame | Non
                               metric: str = "cka") -> list[dict]:
     """Claim 3, directly: CKA(mean, sampled) falls as latent dimensions become passive.
 
-    One row per objective in the store. Objectives whose parameter does not
-    push the posterior towards the prior are ``not applicable``.
+    One row per objective in the store whose parameter pushes the posterior
+    towards the prior (:data:`COLLAPSE_OBJECTIVES`); the others get no row
+    (the claim says nothing about them). A store with none of them gets one
+    ``not enough data`` row.
     """
     definition = (
         f"Over the learned checkpoints (step 0 excluded) of every run of the objective: Spearman's rho between "
         f"{metric.upper()}(encoder.mean, encoder.sample) at that checkpoint (within-run rows) and the number of "
         f"passive latent dimensions at the same checkpoint (Cov_x(E[z_u|x]) <= {PASSIVE_VARIANCE} on the probe "
-        f"set, Burda et al. 2016). Holds if rho < 0 and the 95% CI from resampling whole runs is below 0 (needs "
+        f"set, Burda et al. 2016). Holds if the 95% CI of rho from resampling whole runs is below 0, opposite "
+        f"holds if it is above 0, inconclusive if it contains 0 (needs "
         f">= {MIN_RUNS_FOR_CORRELATION} runs and a varying number of passive dimensions). Applies to objectives "
         f"whose parameter pushes towards the prior: "
         + ", ".join(f"{name} ({param})" for name, param in COLLAPSE_OBJECTIVES.items()) + "."
@@ -463,14 +670,17 @@ def claims_posterior_collapse(results: pd.DataFrame, latents: pd.DataFrame | Non
         return [_row("claim 3: CKA(mean, sampled) falls as dimensions become passive", math.nan, NOT_ENOUGH_DATA,
                      definition, "the results store has no runs")]
     table = None if latents is None else collapse_table(results, latents, metric=metric)
+    if not set(objectives) & set(COLLAPSE_OBJECTIVES):
+        return [_row("claim 3: CKA(mean, sampled) falls as dimensions become passive", math.nan, NOT_ENOUGH_DATA,
+                     definition, f"no run of an objective whose parameter pushes towards the prior (the store has "
+                                 f"{', '.join(objectives)})")]
     rows = []
     for objective in objectives:
         name = f"claim 3: CKA(mean, sampled) falls as dimensions become passive [{objective}]"
         if objective not in COLLAPSE_OBJECTIVES:
-            rows.append(_row(name, math.nan, NOT_APPLICABLE, definition,
-                             f"{objective}'s parameter does not push the posterior towards the prior in the same "
-                             f"way (DIP-VAE's lambda penalises the covariance of the mean; beta-TC-VAE's beta the "
-                             f"total correlation); see the CKA(mean, sampled) figure for it"))
+            # DIP-VAE's lambda penalises the covariance of the mean, beta-TC-VAE's beta the total correlation:
+            # neither pushes the whole posterior towards the prior, so the claim is not tested on them
+            logger.info("claim 3: %s's parameter does not push towards the prior; no verdict for it", objective)
             continue
         if table is None:
             rows.append(_row(name, math.nan, NOT_ENOUGH_DATA, definition,
@@ -487,7 +697,7 @@ def claims_posterior_collapse(results: pd.DataFrame, latents: pd.DataFrame | Non
             continue
         rho, low, high = clustered_spearman(part["score"].to_numpy(), part["passive_dims"].to_numpy(),
                                             part["run"].to_numpy())
-        verdict = HOLDS if _above_zero(-rho) and _above_zero(-high) else DOES_NOT_HOLD
+        verdict = interval_verdict(-high, -low)  # the claim: -rho > 0
         by_count = part.groupby("passive_dims")["score"].mean()
         detail = (
             f"rho = {rho:+.3f} ({_ci_text(low, high)}, runs resampled), {n_runs} runs, {len(part)} checkpoints; "
@@ -523,12 +733,13 @@ def format_findings(findings: pd.DataFrame, *, width: int = 110) -> str:
     """Findings as a plain-text table for the terminal: verdict, value, finding, then its numbers."""
     import textwrap
 
-    indent = " " * 29
-    lines = [f"{'verdict':<16} {'value':>8}   finding"]
+    column = max([len("verdict")] + [len(str(v)) for v in findings["verdict"]])
+    indent = " " * (column + 13)
+    lines = [f"{'verdict':<{column}} {'value':>8}   finding"]
     for row in findings.itertuples(index=False):
         missing = row.value is None or (isinstance(row.value, float) and np.isnan(row.value))
         value = "-" if missing else f"{row.value:+.3f}"
-        lines.append(f"{row.verdict:<16} {value:>8}   {row.finding}")
+        lines.append(f"{row.verdict:<{column}} {value:>8}   {row.finding}")
         if row.detail:
             lines.append(textwrap.fill(str(row.detail), width=width, initial_indent=indent, subsequent_indent=indent))
     summary = support_summary(findings)
@@ -553,11 +764,12 @@ def short_name(finding: str) -> str:
 
 def support_summary(findings: pd.DataFrame) -> str:
     """One sentence per verdict kind: which claims this study supports, contradicts, or cannot judge."""
-    labels = {HOLDS: "This study supports", DOES_NOT_HOLD: "It does not support",
-              NOT_ENOUGH_DATA: "It cannot judge (not enough data)", NOT_APPLICABLE: "Not applicable"}
+    labels = {HOLDS: "This study supports", OPPOSITE_HOLDS: "The opposite holds for",
+              INCONCLUSIVE: "It cannot tell (inconclusive)", NOT_ENOUGH_DATA: "It cannot judge (not enough data)"}
+    words = findings["verdict"].map(verdict_word)
     parts = []
     for verdict, label in labels.items():
-        names = [short_name(name) for name in findings.loc[findings["verdict"] == verdict, "finding"]]
+        names = [short_name(name) for name in findings.loc[words == verdict, "finding"]]
         if names:
             parts.append(f"{label}: {', '.join(names)}.")
     return " ".join(parts)

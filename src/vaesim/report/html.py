@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-VERDICT_CLASS = {"holds": "holds", "does not hold": "fails", "not enough data": "nodata"}
+# by the verdict's word (an ``inconclusive`` verdict carries its reason in parentheses)
+VERDICT_CLASS = {"holds": "holds", "opposite holds": "fails", "inconclusive": "nodata", "not enough data": "nodata"}
 RUN_COLUMNS = ("run_id", "dataset", "objective", "param_name", "param", "seed", "steps", "active_dims",
                "cka_mean_sample", "loss", "reconstruction", "kl")
 
@@ -110,7 +111,7 @@ def findings_html(findings: pd.DataFrame) -> str:
     """The findings table: verdict, finding, value, numbers behind it, definition."""
     rows = []
     for row in findings.itertuples(index=False):
-        css = VERDICT_CLASS.get(row.verdict, "nodata")
+        css = VERDICT_CLASS.get(str(row.verdict).split(" (", 1)[0], "nodata")
         rows.append(
             f"<tr><td><span class='verdict {css}'>{_text(row.verdict)}</span></td>"
             f"<td><strong>{_text(row.finding)}</strong><div class='definition'>{_text(row.definition)}</div></td>"

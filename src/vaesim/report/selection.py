@@ -22,8 +22,9 @@ Verdict (one finding row per layer and headline target, ``udr_lasso`` and
 cells with at least :data:`MIN_RUNS` runs and :data:`MIN_GROUPS` strengths;
 its interval from the cells' bootstrap draws combined the same way. It
 **holds** when the interval's lower end is above 0 (higher similarity goes
-with higher disentanglement), **does not hold** otherwise; not enough data
-without a qualifying cell.
+with higher disentanglement), **opposite holds** when its upper end is below
+0, **inconclusive** when it contains 0; not enough data without a qualifying
+cell.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import pandas as pd
 from scipy import stats
 
 from vaesim.report import layers as L
-from vaesim.report.findings import DOES_NOT_HOLD, FINDING_COLUMNS, HOLDS, NOT_ENOUGH_DATA, _row
+from vaesim.report.findings import FINDING_COLUMNS, NOT_ENOUGH_DATA, _row, interval_verdict
 
 __all__ = ["HEADLINE_TARGETS", "cross_seed_similarity", "selection_findings", "selection_report", "selection_table"]
 
@@ -140,7 +141,7 @@ def selection_findings(table: pd.DataFrame) -> pd.DataFrame:
                           f"similarity with the other seeds ({layer_set}) and its {target} at the final "
                           f"checkpoint; n-weighted mean over cells with >= {MIN_RUNS} runs and >= {MIN_GROUPS} "
                           "strengths, 95% interval from resampling strength groups; holds when the interval is "
-                          "above 0")
+                          "above 0, opposite holds when it is below 0, inconclusive when it contains 0")
             cells = table[(table.layer_set == layer_set) & (table.target == target)] if len(table) else table
             usable = cells[(cells.n_runs >= MIN_RUNS) & (cells.n_strengths >= MIN_GROUPS) & cells.rho.notna()] \
                 if len(cells) else cells
@@ -157,7 +158,7 @@ def selection_findings(table: pd.DataFrame) -> pd.DataFrame:
                     np.isfinite(draws) * weights[:, None], axis=0)
             combined = combined[np.isfinite(combined)]
             low, high = (np.percentile(combined, [2.5, 97.5]) if len(combined) else (math.nan, math.nan))
-            verdict = HOLDS if low > 0 else DOES_NOT_HOLD
+            verdict = interval_verdict(low, high)
             detail = "; ".join(f"{r.dataset}/{r.objective}: rho {r.rho:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] "
                                f"({r.n_runs} runs, {r.n_strengths} strengths)" for r in usable.itertuples())
             rows.append(_row(name, value, verdict, definition, detail, (float(low), float(high)),

@@ -37,6 +37,10 @@ def test_objective_names_without_torch_match_the_objectives():
     from vaesim.models.objectives import OBJECTIVES
 
     assert MAIN_PARAMS == {name: cls.main_param for name, cls in OBJECTIVES.items()}
+    from vaesim.models.names import OBJECTIVE_PARAMS
+    from vaesim.models.objectives import objective_params
+
+    assert OBJECTIVE_PARAMS == {name: tuple(objective_params(name)) for name in OBJECTIVES}
 
 
 def _subparser(parser: argparse.ArgumentParser, *path: str) -> argparse.ArgumentParser:

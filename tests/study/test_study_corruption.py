@@ -203,10 +203,15 @@ def test_an_entry_of_the_wrong_shape_gets_one_line_and_a_rerun_restores_it(refer
     assert len(problems) == 1 and problems[0].fix[0] in ("aside", "unlink")
     with caplog.at_level(logging.WARNING, logger="vaesim"):
         _rerun(study)
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(rel + ":")]
-    assert len(lines) == 1 and "\n" not in lines[0]
+    # the runner's first look (vaesim.study.shapes) moves the entry into set-aside/ and names it in one line;
+    # what it misses, the verify-driven repair renames beside it (".displaced-N"): either way one line
+    # (a moved file whose checksum sidecar stays gets a second line: the task that rewrites it)
+    lines = [r.getMessage() for r in caplog.records
+             if r.getMessage().startswith(rel + ":") or r.getMessage().startswith(f"{study / rel} ")]
+    assert 1 <= len(lines) <= 2 and not any("\n" in line for line in lines)
     assert verify_study(study).ok
-    restored = {k: v for k, v in snapshot(study).items() if ".displaced-" not in k}
+    restored = {k: v for k, v in snapshot(study).items()
+                if ".displaced-" not in k and not k.startswith("set-aside/")}
     assert restored == snapshot(reference)
-    if problems[0].fix[0] == "aside":  # what stood there is kept beside it
-        assert (study / f"{rel}.displaced-1").exists()
+    if problems[0].fix[0] == "aside":  # what stood there is kept, never deleted
+        assert (study / f"{rel}.displaced-1").exists() or (study / "set-aside" / rel).exists()

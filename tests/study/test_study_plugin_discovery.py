@@ -67,7 +67,9 @@ def test_a_plugin_module_beside_the_spec_is_found_by_the_command_and_by_the_stud
 def test_a_missing_plugin_module_is_reported_under_plugins_not_metrics(tmp_path):
     spec_file = tmp_path / "study.yaml"
     spec_file.write_text(yaml.safe_dump(spec_with(["absent_corr"], ["absent_measure_module"])))
-    done = run_cli(["study", "plan", str(spec_file), "--no-calibrate"], cwd=tmp_path)
+    # `study run` imports plug-ins (the inspecting `study plan --no-calibrate` never does: see
+    # test_inspection_runs_no_code.py); the spec check fails before any work
+    done = run_cli(["study", "run", str(spec_file), "--out", str(tmp_path / "out")], cwd=tmp_path)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert lines[0] == f"vaesim: error: study spec {spec_file} is invalid:"

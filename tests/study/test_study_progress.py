@@ -237,4 +237,6 @@ def test_status_of_a_copied_study_recommends_resuming_the_copy(tmp_path, tiny_sp
     text = study_status(copy).format()
     assert f"rerun `vaesim study run {copy / 'spec.yaml'} --out {copy}` to resume" in text
     assert str(original) not in text
-    assert f"rerun `vaesim study run quick --out {original}` to resume" in study_status(original).format()
+    # the advice is rebuilt from the directory itself, never from the stored command text (issue 23, item 9)
+    assert f"rerun `vaesim study run {original / 'spec.yaml'} --out {original}` to resume" in \
+        study_status(original).format()

@@ -46,7 +46,7 @@ def test_report_draws_nothing_from_a_probe_or_checkpoint_that_fails_its_checksum
                     f"drawn from it; `vaesim study verify {tiny_copy}` lists it and a rerun of `vaesim study run` "
                     "recomputes it"]  # once, however many figures wanted it
     page = (tiny_copy / "report.html").read_text()
-    drawn = set(re.findall(r"<figure id='fig-([^']+)'><img", page))
+    drawn = set(re.findall(r"<figure id='fig-([^']+)'><a [^>]*><img", page))
     assert not {"reconstructions", "traversals_over_training", "traversal_00"} & drawn
     assert "does not match its recorded SHA-256" in page
     # with the probe repaired, the run whose final checkpoint is gone is refused by name; the others are drawn
@@ -56,5 +56,5 @@ def test_report_draws_nothing_from_a_probe_or_checkpoint_that_fails_its_checksum
     assert main(["report", str(tiny_copy)]) == 0
     said = " ".join(r.getMessage() for r in caplog.records if r.name == "vaesim.report.pictures")
     assert f"checkpoint {final} does not match its recorded SHA-256" in said and str(probe) not in said
-    drawn = set(re.findall(r"<figure id='fig-([^']+)'><img", (tiny_copy / "report.html").read_text()))
+    drawn = set(re.findall(r"<figure id='fig-([^']+)'><a [^>]*><img", (tiny_copy / "report.html").read_text()))
     assert "traversal_00" not in drawn and "traversal_01" in drawn

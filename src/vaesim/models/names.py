@@ -17,6 +17,27 @@ MAIN_PARAMS: dict[str, str] = {
     "factor_vae": "gamma",
 }
 OBJECTIVE_NAMES: tuple[str, ...] = tuple(MAIN_PARAMS)
+# objective name -> every parameter it accepts (the arguments of its class)
+OBJECTIVE_PARAMS: dict[str, tuple[str, ...]] = {
+    "beta_vae": ("beta",),
+    "annealed_vae": ("c_max", "gamma", "iteration_threshold"),
+    "beta_tc_vae": ("beta", "sampling", "dataset_size"),
+    "dip_vae_i": ("lambda_od", "lambda_d"),
+    "dip_vae_ii": ("lambda_od", "lambda_d"),
+    "factor_vae": ("gamma", "latent_dim", "discriminator_lr", "discriminator_betas"),
+}
+
+
+def check_objective_params(name: str, params: dict) -> None:
+    """ValueError listing the valid objectives / parameters when ``name`` or a key of ``params`` is unknown."""
+    if name not in OBJECTIVE_PARAMS:
+        raise ValueError(f"objective {name!r} is unknown; valid objectives: {', '.join(OBJECTIVE_PARAMS)}")
+    valid = OBJECTIVE_PARAMS[name]
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"objective {name!r} has no parameter {', '.join(map(repr, unknown))}; valid parameters: {', '.join(valid)}"
+        )
 # objective name -> {parameter chosen by name: its allowed values (the first is the default)}; every other
 # parameter is a number
 CHOICE_PARAMS: dict[str, dict[str, tuple[str, ...]]] = {

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vaesim.models.losses import covariance, dip_penalty, shuffle_codes, total_correlation
+from vaesim.models.names import check_objective_params  # noqa: F401 - the torch-free check, re-exported
 
 
 class Objective(nn.Module, abc.ABC):
@@ -248,17 +249,6 @@ def objective_params(name: str) -> list[str]:
     """Every parameter objective ``name`` accepts."""
     _check_name(name)
     return _valid_params(name)
-
-
-def check_objective_params(name: str, params: dict) -> None:
-    """ValueError listing the valid objectives / parameters when ``name`` or a key of ``params`` is unknown."""
-    _check_name(name)
-    valid = _valid_params(name)
-    unknown = sorted(set(params) - set(valid))
-    if unknown:
-        raise ValueError(
-            f"objective {name!r} has no parameter {', '.join(map(repr, unknown))}; valid parameters: {', '.join(valid)}"
-        )
 
 
 def make_objective(name: str, **params) -> Objective:

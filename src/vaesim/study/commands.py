@@ -64,9 +64,10 @@ def register(subparsers) -> None:
         "query", help="run SQL (DuckDB) over the stored scores of one or more studies; views results, runs, "
                                         "training_metrics, latents, disentanglement, layers",
         description="Run one DuckDB SQL query over the stored tables of DIR (several DIRs: each view is their union "
-                    "and gains a `study` column holding the directory as given). Views: results (one row per layer "
-                    "pair and metric), runs, training_metrics, latents, disentanglement, and layers (each layer's position in "
-                    "network order: ORDER BY position). Every file is verified "
+                    "and gains a `study` column holding the directory as given). "
+                    "Views: results, runs, training_metrics, latents, disentanglement, layers. results: one row per "
+                    "layer pair and metric; layers: each layer's position in network order (ORDER BY position). "
+                    "Every file is verified "
                     "against its checksum first; the query can read nothing outside the studies' tables. Limits: "
                     f"the query is stopped after --timeout seconds (default {QUERY_TIMEOUT_S:g}), DuckDB keeps at "
                     f"most --memory-limit in memory (default {QUERY_MEMORY_LIMIT}) and spills the rest into a "

@@ -114,6 +114,7 @@ def _udr_scores(root: Path, task: UDRTask, dataset, indices, device: str, codes:
 
     from vaesim.metrics.udr import LatentCodes, udr
 
+    meter.update(0)
     for run in task.runs:
         model = _load_model(root, run.run_id, task.step, task.device)
         means, logvars = [], []

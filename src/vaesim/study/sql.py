@@ -28,6 +28,8 @@ QUERY_VIEWS = ("results", "runs", "training_metrics", "latents", "disentanglemen
 
 def _layers_view(con) -> None:
     """The ``layers`` view: ``layer``, ``position`` (0 = input) in network order, to sort by (``ORDER BY position``)."""
+    import pandas as pd
+
     from vaesim.models.names import NETWORK_ORDER
 
     con.register("layers_order", pd.DataFrame({"layer": list(NETWORK_ORDER), "position": range(len(NETWORK_ORDER))}))

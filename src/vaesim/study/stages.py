@@ -243,7 +243,7 @@ def checked_sums(run_dir: Path) -> tuple[dict[str, str], int | None]:
     not match the SHA-256 recorded in the JSON (:func:`vaesim.training.checkpoint.checkpoint_damage`).
     A checkpoint saved before checksums were recorded with it is hashed as it is.
     """
-    from vaesim.training import list_checkpoints
+    from vaesim.training.checkpoint_files import list_checkpoints
     from vaesim.training.checkpoint_files import checkpoint_damage, recorded_sha256
 
     sums, damaged = {}, None

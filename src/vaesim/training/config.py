@@ -8,9 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vaesim.models.architectures import ARCHITECTURES, INITIALISATIONS
-from vaesim.models.losses import RECONSTRUCTIONS
-from vaesim.models.objectives import check_objective_params
+from vaesim.models.names import ARCHITECTURES, INITIALISATIONS, RECONSTRUCTIONS, check_objective_params  # torch-free
 
 SAMPLE_NOISE = ("independent", "shared")
 SCHEDULE_HELP = (

@@ -113,7 +113,9 @@ def test_pool_workers_exit_when_the_runner_is_killed(tmp_path):
     out = tmp_path / "orphans"
     command = [sys.executable, "-m", "vaesim.cli", "study", "run", str(spec_path), "--out", str(out),
                "--workers", "2", "--threads", "1", "--no-progress"]
-    runner = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # two pool workers whatever this machine's CPU count (VAESIM_CPUS=1 would cut --workers 2 to one process)
+    env = {**os.environ, "VAESIM_CPUS": "2"}
+    runner = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 120
     workers: list[int] = []
     while len(workers) < 2:

@@ -33,6 +33,9 @@ from pathlib import Path
 from vaesim.study.plan import STAGES, CompareTask, DisentangleTask, StudyPlan, UDRTask, noise_layers
 
 RESULT_ROW_BYTES = 40  # compressed Parquet bytes per similarity row (measured on the quick preset: ~35)
+#: a compare task's own cost beside its arithmetic: reading and verifying its inputs, writing its table
+COMPARE_TASK_SECONDS = 0.5
+READ_AND_HASH_RATE = 0.5e9  # bytes/s: np.load of a summary file plus its SHA-256 check
 LATENTS_FILE_BYTES = 12_000  # one checkpoint's latents.parquet and its checksum (measured: ~8 KB at 10 dims)
 RUN_LOG_BYTES_PER_STEP = 400  # metrics.jsonl per logged step, checkpoint JSON and sums (measured: ~250)
 #: ``n^2 p`` from which a Gram is formed in mixed precision (vaesim.similarity.summary.MIXED_MIN_WORK)
@@ -62,6 +65,7 @@ class Calibration:
     udr_seconds: tuple[float, float]
     cores: int
     seconds: float  # how long the calibration itself took
+    pair_overhead_seconds: float = 0.0  # per layer pair and metric: the engine's bookkeeping, rows, the table
     busy: float = 1.0  # CPU time / wall time while training one thread: < 1 when other work shares the cores
 
 
@@ -157,12 +161,28 @@ def calibrate(plan: StudyPlan, *, train_steps: int = 5) -> Calibration:
         layers = tuple(spec.layer_names())
         forward = _timed(lambda: extract_activations(model, images, layers=layers, seed=0), repeats=2) / 128
         kernels = measure_kernels()
+        overhead = _pair_overhead(model, channels, layers, tuple(spec.metrics))
         fractions, disentangle_seconds, points, udr_seconds = _calibrate_disentangle(spec, model, channels)
     return Calibration(
         seconds_per_step=seconds_per_step, checkpoint_bytes=checkpoint_bytes, forward_seconds_per_image=forward,
         disentangle_fractions=fractions, disentangle_seconds=disentangle_seconds, udr_points=points,
         udr_seconds=udr_seconds, cores=available_cpus(), seconds=time.perf_counter() - started, busy=busy,
-        **kernels)
+        pair_overhead_seconds=overhead, **kernels)
+
+
+def _pair_overhead(model, channels: int, layers: tuple, metrics: tuple) -> float:
+    """Seconds per layer pair and metric that are not arithmetic: all layer pairs of two models at n = 16."""
+    import numpy as np
+
+    from vaesim.activations import extract_activations
+    from vaesim.similarity import compare, summarise
+
+    images = np.random.default_rng(1).random((16, channels, 64, 64), dtype=np.float32)
+    built = [extract_activations(model, images, layers=layers, seed=seed) for seed in (0, 1)]
+    models = {k: {name: summarise(x, name=name, metrics=metrics) for name, x in acts.items()}
+              for k, acts in enumerate(built)}
+    seconds = _timed(lambda: compare(models, metrics=metrics, model_pairs=[(0, 1)]), repeats=2)
+    return seconds / (len(layers) ** 2 * len(metrics))
 
 
 def _calibrate_disentangle(spec, model, channels: int):
@@ -362,7 +382,10 @@ def _compare_task_seconds(task: CompareTask, widths: dict[str, int], n: int, cka
         if procrustes:
             procrustes_units += [procrustes_pair_seconds(n, widths[la], widths[lb] if lb else 8, c)
                                  for la, lb in pairs]
-    seconds = 0.0
+    seconds = COMPARE_TASK_SECONDS + layer_pairs * c.pair_overhead_seconds * (int(cka) + int(procrustes))
+    if not task.cache_summaries:  # each checkpoint's summary file read and checked against its SHA-256
+        per_model = sum(summary_bytes(n, widths[name], procrustes) for name in layers)
+        seconds += len(models) * per_model / READ_AND_HASH_RATE
     if cka:  # packed-Gram inner products (n^2 flops per layer pair) + Grams of narrow layers formed per call
         summaries = len(models) * len(layers)
         narrow = sum(n * n * widths[name] for name in layers if widths[name] <= n / 2) * len(models)

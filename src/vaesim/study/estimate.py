@@ -36,6 +36,9 @@ RESULT_ROW_BYTES = 40  # compressed Parquet bytes per similarity row (measured o
 #: a compare task's own cost beside its arithmetic: reading and verifying its inputs, writing its table
 COMPARE_TASK_SECONDS = 0.5
 READ_AND_HASH_RATE = 0.5e9  # bytes/s: np.load of a summary file plus its SHA-256 check
+#: an extract task's own cost beside the forward pass and the summaries: loading and verifying the checkpoint and
+#: the probe set, writing the latents table and the summary file with their checksums (measured here: ~1 s)
+EXTRACT_TASK_SECONDS = 1.0
 LATENTS_FILE_BYTES = 12_000  # one checkpoint's latents.parquet and its checksum (measured: ~8 KB at 10 dims)
 RUN_LOG_BYTES_PER_STEP = 400  # metrics.jsonl per logged step, checkpoint JSON and sums (measured: ~250)
 #: ``n^2 p`` from which a Gram is formed in mixed precision (vaesim.similarity.summary.MIXED_MIN_WORK)
@@ -291,11 +294,13 @@ def estimate(plan: StudyPlan, calibration: Calibration, widths: dict[str, int] |
         if task.resample:
             units += [per_layer[name] for name in noise_layers(task.layers) if name in per_layer]
             images *= 2
+        extract_seconds += EXTRACT_TASK_SECONDS
         if task.cache_summaries:  # no summary stored: extraction records the latents (and kept activations)
             extract_seconds += n * c.forward_seconds_per_image
         else:
-            extract_seconds += images * c.forward_seconds_per_image + spread(units, cores)
-            extract_bytes += sum(summary_bytes(n, widths[name], procrustes) for name in task.layers if name in widths)
+            written = sum(summary_bytes(n, widths[name], procrustes) for name in task.layers if name in widths)
+            extract_seconds += images * c.forward_seconds_per_image + spread(units, cores) + written / READ_AND_HASH_RATE
+            extract_bytes += written
             if task.resample:
                 extract_bytes += sum(summary_bytes(n, widths[name], procrustes)
                                      for name in noise_layers(task.layers) if name in widths)

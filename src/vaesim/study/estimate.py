@@ -410,6 +410,8 @@ def human_bytes(count: float) -> str:
 def human_seconds(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
+    if seconds < 600:  # whole minutes would hide up to 40% here
+        return f"{seconds / 60:.1f} min"
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     if seconds < 2 * 86400:

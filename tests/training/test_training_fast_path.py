@@ -269,25 +269,30 @@ def test_compiled_forward_has_the_eager_loss_gradients_and_random_stream(caplog)
     assert torch.equal(compiled[3], eager[3])
 
 
-def test_a_failing_compiler_falls_back_to_eager_with_a_warning(tmp_path, monkeypatch, caplog):
-    """torch.compile raising at the first call (no C++ compiler, say): the run warns, trains eagerly and
-    ends with exactly the eager run's weights."""
+def _eager_and_fallback_weights(tmp_path, monkeypatch, caplog, fake_compile):
+    """Train 3 steps eagerly, then with ``torch.compile`` replaced by ``fake_compile``; both final weights."""
     dataset = ImageArray(blob_images(64, seed=4))
     config = TrainConfig(architecture="fc", objective="beta_vae", steps=3, batch_size=16, checkpoints=[3],
                          log_every=1, seed=0)
+    train(config, tmp_path / "eager", dataset=dataset, progress=False, device="cpu", compile=False)
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    with caplog.at_level("WARNING", logger="vaesim.training.loop"):
+        train(config, tmp_path / "fallback", dataset=dataset, progress=False, device="cpu", compile=True)
+    eager = load_file(str(tmp_path / "eager" / "checkpoints" / "step_00000003.safetensors"))
+    fallback = load_file(str(tmp_path / "fallback" / "checkpoints" / "step_00000003.safetensors"))
+    return eager, fallback
 
+
+def test_a_failing_compiler_falls_back_to_eager_with_a_warning(tmp_path, monkeypatch, caplog):
+    """torch.compile raising at the first call (no C++ compiler, say): the run warns, trains eagerly and
+    ends with exactly the eager run's weights."""
     def broken(model, **kwargs):
         def call(*args, **kw):
             raise RuntimeError("no working C++ compiler")
         return call
 
-    train(config, tmp_path / "eager", dataset=dataset, progress=False, device="cpu", compile=False)
-    monkeypatch.setattr(torch, "compile", broken)
-    with caplog.at_level("WARNING", logger="vaesim.training.loop"):
-        train(config, tmp_path / "fallback", dataset=dataset, progress=False, device="cpu", compile=True)
+    eager, fallback = _eager_and_fallback_weights(tmp_path, monkeypatch, caplog, broken)
     assert "torch.compile failed (RuntimeError: no working C++ compiler); training eagerly" in caplog.text
-    eager = load_file(str(tmp_path / "eager" / "checkpoints" / "step_00000003.safetensors"))
-    fallback = load_file(str(tmp_path / "fallback" / "checkpoints" / "step_00000003.safetensors"))
     assert eager.keys() == fallback.keys() and all(torch.equal(eager[k], fallback[k]) for k in eager)
 
 
@@ -295,23 +300,14 @@ def test_a_compiler_that_computes_wrongly_falls_back_to_eager_with_a_warning(tmp
     """torch.compile that builds but returns wrong numbers (torch 2.13's inductor under
     ATEN_CPU_CAPABILITY=avx2 on an AVX-512 CPU returns logits of 1e36): the first batch is checked against
     eager, the run warns, trains eagerly and ends with exactly the eager run's weights."""
-    dataset = ImageArray(blob_images(64, seed=4))
-    config = TrainConfig(architecture="fc", objective="beta_vae", steps=3, batch_size=16, checkpoints=[3],
-                         log_every=1, seed=0)
-
     def wrong(model, **kwargs):
         def call(images, noise):
             out = model(images, noise)
             return out._replace(logits=out.logits * 1e30)  # VAEOutput is a NamedTuple
         return call
 
-    train(config, tmp_path / "eager", dataset=dataset, progress=False, device="cpu", compile=False)
-    monkeypatch.setattr(torch, "compile", wrong)
-    with caplog.at_level("WARNING", logger="vaesim.training.loop"):
-        train(config, tmp_path / "fallback", dataset=dataset, progress=False, device="cpu", compile=True)
+    eager, fallback = _eager_and_fallback_weights(tmp_path, monkeypatch, caplog, wrong)
     assert "torch.compile's forward disagrees with eager (logits: max |compiled - eager|" in caplog.text
-    eager = load_file(str(tmp_path / "eager" / "checkpoints" / "step_00000003.safetensors"))
-    fallback = load_file(str(tmp_path / "fallback" / "checkpoints" / "step_00000003.safetensors"))
     assert eager.keys() == fallback.keys() and all(torch.equal(eager[k], fallback[k]) for k in eager)
 
 

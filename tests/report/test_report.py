@@ -126,7 +126,7 @@ def test_training_section_draws_the_stored_curves(study, report):
 
 
 def test_runs_table_shows_short_ids_and_provenance_is_reported(tmp_path):
-    from vaesim.study.provenance import PROVENANCE_FILE, ProvenanceRecorder, read_provenance
+    from vaesim.study.store.provenance import PROVENANCE_FILE, ProvenanceRecorder, read_provenance
 
     study = Synthetic(params=(1.0, 2.0), seeds=(0,)).write_study(tmp_path / "s")
     recorder = ProvenanceRecorder(study, command="vaesim study run quick --out s")

@@ -26,7 +26,7 @@ from vaesim.report.findings import baseline_table, compute_findings
 from vaesim.report.html import render_report, table_html
 from vaesim.report.pictures import NoCheckpoints
 from vaesim.report.training_figures import figure_kl_per_dimension, figure_training_curves
-from vaesim.study.provenance import environment, read_provenance
+from vaesim.study.store.provenance import environment, read_provenance
 from vaesim.report.selection import selection_report
 from vaesim.utils import atomic_path, atomic_write_text
 

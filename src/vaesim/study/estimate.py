@@ -136,7 +136,8 @@ def calibrate(plan: StudyPlan, *, train_steps: int = 5) -> Calibration:
     from vaesim.data import get_dataset
     from vaesim.data.registry import get_spec
     from vaesim.models import build_vae
-    from vaesim.study.stages import resolve_device, train_config
+    from vaesim.study.stages.checkpoints import train_config
+    from vaesim.study.stages.devices import resolve_device
     from vaesim.training import train
     from vaesim.utils.threads import available_cpus, thread_limit
 

@@ -292,8 +292,10 @@ def estimate(plan: StudyPlan, calibration: Calibration, widths: dict[str, int] |
     for task in plan.tasks["extract"]:
         units = [per_layer[name] for name in task.layers if name in per_layer]
         images = n
+        if task.decoder_input == "final_mean" and task.step != task.final_step:
+            images += n / 2  # the final checkpoint's encoder, for the decoder's code (about half a forward)
         if task.resample:
-            units += [per_layer[name] for name in noise_layers(task.layers) if name in per_layer]
+            units += [per_layer[name] for name in noise_layers(task.layers, task.decoder_input) if name in per_layer]
             images *= 2
         extract_seconds += EXTRACT_TASK_SECONDS
         if task.cache_summaries:  # no summary stored: extraction records the latents (and kept activations)
@@ -304,7 +306,7 @@ def estimate(plan: StudyPlan, calibration: Calibration, widths: dict[str, int] |
             extract_bytes += written
             if task.resample:
                 extract_bytes += sum(summary_bytes(n, widths[name], procrustes)
-                                     for name in noise_layers(task.layers) if name in widths)
+                                     for name in noise_layers(task.layers, task.decoder_input) if name in widths)
         extract_bytes += LATENTS_FILE_BYTES + sum(n * widths[name] * 4 for name in task.keep_activations
                                                   if name in widths)
 

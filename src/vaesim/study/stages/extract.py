@@ -54,17 +54,20 @@ def extract_stage(root: Path, task: ExtractTask) -> str | None:
     probe = load_probe(root, task.dataset)
     recorded = tuple(dict.fromkeys((*task.layers, *LATENT_LAYERS)))
     meter = TaskProgress(root, task.task_id, f"extract {run_id} step {step}", 1 + len(task.layers), unit="layer")
+    code = decoder_code(root, task, model, probe)
     activations = extract_activations(
         model, probe_images(probe), layers=recorded,
         seed=noise_seed(task.probe_seed, run_id, step, task.sample_noise), device=resolve_device(task.device),
+        decoder_code=code,
     )
     latents = latent_statistics(activations["encoder.mean"], activations["encoder.logvar"])
     write_table(root / layout.latents_path(run_id, step), latents.assign(run_id=run_id, step=step), checksum=True)
     if task.resample and not task.cache_summaries:
-        resampled_layers = tuple(layout.noise_layers(task.layers))
+        resampled_layers = tuple(layout.noise_layers(task.layers, task.decoder_input))
         again = extract_activations(
             model, probe_images(probe), layers=resampled_layers,
             seed=noise_seed(task.probe_seed, run_id + RESAMPLED_SUFFIX, step), device=resolve_device(task.device),
+            decoder_code=code,
         )
         path = root / layout.resampled_path(run_id, step)
         save_summaries(path, summarise_layers(again, resampled_layers, builtin_metrics(task.metrics),
@@ -90,6 +93,30 @@ def extract_stage(root: Path, task: ExtractTask) -> str | None:
     return None
 
 
+def decoder_code(root: Path, task: ExtractTask, model, probe):
+    """The code the decoder is recorded on: None (its own sample) or the final checkpoint's mean code (n, d).
+
+    ``task.decoder_input`` ``final_mean``: the mean code of the run's checkpoint at ``task.final_step`` on the
+    probe images, the same array at every checkpoint of the run. That checkpoint is verified against the
+    sums recorded after training before it is read (RuntimeError when it is damaged: the run is repaired by
+    the next ``vaesim study run``).
+    """
+    from vaesim.activations import mean_code
+    from vaesim.training import load_checkpoint
+
+    if task.decoder_input == "sample":
+        return None
+    if task.step == task.final_step:
+        final = model
+    else:
+        if not checkpoint_intact(root, task.run_id, task.final_step):
+            raise RuntimeError(f"cannot record run {task.run_id} step {task.step} on the final mean code: the "
+                               f"checkpoint of step {task.final_step} is damaged; rerun `vaesim study run` to "
+                               "repair the run")
+        final, _meta = load_checkpoint(root / layout.run_dir(task.run_id), task.final_step)
+    return mean_code(final, probe_images(probe), device=resolve_device(task.device))
+
+
 def checkpoint_summaries(root: Path, task: ExtractTask, *, resampled: bool = False) -> dict:
     """The summaries ``task`` would store, computed in memory (spec ``summaries: cache``): ``{layer: summary}``.
 
@@ -106,11 +133,12 @@ def checkpoint_summaries(root: Path, task: ExtractTask, *, resampled: bool = Fal
                            "rerun `vaesim study run` to repair the run")
     model, _meta = load_checkpoint(root / layout.run_dir(run_id), step)
     probe = load_probe(root, task.dataset)
-    layers = tuple(layout.noise_layers(task.layers)) if resampled else task.layers
+    layers = tuple(layout.noise_layers(task.layers, task.decoder_input)) if resampled else task.layers
     seed = (noise_seed(task.probe_seed, run_id + RESAMPLED_SUFFIX, step) if resampled
             else noise_seed(task.probe_seed, run_id, step, task.sample_noise))
     activations = extract_activations(model, probe_images(probe), layers=layers, seed=seed,
-                                      device=resolve_device(task.device))
+                                      device=resolve_device(task.device),
+                                      decoder_code=decoder_code(root, task, model, probe))
     metrics = builtin_metrics(task.metrics)
     summaries = summarise_layers(activations, layers, metrics, array_device(task.device))
     if resampled or not plugin_metrics(task.metrics):

@@ -436,8 +436,6 @@ def format_plan(plan: StudyPlan, estimates: list[StageEstimate] | None, calibrat
     lines.append(f"  {'total':11s} {sum(e.tasks for e in estimates):>7d} "
                  f"{human_bytes(sum(e.bytes for e in estimates)):>10s} "
                  f"{human_seconds(sum(e.seconds for e in estimates)):>10s}")
-    import os
-
     lines.append(
         f"calibration ({calibration.seconds:.0f} s on this machine, {calibration.cores} usable cores, device "
         f"'{plan.spec.device}', one thread per task): {calibration.seconds_per_step * 1000:.0f} ms per training "

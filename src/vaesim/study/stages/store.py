@@ -17,9 +17,6 @@ from vaesim.utils import sha256_file
 logger = logging.getLogger(__name__)
 
 
-MONITOR_COLUMNS = ("active_dims", "cka_mean_sample")
-
-
 def run_metrics(root: Path, run_id: str) -> pd.DataFrame:
     """The training log of a finished run, verified against the SHA-256 recorded after training.
 

@@ -25,12 +25,11 @@ import os
 import shlex
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
 from vaesim.study.plan import LATENTS_TABLE, RUNS_TABLE, TRAINING_METRICS_TABLE
-from vaesim.study.schema import DISENTANGLEMENT_SCHEMA, RESULT_KEY, RESULT_SCHEMA
+from vaesim.study.schema import DISENTANGLEMENT_SCHEMA, RESULT_SCHEMA
 from vaesim.study.stages.files import is_written, verified
 
 logger = logging.getLogger(__name__)
@@ -206,12 +205,3 @@ def load_disentanglement(study_dir: str | Path) -> pd.DataFrame:
     check_verified(files, Path(study_dir))  # a table edited after its sidecar was written is refused, not read
     return pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)
 
-
-def duplicated_keys(results: pd.DataFrame) -> int:
-    """Number of rows whose :data:`vaesim.study.schema.RESULT_KEY` repeats another row's (0 in a sound store)."""
-    return int(results.duplicated(list(RESULT_KEY)).sum())
-
-
-def finite_scores(results: pd.DataFrame) -> np.ndarray:
-    """Boolean mask of rows with a finite score."""
-    return np.isfinite(results["score"].to_numpy(dtype=float))

@@ -260,11 +260,13 @@ def final_active_dimensions(latents: pd.DataFrame | None, *, threshold: float = 
 
 
 def collapse_table(results: pd.DataFrame, latents: pd.DataFrame, *, metric: str = "cka",
-                   threshold: float | None = None, passive_threshold: float = PASSIVE_VARIANCE) -> pd.DataFrame:
+                   threshold: float | None = None, passive_threshold: float = PASSIVE_VARIANCE,
+                   trajectories: pd.DataFrame | None = None) -> pd.DataFrame:
     """metric(mean, sampled) beside its noise-only expectation and the passive dimensions, per run and checkpoint.
 
     ``threshold``: the settle threshold that decides converged checkpoints
-    (None: :func:`settle_threshold`). Returns run, objective, param, strength,
+    (None: :func:`settle_threshold`); ``trajectories``: its convergence
+    table when the caller has it. Returns run, objective, param, strength,
     seed, step, n, score, expected, expected_low, expected_high, residual
     (score - expected), residual_low (score - expected_high), residual_high
     (score - expected_low), source, passive_dims, active_dims, latent_dim,
@@ -285,7 +287,8 @@ def collapse_table(results: pd.DataFrame, latents: pd.DataFrame, *, metric: str 
     merged = merged.merge(noise_expectations(latents, max(n, 2), metric=metric), on=["run", "step"], how="left")
     merged = merged.merge(run_info(results)[["run", "objective", "param", "seed"]], on="run", how="left")
     merged["strength"] = [regularisation_strength(o, p) for o, p in zip(merged["objective"], merged["param"])]
-    converged = converged_checkpoints(results, metric=metric, threshold=threshold)[["run", "step", "converged"]]
+    converged = converged_checkpoints(results, metric=metric, threshold=threshold,
+                                      trajectories=trajectories)[["run", "step", "converged"]]
     merged = merged.merge(converged, on=["run", "step"], how="left")
     merged["converged"] = merged["converged"].fillna(False).astype(bool)
     merged["residual"] = merged["score"] - merged["expected"]
@@ -372,8 +375,8 @@ def _objective_row(part: pd.DataFrame, objective: str, metric: str, definition: 
 
 
 def claims_posterior_collapse(results: pd.DataFrame, latents: pd.DataFrame | None, *, metric: str = "cka",
-                              threshold: float | None = None,
-                              passive_threshold: float = PASSIVE_VARIANCE) -> list[dict]:
+                              threshold: float | None = None, passive_threshold: float = PASSIVE_VARIANCE,
+                              trajectories: pd.DataFrame | None = None) -> list[dict]:
     """Claim 3, beyond arithmetic: the residual of metric(mean, sampled) falls as dimensions become passive.
 
     One row per objective in the store whose parameter pushes the posterior
@@ -381,7 +384,8 @@ def claims_posterior_collapse(results: pd.DataFrame, latents: pd.DataFrame | Non
     (the claim says nothing about them). A store with none of them gets one
     ``not enough data`` row. ``threshold``: the settle threshold deciding
     converged checkpoints (None: from the store); ``passive_threshold``: the
-    Burda threshold on Cov_x(E[z_u|x]).
+    Burda threshold on Cov_x(E[z_u|x]); ``trajectories``: the convergence
+    table at that threshold when the caller has it.
     """
     if threshold is None:
         threshold, threshold_text = settle_threshold(results, metric=metric)
@@ -397,7 +401,8 @@ def claims_posterior_collapse(results: pd.DataFrame, latents: pd.DataFrame | Non
                      f"no run of an objective whose parameter pushes towards the prior (the store has "
                      f"{', '.join(objectives)})")]
     table = None if latents is None else collapse_table(results, latents, metric=metric, threshold=threshold,
-                                                        passive_threshold=passive_threshold)
+                                                        passive_threshold=passive_threshold,
+                                                        trajectories=trajectories)
     if table is not None:
         table = table.merge(run_info(results)[["run", "param_name"]], on="run", how="left")
     rows = []

@@ -189,7 +189,7 @@ def _seed_pair_table(rows: pd.DataFrame, layers: list[str], *, by: str) -> tuple
 
 
 def claim_encoder_agreement(results: pd.DataFrame, *, comparison: str = "params", metric: str = "cka",
-                            threshold: float | None = None) -> dict:
+                            threshold: float | None = None, trajectories: pd.DataFrame | None = None) -> dict:
     """Claim 2: the encoder trunk agrees across models, read against like-for-like baselines.
 
     Three contrasts on the changed trunk layers (k of them) and the heads,
@@ -235,7 +235,9 @@ def claim_encoder_agreement(results: pd.DataFrame, *, comparison: str = "params"
         return _row(name, math.nan, NOT_ENOUGH_DATA, definition,
                     "no untrained cross-seed baseline: the store has no 'seeds' rows at step 0 (record the initial "
                     "state and compare seeds at step 0)", n=n_pairs)
-    initial = convergence_table(results, metric=metric, threshold=threshold).groupby("layer")["initial_score"].median()
+    if trajectories is None:
+        trajectories = convergence_table(results, metric=metric, threshold=threshold)
+    initial = trajectories.groupby("layer")["initial_score"].median()
     changed = [layer for layer in trunk if layer in baseline_layers and initial.get(layer, math.nan) < threshold]
     not_changed = [layer for layer in trunk if layer not in changed]
     if not changed:
@@ -309,25 +311,33 @@ def claim_encoder_agreement(results: pd.DataFrame, *, comparison: str = "params"
 # --------------------------------------------------------------------------- all
 def compute_findings(results: pd.DataFrame, runs: pd.DataFrame | None = None, *,
                      latents: pd.DataFrame | None = None, metric: str = "cka",
-                     thresholds: Thresholds = Thresholds()) -> pd.DataFrame:
+                     thresholds: Thresholds = Thresholds(), only: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Every finding, one row each (columns :data:`FINDING_COLUMNS`).
 
     ``results``: the results store (``vaesim.study.load_results``); ``runs``:
     ``runs.parquet`` (one row per run) or None; ``latents``:
     ``latents.parquet`` (per run, checkpoint and latent dimension) or None;
-    ``thresholds``: the decision thresholds (moved by robustness checks).
+    ``thresholds``: the decision thresholds (moved by robustness checks);
+    ``only``: compute only the claims whose names start with one of these
+    (e.g. ``("claim 3",)``), None = all.
     """
     check_results(results)
-    threshold = None
+    threshold = settle_threshold(results, metric=metric)[0]
     if thresholds.settle_shift:
-        threshold = settle_threshold(results, metric=metric)[0] + thresholds.settle_shift
-    rows = [
-        claim_encoder_first(results, metric=metric, threshold=threshold),
-        claim_encoder_agreement(results, comparison="params", metric=metric, threshold=threshold),
-        claim_encoder_agreement(results, comparison="objectives", metric=metric, threshold=threshold),
-        *claims_posterior_collapse(results, latents, metric=metric, threshold=threshold,
-                                   passive_threshold=thresholds.passive_variance),
-    ]
+        threshold += thresholds.settle_shift
+    else:
+        threshold = None  # each claim sets (and states) it from the store
+    wanted = (lambda name: only is None or any(name.startswith(prefix) for prefix in only))
+    trajectories = convergence_table(results, metric=metric, threshold=threshold)  # shared by claims 1-3
+    rows = []
+    if wanted("claim 1"):
+        rows.append(claim_encoder_first(results, metric=metric, threshold=threshold, trajectories=trajectories))
+    if wanted("claim 2"):
+        rows += [claim_encoder_agreement(results, comparison=comparison, metric=metric, threshold=threshold,
+                                         trajectories=trajectories) for comparison in ("params", "objectives")]
+    if wanted("claim 3"):
+        rows += claims_posterior_collapse(results, latents, metric=metric, threshold=threshold,
+                                          passive_threshold=thresholds.passive_variance, trajectories=trajectories)
     findings = pd.DataFrame(rows, columns=list(FINDING_COLUMNS))
     logger.info("findings (%s, %s): %s", metric, thresholds.describe(),
                 dict(zip(findings["finding"], findings["verdict"])))

@@ -174,11 +174,13 @@ def _progress_auc(curve: pd.Series, final: int) -> float:
     return float(np.sum((time[1:] - time[:-1]) * (progress[1:] + progress[:-1]) / 2.0))
 
 
-def claim_encoder_first(results: pd.DataFrame, *, metric: str = "cka", threshold: float | None = None) -> dict:
+def claim_encoder_first(results: pd.DataFrame, *, metric: str = "cka", threshold: float | None = None,
+                        trajectories: pd.DataFrame | None = None) -> dict:
     """Claim 1: encoder layers settle before decoder layers (paired over runs).
 
     ``threshold``: None sets it per metric from the store's untrained
-    baseline (:func:`settle_threshold`).
+    baseline (:func:`settle_threshold`); ``trajectories``: its
+    :func:`convergence_table` at that threshold when the caller has it.
     """
     if threshold is None:
         threshold, threshold_text = settle_threshold(results, metric=metric)
@@ -199,7 +201,7 @@ def claim_encoder_first(results: pd.DataFrame, *, metric: str = "cka", threshold
         f"left out. Threshold for {metric.upper()}: {threshold_text}. Value = mean d."
     )
     name = "claim 1: encoder layers settle before decoder layers"
-    table = convergence_table(results, metric=metric, threshold=threshold)
+    table = convergence_table(results, metric=metric, threshold=threshold) if trajectories is None else trajectories
     table = table[table["n_checkpoints"] >= MIN_CHECKPOINTS]
     if table.empty:
         return _row(name, math.nan, NOT_ENOUGH_DATA, definition,
@@ -297,8 +299,8 @@ def _unchanged_text(unchanged: pd.DataFrame, known: pd.DataFrame) -> str:
             f"out: {names}.")
 
 
-def converged_checkpoints(results: pd.DataFrame, *, metric: str = "cka",
-                          threshold: float | None = None) -> pd.DataFrame:
+def converged_checkpoints(results: pd.DataFrame, *, metric: str = "cka", threshold: float | None = None,
+                          trajectories: pd.DataFrame | None = None) -> pd.DataFrame:
     """The learned checkpoints of each run at which its encoder has reached its final state.
 
     A run's encoder has converged from the latest settle point (see
@@ -311,8 +313,10 @@ def converged_checkpoints(results: pd.DataFrame, *, metric: str = "cka",
     checkpoint counts. A run without trajectories (no ``within_run`` rows to
     its final step) counts its final step only.
 
-    Returns run, step, encoder_settled_step (NaN for such a run), converged
-    (bool), one row per (run, learned checkpoint) seen in the store.
+    ``trajectories``: the :func:`convergence_table` at ``threshold`` when
+    the caller has it. Returns run, step, encoder_settled_step (NaN for
+    such a run), converged (bool), one row per (run, learned checkpoint)
+    seen in the store.
     """
     check_results(results)
     if threshold is None:
@@ -321,7 +325,7 @@ def converged_checkpoints(results: pd.DataFrame, *, metric: str = "cka",
     steps = pd.concat([results[["a_run", "a_step"]].set_axis(["run", "step"], axis=1),
                        results[["b_run", "b_step"]].set_axis(["run", "step"], axis=1)]).drop_duplicates()
     steps = steps[steps["step"] > INITIAL_STEP].sort_values(["run", "step"]).reset_index(drop=True)
-    table = convergence_table(results, metric=metric, threshold=threshold)
+    table = convergence_table(results, metric=metric, threshold=threshold) if trajectories is None else trajectories
     encoder = table[(table["group"] == "encoder") & (table["layer"] != L.SAMPLE_LAYER)]
     counted = encoder[(encoder["changed"] == True) & ~encoder["noise_limited"]]  # noqa: E712 (NaN = unknown)
     settled = counted.groupby("run")["settled_step"].max()

@@ -325,7 +325,7 @@ def _by_strength_text(part: pd.DataFrame, metric: str) -> str:
                                    expected=("expected", "mean"), residual=("residual", "mean"),
                                    points=("run", "size"))
     return "; ".join(f"{param:g}: passive {r.passive:.1f}, {metric.upper()} {r.score:.3f} vs expected "
-                     f"{r.expected:.3f} (residual {r.residual:+.3f}, {r.points} pt)" for param, r in by.iterrows())
+                     f"{r.expected:.3f} (residual {r.residual:+.3f}, {int(r.points)} pt)" for param, r in by.iterrows())
 
 
 def _rho(part: pd.DataFrame, column: str) -> tuple[float, float, float]:

@@ -163,8 +163,12 @@ def table_html(frame: pd.DataFrame, *, table_id: str, columns: Sequence[str] | N
     return f"<table id='{table_id}'><tr>{head}</tr>{''.join(body)}</table>"
 
 
-def figures_html(figures, folder: str = "figures") -> str:
-    """Each figure as an embedded PNG with its caption, or a note saying why it was skipped."""
+def figures_html(figures, folder: str | None = None) -> str:
+    """Each figure as an embedded PNG with its caption, or a note saying why it was skipped.
+
+    ``folder``: where the files lie beside the report; None = the folder each figure was saved in (the
+    reports of several metrics share the pictures of the models, saved once).
+    """
     parts = []
     for figure in figures:
         if figure.skipped:
@@ -172,6 +176,7 @@ def figures_html(figures, folder: str = "figures") -> str:
                          f"not drawn: {_text(figure.skipped)}.</div>")
             continue
         caption = f" {_text(figure.caption)}" if figure.caption else ""
+        folder = figure.png.parent.name if folder is None else folder
         parts.append(  # the picture links to the full-size file beside the report
             f"<figure id='fig-{figure.name}'><a href='{_text(folder)}/{_text(figure.png.name)}' "
             f"title='full size: {_text(folder)}/{_text(figure.png.name)}'>"
@@ -252,7 +257,7 @@ def render_report(*, title: str, summary: str, findings: pd.DataFrame, figures, 
     gallery_html = (f"<h3>Latent traversals per model (final step)</h3><p>One image of the probe set decoded with "
                     f"one latent coordinate set from -2 to +2 (columns) while the others keep the image's "
                     f"posterior mean; rows are the latent dimensions, largest KL first; grey: passive "
-                    f"(Cov_x(E[z|x]) <= 0.01 on the probe set, the report's one definition).</p><div class='gallery'>{figures_html(gallery, figures_dir)}</div>"
+                    f"(Cov_x(E[z|x]) <= 0.01 on the probe set, the report's one definition).</p><div class='gallery'>{figures_html(gallery)}</div>"
                     if gallery else "")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -272,10 +277,10 @@ fragile and is not counted as support.</p>
 {findings_html(findings)}
 {sections_html}
 <h2 id='models'>What the models do</h2>
-{figures_html(pictures, figures_dir)}
+{figures_html(pictures)}
 {gallery_html}
 <h2 id='training'>Training</h2>
-{figures_html(training, figures_dir)}
+{figures_html(training)}
 <h2 id='figures'>Figures</h2>
 {figures_html(figures, figures_dir)}
 <h2 id='runs-table'>What was run</h2>

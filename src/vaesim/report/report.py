@@ -302,6 +302,7 @@ class FindingsCache(dict):
     ``diagnostic``: the metric diagnostic table (the same for every metric's report)."""
 
     diagnostic: pd.DataFrame | None = None
+    pictures: tuple | None = None  # (main, gallery, training): drawn once, into the first report's folder
 
 
 def findings_of(study_dir: Path, results: pd.DataFrame, runs: pd.DataFrame | None, latents: pd.DataFrame | None,
@@ -427,17 +428,23 @@ def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC, progres
     if scores is not None:  # beyond the paper: cross-seed similarity against the scores
         figures.append(selection_figure(results, scores, figures_dir, metric=metric))
     step("pictures of the models")
-    pictures_main, gallery = model_pictures(study_dir, runs, figures_dir)
-    step("training curves")
-    metrics_log = _training_metrics(study_dir)
-    training = [
-        _draw("training_curves", "Training curves", "Loss, reconstruction and KL against training step "
-              "(training_metrics.parquet), one line per model, mean over seeds.", figures_dir,
-              lambda: figure_training_curves(metrics_log)),
-        _draw("kl_per_dimension", "KL per latent dimension", "The KL of each latent dimension against training "
-              "step, one panel per model (its lowest seed): when each dimension starts to carry information, "
-              "or that it never does.", figures_dir, lambda: figure_kl_per_dimension(metrics_log)),
-    ]
+    if cache.pictures is None:  # what the models do does not depend on the metric: drawn once per study
+        pictures_main, gallery = model_pictures(study_dir, runs, figures_dir)
+        step("training curves")
+        metrics_log = _training_metrics(study_dir)
+        training = [
+            _draw("training_curves", "Training curves", "Loss, reconstruction and KL against training step "
+                  "(training_metrics.parquet), one line per model, mean over seeds.", figures_dir,
+                  lambda: figure_training_curves(metrics_log)),
+            _draw("kl_per_dimension", "KL per latent dimension", "The KL of each latent dimension against "
+                  "training step, one panel per model (its lowest seed): when each dimension starts to carry "
+                  "information, or that it never does.", figures_dir,
+                  lambda: figure_kl_per_dimension(metrics_log)),
+        ]
+        cache.pictures = (pictures_main, gallery, training)
+    else:
+        step("training curves")
+    pictures_main, gallery, training = cache.pictures
     others = [m for m in metrics if m != metric]
     links = [(m, report_paths(study_dir, m)[0].name) for m in others
              if link_reports or report_paths(study_dir, m)[0].is_file()]

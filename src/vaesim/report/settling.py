@@ -305,7 +305,7 @@ def converged_checkpoints(results: pd.DataFrame, *, metric: str = "cka", thresho
 
     A run's encoder has converged from the latest settle point (see
     :func:`convergence_table`) of its counted encoder layers: those training
-    changed (CKA(initial, final) < ``threshold``) and sampling noise does not
+    changed (similarity(initial, final) < ``threshold``) and sampling noise does not
     hold down, ``encoder.sample`` excluded (it is the noisy side of claim 3's
     statistic, not part of the posterior). A checkpoint counts when it is at
     or after that point; the final step always counts. A run none of whose

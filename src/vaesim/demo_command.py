@@ -2,8 +2,12 @@
 
 Runs the ``quick`` preset (procedural dSprites, CPU, no data files or
 network) with the local executor and progress bars, then writes the report
-and prints the findings table and the report's path. Rerunning the same
-command resumes unfinished work and reuses finished work.
+of every metric and prints the findings table and the report's path.
+Rerunning the same command resumes unfinished work and reuses finished work.
+
+The demo is a smoke test of the pipeline: 2 seeds and 800 steps are too few
+to decide the paper's claims, and its output says so; the ``evidence``
+preset is the study sized to decide them.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ def register(subparsers) -> None:
     """Add ``vaesim demo`` to the ``vaesim`` parser."""
     parser = subparsers.add_parser(
         "demo",
-        help="the main job: run the 'quick' study and write its report (a few minutes on a CPU)",
+        help="a quick smoke test: run the 'quick' study and write its report (a few minutes on a CPU)",
         description=(
             "Train the 'quick' study (beta-VAE and DIP-VAE II on procedurally rendered dSprites) on the CPU, "
             "compare every layer through training, and write DIR/report.html with the paper's findings. "
-            "Rerunning resumes: finished work is reused."
+            "Rerunning resumes: finished work is reused. The demo is too small to decide the claims; the "
+            "'evidence' preset is sized to decide them (vaesim study run evidence --out DIR)."
         ),
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
@@ -56,4 +61,11 @@ def run_demo(args) -> int:
           file=sys.stderr)
     report_and_print(args.out)
     print(f"total wall time {time.perf_counter() - started:.1f} s")
+    print(SMOKE_TEST_NOTE)
     return status
+
+
+#: printed after the findings: what the demo can and cannot tell
+SMOKE_TEST_NOTE = ("vaesim demo is a quick smoke test: it is too small to decide the paper's claims (2 seeds, 800 "
+                   "steps), so its verdicts show how the tests work, not what VAEs do. For a study sized to decide "
+                   "them, run the 'evidence' preset: vaesim study run evidence --out vaesim-evidence")

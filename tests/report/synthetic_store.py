@@ -57,6 +57,8 @@ class Synthetic:
     noise_floor: float | None = None  # CKA of sample/decoder layers with themselves under a second eps (final step)
     noise_floor_by_step: dict | None = None  # {step: floor}: the same, measured at these checkpoints
     latent_dim: int = 10
+    # latents.parquet also carries sum_w Cov(mu_u, mu_w)^2 per dimension (uncorrelated dimensions: m_u^2)
+    covariance: bool = False
 
     def run_id(self, param, seed) -> str:
         return f"{self.objective}-{self.param_name}{param:g}-s{seed}"
@@ -179,11 +181,23 @@ class Synthetic:
             for step in self.steps:
                 passive = self.passive(param, step / self.steps[-1])
                 for dim in range(self.latent_dim):
+                    mean_variance = self.PASSIVE_MEAN_VARIANCE if dim < passive else 1.0
                     rows.append(dict(run_id=self.run_id(param, seed), step=step, dim=dim,
-                                     mean_variance=0.001 if dim < passive else 1.0,
+                                     mean_variance=mean_variance,
                                      posterior_variance=1.0 if dim < passive else 0.05,
-                                     kl=0.0 if dim < passive else 2.0))
+                                     kl=0.0 if dim < passive else 2.0,
+                                     **({"mean_cov_sq": mean_variance**2} if self.covariance else {})))
         return pd.DataFrame(rows)
+
+    PASSIVE_MEAN_VARIANCE = 0.001
+
+    def expected_mean_sample(self, passive: int) -> float:
+        """Noise-only CKA(mean, sample) of a checkpoint of ``latents()`` with ``passive`` passive dimensions."""
+        from vaesim.report.collapse import expected_cka_mean_sample
+
+        m = np.where(np.arange(self.latent_dim) < passive, self.PASSIVE_MEAN_VARIANCE, 1.0)
+        v = np.where(np.arange(self.latent_dim) < passive, 1.0, 0.05)
+        return expected_cka_mean_sample(m, v, 500)
 
     def write_study(self, study_dir: Path) -> Path:
         """A study directory in the documented layout: spec.yaml, results/*.parquet, runs.parquet,

@@ -40,6 +40,11 @@ def test_demo_runs_the_study_writes_the_report_and_reuses_work(tmp_path, capsys)
     assert "claim 1: encoder layers settle before decoder layers" in printed.out
     assert f"report: {report.resolve()}" in printed.out
     assert "train" in printed.err  # progress was shown
+    assert "quick smoke test" in printed.out and "'evidence' preset" in printed.out
+    from html_links import unresolved_links
+
+    for page in ("report.html", "report-procrustes.html"):  # every report report.html links is written
+        assert unresolved_links(out / page) == [], page
     before = _mtimes(out)
     assert any(name.endswith(".safetensors") for name in before)
 
@@ -62,6 +67,7 @@ def test_demo_defaults(capsys):
         main(["demo", "--help"])
     help_text = capsys.readouterr().out
     assert "--out DIR" in help_text and "--spec" not in help_text  # the test-only option stays hidden
+    assert "too small to decide the claims" in help_text and "evidence" in help_text
 
 
 def test_demo_reports_the_finished_part_when_tasks_fail(tmp_path, monkeypatch, capsys):
@@ -80,3 +86,8 @@ def test_demo_reports_the_finished_part_when_tasks_fail(tmp_path, monkeypatch, c
     printed = capsys.readouterr()
     assert "train/run-x: RuntimeError: boom" in printed.err
     assert (out / "report.html").is_file() and f"report: {(out / 'report.html').resolve()}" in printed.out
+    from html_links import linked_files, unresolved_links
+
+    assert "report-procrustes.html" in linked_files(out / "report.html")
+    assert unresolved_links(out / "report.html") == [] and unresolved_links(out / "report-procrustes.html") == []
+    assert printed.out.rstrip().endswith("vaesim study run evidence --out vaesim-evidence")  # says it is a smoke test

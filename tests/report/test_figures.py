@@ -55,7 +55,10 @@ def test_learning_dynamics_has_a_panel_per_model_and_distinguishable_layers(synt
         assert _min_colour_distance([line.get_color() for line in dec.values()]) > 0.2
         # the threshold is named on the y axis, not by a label inside the plot where the curves run
         assert not any("settled" in text.get_text() for text in enc_ax.texts + dec_ax.texts)
-    assert "0.9 settled" in [t.get_text() for t in encoder_axes[0].get_yticklabels()]  # shared y axis: 1st column
+    # the findings' per-metric threshold (0.05 + 0.9 * 0.95 from the untrained baseline), not a constant 0.9
+    assert "0.905 settled" in [t.get_text() for t in encoder_axes[0].get_yticklabels()]  # shared y axis: 1st column
+    assert [line.get_ydata()[0] for line in encoder_axes[0].get_lines() if line.get_linestyle() == ":"] == \
+        [pytest.approx(0.905)]
     conv1 = _labelled_lines(encoder_axes[0])["encoder.conv1"].get_ydata()
     assert conv1[-1] == pytest.approx(1.0) and conv1[0] == pytest.approx(0.5)
     ticks = [t.get_text() for t in decoder_axes[0].get_xticklabels()]
@@ -80,6 +83,20 @@ def test_posterior_collapse_has_one_column_per_objective(synthetic):
         legend = ax.get_legend()
         if legend is not None:
             assert [t.get_text() for t in legend.get_texts()] == ["one run (seed)", "mean over seeds"]
+    _close(fig)
+
+
+def test_posterior_collapse_shows_the_noise_only_expectation_and_burda_active_dimensions(synthetic):
+    fig = FG.figure_posterior_collapse(synthetic.results(), synthetic.runs(), latents=synthetic.latents())
+    similarity, active = [ax for ax in fig.axes if ax.has_data()]
+    labels = [t.get_text() for t in similarity.get_legend().get_texts()]
+    assert labels == ["one run (seed)", "mean over seeds", "noise-only expectation", "its bounds (covariances unknown)"]
+    expected = similarity.collections[1].get_offsets()  # the open circles: (strength, expectation) per run
+    by_strength = {float(x): float(y) for x, y in expected}
+    assert by_strength[8.0] == pytest.approx(synthetic.expected_mean_sample(8))
+    assert active.get_ylabel() == "active dimensions (Cov(E[z|x]) > 0.01)"
+    points = {float(x): float(y) for x, y in active.collections[0].get_offsets()}
+    assert points == {1.0: 9.0, 2.0: 8.0, 4.0: 6.0, 8.0: 2.0}  # 10 - passive at the final step
     _close(fig)
 
 

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 
 from vaesim.report import findings as F
 from vaesim.report.tables import swap_sides
@@ -321,80 +320,6 @@ def test_agreement_without_a_baseline_or_pairs_is_not_enough_data(synthetic, def
     synthetic.steps = (250, 500, 750, 1000)
     row = F.claim_encoder_agreement(synthetic.results(), comparison="params")
     assert row["verdict"] == F.NOT_ENOUGH_DATA and "baseline" in row["detail"]
-
-
-# ------------------------------------------------------------------ claim 3
-def test_collapse_table_pairs_cka_with_passive_dimensions(synthetic):
-    table = F.collapse_table(synthetic.results(), synthetic.latents())
-    assert len(table) == 8 * 4 and table["step"].min() == 250  # learned checkpoints only
-    expected = [synthetic.passive(p, s / 1000) for p, s in zip(table["param"], table["step"])]
-    assert list(table["passive_dims"]) == expected
-    assert np.allclose(table["score"], 0.95 - 0.08 * table["passive_dims"])
-
-
-def test_cka_falling_with_passive_dimensions_holds_and_matches_scipy(synthetic):
-    rows = F.claims_posterior_collapse(synthetic.results(), synthetic.latents())
-    (row,) = rows
-    assert row["verdict"] == F.HOLDS
-    table = F.collapse_table(synthetic.results(), synthetic.latents())
-    assert row["value"] == pytest.approx(stats.spearmanr(table["score"], table["passive_dims"]).statistic)
-    assert row["value"] == pytest.approx(-1.0) and row["ci_high"] < 0 and row["n"] == 8
-
-
-@pytest.mark.parametrize("mean_sample", [
-    lambda p, f, k: 0.5 + 0.04 * k,  # rising with collapse
-    lambda p, f, k: 0.9 - 0.1 * ((p * 7 + f * 4) % 3 == 1),  # unrelated to collapse
-])
-def test_cka_not_tracking_collapse_is_not_held(synthetic, mean_sample):
-    synthetic.mean_sample = mean_sample
-    (row,) = F.claims_posterior_collapse(synthetic.results(), synthetic.latents())
-    assert F.verdict_word(row["verdict"]) in {F.OPPOSITE_HOLDS, F.INCONCLUSIVE}
-
-
-def test_cka_rising_with_collapse_is_the_opposite(synthetic):
-    synthetic.mean_sample = lambda p, f, k: 0.5 + 0.04 * k
-    (row,) = F.claims_posterior_collapse(synthetic.results(), synthetic.latents())
-    assert row["verdict"] == F.OPPOSITE_HOLDS and row["ci_low"] > 0
-
-
-def test_cka_unrelated_to_collapse_is_inconclusive(synthetic):
-    # CKA(mean, sampled) set by the seed alone, passive dimensions by the strength: no relation
-    synthetic.mean_sample = lambda p, f, k: 0.9
-    results = synthetic.results()
-    rows = F._mean_sample_rows(results, "cka").index
-    seed1 = results.loc[rows, "a_seed"] == 1
-    results.loc[rows[seed1.to_numpy()], "score"] = 0.8
-    (row,) = F.claims_posterior_collapse(results, synthetic.latents())
-    assert row["verdict"] == "inconclusive (interval contains the null)"
-
-
-def test_collapse_claim_needs_collapse_runs_and_latents(synthetic):
-    (row,) = F.claims_posterior_collapse(synthetic.results(), None)
-    assert row["verdict"] == F.NOT_ENOUGH_DATA and "latents.parquet" in row["detail"]
-    synthetic.passive = lambda param, fraction: 0  # no dimension ever passive: nothing to track
-    (row,) = F.claims_posterior_collapse(synthetic.results(), synthetic.latents())
-    assert row["verdict"] == F.NOT_ENOUGH_DATA
-    synthetic.passive, synthetic.params = (lambda p, f: int(round(p * f))), (1.0, 4.0)  # 4 runs
-    (row,) = F.claims_posterior_collapse(synthetic.results(), synthetic.latents())
-    assert row["verdict"] == F.NOT_ENOUGH_DATA
-
-
-def test_collapse_claim_applies_only_where_the_parameter_pushes_to_the_prior(synthetic):
-    synthetic.objective, synthetic.param_name = "dip_vae_ii", "lambda_od"
-    (row,) = F.claims_posterior_collapse(synthetic.results(), synthetic.latents())
-    assert row["verdict"] == F.NOT_ENOUGH_DATA and "dip_vae_ii" in row["detail"]
-    synthetic.objective, synthetic.param_name = "annealed_vae", "c_max"
-    (row,) = F.claims_posterior_collapse(synthetic.results(), synthetic.latents())
-    assert row["verdict"] == F.HOLDS
-
-
-def test_passive_dimensions_follow_burda(synthetic):
-    latents = pd.DataFrame({"run_id": "r", "step": 5, "dim": [0, 1, 2, 3],
-                            "mean_variance": [0.5, 0.0101, 0.01, 0.0]})
-    table = F.passive_dimensions(latents)
-    assert table.loc[0, "passive_dims"] == 2 and table.loc[0, "latent_dim"] == 4
-    with pytest.raises(ValueError, match="missing columns \\['mean_variance'\\]"):
-        F.passive_dimensions(latents.drop(columns="mean_variance"))
 
 
 # ------------------------------------------------------------------ all

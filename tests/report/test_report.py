@@ -50,7 +50,8 @@ def test_report_shows_spec_runs_and_findings(study, report):
     assert "beta_vae-beta8-s1" in page  # a run of the runs table
     assert "synthetic" in page  # spec.yaml content
     findings = load_findings(study)
-    assert list(findings.columns) == ["finding", "value", "verdict", "definition", "detail", "ci_low", "ci_high", "n"]
+    assert list(findings.columns) == ["finding", "value", "verdict", "definition", "detail", "ci_low", "ci_high", "n",
+                                      "robustness"]
     claim1 = findings[findings["finding"].str.startswith("claim 1")].iloc[0]
     assert claim1["verdict"] == HOLDS and claim1["value"] == pytest.approx(0.75)
     for verdict in findings["verdict"]:
@@ -193,11 +194,11 @@ def test_report_writing_prints_progress_lines_whose_counters_move(tmp_path, caps
 
     monkeypatch.setattr(report_package, "write_report", slow_write_report, raising=False)
     report_and_print(study, progress_every=0.01)
-    assert parts == list(REPORT_PARTS)
+    assert parts == list(REPORT_PARTS) * 2  # the CKA report, then the Procrustes one; one sequence of parts
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("report: part ")]
     seen_parts = [int(re.match(r"report: part (\d+)/", line).group(1)) for line in lines]
     figures = [int(re.search(r", (\d+) figure files written", line).group(1)) for line in lines]
-    assert seen_parts == sorted(seen_parts) and seen_parts[-1] == len(REPORT_PARTS) and len(set(seen_parts)) > 3
+    assert seen_parts == sorted(seen_parts) and seen_parts[-1] == 2 * len(REPORT_PARTS) and len(set(seen_parts)) > 3
     assert figures == sorted(figures) and figures[-1] > figures[0]  # the counter moves
 
 
@@ -270,3 +271,91 @@ def test_report_says_when_the_models_are_barely_trained():
     assert "blurred blobs" in notes[0] and "median active dimensions 0.5" in notes[1]
     assert training_notes(pd.DataFrame({"steps": [300_000], "active_dims": [6]})) == []
     assert training_notes(None) == []
+
+
+def test_every_link_of_every_report_resolves(tmp_path, capsys):
+    from html_links import linked_files, unresolved_links
+
+    study = Synthetic(params=(1.0, 2.0, 4.0, 8.0)).write_study(tmp_path / "links")
+    assert main(["report", str(study)]) == 0
+    out = capsys.readouterr().out
+    assert f"also: {(study / 'report-procrustes.html').resolve()}" in out
+    for name in ("report.html", "report-procrustes.html"):
+        page = study / name
+        assert unresolved_links(page) == [], name
+    assert "report-procrustes.html" in linked_files(study / "report.html")
+    assert "report.html" in linked_files(study / "report-procrustes.html")
+    # one metric alone links only to the reports that exist
+    alone = Synthetic(params=(1.0, 2.0)).write_study(tmp_path / "alone")
+    page = write_report(alone)
+    assert unresolved_links(page) == [] and "report-procrustes.html" not in linked_files(page)
+
+
+def test_report_judges_each_claim_by_both_metrics_and_labels_robustness(study, report):
+    page = report.read_text()
+    assert "id='by-metric'" in page and "Verdicts by metric: CKA and Procrustes side by side" in page
+    assert "procrustes verdict" in page.replace("<wbr>", "")
+    assert "id='robustness'" in page and "seed 0 left out" in page and "passive threshold x10 (0.1)" in page
+    assert "second probe set" in page and "thread count" in page  # what the store cannot check yet
+    assert "id='collapse'" in page and "noise-only expectation" in page
+    assert "id='support'" in page
+    findings = load_findings(study)
+    # two seeds: leaving one out leaves too few runs for claim 1, so its "holds" is fragile and not support
+    claim1 = findings[findings["finding"].str.startswith("claim 1")].iloc[0]
+    assert claim1["robustness"].startswith("fragile: seed 0 left out -> not enough data")
+    assert "class='badge fragile'" in page
+    assert "Fragile, so neither support nor contradiction: claim 1 (holds)" in page
+    robustness = pd.read_csv(study / "robustness.csv")
+    assert set(robustness.columns) == {"finding", "check", "verdict", "changed"}
+
+
+def test_runs_table_and_collapse_figure_use_the_one_passive_definition(study, report):
+    from vaesim.report.collapse import final_active_dimensions
+    from vaesim.study import load_latents
+
+    page = report.read_text()
+    active = final_active_dimensions(load_latents(study))
+    # beta 8 at the final step: 8 passive dimensions by Cov_x(E[z|x]) <= 0.01, so 2 active
+    assert active["beta_vae-beta8-s0"] == 2
+    row = re.search(r"<tr><td class='id' title='beta_vae-beta8-s0'>.*?</tr>", page).group(0)
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", row)
+    header = re.search(r"<table id='runs'><tr>(.*?)</tr>", page).group(1).replace("<wbr>", "")
+    names = re.findall(r"<th>([^<]*)</th>", header)
+    assert cells[names.index("active_dims")] == "2"
+    assert "KL above 0.01" not in page and "KL under 0.01" not in page
+
+
+def test_disentanglement_scores_per_model_with_chance_levels(tmp_path):
+    import json
+
+    from vaesim.study.schema import DISENTANGLEMENT_SCHEMA
+    from vaesim.study.stages.files import write_table
+
+    synthetic = Synthetic(params=(1.0, 8.0))
+    study = synthetic.write_study(tmp_path / "scored")
+    (study / "probes").mkdir(exist_ok=True)
+    (study / "probes" / "dsprites-procedural.json").write_text(json.dumps({"factor_sizes": [3, 6, 40, 32, 32]}))
+    for param, seed in synthetic.run_list():
+        run = synthetic.run_id(param, seed)
+        rows = pd.DataFrame([dict(dataset="dsprites-procedural", run=run, objective="beta_vae", param_name="beta",
+                                  param=param, seed=seed, step=1000, metric=metric, value=value)
+                             for metric, value in (("beta_vae", 0.22 if param == 8 else 0.85), ("mig", 0.3),
+                                                   ("modularity", 0.9), ("udr_active_dims", 4.0))])
+        path = study / "disentanglement" / run / "step_00001000.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_table(path, rows, DISENTANGLEMENT_SCHEMA, checksum=True)
+    page = write_report(study, robustness=False).read_text()
+    assert "id='disentanglement'" in page and "id='chance'" in page
+    # BetaVAE score: chance 1/5 with 5 factors; 0.22 is within 10% of the way to 1 (0.28), 0.85 is not
+    assert "0.220 *" in page and "0.850 *" not in page
+    assert "Near chance (marked *): beta_vae for 1 of 2 models" in page
+    assert "1/F, F = 5 factors" in page and "no chance level follows from the definition" in page
+    assert "udr_active_dims" not in re.search(r"<table id='disentanglement'>.*?</table>", page).group(0)
+
+
+def test_the_demo_preset_says_it_is_a_smoke_test():
+    from vaesim.report.report import demo_notes
+
+    (note,) = demo_notes("name: quick\nseeds: [0, 1]\n")
+    assert "smoke test" in note and "too small to decide" in note and "vaesim study run evidence" in note
+    assert demo_notes("name: paper\n") == [] and demo_notes(": not yaml [") == []

@@ -103,3 +103,16 @@ def test_seed_bootstrap_draws_a_seed_once_for_every_group():
     assert estimate == low == high == 0.0 and valid == 2000
     _, low, high, _ = seed_bootstrap([group], lambda x: x[0])
     assert low < per_seed.mean() < high
+
+
+def test_spearman_matches_scipy_with_ties():
+    from scipy import stats as scipy_stats
+
+    from vaesim.report.statistics import average_ranks, spearman
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        x, y = rng.integers(0, 5, 30).astype(float), rng.normal(size=30)
+        assert spearman(x, y) == pytest.approx(scipy_stats.spearmanr(x, y).statistic, abs=1e-12)
+    assert list(average_ranks(np.array([3.0, 1.0, 3.0, 2.0]))) == [3.5, 1.0, 3.5, 2.0]
+    assert np.isnan(spearman(np.ones(4), np.arange(4.0)))

@@ -3,6 +3,7 @@
     from vaesim.report import compute_findings, write_report
     findings = compute_findings(load_results(d), load_runs(d))
     write_report(d)      # d/report.html, d/figures/*.png|svg, d/findings.csv
+    write_reports(d)     # the same for every metric in the store (report-procrustes.html, ...)
 """
 
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ _EXPORTS = {
     "load_findings": "vaesim.report.report",
     "read_store": "vaesim.report.report",
     "write_report": "vaesim.report.report",
+    "write_reports": "vaesim.report.report",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
@@ -36,4 +38,4 @@ if TYPE_CHECKING:  # pragma: no cover
         compute_findings,
         format_findings,
     )
-    from vaesim.report.report import load_findings, read_store, write_report
+    from vaesim.report.report import load_findings, read_store, write_report, write_reports

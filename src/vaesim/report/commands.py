@@ -14,13 +14,15 @@ def register(subparsers) -> None:
         help="findings, figures and a self-contained HTML report of a study directory",
         description=(
             "Read a study directory's results store and write DIR/report.html (one self-contained file, "
-            "figures embedded), DIR/figures/*.png and *.svg and DIR/findings.csv; print the findings."
+            "figures embedded), DIR/figures/*.png and *.svg and DIR/findings.csv, and the same for every other "
+            "metric in the store (report-M.html, ...), so every link between them resolves; print the findings."
         ),
     )
     parser.add_argument("study_dir", metavar="DIR", type=Path, help="a study directory (vaesim study run / demo)")
-    parser.add_argument("--metric", default="cka",
-                        help="similarity metric of findings and figures (default: cka -> report.html; "
-                             "another metric M writes report-M.html, figures-M/ and findings-M.csv beside it)")
+    parser.add_argument("--metric", default=None,
+                        help="write only this metric's report and print its findings (default: every metric in "
+                             "the store, CKA's printed; cka -> report.html, another metric M -> report-M.html, "
+                             "figures-M/ and findings-M.csv)")
     parser.set_defaults(func=run_report, inspects=True)
 
 
@@ -29,14 +31,17 @@ class ReportProgress:
     ``quiet`` seconds) and at least one line every ``every`` seconds, with counters that move (the part, and the
     figure files written so far)."""
 
-    def __init__(self, figures_dir: Path, *, every: float = 60.0, quiet: float = 10.0, stream=None) -> None:
+    def __init__(self, figures_dir: Path | list[Path], *, every: float = 60.0, quiet: float = 10.0, stream=None,
+                 reports: int = 1) -> None:
         import sys
         import threading
 
         from vaesim.report.report import REPORT_PARTS
 
         self.parts = REPORT_PARTS
-        self.figures_dir = Path(figures_dir)
+        self.total = len(REPORT_PARTS) * reports  # parts of every report written, counted in one sequence
+        self.done = 0
+        self.figures_dirs = [Path(d) for d in (figures_dir if isinstance(figures_dir, list) else [figures_dir])]
         self.every, self.quiet = every, quiet
         self.stream = stream or sys.stderr
         self.part = ""
@@ -58,20 +63,19 @@ class ReportProgress:
     def __call__(self, part: str) -> None:
         """The part of the report now being written (``write_report``'s ``progress`` callback)."""
         self.part = part
+        self.done += 1
         if time.monotonic() - self.started >= self.quiet:  # a quick report stays quiet
             self._say()
 
     def figures_written(self) -> int:
         """Figure files written since the report started."""
-        if not self.figures_dir.is_dir():
-            return 0
-        return sum(1 for p in self.figures_dir.iterdir()
+        return sum(1 for folder in self.figures_dirs if folder.is_dir() for p in folder.iterdir()
                    if p.suffix in (".png", ".svg") and p.stat().st_mtime >= self._wall_start - 1)
 
     def line(self) -> str:
-        index = self.parts.index(self.part) + 1 if self.part in self.parts else 0
+        index = min(self.done, self.total)
         elapsed = int(time.monotonic() - self.started)
-        return (f"report: part {index}/{len(self.parts)} ({self.part or 'reading the store'}), "
+        return (f"report: part {index}/{self.total} ({self.part or 'reading the store'}), "
                 f"{self.figures_written()} figure files written, {elapsed // 60}m{elapsed % 60:02d}s")
 
     def _say(self) -> None:
@@ -85,25 +89,43 @@ class ReportProgress:
                 self._say()
 
 
-def report_and_print(study_dir: Path, *, metric: str = "cka", progress_every: float = 60.0) -> Path:
-    """Write the report of ``study_dir``, print its findings table and path; return the path.
+def report_and_print(study_dir: Path, *, metric: str | None = None, progress_every: float = 60.0,
+                     notes=()) -> Path:
+    """Write the reports of ``study_dir``, print the findings table and the path; return the main report's path.
 
-    While it is written, a progress line goes to stderr at least every ``progress_every`` seconds.
+    ``metric``: None writes the report of every metric in the store (so each report's links to the others
+    resolve) and prints CKA's findings; a metric writes and prints only that one. While they are written, a
+    progress line goes to stderr at least every ``progress_every`` seconds. ``notes``: lines for the top of
+    the page.
     """
-    from vaesim.report import format_findings, load_findings, write_report
-    from vaesim.report.report import report_paths
+    import vaesim.report as report_package
+    from vaesim.report import format_findings, load_findings
+    from vaesim.report.report import DEFAULT_METRIC, FindingsCache, metric_order, read_store, report_paths
 
     started = time.perf_counter()
     warning = unfinished_warning(study_dir)
     if warning:
         print(f"vaesim: warning: {warning}", file=sys.stderr, flush=True)
-    with ReportProgress(report_paths(study_dir, metric)[2], every=progress_every) as progress:
-        path = write_report(study_dir, metric=metric, progress=progress, notes=[warning] if warning else ())
-    print(format_findings(load_findings(study_dir, metric)))
-    print(f"\nreport: {path.resolve()}  ({time.perf_counter() - started:.1f} s)")
+    main_metric = metric or DEFAULT_METRIC
+    if metric is None:
+        _, results, _ = read_store(study_dir)
+        metrics = metric_order(results, main_metric)
+    else:
+        metrics = [metric]
+    cache = FindingsCache()
+    folders = [report_paths(study_dir, m)[2] for m in metrics]
+    with ReportProgress(folders, every=progress_every, reports=len(metrics)) as progress:
+        paths = [report_package.write_report(study_dir, metric=m, progress=progress,
+                                             notes=[*notes, *([warning] if warning else [])], cache=cache,
+                                             link_reports=True if metric is None else None)
+                 for m in metrics]
+    print(format_findings(load_findings(study_dir, main_metric)))
+    print(f"\nreport: {paths[0].resolve()}  ({time.perf_counter() - started:.1f} s)")
+    if len(paths) > 1:
+        print("also: " + ", ".join(str(path.resolve()) for path in paths[1:]))
     if warning:  # again below the long findings table, where the eye ends
         print(f"vaesim: warning: {warning}", file=sys.stderr, flush=True)
-    return path
+    return paths[0]
 
 
 def unfinished_warning(study_dir: Path) -> str | None:

@@ -25,7 +25,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from vaesim.report import layers as L
-from vaesim.report.findings import agreement_by_layer, baseline_table, mean_sample_similarity
+from vaesim.report.collapse import PASSIVE_VARIANCE, collapse_table, final_active_dimensions, mean_sample_similarity
+from vaesim.report.findings import agreement_by_layer, baseline_table
+from vaesim.report.settling import settle_threshold
 from vaesim.report.tables import (
     at_final_step,
     both_orientations,
@@ -223,15 +225,13 @@ def dynamics_table(results: pd.DataFrame, *, metric: str = "cka") -> pd.DataFram
     return table[columns]
 
 
-SETTLED = 0.9  # the findings' threshold: a layer has settled once its similarity with its final state reaches it
-
-
 def figure_learning_dynamics(results: pd.DataFrame, runs=None, *, metric: str = "cka") -> plt.Figure:
     """Claim 1: similarity of each layer with its final state against step; encoder row and decoder row,
     one column per model (objective, strength), mean over seeds."""
     table = dynamics_table(results, metric=metric)
     if table.empty or table["step"].nunique() < 2:
         raise NotEnoughData("no within-run rows comparing a layer with its final state at >= 2 checkpoints")
+    settled, _ = settle_threshold(results, metric=metric)  # the findings' per-metric threshold
     uniform = final_steps(results).nunique() == 1
     x_column, x_label = ("step", "training step") if uniform else ("fraction", "fraction of training")
     final_x = float(table[x_column].max())
@@ -252,12 +252,12 @@ def figure_learning_dynamics(results: pd.DataFrame, runs=None, *, metric: str = 
                 curve = part[part["layer"] == layer].sort_values(x_column)
                 ax.plot(curve[x_column], curve["score"], style, marker="o", markersize=3, color=colours[layer],
                         label=layer, linewidth=1.5)
-            ax.axhline(SETTLED, color="#555555", linewidth=0.8, linestyle=":")
+            ax.axhline(settled, color="#555555", linewidth=0.8, linestyle=":")
             ax.axvline(final_x, color="#bbbbbb", linewidth=0.8)
             ax.set_ylim(low, 1.05)
             # the threshold is a y tick (not a label inside the plot, where curves run through it)
-            ax.set_yticks([t for t in (0.0, 0.25, 0.5, 0.75) if t >= low] + [SETTLED, 1.0])
-            ax.set_yticklabels([f"{t:g}" for t in ax.get_yticks()[:-2]] + [f"{SETTLED:g} settled", "1"],
+            ax.set_yticks([t for t in (0.0, 0.25, 0.5, 0.75) if low <= t < settled - 0.08] + [settled, 1.0])
+            ax.set_yticklabels([f"{t:g}" for t in ax.get_yticks()[:-2]] + [f"{settled:.3g} settled", "1"],
                                fontsize=7.5)
             ax.grid(alpha=0.25)
             n_runs = int(part["n_runs"].max())
@@ -284,7 +284,7 @@ def figure_learning_dynamics(results: pd.DataFrame, runs=None, *, metric: str = 
         axes[row, -1].legend(handles, labels, fontsize=7, frameon=False, loc="center left",
                              bbox_to_anchor=(1.02, 0.5), title=f"{group} layers", title_fontsize=7.5)
     fig.suptitle(f"Learning dynamics: {metric.upper()} of each layer at step t with the same layer at the final "
-                 f"step (dotted: {SETTLED:g}, the 'settled' threshold)", fontsize=10)
+                 f"step (dotted: {settled:.3g}, {metric.upper()}'s 'settled' threshold)", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -378,19 +378,40 @@ def figure_agreement(results: pd.DataFrame, runs=None, *, metric: str = "cka") -
 
 # ------------------------------------------------------------------ 5. posterior collapse
 def figure_posterior_collapse(results: pd.DataFrame, runs: pd.DataFrame | None = None, *,
-                              metric: str = "cka") -> plt.Figure:
-    """Claim 3: CKA(mean, sampled) and active dimensions against regularisation strength, one column per
-    objective (strengths of different objectives are not comparable: beta is not lambda_od)."""
+                              metric: str = "cka", latents: pd.DataFrame | None = None) -> plt.Figure:
+    """Claim 3: metric(mean, sampled), its noise-only expectation and the active dimensions against strength.
+
+    One column per objective (strengths of different objectives are not
+    comparable: beta is not lambda_od); points are runs at their final step.
+    Top: the observed statistic (filled) and the expectation from the same
+    checkpoint's variances (open; with its bounds for CKA without the mean
+    code's covariances). Bottom: active dimensions, Cov_x(E[z_u|x]) > 0.01
+    (Burda et al. 2016; the definition of every verdict and table) from
+    ``latents``; without latents, the runs table's ``active_dims``.
+    """
     similarity = mean_sample_similarity(results, metric=metric)
-    has_dims = runs is not None and {"objective", "param", "active_dims"} <= set(runs.columns) and len(runs)
-    if similarity.empty and not has_dims:
-        raise NotEnoughData("no CKA(encoder.mean, encoder.sample) rows at the final step and no active_dims in runs")
+    expected = pd.DataFrame()
+    if latents is not None and len(latents) and len(similarity):
+        table = collapse_table(results, latents, metric=metric)
+        last = table["step"] == table["run"].map(final_steps(results))
+        expected = table[last][["run", "expected", "expected_low", "expected_high"]]
+    active = None
+    if latents is not None and len(latents):
+        counts = final_active_dimensions(latents)
+        active = run_info(results).assign(active_dims=lambda f: f["run"].map(counts)).dropna(subset=["active_dims"])
+    elif runs is not None and {"objective", "param", "active_dims"} <= set(runs.columns) and len(runs):
+        active = runs
+    if similarity.empty and active is None:
+        raise NotEnoughData(f"no {metric.upper()}(encoder.mean, encoder.sample) rows at the final step and no "
+                            "latent statistics (latents.parquet)")
+    if len(expected):
+        similarity = similarity.merge(expected, on="run", how="left")
     panels = [("similarity", similarity)] if not similarity.empty else []
-    if has_dims:
-        panels.append(("active dims", runs))
+    if active is not None:
+        panels.append(("active dims", active))
     objectives = sorted(set().union(*(set(table["objective"]) for _, table in panels)))
     fig, axes = subplots(len(panels), len(objectives), figsize=(3.9 * len(objectives) + 0.6, 3.3 * len(panels)),
-                             squeeze=False)
+                         squeeze=False)
     for row, (what, table) in enumerate(panels):
         column_name = "score" if what == "similarity" else "active_dims"
         for col, objective in enumerate(objectives):
@@ -403,6 +424,14 @@ def figure_posterior_collapse(results: pd.DataFrame, runs: pd.DataFrame | None =
             ax.scatter(group["param"], group[column_name], color=colour, alpha=0.55, s=22, label="one run (seed)")
             means = group.groupby("param")[column_name].mean()
             ax.plot(means.index, means.to_numpy(), "-", color=colour, label="mean over seeds")
+            if what == "similarity" and "expected" in group:
+                ax.scatter(group["param"], group["expected"], facecolors="none", edgecolors="#333333", s=30,
+                           label="noise-only expectation")
+                bounded = group["expected_high"] > group["expected_low"] + 1e-9
+                if bounded.any():
+                    ax.vlines(group.loc[bounded, "param"], group.loc[bounded, "expected_low"],
+                              group.loc[bounded, "expected_high"], color="#999999", linewidth=1.0,
+                              label="its bounds (covariances unknown)")
             _strength_axis(ax, group["param"])
             ax.set_xticks(list(means.index), [f"{v:g}" for v in means.index])
             param_name = group["param_name"].iloc[0] if "param_name" in group else "strength"
@@ -411,7 +440,7 @@ def figure_posterior_collapse(results: pd.DataFrame, runs: pd.DataFrame | None =
                 ax.set_ylabel(f"{metric.upper()}(mean, sample), final step", fontsize=8.5)
                 ax.set_ylim(-0.02, 1.02)
             else:
-                ax.set_ylabel("active latent dimensions", fontsize=8.5)
+                ax.set_ylabel(f"active dimensions (Cov(E[z|x]) > {PASSIVE_VARIANCE:g})", fontsize=8.5)
                 ax.set_ylim(bottom=0)
             ax.set_title(objective, fontsize=9.5)
             ax.grid(alpha=0.25)
@@ -559,10 +588,11 @@ FIGURES = (
     ("learning_dynamics", "Learning dynamics (claim 1)", figure_learning_dynamics,
      "Similarity of each layer at step t with the same layer at the end of training, one column per model "
      "(mean over its seeds; encoder layers on top, decoder layers below). Step 0 is the initial weights, a "
-     "baseline: a curve that starts above the dotted 0.9 line belongs to a layer training barely changed. With "
+     "baseline: a curve that starts above the dotted line (the metric's settle threshold, set from its untrained "
+     "cross-seed level) belongs to a layer training barely changed. With "
      "independent sampling noise every checkpoint draws its own eps, so the sampled and decoder curves also "
      "carry noise while the posterior variance is large; the Baselines table gives each layer's noise floor. "
-     "Claim 1's verdict uses the settle point (the checkpoint from which a curve stays above 0.9) of the layers "
+     "Claim 1's verdict uses the settle point (the checkpoint from which a curve stays above that line) of the layers "
      "training changed and noise does not hold down."),
     ("layer_pairs", "Layer pairs over training", figure_layer_pairs,
      "Input vs sampled and mean vs sampled representations of the same run at the same step, one line per "
@@ -571,9 +601,12 @@ FIGURES = (
      "Mean similarity of the same layer in two models that differ by regularisation strength, objective or "
      "seed, at the end of training; error bars are one standard deviation over the model pairs."),
     ("posterior_collapse", "Posterior collapse (claim 3)", figure_posterior_collapse,
-     "Top: CKA between the mean and sampled representations at the end of training; bottom: active latent "
-     "dimensions (KL above 0.01 nats). One column per objective, since their strengths are different "
-     "quantities (points: runs; lines: mean over seeds)."),
+     "Top: similarity between the mean and sampled representations at the end of training (filled) and what "
+     "independent sampling noise alone gives with the same checkpoint's per-dimension variances (open circles; "
+     "grey bars: its bounds when the mean code's covariances are not stored); claim 3 is judged on the gap. "
+     "Bottom: active latent dimensions, Cov_x(E[z_u|x]) > 0.01 on the probe set (Burda et al. 2016), the one "
+     "definition used by every verdict and table. One column per objective, since their strengths are "
+     "different quantities (points: runs; lines: mean over seeds)."),
     ("factors", "Which layers carry the ground-truth factors", figure_factors,
      "Similarity of each layer with the ground-truth factor values of the probe images (the 'factors' "
      "comparison), at every checkpoint: where and when the factors become readable."),
@@ -596,15 +629,21 @@ def save_figure(fig: plt.Figure, directory: Path, name: str) -> tuple[Path, Path
 
 
 def make_figures(results: pd.DataFrame, runs: pd.DataFrame | None, directory: str | Path, *,
-                 metric: str = "cka") -> list[FigureOutput]:
-    """Draw every figure into ``directory``; a figure without data is skipped with its reason."""
+                 metric: str = "cka", latents: pd.DataFrame | None = None) -> list[FigureOutput]:
+    """Draw every figure into ``directory``; a figure without data is skipped with its reason.
+
+    ``latents``: ``latents.parquet``, passed to the figures that read it (posterior collapse).
+    """
+    import inspect
+
     check_results(results)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     outputs = []
     for name, title, function, caption in FIGURES:
         try:
-            fig = function(results, runs, metric=metric)
+            options = {"latents": latents} if "latents" in inspect.signature(function).parameters else {}
+            fig = function(results, runs, metric=metric, **options)
         except NotEnoughData as reason:
             logger.info("figure %s skipped: %s", name, reason)
             outputs.append(FigureOutput(name, title, caption, None, None, skipped=str(reason)))

@@ -3,11 +3,10 @@
 Bonheme & Grzes, "How do Variational Autoencoders Learn? Insights from
 Representational Similarity" (arXiv 2205.08399). Each finding is one row:
 ``finding`` (name), ``value`` (its number, NaN without data), ``verdict``
-(one of four words, see below),
-``definition`` (how the number is computed and when it holds), ``detail``
-(the numbers behind it), ``ci_low`` / ``ci_high`` (95 % bootstrap interval
-of the value, NaN where none) and ``n`` (independent units behind it: runs
-or model pairs).
+(one of four words, :mod:`vaesim.report.verdicts`), ``definition`` (how the
+number is computed and when it holds), ``detail`` (the numbers behind it),
+``ci_low`` / ``ci_high`` (95 % bootstrap interval of the value, NaN where
+none) and ``n`` (independent units behind it: runs, seeds or model pairs).
 
 Baselines. Step 0 is the initial state of a run (its weights before any
 update). It is recorded by every study but never counted as a learned
@@ -19,25 +18,16 @@ similarity and the trained agreements side by side.
 Claims (the paper's numbering; claim 4 is a property of the metrics and
 lives in :mod:`vaesim.similarity.diagnostics`, not among the verdicts):
 
-1. Encoder layers settle before decoder layers (paired test over runs).
+1. Encoder layers settle before decoder layers (paired test over runs;
+   :mod:`vaesim.report.settling`).
 2. The encoder trunk agrees across strengths / objectives beyond the
-   untrained cross-seed baseline, and more than the mean/variance heads.
-3. CKA(mean, sampled) tracks posterior collapse: it falls as the number of
-   passive latent dimensions grows (objectives that push towards the prior).
+   untrained cross-seed baseline, and more than the mean/variance heads
+   (this module).
+3. CKA(mean, sampled) tracks posterior collapse beyond the arithmetic of
+   the per-dimension variances (:mod:`vaesim.report.collapse`).
 
-Verdicts use four words and nothing else:
-
-- ``holds``: the test passes and its interval lies on the claim's side of the null;
-- ``opposite holds``: the interval lies entirely on the other side;
-- ``inconclusive (<reason>)``: the data exist but do not decide; the reason is
-  one of ``interval contains the null``, ``test not significant``,
-  ``ties/grid`` (the paired test's best achievable p for the number of runs
-  and ties, printed beside it, cannot pass) or ``ceiling`` (the layers that
-  would decide sit at the metric's ceiling or under the noise floor);
-- ``not enough data``: the store lacks what the test needs (runs, seeds,
-  checkpoints, a baseline).
-
-An interval that contains the null is never read as "the claim fails".
+How much each verdict can be trusted (leaving a seed out, moving a
+threshold, the other metric) is :mod:`vaesim.report.robustness`.
 
 Every function here is pure: pandas tables in, pandas tables out.
 """
@@ -46,356 +36,90 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from vaesim.report import layers as L
-from vaesim.report.statistics import (
-    bootstrap_groups,
-    clustered_spearman,
-    paired_greater,
-    paired_greater_floor,
-    seed_bootstrap,
+from vaesim.report.collapse import (  # noqa: F401 (claim 3, re-exported)
+    COLLAPSE_OBJECTIVES,
+    MIN_RUNS_FOR_CORRELATION,
+    PASSIVE_VARIANCE,
+    STRENGTH_SIGN,
+    claims_posterior_collapse,
+    collapse_table,
+    mean_sample_rows,
+    mean_sample_similarity,
+    passive_dimensions,
+    regularisation_strength,
 )
-from vaesim.report.tables import (
-    at_final_step,
-    both_orientations,
-    check_results,
-    final_steps,
-    run_info,
-    select,
+from vaesim.report.settling import (  # noqa: F401 (claim 1, re-exported)
+    CONVERGENCE_THRESHOLD,
+    MIN_CHECKPOINTS,
+    MIN_RUNS_FOR_PAIRED_TEST,
+    SETTLE_PROGRESS,
+    SIGNIFICANCE,
+    claim_encoder_first,
+    converged_checkpoints,
+    convergence_table,
+    noise_floors,
+    settle_threshold,
+)
+from vaesim.report.statistics import seed_bootstrap
+from vaesim.report.tables import INITIAL_STEP, check_results, same_layer_rows  # noqa: F401
+from vaesim.report.verdicts import (  # noqa: F401 (the verdict words, re-exported)
+    BOUNDS,
+    CEILING,
+    FINDING_COLUMNS,
+    FRAGILE,
+    HOLDS,
+    INCONCLUSIVE,
+    NOT_ENOUGH_DATA,
+    NOT_SIGNIFICANT,
+    NULL_INSIDE,
+    OPPOSITE_HOLDS,
+    TIES_OR_GRID,
+    VERDICT_WORDS,
+    _ci_text,
+    _row,
+    format_findings,
+    inconclusive,
+    interval_verdict,
+    short_name,
+    support_summary,
+    verdict_word,
 )
 
 logger = logging.getLogger(__name__)
 
-HOLDS = "holds"
-OPPOSITE_HOLDS = "opposite holds"
-INCONCLUSIVE = "inconclusive"
-NOT_ENOUGH_DATA = "not enough data"
-VERDICT_WORDS = (HOLDS, OPPOSITE_HOLDS, INCONCLUSIVE, NOT_ENOUGH_DATA)
-# why an ``inconclusive`` verdict did not decide
-NULL_INSIDE = "interval contains the null"
-NOT_SIGNIFICANT = "test not significant"
-TIES_OR_GRID = "ties/grid"
-CEILING = "ceiling"
-FINDING_COLUMNS = ("finding", "value", "verdict", "definition", "detail", "ci_low", "ci_high", "n")
-
-INITIAL_STEP = 0  # the initial weights: a baseline, never a learned state
-SETTLE_PROGRESS = 0.9  # claim 1: "settled" = this fraction of the way from the metric's unrelated level to 1
-CONVERGENCE_THRESHOLD = 0.9  # claim 1: the settle threshold when the store has no untrained cross-seed rows
-MIN_CHECKPOINTS = 3  # claim 1: learned checkpoints a run needs (final included, step 0 excluded)
-MIN_RUNS_FOR_PAIRED_TEST = 5  # claim 1: a one-sided signed-rank test cannot reach p < 0.05 with fewer
 MIN_PAIRS_FOR_AGREEMENT = 3  # claim 2: model pairs at the final step
 MIN_SEEDS_FOR_BASELINE = 3  # claim 2: seeds behind the untrained baseline (one pair has no spread)
-SIGNIFICANCE = 0.05
-MIN_RUNS_FOR_CORRELATION = 5  # claim 3
-PASSIVE_VARIANCE = 0.01  # claim 3: Burda et al. (2016): dimension u is active if Cov_x(E[z_u|x]) > 0.01
-# Objectives whose swept parameter pushes the posterior towards the prior (claim 3 applies):
-# beta-VAE's beta; Annealed VAE's capacity C_max (a smaller capacity pushes harder).
-COLLAPSE_OBJECTIVES = {"beta_vae": "beta", "annealed_vae": "-C_max"}
-
-# Sign that turns an objective's main parameter into a regularisation strength
-# (larger = stronger pressure towards the prior). Annealed VAE's C_max is a KL
-# capacity: a larger capacity means a weaker regulariser.
-STRENGTH_SIGN = {"annealed_vae": -1.0}
 
 
-def _row(finding: str, value: float, verdict: str, definition: str, detail: str,
-         ci: tuple[float, float] = (math.nan, math.nan), n: int = 0) -> dict:
-    return dict(finding=finding, value=float(value), verdict=verdict, definition=definition, detail=detail,
-                ci_low=float(ci[0]), ci_high=float(ci[1]), n=int(n))
+@dataclass(frozen=True)
+class Thresholds:
+    """The decision thresholds of the verdicts, as a robustness check moves them.
 
-
-def inconclusive(reason: str) -> str:
-    """``inconclusive (reason)``: the verdict of data that exist but do not decide."""
-    return f"{INCONCLUSIVE} ({reason})"
-
-
-def verdict_word(verdict: str) -> str:
-    """The verdict's word without its reason: ``inconclusive (ties/grid)`` -> ``inconclusive``."""
-    word = str(verdict).split(" (", 1)[0]
-    if word not in VERDICT_WORDS:
-        raise ValueError(f"verdict {verdict!r}: expected one of {list(VERDICT_WORDS)}, optionally followed by "
-                         f"' (reason)'")
-    return word
-
-
-def interval_verdict(low: float, high: float) -> str:
-    """Verdict of a claim that a quantity is > 0, from its interval [low, high]."""
-    if not (np.isfinite(low) and np.isfinite(high)):
-        return NOT_ENOUGH_DATA
-    if _above_zero(low):
-        return HOLDS
-    if _above_zero(-high):
-        return OPPOSITE_HOLDS
-    return inconclusive(NULL_INSIDE)
-
-
-def _above_zero(value: float) -> bool:
-    """``value > 0`` beyond float rounding (sums of equal scores can leave 1e-17)."""
-    return bool(value > 1e-12)
-
-
-def _ci_text(low: float, high: float) -> str:
-    return f"95% CI [{low:+.3f}, {high:+.3f}]" if np.isfinite(low) and np.isfinite(high) else "no CI"
-
-
-# --------------------------------------------------------------------------- trajectories
-def settle_threshold(results: pd.DataFrame, *, metric: str = "cka") -> tuple[float, str]:
-    """The metric's own "settled" threshold, from the untrained baseline stored beside its scores.
-
-    Metrics differ in scale: Procrustes similarity of unrelated representations
-    sits far above CKA's, so one constant means different things for each.
-    The metric's unrelated level u is the lowest mean score of any layer
-    between untrained networks of different seeds (step-0 ``seeds`` rows; a
-    layer downstream of independent noise shares nothing across networks);
-    the threshold is u + :data:`SETTLE_PROGRESS` * (1 - u), the same fraction
-    of the way from "unrelated" to "identical" on every metric. Without such
-    rows: :data:`CONVERGENCE_THRESHOLD`. Returns (threshold, how it was set).
+    ``settle_shift``: added to each metric's settle threshold
+    (:func:`settle_threshold`; claims 1 and 2, and claim 3's converged
+    checkpoints); ``passive_variance``: Burda's threshold on Cov_x(E[z_u|x])
+    (claim 3).
     """
-    rows = _same_layer_rows(results, "seeds", metric, "initial")
-    rows = rows[rows["a_layer"].map(lambda name: L.is_encoder(name) or L.is_decoder(name)).astype(bool)]
-    if rows.empty:
-        return CONVERGENCE_THRESHOLD, (f"{CONVERGENCE_THRESHOLD} (constant: the store has no untrained cross-seed "
-                                       f"rows of {metric!r} to set it from)")
-    by_layer = rows.groupby("a_layer")["score"].mean()
-    unrelated = float(by_layer.min())
-    threshold = unrelated + SETTLE_PROGRESS * (1.0 - unrelated)
-    return threshold, (f"{threshold:.3f} = u + {SETTLE_PROGRESS} (1 - u), u = {unrelated:.3f} the lowest untrained "
-                       f"cross-seed {metric.upper()} of any layer ({by_layer.idxmin()})")
 
+    settle_shift: float = 0.0
+    passive_variance: float = PASSIVE_VARIANCE
 
-def convergence_table(
-    results: pd.DataFrame, *, metric: str = "cka", threshold: float | None = None
-) -> pd.DataFrame:
-    """How and when each layer of each run reaches its final state (claim 1 of the paper).
-
-    Uses ``within_run`` rows comparing a layer at step t with the same layer at
-    the run's final step T (score(T, T) = 1). ``threshold``: None sets it from
-    the store's baselines (:func:`settle_threshold`). Per (run, layer),
-    ``input`` and non-model layers excluded:
-
-    - ``initial_score``: score(0, T), the layer's similarity between its
-      initial and final state (NaN when step 0 was not recorded);
-    - ``changed``: ``initial_score < threshold``: training moved the layer
-      (a layer already within the threshold at initialisation is "not changed
-      by training", not "learned early"); NaN when step 0 is missing;
-    - ``settled_step``: the first learned (non-initial) checkpoint from which
-      the score stays >= ``threshold`` at every later checkpoint;
-      ``settled_fraction`` = settled_step / T, in (0, 1];
-    - ``progress_auc``: area under (s(t) - s(0)) / (1 - s(0)) over t / T in
-      [0, 1] (trapezoids through the checkpoints; NaN without step 0 or when
-      s(0) = 1): 1 = the layer reached its final state at once, 0.5 = linearly;
-    - ``n_checkpoints``: learned checkpoints (final included);
-    - ``noise_floor``: the score of the layer at the final step with itself
-      recorded with a second eps (``noise_floor`` rows; NaN for layers
-      upstream of the sampling noise or without such rows);
-      ``noise_floor_min``: the lowest such score over the learned checkpoints
-      where the store measured one (early checkpoints have a wider posterior
-      and a lower floor), ``noise_floor_steps``: how many were measured; and
-      ``noise_limited`` = noise_floor_min < ``threshold``: sampling noise
-      alone can keep the layer's curve below the threshold, so its settle
-      point says nothing about learning.
-    """
-    check_results(results)
-    if threshold is None:
-        threshold, _ = settle_threshold(results, metric=metric)
-    finals = final_steps(results)
-    rows = select(results, comparison="within_run", metric=metric)
-    rows = rows[(rows["a_run"] == rows["b_run"]) & (rows["a_layer"] == rows["b_layer"])]
-    rows = both_orientations(rows)
-    rows = rows[rows["b_step"] == rows["b_run"].map(finals)]
-    rows = rows[rows["a_layer"].map(lambda name: L.is_encoder(name) or L.is_decoder(name)).astype(bool)]
-    floors = noise_floors(results, metric=metric)
-    out = []
-    for (run, layer), group in rows.groupby(["a_run", "a_layer"], sort=False):
-        final = int(finals[run])
-        curve = group.groupby("a_step")["score"].mean()
-        curve.loc[final] = 1.0  # a state is identical to itself
-        curve = curve.sort_index()
-        initial = float(curve.get(INITIAL_STEP, math.nan))
-        learned = curve[curve.index > INITIAL_STEP]
-        settled = final
-        for step, score in zip(learned.index[::-1], learned.to_numpy()[::-1]):
-            if score < threshold:
-                break
-            settled = int(step)
-        first = group.iloc[0]
-        measured = [floors[(run, layer, int(step))] for step in learned.index if (run, layer, int(step)) in floors]
-        out.append(dict(
-            run=run, objective=first["a_objective"], param=first["a_param"], seed=first["a_seed"], layer=layer,
-            group=L.layer_group(layer), final_step=final, initial_score=initial,
-            changed=(initial < threshold) if np.isfinite(initial) else math.nan,
-            settled_step=settled, settled_fraction=settled / final if final > 0 else math.nan,
-            progress_auc=_progress_auc(curve, final), n_checkpoints=len(learned),
-            noise_floor=floors.get((run, layer, final), math.nan),
-            noise_floor_min=min(measured) if measured else math.nan, noise_floor_steps=len(measured),
-        ))
-    columns = ["run", "objective", "param", "seed", "layer", "group", "final_step", "initial_score", "changed",
-               "settled_step", "settled_fraction", "progress_auc", "n_checkpoints", "noise_floor", "noise_floor_min",
-               "noise_floor_steps", "noise_limited"]
-    table = pd.DataFrame(out, columns=[c for c in columns if c != "noise_limited"])
-    table["noise_limited"] = table["noise_floor_min"] < threshold
-    return table[columns]
-
-
-def noise_floors(results: pd.DataFrame, *, metric: str = "cka") -> dict[tuple[str, str, int], float]:
-    """{(run, layer, step): score of a noise-driven layer with itself under a second eps}, from ``noise_floor`` rows.
-
-    One entry per checkpoint the store recorded twice (today's plans record
-    only the final one; a store that records more is read at each).
-    """
-    rows = select(results, comparison="noise_floor", metric=metric)
-    rows = rows[(rows["a_layer"] == rows["b_layer"]) & (rows["a_step"] == rows["b_step"])]
-    floors = rows.groupby(["a_run", "a_layer", "a_step"])["score"].mean()
-    return {(run, layer, int(step)): float(score) for (run, layer, step), score in floors.items()}
-
-
-def _progress_auc(curve: pd.Series, final: int) -> float:
-    if INITIAL_STEP not in curve.index or final <= 0:
-        return math.nan
-    start = float(curve.loc[INITIAL_STEP])
-    if not start < 1.0 - 1e-12:
-        return math.nan
-    progress = (curve.to_numpy() - start) / (1.0 - start)
-    time = curve.index.to_numpy(dtype=np.float64) / final
-    return float(np.sum((time[1:] - time[:-1]) * (progress[1:] + progress[:-1]) / 2.0))
-
-
-def claim_encoder_first(results: pd.DataFrame, *, metric: str = "cka", threshold: float | None = None) -> dict:
-    """Claim 1: encoder layers settle before decoder layers (paired over runs).
-
-    ``threshold``: None sets it per metric from the store's untrained
-    baseline (:func:`settle_threshold`).
-    """
-    if threshold is None:
-        threshold, threshold_text = settle_threshold(results, metric=metric)
-    else:
-        threshold_text = f"{threshold} (given)"
-    definition = (
-        f"Per run and layer: the settle point is the first learned checkpoint t (step 0, the initial weights, "
-        f"never counts) from which {metric.upper()}(layer at t, same layer at the final step T) stays >= "
-        f"{threshold:.3f} at every later checkpoint, as a fraction t/T. Layers with {metric.upper()}(initial, final) "
-        f">= {threshold:.3f} were not changed by training and are left out. Per run: mean settle point of the changed "
-        f"encoder.* and of the changed decoder.* layers; d = decoder - encoder. Holds if d > 0 in a one-sided "
-        f"Wilcoxon signed-rank test over runs (p < {SIGNIFICANCE}; tied runs ranked as zeros, Pratt) and the 95% "
-        f"bootstrap CI of the mean d is above 0; opposite holds if the same holds for -d; inconclusive (ties/grid) "
-        f"when the best p the test can reach with this many runs and ties is >= {SIGNIFICANCE} (needs >= "
-        f"{MIN_RUNS_FOR_PAIRED_TEST} runs with >= {MIN_CHECKPOINTS} learned "
-        f"checkpoints, a recorded initial state and changed layers on both sides). Curves whose noise floor (the "
-        f"layer recorded twice with two eps, at every checkpoint the store measured it) is below the threshold are "
-        f"left out. Threshold for {metric.upper()}: {threshold_text}. Value = mean d."
-    )
-    name = "claim 1: encoder layers settle before decoder layers"
-    table = convergence_table(results, metric=metric, threshold=threshold)
-    table = table[table["n_checkpoints"] >= MIN_CHECKPOINTS]
-    if table.empty:
-        return _row(name, math.nan, NOT_ENOUGH_DATA, definition,
-                    f"no run with >= {MIN_CHECKPOINTS} learned checkpoints in 'within_run' rows of metric {metric!r}")
-    no_baseline = table["changed"].isna()
-    if no_baseline.all():
-        return _row(name, math.nan, NOT_ENOUGH_DATA, definition,
-                    "no run recorded its initial state (step 0), so no layer can be told apart from one that "
-                    "training did not change; rerun with a spec that records step 0")
-    known = table[~no_baseline]
-    unchanged = known[~known["changed"].astype(bool)]
-    changed = known[known["changed"].astype(bool)]
-    unchanged_text = _unchanged_text(unchanged, known)
-    limited = changed[changed["noise_limited"]]
-    changed = changed[~changed["noise_limited"]]
-    if len(limited):
-        counts = limited.groupby("layer").size()
-        unchanged_text += (
-            f" {len(limited)} changed curve(s) are limited by sampling noise (the layer recorded twice with two "
-            f"eps scores < {threshold:.3f}) and are left out too: "
-            + ", ".join(f"{layer} ({counts[layer]})" for layer in L.order_layers(counts.index)) + ".")
-    unchanged_text += _floor_text(known)
-    per_run = changed.groupby(["run", "group"])["settled_fraction"].mean().unstack()
-    both = per_run.dropna(subset=[g for g in ("encoder", "decoder") if g in per_run.columns]) \
-        if {"encoder", "decoder"} <= set(per_run.columns) else per_run.iloc[0:0]
-    if len(both) < MIN_RUNS_FOR_PAIRED_TEST:
-        # the runs exist, but the curves that would decide are at the ceiling (not changed) or under the noise floor
-        runs_known = known["run"].nunique()
-        verdict = inconclusive(CEILING) if runs_known >= MIN_RUNS_FOR_PAIRED_TEST else NOT_ENOUGH_DATA
-        return _row(name, math.nan, verdict, definition,
-                    f"{len(both)} of {runs_known} run(s) have layers changed by training in both the encoder and "
-                    f"the decoder; needs >= {MIN_RUNS_FOR_PAIRED_TEST}. {unchanged_text}", n=len(both))
-    differences = (both["decoder"] - both["encoder"]).to_numpy()
-    p_value = paired_greater(differences)
-    p_opposite = paired_greater(-differences)
-    p_floor = paired_greater_floor(differences)
-    estimate, low, high = bootstrap_groups([differences], np.mean)
-    verdict = _paired_verdict(p_value, p_opposite, p_floor, low, high)
-    ties = int((differences == 0).sum())
-    auc = changed.groupby("group")["progress_auc"].mean()
-    detail = (
-        f"settle point: encoder median {both['encoder'].median():.2f}, decoder median {both['decoder'].median():.2f} "
-        f"of training; mean d = {estimate:+.3f} ({_ci_text(low, high)}), Wilcoxon one-sided p = {p_value:.3g} "
-        f"(opposite direction {p_opposite:.3g}); best achievable p with {len(differences)} runs and {ties} tie(s) "
-        f"= {p_floor:.3g}{' (cannot pass ' + str(SIGNIFICANCE) + ')' if p_floor >= SIGNIFICANCE else ''}; "
-        f"encoder first in {int((differences > 0).sum())}/{len(differences)} runs, tied in {ties}. Learned "
-        f"checkpoints per run: {_grid_text(table)}. Progress AUC (1 = settled at once): encoder "
-        f"{auc.get('encoder', math.nan):.3f}, decoder {auc.get('decoder', math.nan):.3f}. {unchanged_text}"
-    )
-    return _row(name, estimate, verdict, definition, detail, (low, high), len(differences))
-
-
-def _paired_verdict(p_value: float, p_opposite: float, p_floor: float, low: float, high: float) -> str:
-    """Verdict of a one-sided paired test with its bootstrap interval of the mean difference.
-
-    ``inconclusive (ties/grid)`` when the best achievable p (:func:`paired_greater_floor`)
-    cannot pass: the verdict is then set by the number of runs and ties, not the data.
-    """
-    if p_floor >= SIGNIFICANCE:
-        return inconclusive(TIES_OR_GRID)
-    if p_value < SIGNIFICANCE and _above_zero(low):
-        return HOLDS
-    if p_opposite < SIGNIFICANCE and _above_zero(-high):
-        return OPPOSITE_HOLDS
-    if _above_zero(low) or _above_zero(-high):
-        return inconclusive(NOT_SIGNIFICANT)
-    return inconclusive(NULL_INSIDE)
-
-
-def _floor_text(known: pd.DataFrame) -> str:
-    """Where the noise floor was measured: at every learned checkpoint, or only at some (say so)."""
-    noisy = known[known["noise_floor_steps"] > 0]
-    if noisy.empty:
-        return ""
-    partial = noisy[noisy["noise_floor_steps"] < noisy["n_checkpoints"]]
-    if partial.empty:
-        return " Noise floor measured at every learned checkpoint."
-    steps = sorted(set(partial["noise_floor_steps"]))
-    return (f" Noise floor measured at {'/'.join(map(str, steps))} of {partial['n_checkpoints'].max()} learned "
-            f"checkpoints for {len(partial)} curve(s): earlier checkpoints, whose posterior is wider, may sit "
-            f"under a lower floor than the one measured.")
-
-
-def _grid_text(table: pd.DataFrame) -> str:
-    counts = table.groupby("run")["n_checkpoints"].max()
-    return f"{counts.min()}" if counts.min() == counts.max() else f"{counts.min()}-{counts.max()}"
-
-
-def _unchanged_text(unchanged: pd.DataFrame, known: pd.DataFrame) -> str:
-    if unchanged.empty:
-        return "Every layer was changed by training."
-    counts = unchanged.groupby("layer").size()
-    names = ", ".join(f"{layer} ({counts[layer]})" for layer in L.order_layers(counts.index))
-    return (f"{len(unchanged)} of {len(known)} (run, layer) curves were not changed by training and are left "
-            f"out: {names}.")
+    def describe(self) -> str:
+        parts = []
+        if self.settle_shift:
+            parts.append(f"settle threshold {self.settle_shift:+g}")
+        if self.passive_variance != PASSIVE_VARIANCE:
+            parts.append(f"passive threshold {self.passive_variance:g} (not {PASSIVE_VARIANCE:g})")
+        return ", ".join(parts) or "as defined"
 
 
 # --------------------------------------------------------------------------- baselines
-def _same_layer_rows(results: pd.DataFrame, comparison: str, metric: str, step: str) -> pd.DataFrame:
-    rows = select(results, comparison=comparison, metric=metric)
-    rows = rows[rows["a_layer"] == rows["b_layer"]]
-    if step == "final":
-        return at_final_step(rows, final_steps(results))
-    return rows[(rows["a_step"] == INITIAL_STEP) & (rows["b_step"] == INITIAL_STEP)]
-
-
 def baseline_table(results: pd.DataFrame, *, metric: str = "cka") -> pd.DataFrame:
     """Per layer: what training adds to what architecture and input give without learning.
 
@@ -416,7 +140,7 @@ def baseline_table(results: pd.DataFrame, *, metric: str = "cka") -> pd.DataFram
                                     ("params_initial", "params", "initial"), ("params_final", "params", "final"),
                                     ("objectives_initial", "objectives", "initial"),
                                     ("objectives_final", "objectives", "final")):
-        columns[label] = _same_layer_rows(results, comparison, metric, step).groupby("a_layer")["score"].mean()
+        columns[label] = same_layer_rows(results, comparison, metric, step).groupby("a_layer")["score"].mean()
     trajectories = convergence_table(results, metric=metric)
     columns["initial_to_final"] = trajectories.groupby("layer")["initial_score"].mean()
     columns["noise_floor"] = trajectories.groupby("layer")["noise_floor"].mean()
@@ -440,7 +164,7 @@ def agreement_by_layer(results: pd.DataFrame, *, comparison: str = "params", met
     Returns layer (input-to-output order), group, mean, std, n_pairs.
     """
     check_results(results)
-    rows = _same_layer_rows(results, comparison, metric, "final")
+    rows = same_layer_rows(results, comparison, metric, "final")
     stats_by_layer = rows.groupby("a_layer")["score"].agg(["mean", "std", "count"])
     order = [name for name in L.order_layers(stats_by_layer.index) if name in stats_by_layer.index]
     stats_by_layer = stats_by_layer.loc[order].rename(columns={"count": "n_pairs"})
@@ -465,7 +189,7 @@ def _seed_pair_table(rows: pd.DataFrame, layers: list[str], *, by: str) -> tuple
 
 
 def claim_encoder_agreement(results: pd.DataFrame, *, comparison: str = "params", metric: str = "cka",
-                            threshold: float | None = None) -> dict:
+                            threshold: float | None = None, trajectories: pd.DataFrame | None = None) -> dict:
     """Claim 2: the encoder trunk agrees across models, read against like-for-like baselines.
 
     Three contrasts on the changed trunk layers (k of them) and the heads,
@@ -496,8 +220,8 @@ def claim_encoder_agreement(results: pd.DataFrame, *, comparison: str = "params"
         f"{MIN_PAIRS_FOR_AGREEMENT} model pairs."
     )
     name = f"claim 2: encoder trunk agrees across {across} beyond the untrained baseline, mean/variance layers less"
-    final_rows = _same_layer_rows(results, comparison, metric, "final")
-    baseline_rows = _same_layer_rows(results, "seeds", metric, "initial")
+    final_rows = same_layer_rows(results, comparison, metric, "final")
+    baseline_rows = same_layer_rows(results, "seeds", metric, "initial")
     trunk = [layer for layer in L.order_layers(final_rows["a_layer"]) if L.is_trunk(layer)]
     heads = [layer for layer in L.HEAD_LAYERS if layer in set(final_rows["a_layer"])]
     n_pairs = len({tuple(sorted(p)) for p in zip(final_rows["a_run"], final_rows["b_run"])})
@@ -511,7 +235,9 @@ def claim_encoder_agreement(results: pd.DataFrame, *, comparison: str = "params"
         return _row(name, math.nan, NOT_ENOUGH_DATA, definition,
                     "no untrained cross-seed baseline: the store has no 'seeds' rows at step 0 (record the initial "
                     "state and compare seeds at step 0)", n=n_pairs)
-    initial = convergence_table(results, metric=metric, threshold=threshold).groupby("layer")["initial_score"].median()
+    if trajectories is None:
+        trajectories = convergence_table(results, metric=metric, threshold=threshold)
+    initial = trajectories.groupby("layer")["initial_score"].median()
     changed = [layer for layer in trunk if layer in baseline_layers and initial.get(layer, math.nan) < threshold]
     not_changed = [layer for layer in trunk if layer not in changed]
     if not changed:
@@ -529,7 +255,7 @@ def claim_encoder_agreement(results: pd.DataFrame, *, comparison: str = "params"
                     f"untrained pairs of one architecture spread by SD 0.015 in CKA); needs >= "
                     f"{MIN_SEEDS_FOR_BASELINE} seeds with step-0 'seeds' rows", n=n_pairs)
     involved = set(final_rows["a_objective"]) | set(final_rows["b_objective"])
-    trained_rows = _same_layer_rows(results, "seeds", metric, "final")
+    trained_rows = same_layer_rows(results, "seeds", metric, "final")
     trained_rows = trained_rows[trained_rows["a_objective"].isin(involved)]
     if trained_rows.empty:
         return _row(name, math.nan, NOT_ENOUGH_DATA, definition,
@@ -565,7 +291,7 @@ def claim_encoder_agreement(results: pd.DataFrame, *, comparison: str = "params"
     contrast_text = "; ".join(f"{label} {e:+.3f} ({_ci_text(low, high)}: {verdicts[label]})"
                               for label, (e, low, high, _) in estimates.items())
     n_draws = min(e[3] for e in estimates.values())
-    shared = _same_layer_rows(results, comparison, metric, "initial")
+    shared = same_layer_rows(results, comparison, metric, "initial")
     shared_trunk = shared[shared["a_layer"].isin(trunk)]["score"]
     shared_text = (f" At step 0 the same '{comparison}' pairs already score {shared_trunk.mean():.3f} on the trunk "
                    f"(shared initial weights)." if len(shared_trunk) else "")
@@ -582,194 +308,37 @@ def claim_encoder_agreement(results: pd.DataFrame, *, comparison: str = "params"
     return _row(name, estimate, verdict, definition, detail, (low, high), len(untrained_seeds))
 
 
-# --------------------------------------------------------------------------- claim 3
-def regularisation_strength(objective: str, param: float) -> float:
-    """Main parameter turned into a strength that grows with the pressure towards the prior."""
-    return STRENGTH_SIGN.get(objective, 1.0) * float(param)
-
-
-def _mean_sample_rows(results: pd.DataFrame, metric: str) -> pd.DataFrame:
-    rows = select(results, comparison="within_run", metric=metric)
-    pair = {L.MEAN_LAYER, L.SAMPLE_LAYER}
-    return rows[(rows["a_run"] == rows["b_run"]) & (rows["a_step"] == rows["b_step"])
-                & (rows["a_layer"] != rows["b_layer"]) & rows["a_layer"].isin(pair) & rows["b_layer"].isin(pair)]
-
-
-def mean_sample_similarity(results: pd.DataFrame, *, metric: str = "cka") -> pd.DataFrame:
-    """Similarity of the mean and sampled representations of each run at its final step.
-
-    From ``within_run`` rows pairing encoder.mean with encoder.sample of the
-    same run, both at the final step. Returns run, objective, param_name,
-    param, seed, strength, score.
-    """
-    check_results(results)
-    rows = at_final_step(_mean_sample_rows(results, metric), final_steps(results))
-    scores = rows.groupby("a_run")["score"].mean().rename("score")
-    info = run_info(results).set_index("run")
-    out = info.join(scores, how="inner").rename_axis("run").reset_index()
-    out["strength"] = [regularisation_strength(o, p) for o, p in zip(out["objective"], out["param"])]
-    return out[["run", "objective", "param_name", "param", "seed", "strength", "score"]]
-
-
-def passive_dimensions(latents: pd.DataFrame, *, threshold: float = PASSIVE_VARIANCE) -> pd.DataFrame:
-    """Passive latent dimensions per (run, step) from the ``latents`` table.
-
-    A dimension u is active when Cov_x(E_q[z_u | x]) > ``threshold`` over the
-    probe set (Burda et al. 2016, "Importance Weighted Autoencoders", Sec. 5.2),
-    i.e. its ``mean_variance`` column; passive otherwise. Returns run, step,
-    passive_dims, latent_dim.
-    """
-    required = {"run_id", "step", "dim", "mean_variance"}
-    missing = required - set(latents.columns)
-    if missing:
-        raise ValueError(f"latents: missing columns {sorted(missing)}; expected the latents.parquet table of a "
-                         f"study (columns run_id, step, dim, mean_variance, ...)")
-    grouped = latents.assign(passive=latents["mean_variance"] <= threshold).groupby(["run_id", "step"])
-    out = grouped.agg(passive_dims=("passive", "sum"), latent_dim=("dim", "nunique")).reset_index()
-    return out.rename(columns={"run_id": "run"})
-
-
-def collapse_table(results: pd.DataFrame, latents: pd.DataFrame, *, metric: str = "cka") -> pd.DataFrame:
-    """CKA(mean, sampled) beside the number of passive dimensions, per run and learned checkpoint.
-
-    Returns run, objective, param, seed, step, score, passive_dims,
-    latent_dim; step 0 (initial weights) is left out.
-    """
-    check_results(results)
-    rows = _mean_sample_rows(results, metric)
-    scores = rows.groupby(["a_run", "a_step"])["score"].mean().rename("score").reset_index()
-    scores = scores.rename(columns={"a_run": "run", "a_step": "step"})
-    merged = scores.merge(passive_dimensions(latents), on=["run", "step"], how="inner")
-    merged = merged.merge(run_info(results)[["run", "objective", "param", "seed"]], on="run", how="left")
-    merged = merged[merged["step"] > INITIAL_STEP]
-    return merged[["run", "objective", "param", "seed", "step", "score", "passive_dims", "latent_dim"]]
-
-
-def claims_posterior_collapse(results: pd.DataFrame, latents: pd.DataFrame | None, *,
-                              metric: str = "cka") -> list[dict]:
-    """Claim 3, directly: CKA(mean, sampled) falls as latent dimensions become passive.
-
-    One row per objective in the store whose parameter pushes the posterior
-    towards the prior (:data:`COLLAPSE_OBJECTIVES`); the others get no row
-    (the claim says nothing about them). A store with none of them gets one
-    ``not enough data`` row.
-    """
-    definition = (
-        f"Over the learned checkpoints (step 0 excluded) of every run of the objective: Spearman's rho between "
-        f"{metric.upper()}(encoder.mean, encoder.sample) at that checkpoint (within-run rows) and the number of "
-        f"passive latent dimensions at the same checkpoint (Cov_x(E[z_u|x]) <= {PASSIVE_VARIANCE} on the probe "
-        f"set, Burda et al. 2016). Holds if the 95% CI of rho from resampling whole runs is below 0, opposite "
-        f"holds if it is above 0, inconclusive if it contains 0 (needs "
-        f">= {MIN_RUNS_FOR_CORRELATION} runs and a varying number of passive dimensions). Applies to objectives "
-        f"whose parameter pushes towards the prior: "
-        + ", ".join(f"{name} ({param})" for name, param in COLLAPSE_OBJECTIVES.items()) + "."
-    )
-    check_results(results)
-    objectives = sorted(set(run_info(results)["objective"]))
-    if not objectives:
-        return [_row("claim 3: CKA(mean, sampled) falls as dimensions become passive", math.nan, NOT_ENOUGH_DATA,
-                     definition, "the results store has no runs")]
-    table = None if latents is None else collapse_table(results, latents, metric=metric)
-    if not set(objectives) & set(COLLAPSE_OBJECTIVES):
-        return [_row("claim 3: CKA(mean, sampled) falls as dimensions become passive", math.nan, NOT_ENOUGH_DATA,
-                     definition, f"no run of an objective whose parameter pushes towards the prior (the store has "
-                                 f"{', '.join(objectives)})")]
-    rows = []
-    for objective in objectives:
-        name = f"claim 3: CKA(mean, sampled) falls as dimensions become passive [{objective}]"
-        if objective not in COLLAPSE_OBJECTIVES:
-            # DIP-VAE's lambda penalises the covariance of the mean, beta-TC-VAE's beta the total correlation:
-            # neither pushes the whole posterior towards the prior, so the claim is not tested on them
-            logger.info("claim 3: %s's parameter does not push towards the prior; no verdict for it", objective)
-            continue
-        if table is None:
-            rows.append(_row(name, math.nan, NOT_ENOUGH_DATA, definition,
-                             "no per-checkpoint latent statistics (latents.parquet): rerun the study's extract "
-                             "and store stages"))
-            continue
-        part = table[table["objective"] == objective]
-        n_runs = part["run"].nunique()
-        if n_runs < MIN_RUNS_FOR_CORRELATION or part["passive_dims"].nunique() < 2 or part["score"].nunique() < 2:
-            rows.append(_row(name, math.nan, NOT_ENOUGH_DATA, definition,
-                             f"{n_runs} run(s), {len(part)} checkpoints; passive dimensions take the values "
-                             f"{sorted(part['passive_dims'].unique().tolist())}: needs >= "
-                             f"{MIN_RUNS_FOR_CORRELATION} runs and at least two distinct counts", n=n_runs))
-            continue
-        rho, low, high = clustered_spearman(part["score"].to_numpy(), part["passive_dims"].to_numpy(),
-                                            part["run"].to_numpy())
-        verdict = interval_verdict(-high, -low)  # the claim: -rho > 0
-        by_count = part.groupby("passive_dims")["score"].mean()
-        detail = (
-            f"rho = {rho:+.3f} ({_ci_text(low, high)}, runs resampled), {n_runs} runs, {len(part)} checkpoints; "
-            f"mean {metric.upper()}(mean, sampled) by passive dimensions: "
-            + ", ".join(f"{int(k)}: {v:.3f}" for k, v in by_count.items())
-        )
-        rows.append(_row(name, rho, verdict, definition, detail, (low, high), n_runs))
-    return rows
-
-
 # --------------------------------------------------------------------------- all
 def compute_findings(results: pd.DataFrame, runs: pd.DataFrame | None = None, *,
-                     latents: pd.DataFrame | None = None, metric: str = "cka") -> pd.DataFrame:
+                     latents: pd.DataFrame | None = None, metric: str = "cka",
+                     thresholds: Thresholds = Thresholds(), only: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Every finding, one row each (columns :data:`FINDING_COLUMNS`).
 
     ``results``: the results store (``vaesim.study.load_results``); ``runs``:
     ``runs.parquet`` (one row per run) or None; ``latents``:
-    ``latents.parquet`` (per run, checkpoint and latent dimension) or None.
+    ``latents.parquet`` (per run, checkpoint and latent dimension) or None;
+    ``thresholds``: the decision thresholds (moved by robustness checks);
+    ``only``: compute only the claims whose names start with one of these
+    (e.g. ``("claim 3",)``), None = all.
     """
     check_results(results)
-    rows = [
-        claim_encoder_first(results, metric=metric),
-        claim_encoder_agreement(results, comparison="params", metric=metric),
-        claim_encoder_agreement(results, comparison="objectives", metric=metric),
-        *claims_posterior_collapse(results, latents, metric=metric),
-    ]
+    threshold = settle_threshold(results, metric=metric)[0]
+    if thresholds.settle_shift:
+        threshold += thresholds.settle_shift
+    else:
+        threshold = None  # each claim sets (and states) it from the store
+    wanted = (lambda name: only is None or any(name.startswith(prefix) for prefix in only))
+    trajectories = convergence_table(results, metric=metric, threshold=threshold)  # shared by claims 1-3
+    rows = []
+    if wanted("claim 1"):
+        rows.append(claim_encoder_first(results, metric=metric, threshold=threshold, trajectories=trajectories))
+    if wanted("claim 2"):
+        rows += [claim_encoder_agreement(results, comparison=comparison, metric=metric, threshold=threshold,
+                                         trajectories=trajectories) for comparison in ("params", "objectives")]
+    if wanted("claim 3"):
+        rows += claims_posterior_collapse(results, latents, metric=metric, threshold=threshold,
+                                          passive_threshold=thresholds.passive_variance, trajectories=trajectories)
     findings = pd.DataFrame(rows, columns=list(FINDING_COLUMNS))
-    logger.info("findings: %s", dict(zip(findings["finding"], findings["verdict"])))
+    logger.info("findings (%s, %s): %s", metric, thresholds.describe(),
+                dict(zip(findings["finding"], findings["verdict"])))
     return findings
-
-
-def format_findings(findings: pd.DataFrame, *, width: int = 110) -> str:
-    """Findings as a plain-text table for the terminal: verdict, value, finding, then its numbers."""
-    import textwrap
-
-    column = max([len("verdict")] + [len(str(v)) for v in findings["verdict"]])
-    indent = " " * (column + 13)
-    lines = [f"{'verdict':<{column}} {'value':>8}   finding"]
-    for row in findings.itertuples(index=False):
-        missing = row.value is None or (isinstance(row.value, float) and np.isnan(row.value))
-        value = "-" if missing else f"{row.value:+.3f}"
-        lines.append(f"{row.verdict:<{column}} {value:>8}   {row.finding}")
-        if row.detail:
-            lines.append(textwrap.fill(str(row.detail), width=width, initial_indent=indent, subsequent_indent=indent))
-    summary = support_summary(findings)
-    if summary:
-        lines += ["", textwrap.fill(summary, width=width)]
-    return "\n".join(lines)
-
-
-def short_name(finding: str) -> str:
-    """``claim 2 (objectives)``, ``claim 3 [beta_vae]``: a finding's name without its statement."""
-    finding = str(finding)
-    name = finding.split(":")[0]
-    if "[" in finding:
-        return f"{name} {finding[finding.index('['):]}"
-    if " across " in finding:
-        return f"{name} ({finding.split(' across ')[1].split(' beyond')[0]})"
-    if finding.startswith("beyond the paper: cross-seed ") and " similarity predicts " in finding:
-        layer, target = finding[len("beyond the paper: cross-seed "):].split(" similarity predicts ", 1)
-        return f"{name} ({layer} -> {target})"
-    return name
-
-
-def support_summary(findings: pd.DataFrame) -> str:
-    """One sentence per verdict kind: which claims this study supports, contradicts, or cannot judge."""
-    labels = {HOLDS: "This study supports", OPPOSITE_HOLDS: "The opposite holds for",
-              INCONCLUSIVE: "It cannot tell (inconclusive)", NOT_ENOUGH_DATA: "It cannot judge (not enough data)"}
-    words = findings["verdict"].map(verdict_word)
-    parts = []
-    for verdict, label in labels.items():
-        names = [short_name(name) for name in findings.loc[words == verdict, "finding"]]
-        if names:
-            parts.append(f"{label}: {', '.join(names)}.")
-    return " ".join(parts)

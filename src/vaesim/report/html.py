@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from vaesim.report.verdicts import support_summary
+
 # by the verdict's word (an ``inconclusive`` verdict carries its reason in parentheses)
 VERDICT_CLASS = {"holds": "holds", "opposite holds": "fails", "inconclusive": "nodata", "not enough data": "nodata"}
 RUN_COLUMNS = ("run_id", "dataset", "objective", "param_name", "param", "seed", "steps", "active_dims",
@@ -31,9 +33,10 @@ table { border-collapse: collapse; width: 100%; font-size: 0.88rem; }
 th, td { border-bottom: 1px solid #e5e5e5; padding: 0.35rem 0.5rem; text-align: left; vertical-align: top; }
 th { background: #f5f5f7; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-.verdict { font-weight: 600; border-radius: 0.8rem; padding: 0.1rem 0.6rem; white-space: nowrap; }
+.verdict, .badge { font-weight: 600; border-radius: 0.8rem; padding: 0.1rem 0.6rem; white-space: nowrap; }
 .holds { background: #d8f3dc; color: #1b4332; } .fails { background: #ffd6d6; color: #7f1d1d; }
 .nodata { background: #eee; color: #555; }
+.fragile { background: #fff3cd; color: #7a5200; font-size: 0.8rem; }
 .definition { color: #555; font-size: 0.8rem; }
 figure { margin: 1.5rem 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #444; font-size: 0.9rem; }
@@ -108,16 +111,21 @@ def png_data_uri(path: str | Path) -> str:
 
 
 def findings_html(findings: pd.DataFrame) -> str:
-    """The findings table: verdict, finding, value, numbers behind it, definition."""
+    """The findings table: verdict (with its robustness label), finding, value, numbers behind it, definition."""
     rows = []
     for row in findings.itertuples(index=False):
         css = VERDICT_CLASS.get(str(row.verdict).split(" (", 1)[0], "nodata")
+        label = str(getattr(row, "robustness", "") or "")
+        fragile = label.startswith("fragile")
+        robustness = (f"<div><span class='badge fragile'>fragile</span></div><div class='definition'>"
+                      f"{_text(label[len('fragile: '):])}</div>" if fragile
+                      else f"<div class='definition'>{_text(label)}</div>" if label else "")
         rows.append(
-            f"<tr><td><span class='verdict {css}'>{_text(row.verdict)}</span></td>"
+            f"<tr><td><span class='verdict {css}'>{_text(row.verdict)}</span>{robustness}</td>"
             f"<td><strong>{_text(row.finding)}</strong><div class='definition'>{_text(row.definition)}</div></td>"
             f"<td class='num'>{_value(row.value)}</td><td>{_text(getattr(row, 'detail', ''))}</td></tr>"
         )
-    head = "<tr><th>verdict</th><th>finding (definition)</th><th>value</th><th>numbers</th></tr>"
+    head = "<tr><th>verdict (robustness)</th><th>finding (definition)</th><th>value</th><th>numbers</th></tr>"
     return f"<table id='findings'>{head}{''.join(rows)}</table>"
 
 
@@ -155,8 +163,12 @@ def table_html(frame: pd.DataFrame, *, table_id: str, columns: Sequence[str] | N
     return f"<table id='{table_id}'><tr>{head}</tr>{''.join(body)}</table>"
 
 
-def figures_html(figures, folder: str = "figures") -> str:
-    """Each figure as an embedded PNG with its caption, or a note saying why it was skipped."""
+def figures_html(figures, folder: str | None = None) -> str:
+    """Each figure as an embedded PNG with its caption, or a note saying why it was skipped.
+
+    ``folder``: where the files lie beside the report; None = the folder each figure was saved in (the
+    reports of several metrics share the pictures of the models, saved once).
+    """
     parts = []
     for figure in figures:
         if figure.skipped:
@@ -164,6 +176,7 @@ def figures_html(figures, folder: str = "figures") -> str:
                          f"not drawn: {_text(figure.skipped)}.</div>")
             continue
         caption = f" {_text(figure.caption)}" if figure.caption else ""
+        folder = figure.png.parent.name if folder is None else folder
         parts.append(  # the picture links to the full-size file beside the report
             f"<figure id='fig-{figure.name}'><a href='{_text(folder)}/{_text(figure.png.name)}' "
             f"title='full size: {_text(folder)}/{_text(figure.png.name)}'>"
@@ -243,8 +256,8 @@ def render_report(*, title: str, summary: str, findings: pd.DataFrame, figures, 
                     for metric, name in other_reports)
     gallery_html = (f"<h3>Latent traversals per model (final step)</h3><p>One image of the probe set decoded with "
                     f"one latent coordinate set from -2 to +2 (columns) while the others keep the image's "
-                    f"posterior mean; rows are the latent dimensions, largest KL first; grey: inactive "
-                    f"(KL under 0.01 nats).</p><div class='gallery'>{figures_html(gallery, figures_dir)}</div>"
+                    f"posterior mean; rows are the latent dimensions, largest KL first; grey: passive "
+                    f"(Cov_x(E[z|x]) <= 0.01 on the probe set, the report's one definition).</p><div class='gallery'>{figures_html(gallery)}</div>"
                     if gallery else "")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -258,14 +271,16 @@ def render_report(*, title: str, summary: str, findings: pd.DataFrame, figures, 
 <h2 id='findings-section'>Findings</h2>
 <p>The claims of Bonheme &amp; Grzes, <em>How do Variational Autoencoders Learn? Insights from Representational
 Similarity</em> (arXiv 2205.08399), checked with the numbers of this study. Each verdict follows from the
-definition written under its name.</p>
+definition written under its name; a verdict that leaving one seed out or moving a threshold changes is marked
+fragile and is not counted as support.</p>
+<p id='support'><strong>{_text(support_summary(findings))}</strong></p>
 {findings_html(findings)}
 {sections_html}
 <h2 id='models'>What the models do</h2>
-{figures_html(pictures, figures_dir)}
+{figures_html(pictures)}
 {gallery_html}
 <h2 id='training'>Training</h2>
-{figures_html(training, figures_dir)}
+{figures_html(training)}
 <h2 id='figures'>Figures</h2>
 {figures_html(figures, figures_dir)}
 <h2 id='runs-table'>What was run</h2>

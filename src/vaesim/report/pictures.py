@@ -7,7 +7,10 @@ posterior mean of one image with one latent coordinate replaced by each of
 :func:`latent_kl` (KL of each latent dimension on the images, which orders the
 dimensions: a dimension whose KL is near zero carries no information and its
 traversal shows no change). The ``figure_*`` functions read a study directory
-(``probes/<dataset>.npz``, ``runs/<run_id>/checkpoints``) and draw them.
+(``probes/<dataset>.npz``, ``runs/<run_id>/checkpoints``) and draw them; a
+dimension is marked passive by the report's one definition
+(:func:`vaesim.report.collapse.passive_dimensions`: Cov_x(E[z_u|x]) <= 0.01
+over the whole probe set, read from ``latents.parquet``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from vaesim.report.figures import subplots
 
 TRAVERSAL_VALUES = np.linspace(-2.0, 2.0, 7)  # latent values shown; the prior N(0, 1) puts 95% within +-2
 N_IMAGES = 8  # probe images per reconstruction row
-ACTIVE_KL = 0.01  # nats: a dimension below this is inactive (the training monitor's threshold)
 
 
 class NoCheckpoints(Exception):
@@ -38,7 +40,7 @@ _verified: dict[tuple, bool] = {}
 
 
 def file_verified(path: Path) -> bool:
-    """:func:`vaesim.study.store.verified`, hashed once per file version (figures read the same probe set often)."""
+    """:func:`vaesim.study.stages.files.verified`, hashed once per file version (figures read the same probe set often)."""
     from vaesim.study.stages.files import verified
 
     try:
@@ -212,10 +214,27 @@ def _traversal_rows(axes, model, image: np.ndarray, dims, kl: np.ndarray, *, col
             _show(axes[r, column + c], grid[r, c])
 
 
-def _dim_label(dim: int, kl: np.ndarray) -> tuple[str, str]:
-    """(label, colour) of a latent dimension: index and KL; grey when inactive."""
-    inactive = kl[dim] < ACTIVE_KL
-    return f"z{dim}  KL {kl[dim]:.2f}" + (" (inactive)" if inactive else ""), "#999999" if inactive else "black"
+def passive_set(study_dir: Path, run_id: str, step: int) -> set[int] | None:
+    """Passive dimensions of one checkpoint by the report's one definition, from ``latents.parquet``; None
+    when the study has no latent statistics for it."""
+    from vaesim.report.collapse import PASSIVE_VARIANCE
+
+    try:
+        from vaesim.study import load_latents
+
+        latents = load_latents(study_dir)
+    except (FileNotFoundError, OSError, ValueError):
+        return None
+    rows = latents[(latents["run_id"] == run_id) & (latents["step"] == step)]
+    if rows.empty:
+        return None
+    return {int(d) for d in rows.loc[rows["mean_variance"] <= PASSIVE_VARIANCE, "dim"]}
+
+
+def _dim_label(dim: int, kl: np.ndarray, passive: set[int] | None) -> tuple[str, str]:
+    """(label, colour) of a latent dimension: index and KL; grey when passive (None: not known)."""
+    inactive = passive is not None and dim in passive
+    return f"z{dim}  KL {kl[dim]:.2f}" + (" (passive)" if inactive else ""), "#999999" if inactive else "black"
 
 
 def figure_traversals(study_dir: Path, run: pd.Series) -> plt.Figure:
@@ -229,8 +248,9 @@ def figure_traversals(study_dir: Path, run: pd.Series) -> plt.Figure:
     kl = latent_kl(model, images)
     dims = [int(d) for d in np.argsort(-kl)]
     _traversal_rows(axes, model, images[len(images) // 2], dims, kl)
+    passive = passive_set(Path(study_dir), run["run_id"], step)
     for r, dim in enumerate(dims):
-        label, colour = _dim_label(dim, kl)
+        label, colour = _dim_label(dim, kl, passive)
         axes[r, 0].set_ylabel(label.replace("  ", "\n", 1), rotation=0, ha="right", va="center", fontsize=7.5,
                               color=colour)
     for c, value in enumerate(values):
@@ -259,7 +279,7 @@ def figure_traversals_over_training(study_dir: Path, run: pd.Series, n_recon: in
         kl = latent_kl(model, images)
         top = int(np.argmax(kl))
         _traversal_rows(axes[r:r + 1], model, images[len(images) // 2], [top], kl, column=len(shown) + 1)
-        label, colour = _dim_label(top, kl)
+        label, colour = _dim_label(top, kl, passive_set(Path(study_dir), run["run_id"], step))
         gap = axes[r, len(shown)]
         gap.axis("off")
         gap.text(0.98, 0.5, label.replace("  ", "\n", 1), ha="right", va="center", fontsize=7, color=colour,

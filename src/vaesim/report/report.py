@@ -22,12 +22,29 @@ import yaml
 
 from vaesim.report import pictures
 from vaesim.report.figures import FigureOutput, NotEnoughData, make_figures, save_figure
-from vaesim.report.findings import baseline_table, compute_findings
+from vaesim.report.collapse import collapse_table, final_active_dimensions
+from vaesim.report.disentanglement import (
+    chance_levels,
+    chance_warning,
+    disentanglement_table,
+    factor_sizes,
+    wide_table,
+)
+from vaesim.report.findings import Thresholds, baseline_table, compute_findings
 from vaesim.report.html import render_report, table_html
 from vaesim.report.pictures import NoCheckpoints
 from vaesim.report.training_figures import figure_kl_per_dimension, figure_training_curves
 from vaesim.study.store.provenance import environment, read_provenance
-from vaesim.report.selection import selection_report
+from vaesim.report.robustness import (
+    PASSIVE_FACTOR,
+    SETTLE_SHIFT,
+    disagreement_text,
+    metric_comparison,
+    robustness_table,
+    with_robustness,
+)
+from vaesim.report.selection import selection_figure, selection_findings, selection_table
+from vaesim.report.verdicts import short_name
 from vaesim.utils import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -217,26 +234,164 @@ def training_notes(runs: pd.DataFrame | None) -> list[str]:
 
 
 #: the parts of :func:`write_report`, in order, as its ``progress`` callback names them
-REPORT_PARTS = ("findings", "figures", "pictures of the models", "training curves", "baselines",
+REPORT_PARTS = ("findings", "robustness", "figures", "pictures of the models", "training curves", "baselines",
                 "metric diagnostic", "page")
 
+#: a spec of this name is the demo's smoke test (``vaesim demo``), too small to decide the claims
+DEMO_PRESET = "quick"
+EVIDENCE_PRESET = "evidence"
+DEMO_NOTE = (f"This is the '{DEMO_PRESET}' preset, a smoke test of the pipeline (a few minutes on a CPU): it is too "
+             f"small to decide the paper's claims (2 seeds, 800 steps, a coarse checkpoint grid), so read its verdicts "
+             f"as a demonstration of the tests, not as evidence. The '{EVIDENCE_PRESET}' preset is sized to decide "
+             f"them: `vaesim study run {EVIDENCE_PRESET} --out DIR`, then `vaesim report DIR`.")
 
-def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC, progress=None, notes=()) -> Path:
+
+def demo_notes(spec_text: str) -> list[str]:
+    """The smoke-test note when the study is the demo's preset."""
+    try:
+        spec = yaml.safe_load(spec_text) or {}
+    except yaml.YAMLError:
+        return []
+    return [DEMO_NOTE] if isinstance(spec, dict) and spec.get("name") == DEMO_PRESET else []
+
+
+def study_variants(study_dir: Path) -> tuple[dict, str]:
+    """({name: (results, latents)} of the same study measured another way, note on what is missing).
+
+    The robustness checks recompute every verdict on each variant: a second
+    probe set (extract and compare only) or a rerun with another thread
+    count. Stores do not record either yet, so this returns no variant and
+    says so; a store that records them is read here.
+    """
+    return {}, ("Not checked, because the store records neither: the verdicts on a second probe set (extract and "
+                "compare on other images) and on a rerun with another thread count (a thread count changes "
+                "summation order and, through training, acts as a partial re-seed).")
+
+
+def metric_order(results: pd.DataFrame, metric: str) -> list[str]:
+    """The metrics of the store, ``metric`` first (the report being written)."""
+    stored = sorted(set(results["metric"])) if len(results) else []
+    return [metric] + [m for m in stored if m != metric]
+
+
+def _with_burda_active_dims(runs: pd.DataFrame | None, latents: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The runs table with ``active_dims`` by the report's one definition (Burda, at the last checkpoint).
+
+    The training monitor's ``active_dims`` counts KL > 0.01 nats on its own batch; the report counts
+    Cov_x(E[z_u|x]) > 0.01 on the probe set everywhere, so the monitor's column is replaced (or dropped when
+    the study has no latent statistics).
+    """
+    if runs is None:
+        return None
+    runs = runs.drop(columns=[c for c in ("active_dims",) if c in runs])
+    if latents is None or latents.empty or "run_id" not in runs:
+        return runs
+    active = final_active_dimensions(latents)
+    return runs.assign(active_dims=runs["run_id"].map(active))
+
+
+def disentanglement_scores(study_dir: Path) -> pd.DataFrame | None:
+    """The disentangle stage's scores (one row per run, step, metric), or None when the study has none."""
+    from vaesim.study.store.tables import disentanglement_files, load_disentanglement
+
+    return load_disentanglement(study_dir) if disentanglement_files(study_dir) else None
+
+
+class FindingsCache(dict):
+    """{metric: (findings with robustness labels, robustness table)}, shared by the reports of one study;
+    ``diagnostic``: the metric diagnostic table (the same for every metric's report)."""
+
+    diagnostic: pd.DataFrame | None = None
+    pictures: tuple | None = None  # (main, gallery, training): drawn once, into the first report's folder
+
+
+def findings_of(study_dir: Path, results: pd.DataFrame, runs: pd.DataFrame | None, latents: pd.DataFrame | None,
+                metric: str, *, robustness: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(findings, robustness table) of ``metric``: the paper's claims and the selection findings (with a
+    disentangle stage), each labelled by :mod:`vaesim.report.robustness` (``robustness=False``: not checked)."""
+    scores = disentanglement_scores(study_dir)
+
+    def recompute(part: pd.DataFrame, part_latents, thresholds: Thresholds,
+                  only: tuple[str, ...] | None = None) -> pd.DataFrame:
+        findings = compute_findings(part, runs, latents=part_latents, metric=metric, thresholds=thresholds, only=only)
+        if scores is not None and only is None:
+            kept = set(part["a_run"]) | set(part["b_run"])
+            extra = selection_findings(selection_table(part, scores[scores["run"].isin(kept)], metric=metric))
+            findings = pd.concat([findings, extra], ignore_index=True)
+        return findings
+
+    findings = recompute(results, latents, Thresholds())
+    variants, _ = study_variants(study_dir)
+    table = (robustness_table(results, latents, findings, recompute=recompute, variants=variants)
+             if robustness else pd.DataFrame(columns=["finding", "check", "verdict", "changed"]))
+    return with_robustness(findings, table), table
+
+
+def _robustness_html(table: pd.DataFrame) -> str:
+    if table.empty:
+        return "<p class='skipped'>No robustness check was run.</p>"
+    cells = table.assign(finding=table["finding"].map(short_name),
+                         cell=[("CHANGED: " if changed else "") + str(verdict)
+                               for verdict, changed in zip(table["verdict"], table["changed"])])
+    wide = cells.pivot_table(index="finding", columns="check", values="cell", aggfunc="first", sort=False)
+    wide = wide.reindex(columns=list(dict.fromkeys(table["check"]))).reset_index()
+    wide.columns.name = None
+    return table_html(wide, table_id="robustness")
+
+
+def _collapse_html(results: pd.DataFrame, latents: pd.DataFrame | None, metric: str) -> str:
+    if latents is None or latents.empty:
+        return "<p class='skipped'>No latents.parquet: the noise-only expectation needs it.</p>"
+    table = collapse_table(results, latents, metric=metric)
+    table = table[table["converged"]]
+    if table.empty:
+        return "<p class='skipped'>No converged checkpoint with both the statistic and latent statistics.</p>"
+    summary = table.groupby(["objective", "param"]).agg(
+        checkpoints=("step", "size"), passive_dims=("passive_dims", "mean"), active_dims=("active_dims", "mean"),
+        observed=("score", "mean"), expected=("expected", "mean"), expected_low=("expected_low", "mean"),
+        expected_high=("expected_high", "mean"), residual=("residual", "mean")).reset_index()
+    return table_html(summary.round(3), table_id="collapse")
+
+
+def _disentanglement_section(study_dir: Path, scores: pd.DataFrame | None) -> tuple[str, str, str] | None:
+    if scores is None:
+        return None
+    sizes = {dataset: factor_sizes(study_dir, dataset) for dataset in sorted(set(scores["dataset"]))}
+    chance = chance_levels(scores, sizes)
+    table = disentanglement_table(scores, chance)
+    warning = chance_warning(table, chance)
+    body = (table_html(wide_table(table), table_id="disentanglement")
+            + "<h3>Chance level of each metric</h3>" + table_html(chance.round(3), table_id="chance"))
+    text = ("Every disentanglement score the disentangle stage stored, per model (mean over seeds at the last "
+            "scored checkpoint), beside what a representation that knows nothing about the factors scores: "
+            "untrained networks where the store scored step 0, otherwise the metric's definition. "
+            + (warning or "No model scores near chance."))
+    return "Disentanglement scores per model", text, body
+
+
+def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC, progress=None, notes=(),
+                 cache: FindingsCache | None = None, robustness: bool = True,
+                 link_reports: bool | None = None) -> Path:
     """Compute findings and figures of ``study_dir`` and write its report; return the report's path.
 
     For CKA: ``study_dir/report.html``, ``figures/<name>.png|svg`` for every
     figure the data allows, and ``findings.csv``; another metric writes
     ``report-<metric>.html``, ``figures-<metric>/`` and ``findings-<metric>.csv``. Also writes
     ``baselines.csv`` (``baselines-<metric>.csv``): per layer, untrained and trained agreement,
-    initial-to-final similarity, noise floor. ``progress(part)`` is called as each of :data:`REPORT_PARTS` starts.
-    ``notes``: lines shown at the top of the page (e.g. that the study is still running).
+    initial-to-final similarity, noise floor; and ``robustness.csv`` (``robustness-<metric>.csv``): each
+    finding's verdict under each robustness check. ``progress(part)`` is called as each of
+    :data:`REPORT_PARTS` starts. ``notes``: lines shown at the top of the page (e.g. that the study is still
+    running). ``cache``: findings of the metrics already computed (shared by :func:`write_reports`);
+    ``robustness``: run the robustness checks (the verdicts recomputed once per seed and moved threshold).
+    The page links to the reports of the store's other metrics that exist when it is written
+    (``link_reports=True``: link them all, because the caller writes them too).
     """
     started = time.perf_counter()
     step = progress or (lambda part: None)
     study_dir = Path(study_dir)
     spec_text, results, runs = read_store(study_dir)
     report_file, findings_file, figures_dir = report_paths(study_dir, metric)
-    notes = list(notes)
+    notes = demo_notes(spec_text) + list(notes)
     if results.empty:
         notes.append("The results store is empty: run the study to its compare stage; every finding lacks data.")
     if runs is None:
@@ -244,55 +399,102 @@ def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC, progres
     if len(results) and metric not in set(results["metric"]):
         raise ValueError(f"metric {metric!r} is not in the results of {study_dir} "
                          f"(found {sorted(set(results['metric']))}); pass one of those with --metric")
-    notes += training_notes(runs)
     latents = read_latents(study_dir)
+    runs = _with_burda_active_dims(runs, latents)
+    notes += training_notes(runs)
     if latents is None:
         notes.append("latents.parquet is missing (a study from before per-checkpoint latent statistics, or its store "
                      "stage has not run): claim 3 lacks data.")
+    cache = FindingsCache() if cache is None else cache
+    metrics = metric_order(results, metric)
     step("findings")
-    findings = compute_findings(results, runs, latents=latents, metric=metric)
-    # similarity vs disentanglement / UDR, when the study ran its disentangle stage (vaesim.report.selection)
-    extra_findings, extra_figures = selection_report(study_dir, results, metric=metric, figures_dir=figures_dir)
-    if len(extra_findings):
-        findings = pd.concat([findings, extra_findings], ignore_index=True)
+    for other in metrics:
+        if other not in cache:
+            cache[other] = findings_of(study_dir, results, runs, latents, other, robustness=False)
+    step("robustness")
+    for other in metrics:  # every metric's labels: the side-by-side table shows which verdicts are fragile
+        if robustness and cache[other][1].empty and len(results):
+            cache[other] = findings_of(study_dir, results, runs, latents, other, robustness=True)
+    findings, robustness_rows = cache[metric]
     with atomic_path(findings_file) as tmp:
         findings.to_csv(tmp, index=False)
+    suffix = "" if metric == DEFAULT_METRIC else f"-{metric}"
+    with atomic_path(study_dir / f"robustness{suffix}.csv") as tmp:
+        robustness_rows.to_csv(tmp, index=False)
+    comparison = metric_comparison({m: cache[m][0] for m in metrics}) if len(metrics) > 1 else pd.DataFrame()
     step("figures")
-    figures = make_figures(results, runs, figures_dir, metric=metric) + extra_figures
+    figures = make_figures(results, runs, figures_dir, metric=metric, latents=latents)
+    scores = disentanglement_scores(study_dir)
+    if scores is not None:  # beyond the paper: cross-seed similarity against the scores
+        figures.append(selection_figure(results, scores, figures_dir, metric=metric))
     step("pictures of the models")
-    pictures_main, gallery = model_pictures(study_dir, runs, figures_dir)
-    step("training curves")
-    metrics = _training_metrics(study_dir)
-    training = [
-        _draw("training_curves", "Training curves", "Loss, reconstruction and KL against training step "
-              "(training_metrics.parquet), one line per model, mean over seeds.", figures_dir,
-              lambda: figure_training_curves(metrics)),
-        _draw("kl_per_dimension", "KL per latent dimension", "The KL of each latent dimension against training "
-              "step, one panel per model (its lowest seed): when each dimension starts to carry information, "
-              "or that it never does.", figures_dir, lambda: figure_kl_per_dimension(metrics)),
-    ]
-    other_metrics = sorted(set(results["metric"]) - {metric}) if len(results) else []
-    links = [(m, report_paths(study_dir, m)[0].name) for m in other_metrics]
+    if cache.pictures is None:  # what the models do does not depend on the metric: drawn once per study
+        pictures_main, gallery = model_pictures(study_dir, runs, figures_dir)
+        step("training curves")
+        metrics_log = _training_metrics(study_dir)
+        training = [
+            _draw("training_curves", "Training curves", "Loss, reconstruction and KL against training step "
+                  "(training_metrics.parquet), one line per model, mean over seeds.", figures_dir,
+                  lambda: figure_training_curves(metrics_log)),
+            _draw("kl_per_dimension", "KL per latent dimension", "The KL of each latent dimension against "
+                  "training step, one panel per model (its lowest seed): when each dimension starts to carry "
+                  "information, or that it never does.", figures_dir,
+                  lambda: figure_kl_per_dimension(metrics_log)),
+        ]
+        cache.pictures = (pictures_main, gallery, training)
+    else:
+        step("training curves")
+    pictures_main, gallery, training = cache.pictures
+    others = [m for m in metrics if m != metric]
+    links = [(m, report_paths(study_dir, m)[0].name) for m in others
+             if link_reports or report_paths(study_dir, m)[0].is_file()]
     title, summary = _summary(spec_text, results, runs)
     step("baselines")
     baselines = baseline_table(results, metric=metric)
-    with atomic_path(study_dir / (BASELINES_FILE if metric == DEFAULT_METRIC else f"baselines-{metric}.csv")) as tmp:
+    with atomic_path(study_dir / f"{Path(BASELINES_FILE).stem}{suffix}.csv") as tmp:
         baselines.to_csv(tmp, index=False)
     step("metric diagnostic")
-    diagnostic = metric_diagnostic(study_dir, results).round(3)
-    sections = [
+    if cache.diagnostic is None:
+        cache.diagnostic = metric_diagnostic(study_dir, results).round(3)
+    diagnostic = cache.diagnostic
+    _, variants_note = study_variants(study_dir)
+    sections = []
+    if len(comparison):
+        sections.append((
+            "Verdicts by metric: CKA and Procrustes side by side",
+            "Each finding computed with every similarity metric the store holds, each on its own scale (its settle "
+            "threshold set from its own untrained baseline). " + disagreement_text(comparison),
+            table_html(comparison.round(3), table_id="by-metric")))
+    sections += [
+        ("Robustness of each verdict",
+         f"Each verdict recomputed leaving one seed out, with each metric's settle threshold moved by "
+         f"+/-{SETTLE_SHIFT:g} and the passive threshold multiplied and divided by {PASSIVE_FACTOR:g}. A verdict "
+         f"whose word any check changes is labelled fragile (its robustness column names the check) and does not "
+         f"count as support. {variants_note}",
+         _robustness_html(robustness_rows)),
+        ("Posterior collapse: observed against the noise-only expectation",
+         f"{metric.upper()}(encoder.mean, encoder.sample) at converged checkpoints, per objective and strength "
+         f"(means over seeds and checkpoints), beside what independent sampling noise alone gives with the same "
+         f"checkpoints' per-dimension variances (expected_low / expected_high: its bounds when the mean code's "
+         f"covariances are not stored). Passive / active dimensions: Cov_x(E[z_u|x]) <= / > 0.01 on the probe set, "
+         f"the definition used everywhere in this report. Claim 3 is judged on the residual.",
+         _collapse_html(results, latents, metric)),
         ("Baselines: what the architecture gives without learning",
          f"Mean {metric.upper()} of the same layer: between untrained networks of different seeds (step 0), between "
          "trained networks of different seeds, between each run's initial and final state, and across strengths and "
          "objectives at step 0 (runs of one seed share their initial weights) and at the final step. A similarity "
          "is evidence of learning only where it exceeds what untrained networks already give.",
          table_html(baselines.round(3), table_id="baselines")),
+    ]
+    disentanglement = _disentanglement_section(study_dir, scores)
+    if disentanglement is not None:
+        sections.append(disentanglement)
+    sections.append(
         ("Metric diagnostic (the paper's appendix; not a finding about VAEs)",
          "Both measures on data unrelated by construction: independent Gaussian matrices of growing width at the "
          "probe size (unrelated data would score 0; linear CKA and Procrustes are inflated as the width outgrows "
          "the number of examples, debiased CKA is not), and each probe set against a row-shuffled copy of itself.",
-         table_html(diagnostic, table_id="diagnostic")),
-    ]
+         table_html(diagnostic, table_id="diagnostic")))
     step("page")
     page = render_report(title=f"{title} ({metric.upper()})", summary=summary, findings=findings,
                          figures=figures, runs=runs, counts=_counts(results), spec_text=spec_text, notes=notes,
@@ -302,6 +504,15 @@ def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC, progres
     path = atomic_write_text(report_file, page)
     logger.info("report %s written in %.1f s", path, time.perf_counter() - started)
     return path
+
+
+def write_reports(study_dir: str | Path, *, metric: str = DEFAULT_METRIC, progress=None, notes=(),
+                  robustness: bool = True) -> list[Path]:
+    """The report of every metric in the store (``metric``'s first), so every link between them resolves."""
+    _, results, _ = read_store(study_dir)
+    cache = FindingsCache()
+    return [write_report(study_dir, metric=m, progress=progress, notes=notes, cache=cache, robustness=robustness,
+                         link_reports=True) for m in metric_order(results, metric)]
 
 
 def load_findings(study_dir: str | Path, metric: str = DEFAULT_METRIC) -> pd.DataFrame:

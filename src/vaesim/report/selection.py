@@ -35,10 +35,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from vaesim.report import layers as L
-from vaesim.report.findings import FINDING_COLUMNS, NOT_ENOUGH_DATA, _row, interval_verdict
+from vaesim.report.statistics import spearman
+from vaesim.report.verdicts import FINDING_COLUMNS, NOT_ENOUGH_DATA, _row, interval_verdict
 
 __all__ = ["HEADLINE_TARGETS", "cross_seed_similarity", "selection_findings", "selection_report", "selection_table"]
 
@@ -92,7 +92,7 @@ def _cell(frame: pd.DataFrame, target: str, seed: int) -> dict:
     row = dict(n_runs=n, n_strengths=g, rho=math.nan, ci_low=math.nan, ci_high=math.nan, draws=None)
     if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return row
-    row["rho"] = float(stats.spearmanr(x, y).statistic)
+    row["rho"] = spearman(x, y)
     labels = np.unique(groups)
     members = [np.flatnonzero(groups == label) for label in labels]
     rng = np.random.default_rng(seed)
@@ -100,7 +100,7 @@ def _cell(frame: pd.DataFrame, target: str, seed: int) -> dict:
     for k in range(SAMPLES):
         chosen = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
         if np.ptp(x[chosen]) > 0 and np.ptp(y[chosen]) > 0:
-            draws[k] = stats.spearmanr(x[chosen], y[chosen]).statistic
+            draws[k] = spearman(x[chosen], y[chosen])
     finite = draws[np.isfinite(draws)]
     if len(finite):
         row["ci_low"], row["ci_high"] = (float(v) for v in np.percentile(finite, [2.5, 97.5]))

@@ -137,6 +137,21 @@ def paired_greater_floor(differences: np.ndarray) -> float:
     return paired_greater(np.abs(np.asarray(differences, dtype=np.float64)))
 
 
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``values`` (n,), ties sharing their average rank (``scipy.stats.rankdata``'s default)."""
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    return (ends - (counts - 1) / 2.0)[inverse.reshape(-1)]
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rho of (x, y), both (n,): Pearson's r of their average ranks (NaN when either is constant)."""
+    rx, ry = average_ranks(np.asarray(x)), average_ranks(np.asarray(y))
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denominator = math.sqrt(float(rx @ rx) * float(ry @ ry))
+    return float(rx @ ry / denominator) if denominator > 0 else math.nan
+
+
 def clustered_spearman(
     x: np.ndarray,
     y: np.ndarray,
@@ -153,7 +168,7 @@ def clustered_spearman(
     constant are skipped. Returns (rho, low, high).
     """
     x, y, clusters = (np.asarray(a) for a in (x, y, clusters))
-    rho = float(stats.spearmanr(x, y).statistic)
+    rho = spearman(x, y)
     labels = np.unique(clusters)
     members = [np.flatnonzero(clusters == label) for label in labels]
     rng = np.random.default_rng(seed)
@@ -162,6 +177,6 @@ def clustered_spearman(
         chosen = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
         xs, ys = x[chosen], y[chosen]
         if np.ptp(xs) > 0 and np.ptp(ys) > 0:
-            draws[k] = stats.spearmanr(xs, ys).statistic
+            draws[k] = spearman(xs, ys)
     low, high = percentile_interval(draws, confidence)
     return rho, low, high

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+INITIAL_STEP = 0  # the initial weights: a baseline, never a learned state
 SIDE_FIELDS = ("run", "objective", "param_name", "param", "seed", "step", "layer")
 REQUIRED_COLUMNS = ("comparison", "metric", "score") + tuple(
     f"{side}_{field}" for side in ("a", "b") for field in SIDE_FIELDS
@@ -84,3 +85,18 @@ def run_info(results: pd.DataFrame) -> pd.DataFrame:
     sides = [results[[f"{side}_{f}" for f in fields]].set_axis(fields, axis=1) for side in ("a", "b")]
     info = pd.concat(sides).drop_duplicates("run")
     return info.sort_values(["objective", "param", "seed", "run"]).reset_index(drop=True)
+
+
+def same_layer_rows(results: pd.DataFrame, comparison: str, metric: str, step: str) -> pd.DataFrame:
+    """Rows of ``comparison`` / ``metric`` pairing a layer with itself, both sides at ``step``.
+
+    ``step``: ``"final"`` (both sides at their run's last checkpoint) or
+    ``"initial"`` (both at step 0, the untrained weights).
+    """
+    rows = select(results, comparison=comparison, metric=metric)
+    rows = rows[rows["a_layer"] == rows["b_layer"]]
+    if step == "final":
+        return at_final_step(rows, final_steps(results))
+    if step != "initial":
+        raise ValueError(f"same_layer_rows: step={step!r}; expected 'final' or 'initial'")
+    return rows[(rows["a_step"] == INITIAL_STEP) & (rows["b_step"] == INITIAL_STEP)]

@@ -1,0 +1,338 @@
+"""Claim 1 of the seed paper: encoder layers settle before decoder layers.
+
+Per run and layer, the curve CKA(layer at t, same layer at the final step T)
+over the recorded checkpoints (``within_run`` rows) says when the layer
+reached its final state; :func:`convergence_table` reads it per (run,
+layer), :func:`claim_encoder_first` turns it into a verdict with a paired
+test over runs. The "settled" threshold is set per metric from the
+untrained cross-seed baseline stored beside the scores
+(:func:`settle_threshold`); step 0 (the initial weights) is a baseline,
+never a learned state.
+
+Pure functions: pandas tables in, pandas tables (or one finding row) out.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pandas as pd
+
+from vaesim.report import layers as L
+from vaesim.report.statistics import bootstrap_groups, paired_greater, paired_greater_floor
+from vaesim.report.tables import (
+    INITIAL_STEP,
+    both_orientations,
+    check_results,
+    final_steps,
+    same_layer_rows,
+    select,
+)
+from vaesim.report.verdicts import (
+    CEILING,
+    HOLDS,
+    NOT_ENOUGH_DATA,
+    NOT_SIGNIFICANT,
+    NULL_INSIDE,
+    OPPOSITE_HOLDS,
+    TIES_OR_GRID,
+    _above_zero,
+    _ci_text,
+    _row,
+    inconclusive,
+)
+
+logger = logging.getLogger(__name__)
+
+SETTLE_PROGRESS = 0.9  # "settled" = this fraction of the way from the metric's unrelated level to 1
+CONVERGENCE_THRESHOLD = 0.9  # the settle threshold when the store has no untrained cross-seed rows
+MIN_CHECKPOINTS = 3  # learned checkpoints a run needs (final included, step 0 excluded)
+MIN_RUNS_FOR_PAIRED_TEST = 5  # a one-sided signed-rank test cannot reach p < 0.05 with fewer
+SIGNIFICANCE = 0.05
+
+
+def settle_threshold(results: pd.DataFrame, *, metric: str = "cka") -> tuple[float, str]:
+    """The metric's own "settled" threshold, from the untrained baseline stored beside its scores.
+
+    Metrics differ in scale: Procrustes similarity of unrelated representations
+    sits far above CKA's, so one constant means different things for each.
+    The metric's unrelated level u is the lowest mean score of any layer
+    between untrained networks of different seeds (step-0 ``seeds`` rows; a
+    layer downstream of independent noise shares nothing across networks);
+    the threshold is u + :data:`SETTLE_PROGRESS` * (1 - u), the same fraction
+    of the way from "unrelated" to "identical" on every metric. Without such
+    rows: :data:`CONVERGENCE_THRESHOLD`. Returns (threshold, how it was set).
+    """
+    rows = same_layer_rows(results, "seeds", metric, "initial")
+    rows = rows[rows["a_layer"].map(lambda name: L.is_encoder(name) or L.is_decoder(name)).astype(bool)]
+    if rows.empty:
+        return CONVERGENCE_THRESHOLD, (f"{CONVERGENCE_THRESHOLD} (constant: the store has no untrained cross-seed "
+                                       f"rows of {metric!r} to set it from)")
+    by_layer = rows.groupby("a_layer")["score"].mean()
+    unrelated = float(by_layer.min())
+    threshold = unrelated + SETTLE_PROGRESS * (1.0 - unrelated)
+    return threshold, (f"{threshold:.3f} = u + {SETTLE_PROGRESS} (1 - u), u = {unrelated:.3f} the lowest untrained "
+                       f"cross-seed {metric.upper()} of any layer ({by_layer.idxmin()})")
+
+
+def convergence_table(
+    results: pd.DataFrame, *, metric: str = "cka", threshold: float | None = None
+) -> pd.DataFrame:
+    """How and when each layer of each run reaches its final state (claim 1 of the paper).
+
+    Uses ``within_run`` rows comparing a layer at step t with the same layer at
+    the run's final step T (score(T, T) = 1). ``threshold``: None sets it from
+    the store's baselines (:func:`settle_threshold`). Per (run, layer),
+    ``input`` and non-model layers excluded:
+
+    - ``initial_score``: score(0, T), the layer's similarity between its
+      initial and final state (NaN when step 0 was not recorded);
+    - ``changed``: ``initial_score < threshold``: training moved the layer
+      (a layer already within the threshold at initialisation is "not changed
+      by training", not "learned early"); NaN when step 0 is missing;
+    - ``settled_step``: the first learned (non-initial) checkpoint from which
+      the score stays >= ``threshold`` at every later checkpoint;
+      ``settled_fraction`` = settled_step / T, in (0, 1];
+    - ``progress_auc``: area under (s(t) - s(0)) / (1 - s(0)) over t / T in
+      [0, 1] (trapezoids through the checkpoints; NaN without step 0 or when
+      s(0) = 1): 1 = the layer reached its final state at once, 0.5 = linearly;
+    - ``n_checkpoints``: learned checkpoints (final included);
+    - ``noise_floor``: the score of the layer at the final step with itself
+      recorded with a second eps (``noise_floor`` rows; NaN for layers
+      upstream of the sampling noise or without such rows);
+      ``noise_floor_min``: the lowest such score over the learned checkpoints
+      where the store measured one (early checkpoints have a wider posterior
+      and a lower floor), ``noise_floor_steps``: how many were measured; and
+      ``noise_limited`` = noise_floor_min < ``threshold``: sampling noise
+      alone can keep the layer's curve below the threshold, so its settle
+      point says nothing about learning.
+    """
+    check_results(results)
+    if threshold is None:
+        threshold, _ = settle_threshold(results, metric=metric)
+    finals = final_steps(results)
+    rows = select(results, comparison="within_run", metric=metric)
+    rows = rows[(rows["a_run"] == rows["b_run"]) & (rows["a_layer"] == rows["b_layer"])]
+    rows = both_orientations(rows)
+    rows = rows[rows["b_step"] == rows["b_run"].map(finals)]
+    rows = rows[rows["a_layer"].map(lambda name: L.is_encoder(name) or L.is_decoder(name)).astype(bool)]
+    floors = noise_floors(results, metric=metric)
+    out = []
+    for (run, layer), group in rows.groupby(["a_run", "a_layer"], sort=False):
+        final = int(finals[run])
+        curve = group.groupby("a_step")["score"].mean()
+        curve.loc[final] = 1.0  # a state is identical to itself
+        curve = curve.sort_index()
+        initial = float(curve.get(INITIAL_STEP, math.nan))
+        learned = curve[curve.index > INITIAL_STEP]
+        settled = final
+        for step, score in zip(learned.index[::-1], learned.to_numpy()[::-1]):
+            if score < threshold:
+                break
+            settled = int(step)
+        first = group.iloc[0]
+        measured = [floors[(run, layer, int(step))] for step in learned.index if (run, layer, int(step)) in floors]
+        out.append(dict(
+            run=run, objective=first["a_objective"], param=first["a_param"], seed=first["a_seed"], layer=layer,
+            group=L.layer_group(layer), final_step=final, initial_score=initial,
+            changed=(initial < threshold) if np.isfinite(initial) else math.nan,
+            settled_step=settled, settled_fraction=settled / final if final > 0 else math.nan,
+            progress_auc=_progress_auc(curve, final), n_checkpoints=len(learned),
+            noise_floor=floors.get((run, layer, final), math.nan),
+            noise_floor_min=min(measured) if measured else math.nan, noise_floor_steps=len(measured),
+        ))
+    columns = ["run", "objective", "param", "seed", "layer", "group", "final_step", "initial_score", "changed",
+               "settled_step", "settled_fraction", "progress_auc", "n_checkpoints", "noise_floor", "noise_floor_min",
+               "noise_floor_steps", "noise_limited"]
+    table = pd.DataFrame(out, columns=[c for c in columns if c != "noise_limited"])
+    table["noise_limited"] = table["noise_floor_min"] < threshold
+    return table[columns]
+
+
+def noise_floors(results: pd.DataFrame, *, metric: str = "cka") -> dict[tuple[str, str, int], float]:
+    """{(run, layer, step): score of a noise-driven layer with itself under a second eps}, from ``noise_floor`` rows.
+
+    One entry per checkpoint the store recorded twice (today's plans record
+    only the final one; a store that records more is read at each).
+    """
+    rows = select(results, comparison="noise_floor", metric=metric)
+    rows = rows[(rows["a_layer"] == rows["b_layer"]) & (rows["a_step"] == rows["b_step"])]
+    floors = rows.groupby(["a_run", "a_layer", "a_step"])["score"].mean()
+    return {(run, layer, int(step)): float(score) for (run, layer, step), score in floors.items()}
+
+
+def _progress_auc(curve: pd.Series, final: int) -> float:
+    if INITIAL_STEP not in curve.index or final <= 0:
+        return math.nan
+    start = float(curve.loc[INITIAL_STEP])
+    if not start < 1.0 - 1e-12:
+        return math.nan
+    progress = (curve.to_numpy() - start) / (1.0 - start)
+    time = curve.index.to_numpy(dtype=np.float64) / final
+    return float(np.sum((time[1:] - time[:-1]) * (progress[1:] + progress[:-1]) / 2.0))
+
+
+def claim_encoder_first(results: pd.DataFrame, *, metric: str = "cka", threshold: float | None = None,
+                        trajectories: pd.DataFrame | None = None) -> dict:
+    """Claim 1: encoder layers settle before decoder layers (paired over runs).
+
+    ``threshold``: None sets it per metric from the store's untrained
+    baseline (:func:`settle_threshold`); ``trajectories``: its
+    :func:`convergence_table` at that threshold when the caller has it.
+    """
+    if threshold is None:
+        threshold, threshold_text = settle_threshold(results, metric=metric)
+    else:
+        threshold_text = f"{threshold} (given)"
+    definition = (
+        f"Per run and layer: the settle point is the first learned checkpoint t (step 0, the initial weights, "
+        f"never counts) from which {metric.upper()}(layer at t, same layer at the final step T) stays >= "
+        f"{threshold:.3f} at every later checkpoint, as a fraction t/T. Layers with {metric.upper()}(initial, final) "
+        f">= {threshold:.3f} were not changed by training and are left out. Per run: mean settle point of the changed "
+        f"encoder.* and of the changed decoder.* layers; d = decoder - encoder. Holds if d > 0 in a one-sided "
+        f"Wilcoxon signed-rank test over runs (p < {SIGNIFICANCE}; tied runs ranked as zeros, Pratt) and the 95% "
+        f"bootstrap CI of the mean d is above 0; opposite holds if the same holds for -d; inconclusive (ties/grid) "
+        f"when the best p the test can reach with this many runs and ties is >= {SIGNIFICANCE} (needs >= "
+        f"{MIN_RUNS_FOR_PAIRED_TEST} runs with >= {MIN_CHECKPOINTS} learned "
+        f"checkpoints, a recorded initial state and changed layers on both sides). Curves whose noise floor (the "
+        f"layer recorded twice with two eps, at every checkpoint the store measured it) is below the threshold are "
+        f"left out. Threshold for {metric.upper()}: {threshold_text}. Value = mean d."
+    )
+    name = "claim 1: encoder layers settle before decoder layers"
+    table = convergence_table(results, metric=metric, threshold=threshold) if trajectories is None else trajectories
+    table = table[table["n_checkpoints"] >= MIN_CHECKPOINTS]
+    if table.empty:
+        return _row(name, math.nan, NOT_ENOUGH_DATA, definition,
+                    f"no run with >= {MIN_CHECKPOINTS} learned checkpoints in 'within_run' rows of metric {metric!r}")
+    no_baseline = table["changed"].isna()
+    if no_baseline.all():
+        return _row(name, math.nan, NOT_ENOUGH_DATA, definition,
+                    "no run recorded its initial state (step 0), so no layer can be told apart from one that "
+                    "training did not change; rerun with a spec that records step 0")
+    known = table[~no_baseline]
+    unchanged = known[~known["changed"].astype(bool)]
+    changed = known[known["changed"].astype(bool)]
+    unchanged_text = _unchanged_text(unchanged, known)
+    limited = changed[changed["noise_limited"]]
+    changed = changed[~changed["noise_limited"]]
+    if len(limited):
+        counts = limited.groupby("layer").size()
+        unchanged_text += (
+            f" {len(limited)} changed curve(s) are limited by sampling noise (the layer recorded twice with two "
+            f"eps scores < {threshold:.3f}) and are left out too: "
+            + ", ".join(f"{layer} ({counts[layer]})" for layer in L.order_layers(counts.index)) + ".")
+    unchanged_text += _floor_text(known)
+    per_run = changed.groupby(["run", "group"])["settled_fraction"].mean().unstack()
+    both = per_run.dropna(subset=[g for g in ("encoder", "decoder") if g in per_run.columns]) \
+        if {"encoder", "decoder"} <= set(per_run.columns) else per_run.iloc[0:0]
+    if len(both) < MIN_RUNS_FOR_PAIRED_TEST:
+        # the runs exist, but the curves that would decide are at the ceiling (not changed) or under the noise floor
+        runs_known = known["run"].nunique()
+        verdict = inconclusive(CEILING) if runs_known >= MIN_RUNS_FOR_PAIRED_TEST else NOT_ENOUGH_DATA
+        return _row(name, math.nan, verdict, definition,
+                    f"{len(both)} of {runs_known} run(s) have layers changed by training in both the encoder and "
+                    f"the decoder; needs >= {MIN_RUNS_FOR_PAIRED_TEST}. {unchanged_text}", n=len(both))
+    differences = (both["decoder"] - both["encoder"]).to_numpy()
+    p_value = paired_greater(differences)
+    p_opposite = paired_greater(-differences)
+    p_floor = paired_greater_floor(differences)
+    estimate, low, high = bootstrap_groups([differences], np.mean)
+    verdict = _paired_verdict(p_value, p_opposite, p_floor, low, high)
+    ties = int((differences == 0).sum())
+    auc = changed.groupby("group")["progress_auc"].mean()
+    detail = (
+        f"settle point: encoder median {both['encoder'].median():.2f}, decoder median {both['decoder'].median():.2f} "
+        f"of training; mean d = {estimate:+.3f} ({_ci_text(low, high)}), Wilcoxon one-sided p = {p_value:.3g} "
+        f"(opposite direction {p_opposite:.3g}); best achievable p with {len(differences)} runs and {ties} tie(s) "
+        f"= {p_floor:.3g}{' (cannot pass ' + str(SIGNIFICANCE) + ')' if p_floor >= SIGNIFICANCE else ''}; "
+        f"encoder first in {int((differences > 0).sum())}/{len(differences)} runs, tied in {ties}. Learned "
+        f"checkpoints per run: {_grid_text(table)}. Progress AUC (1 = settled at once): encoder "
+        f"{auc.get('encoder', math.nan):.3f}, decoder {auc.get('decoder', math.nan):.3f}. {unchanged_text}"
+    )
+    return _row(name, estimate, verdict, definition, detail, (low, high), len(differences))
+
+
+def _paired_verdict(p_value: float, p_opposite: float, p_floor: float, low: float, high: float) -> str:
+    """Verdict of a one-sided paired test with its bootstrap interval of the mean difference.
+
+    ``inconclusive (ties/grid)`` when the best achievable p (:func:`paired_greater_floor`)
+    cannot pass: the verdict is then set by the number of runs and ties, not the data.
+    """
+    if p_floor >= SIGNIFICANCE:
+        return inconclusive(TIES_OR_GRID)
+    if p_value < SIGNIFICANCE and _above_zero(low):
+        return HOLDS
+    if p_opposite < SIGNIFICANCE and _above_zero(-high):
+        return OPPOSITE_HOLDS
+    if _above_zero(low) or _above_zero(-high):
+        return inconclusive(NOT_SIGNIFICANT)
+    return inconclusive(NULL_INSIDE)
+
+
+def _floor_text(known: pd.DataFrame) -> str:
+    """Where the noise floor was measured: at every learned checkpoint, or only at some (say so)."""
+    noisy = known[known["noise_floor_steps"] > 0]
+    if noisy.empty:
+        return ""
+    partial = noisy[noisy["noise_floor_steps"] < noisy["n_checkpoints"]]
+    if partial.empty:
+        return " Noise floor measured at every learned checkpoint."
+    steps = sorted(set(partial["noise_floor_steps"]))
+    return (f" Noise floor measured at {'/'.join(map(str, steps))} of {partial['n_checkpoints'].max()} learned "
+            f"checkpoints for {len(partial)} curve(s): earlier checkpoints, whose posterior is wider, may sit "
+            f"under a lower floor than the one measured.")
+
+
+def _grid_text(table: pd.DataFrame) -> str:
+    counts = table.groupby("run")["n_checkpoints"].max()
+    return f"{counts.min()}" if counts.min() == counts.max() else f"{counts.min()}-{counts.max()}"
+
+
+def _unchanged_text(unchanged: pd.DataFrame, known: pd.DataFrame) -> str:
+    if unchanged.empty:
+        return "Every layer was changed by training."
+    counts = unchanged.groupby("layer").size()
+    names = ", ".join(f"{layer} ({counts[layer]})" for layer in L.order_layers(counts.index))
+    return (f"{len(unchanged)} of {len(known)} (run, layer) curves were not changed by training and are left "
+            f"out: {names}.")
+
+
+def converged_checkpoints(results: pd.DataFrame, *, metric: str = "cka", threshold: float | None = None,
+                          trajectories: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The learned checkpoints of each run at which its encoder has reached its final state.
+
+    A run's encoder has converged from the latest settle point (see
+    :func:`convergence_table`) of its counted encoder layers: those training
+    changed (similarity(initial, final) < ``threshold``) and sampling noise does not
+    hold down, ``encoder.sample`` excluded (it is the noisy side of claim 3's
+    statistic, not part of the posterior). A checkpoint counts when it is at
+    or after that point; the final step always counts. A run none of whose
+    encoder layers training changed has nothing left to learn: every learned
+    checkpoint counts. A run without trajectories (no ``within_run`` rows to
+    its final step) counts its final step only.
+
+    ``trajectories``: the :func:`convergence_table` at ``threshold`` when
+    the caller has it. Returns run, step, encoder_settled_step (NaN for
+    such a run), converged (bool), one row per (run, learned checkpoint)
+    seen in the store.
+    """
+    check_results(results)
+    if threshold is None:
+        threshold, _ = settle_threshold(results, metric=metric)
+    finals = final_steps(results)
+    steps = pd.concat([results[["a_run", "a_step"]].set_axis(["run", "step"], axis=1),
+                       results[["b_run", "b_step"]].set_axis(["run", "step"], axis=1)]).drop_duplicates()
+    steps = steps[steps["step"] > INITIAL_STEP].sort_values(["run", "step"]).reset_index(drop=True)
+    table = convergence_table(results, metric=metric, threshold=threshold) if trajectories is None else trajectories
+    encoder = table[(table["group"] == "encoder") & (table["layer"] != L.SAMPLE_LAYER)]
+    counted = encoder[(encoder["changed"] == True) & ~encoder["noise_limited"]]  # noqa: E712 (NaN = unknown)
+    settled = counted.groupby("run")["settled_step"].max()
+    known = encoder[encoder["changed"].notna()]
+    untouched = set(known["run"]) - set(known.loc[known["changed"].astype(bool), "run"])
+    settled_step = steps["run"].map(lambda run: float(settled.get(run, INITIAL_STEP if run in untouched
+                                                                       else math.nan)))
+    final = steps["run"].map(finals)
+    converged = (steps["step"] >= settled_step.fillna(np.inf)) | (steps["step"] == final)
+    return steps.assign(encoder_settled_step=settled_step, converged=converged.astype(bool))

@@ -1,0 +1,112 @@
+"""Robustness labels: a verdict that one seed or a moved threshold changes is fragile; metrics side by side."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from vaesim.report import findings as F
+from vaesim.report import robustness as R
+
+
+def _fragile_by_one_seed(synthetic) -> pd.DataFrame:
+    """9 runs (3 strengths x seeds 0-2); two runs of seeds 0/1 tie, the rest settle encoder first.
+
+    With all 9 runs the signed-rank test can pass (2 ties); without seed 2 six runs remain with 2 ties, whose
+    best achievable one-sided p is 0.078: the verdict rests on seed 2.
+    """
+    synthetic.params, synthetic.seeds = (1.0, 2.0, 4.0), (0, 1, 2)
+    first = synthetic.results()
+    synthetic.encoder_speed = synthetic.decoder_speed = 1.0
+    tied = synthetic.results()
+    tied_runs = [synthetic.run_id(4.0, seed) for seed in (0, 1)]
+    synthetic.encoder_speed, synthetic.decoder_speed = 0.3, 1.0
+    return pd.concat([first[~first["a_run"].isin(tied_runs)], tied[tied["a_run"].isin(tied_runs)]])
+
+
+def test_a_verdict_that_rests_on_one_seed_is_fragile(synthetic):
+    results = _fragile_by_one_seed(synthetic)
+    findings = F.compute_findings(results)
+    claim1 = findings["finding"].str.startswith("claim 1")
+    assert findings.loc[claim1, "verdict"].item() == F.HOLDS
+    table = R.robustness_table(results, None, findings, recompute=R.default_recompute("cka"), thresholds=False)
+    labelled = R.with_robustness(findings, table)
+    label = labelled.loc[claim1, "robustness"].item()
+    assert label == "fragile: seed 2 left out -> inconclusive (ties/grid)"
+    # the support sentence does not count it
+    summary = F.support_summary(labelled)
+    assert "This study supports: claim 1" not in summary
+    assert "Fragile, so neither support nor contradiction: claim 1 (holds)" in summary
+    assert "[fragile]" in F.format_findings(labelled)
+
+
+def test_a_verdict_no_check_changes_is_not_fragile(synthetic):
+    synthetic.params, synthetic.seeds = (1.0, 2.0, 4.0), (0, 1, 2)
+    results = synthetic.results()
+    findings = F.compute_findings(results)
+    table = R.robustness_table(results, None, findings, recompute=R.default_recompute("cka"))
+    label = R.robustness_labels(findings, table)[findings["finding"].str.startswith("claim 1")].item()
+    # the passive threshold cannot change claim 1: it is not among its checks
+    assert label == ("unchanged by 5 checks: seed 0 left out, seed 1 left out, seed 2 left out, "
+                     "settle threshold +0.02, settle threshold -0.02")
+
+
+def test_a_settle_point_at_the_threshold_is_fragile(synthetic):
+    # encoder curves sit 0.01 above the CKA threshold (0.905) from the first learned checkpoint; the decoder
+    # settles at 0.75 of training. Raised by 0.02, the encoder only settles at T too: every run ties
+    encoder = {0: 0.3, 250: 0.915, 500: 0.915, 750: 0.915}
+    decoder = {0: 0.3, 250: 0.5, 500: 0.7, 750: 0.92}
+    synthetic.curves = {**{l: encoder for l in synthetic.layers if l.startswith("encoder.")},
+                        **{l: decoder for l in synthetic.layers if l.startswith("decoder.")}}
+    results = synthetic.results()
+    findings = F.compute_findings(results)
+    assert findings.loc[0, "verdict"] == F.HOLDS
+    table = R.robustness_table(results, None, findings, recompute=R.default_recompute("cka"), seeds=False)
+    label = R.robustness_labels(findings, table)[0]
+    assert label == "fragile: settle threshold +0.02 -> inconclusive (ties/grid)"
+
+
+def test_a_passive_count_set_by_the_threshold_is_fragile(synthetic):
+    # passive dimensions have Cov(E[z|x]) = 0.005: passive at 0.01, active at 0.001, so divided by 10 no
+    # dimension is ever passive and claim 3 has nothing to track
+    synthetic.PASSIVE_MEAN_VARIANCE = 0.005
+    synthetic.covariance = True
+    results, latents = synthetic.results(), synthetic.latents()
+    findings = F.compute_findings(results, latents=latents)
+    claim3 = findings["finding"].str.startswith("claim 3")
+    assert findings.loc[claim3, "verdict"].item() == F.HOLDS
+    table = R.robustness_table(results, latents, findings, recompute=R.default_recompute("cka"), seeds=False)
+    label = R.robustness_labels(findings, table)[claim3].item()
+    assert label == "fragile: passive threshold /10 (0.001) -> not enough data"
+
+
+def test_variants_are_checked_like_seeds(synthetic):
+    # the hook for a second probe set or a thread-count rerun: a variant whose encoder settles late
+    results = synthetic.results()
+    synthetic.encoder_speed = 1.0
+    rerun = synthetic.results()
+    findings = F.compute_findings(results)
+    table = R.robustness_table(results, None, findings, recompute=R.default_recompute("cka"), seeds=False,
+                               thresholds=False, variants={"rerun with 1 thread": (rerun, None)})
+    assert R.robustness_labels(findings, table)[0] == "fragile: rerun with 1 thread -> inconclusive (ties/grid)"
+
+
+def test_metrics_side_by_side_name_their_disagreement(synthetic):
+    # Procrustes 0.99 everywhere: no curve reaches its threshold (0.999, set from its untrained level) before
+    # the final step, so every run ties and claim 1 cannot be decided by Procrustes
+    synthetic.procrustes = lambda cka: 0.99
+    results = synthetic.results()
+    by_metric = {metric: F.compute_findings(results, metric=metric) for metric in ("cka", "procrustes")}
+    table = R.metric_comparison(by_metric).set_index("finding")
+    assert table.loc["claim 1", "cka verdict"] == F.HOLDS
+    assert table.loc["claim 1", "procrustes verdict"] == "inconclusive (ties/grid)"
+    assert table.loc["claim 1", "agree"] == "no: CKA holds, PROCRUSTES inconclusive"
+    assert table.loc["claim 2 (objectives)", "agree"] == "yes"
+    text = R.disagreement_text(R.metric_comparison(by_metric))
+    assert text.startswith("The metrics disagree on: claim 1 (CKA holds, PROCRUSTES inconclusive)")
+
+
+def test_leaving_a_seed_out_drops_its_rows_and_latents(synthetic):
+    results, latents = R.without_seed(synthetic.results(), synthetic.latents(), 1)
+    assert set(results["a_seed"]) == {0} and set(results["b_seed"]) == {0}
+    assert not latents["run_id"].str.endswith("-s1").any() and len(latents)

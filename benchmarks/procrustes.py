@@ -23,6 +23,9 @@ that keeps all but eps of each layer's Frobenius norm, for eps 1e-3/1e-4/1e-5.
     python benchmarks/procrustes.py --n 1000
     python benchmarks/procrustes.py --n 2000 --real out/bench-run-0 --real-b out/bench-run-1
     python benchmarks/procrustes.py --spectra-n 5000 --real out/bench-run-0 --skip-pairs
+    python benchmarks/procrustes.py --n 1000 --real out/bench-run-0 --real-b out/bench-run-1 --square
+
+``out/bench-run-K``: ``vaesim train --steps 1500 --param 4 --seed K --out out/bench-run-K``.
 """
 
 from __future__ import annotations
@@ -104,6 +107,40 @@ def vaesim_pairs(models: dict, cores: int) -> tuple[dict, float, dict]:
     return {(r.a_layer, r.b_layer): r.score for r in frame.itertuples()}, seconds, routes
 
 
+def square_blocks(models: dict) -> None:
+    """The Gram route on the square blocks (the cost of every wide pair), measured against their SVD.
+
+    For each block of two layers wider than n: seconds of the values-only SVD and of the Gram route
+    (``nuclear_norm_gram``), whether its stated bound is within the engine's tolerance (1e-6 of the score),
+    and its observed error against the SVD, relative to the score's denominator.
+    """
+    from threadpoolctl import threadpool_limits
+
+    factors = {(k, name): models[k][name].factor() for k in models for name in models[k]}
+    t_svd = t_gram = 0.0
+    held = total = 0
+    worst = 0.0
+    with threadpool_limits(limits=1):
+        for la, a in models[0].items():
+            for lb, b in models[1].items():
+                block = factors[(0, la)].T @ factors[(1, lb)]
+                if 2 * min(block.shape) <= max(block.shape):
+                    continue
+                denominator = math.sqrt(a.total_variance * b.total_variance)
+                start = time.perf_counter()
+                exact = float(np.linalg.svd(block, compute_uv=False).sum())
+                t_svd += time.perf_counter() - start
+                start = time.perf_counter()
+                value, bound = nuclear.nuclear_norm_gram(block)
+                t_gram += time.perf_counter() - start
+                total += 1
+                held += bound <= engine.PROCRUSTES_TOLERANCE * denominator
+                worst = max(worst, abs(value - exact) / denominator)
+    print(f"square blocks: {total}; one thread: SVD {t_svd:.1f} s, Gram route {t_gram:.1f} s "
+          f"({t_svd / max(t_gram, 1e-9):.2f}x); stated bound within tolerance on {held} of {total}; "
+          f"largest observed |error| / denominator {worst:.1e}")
+
+
 def spectra(acts: dict[str, np.ndarray]) -> None:
     """k(eps) per layer: the smallest rank whose truncation keeps all but eps of ||Xc||_F (relative)."""
     print(f"\nspectra at n = {next(iter(acts.values())).shape[0]}: k(eps) = rank keeping all but eps of ||Xc||_F")
@@ -129,6 +166,8 @@ def main() -> None:
                                                        "other probe images are not used: same model)")
     parser.add_argument("--spectra-n", type=int, default=0)
     parser.add_argument("--skip-pairs", action="store_true")
+    parser.add_argument("--square", action="store_true",
+                        help="also time the Gram route against the SVD on the square (wide x wide) blocks")
     args = parser.parse_args()
     cores = available_cpus()
     print(f"machine: {os.cpu_count()} CPUs, {cores} usable; load before: {loadavg()}")
@@ -153,6 +192,8 @@ def main() -> None:
         models = {k: {name: summarise(x, name=name, metrics=("procrustes",)) for name, x in acts[k].items()}
                   for k in (0, 1)}
         del acts
+        if args.square:
+            square_blocks(models)
         reference, t_reference = reference_pairs(models)
         ours, t_ours, routes = vaesim_pairs(models, cores)
         _single, t_reference_one = reference_pairs(models, 1)

@@ -1,6 +1,6 @@
 """Measured cost of each study task type on this machine, and the paper preset projected from it.
 
-Runs the real task code (:func:`vaesim.study.stages.run_task`) on a small
+Runs the real task code (:func:`vaesim.study.stages.task.run_task`) on a small
 grid (2 objectives x 2 values x 2 seeds on procedural dSprites) and times:
 
 - train: seconds per training step at the paper's batch size (64);
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from vaesim.study import load_spec, parse_spec, plan_study
-from vaesim.study.stages import run_task
+from vaesim.study.stages.task import run_task
 
 GRID = {
     "name": "bench",

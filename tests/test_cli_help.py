@@ -174,3 +174,14 @@ def test_the_query_layers_view_orders_both_architectures_input_to_output():
     for names in (LAYER_NAMES, FC_LAYER_NAMES):
         assert [n for n in NETWORK_ORDER if n in names] == list(names)
     assert set(NETWORK_ORDER) == set(LAYER_NAMES) | set(FC_LAYER_NAMES)
+
+
+
+@pytest.mark.parametrize("command", [["study", "run"], ["study", "plan"]])
+def test_the_help_names_every_preset(command, capsys):
+    from vaesim.study.spec import preset_names
+
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"preset name: {', '.join(sorted(preset_names()))}" in text

@@ -12,6 +12,7 @@ import importlib
 import logging
 import sys
 
+from vaesim.utils.command_groups import UserError
 from vaesim.utils.threads import DEFAULT_WAIT_POLICY, prefer_passive_waiting, wait_policy
 
 # The command owns its process: before torch / numpy load their thread pools, idle threads sleep instead of
@@ -34,11 +35,6 @@ COMMAND_MODULES = (
     "vaesim.data.commands",
     "vaesim.imports.commands",
 )
-
-
-class UserError(Exception):
-    """An error caused by input: printed as one clear message, exit code 2."""
-
 
 
 def build_parser() -> argparse.ArgumentParser:

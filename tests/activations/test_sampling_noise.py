@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vaesim.activations import extract_activations, latent_statistics, noise_seed
+from vaesim.activations import extract_activations, latent_statistics, mean_code, noise_seed
 from vaesim.models import build_vae
 from vaesim.similarity import linear_cka
 
@@ -65,3 +65,45 @@ def test_latent_statistics_match_the_textbook_formulas():
     assert list(table["mean_variance"] > 0.01) == [True, False, False, True]  # Burda et al.'s active units
     with pytest.raises(ValueError, match="must both be \\(n, D\\)"):
         latent_statistics(mean, logvar[:, :2])
+
+
+def test_a_fixed_decoder_code_records_the_decoder_on_that_code_and_leaves_the_encoder_as_it_was(images):
+    model = _untrained(3)
+    code = np.random.default_rng(5).normal(size=(len(images), 10)).astype(np.float32)
+    layers = ("encoder.fc", "encoder.sample", "decoder.fc1", "decoder.output")
+    plain = extract_activations(model, images, layers=layers, seed=7)
+    fixed = extract_activations(model, images, layers=layers, seed=7, decoder_code=code, batch_size=64)
+    assert list(fixed) == list(layers)
+    for layer in ("encoder.fc", "encoder.sample"):  # the encoder side sees the images and its own eps
+        np.testing.assert_array_equal(fixed[layer], plain[layer])
+    with torch.no_grad():
+        logits = model.decoder(torch.from_numpy(code)).reshape(len(images), -1).numpy()
+    np.testing.assert_allclose(fixed["decoder.output"], logits, rtol=0, atol=1e-5)
+    assert linear_cka(fixed["decoder.output"], plain["decoder.output"]) < 0.99
+
+
+def test_a_decoder_that_did_not_change_is_recorded_identically_under_a_fixed_code_however_the_encoder_moved(images):
+    # the audit's control: a decoder frozen at its initial weights while the encoder trains looked "changed"
+    # when fed the model's own sample; with the code held fixed its layers are the same at every checkpoint
+    early, late = _untrained(0), _untrained(1)
+    late.decoder.load_state_dict(early.decoder.state_dict())
+    code = mean_code(late, images)
+    assert code.shape == (len(images), 10) and code.dtype == np.float32
+    layers = DECODER
+    fixed = [extract_activations(m, images, layers=layers, seed=0, decoder_code=code) for m in (early, late)]
+    # each checkpoint draws its own eps, as a study does
+    sampled = [extract_activations(m, images, layers=layers, seed=noise_seed(0, "run", step))
+               for m, step in ((early, 10), (late, 800))]
+    for layer in layers:
+        np.testing.assert_array_equal(fixed[0][layer], fixed[1][layer])
+        assert linear_cka(sampled[0][layer], sampled[1][layer]) < 0.9, layer
+
+
+def test_a_decoder_code_of_the_wrong_shape_or_with_nan_is_refused_with_the_shapes(images):
+    model = _untrained(0)
+    with pytest.raises(ValueError, match=r"decoder_code must be shaped \(200, 10\).*got \(200, 3\)"):
+        extract_activations(model, images, decoder_code=np.zeros((200, 3)))
+    bad = np.zeros((200, 10))
+    bad[4, 2] = np.nan
+    with pytest.raises(ValueError, match="decoder_code has NaN"):
+        extract_activations(model, images, decoder_code=bad)

@@ -9,7 +9,7 @@ import pytest
 
 from vaesim.cli import main
 from vaesim.data import DownloadError, download_file
-from vaesim.data.download import SOURCES
+from vaesim.data.sources import SOURCES
 
 PAYLOAD = bytes(np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8))
 SHA = hashlib.sha256(PAYLOAD).hexdigest()

@@ -15,7 +15,8 @@ import pandas as pd
 import yaml
 
 from vaesim.models import LAYER_NAMES
-from vaesim.study.store import RESULT_SCHEMA, write_table
+from vaesim.study.schema import RESULT_SCHEMA
+from vaesim.study.stages.files import write_table
 
 RESULT_COLUMNS = [
     "dataset", "comparison", "metric", "a_run", "a_objective", "a_param_name", "a_param", "a_seed", "a_step",
@@ -201,7 +202,7 @@ class Synthetic:
     def write_study(self, study_dir: Path) -> Path:
         """A study directory in the documented layout: spec.yaml, results/*.parquet, runs.parquet,
         training_metrics.parquet, latents.parquet (no checkpoints: the model pictures are skipped)."""
-        from vaesim.study.store import planned_result_files
+        from vaesim.study.store.tables import planned_result_files
 
         study_dir.mkdir(parents=True, exist_ok=True)
         spec = dict(name="synthetic", datasets=["dsprites-procedural"],

@@ -73,7 +73,7 @@ def test_demo_defaults(capsys):
 def test_demo_reports_the_finished_part_when_tasks_fail(tmp_path, monkeypatch, capsys):
     import vaesim.study
     from synthetic_store import Synthetic
-    from vaesim.study.executors import TaskFailure
+    from vaesim.study.run.executors import TaskFailure
 
     def failing_study(spec, out_dir, **options):
         assert options["executor"] == "local" and options["progress"] is True

@@ -127,7 +127,7 @@ def test_training_section_draws_the_stored_curves(study, report):
 
 
 def test_runs_table_shows_short_ids_and_provenance_is_reported(tmp_path):
-    from vaesim.study.provenance import PROVENANCE_FILE, ProvenanceRecorder, read_provenance
+    from vaesim.study.store.provenance import PROVENANCE_FILE, ProvenanceRecorder, read_provenance
 
     study = Synthetic(params=(1.0, 2.0), seeds=(0,)).write_study(tmp_path / "s")
     recorder = ProvenanceRecorder(study, command="vaesim study run quick --out s")
@@ -328,8 +328,8 @@ def test_runs_table_and_collapse_figure_use_the_one_passive_definition(study, re
 def test_disentanglement_scores_per_model_with_chance_levels(tmp_path):
     import json
 
-    from vaesim.study.disentangle import DISENTANGLEMENT_SCHEMA
-    from vaesim.study.store import write_table
+    from vaesim.study.schema import DISENTANGLEMENT_SCHEMA
+    from vaesim.study.stages.files import write_table
 
     synthetic = Synthetic(params=(1.0, 8.0))
     study = synthetic.write_study(tmp_path / "scored")

@@ -19,8 +19,9 @@ import yaml
 
 from vaesim.cli import main
 from vaesim.study import query
-from vaesim.study.disentangle import DISENTANGLEMENT_SCHEMA, load_disentanglement
-from vaesim.study.store import RESULT_SCHEMA, CorruptStudyFile, write_table
+from vaesim.study.schema import DISENTANGLEMENT_SCHEMA, RESULT_SCHEMA
+from vaesim.study.stages.files import write_table
+from vaesim.study.store.tables import CorruptStudyFile, load_disentanglement
 
 
 def make_store(root: Path, scores: list[float], *, run: str = "beta_vae-beta1-s0") -> Path:

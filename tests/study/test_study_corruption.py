@@ -11,8 +11,8 @@ import pytest
 from corruption import KINDS, MODES, campaign_spec, corrupt, snapshot, victims
 from vaesim.study import parse_spec, run_study
 from vaesim.study import plan as layout
-from vaesim.study.runner import study_status
-from vaesim.study.verify import verify_study
+from vaesim.study.run.runner import study_status
+from vaesim.study.store.verify import verify_study
 
 pytestmark = pytest.mark.slow
 
@@ -146,7 +146,7 @@ def test_disentangle_and_udr_tasks_report_progress(study, monkeypatch):
     """Issue 23 item 11: every running task keeps a .progress record, DCI and UDR included."""
     import vaesim.metrics
     import vaesim.metrics.udr
-    from vaesim.study.progress import read_progress
+    from vaesim.study.stages.progress import read_progress
 
     seen = {}
     real_evaluate, real_udr = vaesim.metrics.evaluate_disentanglement, vaesim.metrics.udr.udr
@@ -203,7 +203,7 @@ def test_an_entry_of_the_wrong_shape_gets_one_line_and_a_rerun_restores_it(refer
     assert len(problems) == 1 and problems[0].fix[0] in ("aside", "unlink")
     with caplog.at_level(logging.WARNING, logger="vaesim"):
         _rerun(study)
-    # the runner's first look (vaesim.study.shapes) moves the entry into set-aside/ and names it in one line;
+    # the runner's first look (vaesim.study.run.shapes) moves the entry into set-aside/ and names it in one line;
     # what it misses, the verify-driven repair renames beside it (".displaced-N"): either way one line
     # (a moved file whose checksum sidecar stays gets a second line: the task that rewrites it)
     lines = [r.getMessage() for r in caplog.records

@@ -13,7 +13,7 @@ from vaesim.metrics import Protocol, evaluate_disentanglement, model_factor_code
 from vaesim.metrics.protocol import METRIC_NAMES
 from vaesim.study import parse_spec, plan_study, query, run_study
 from vaesim.study import plan as layout
-from vaesim.study.disentangle import load_disentanglement
+from vaesim.study.store.tables import load_disentanglement
 from vaesim.training import load_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -92,8 +92,8 @@ def test_corrupt_disentanglement_table_is_recomputed(tmp_path):
 
 def test_compare_and_disentangle_tasks_report_counters_that_move(tmp_path, monkeypatch):
     """The long calls inside the compare and disentangle tasks move their progress counters."""
-    from vaesim.study import disentangle, stages
-    from vaesim.study.progress import TaskProgress
+    from vaesim.study.stages import compare, disentangle
+    from vaesim.study.stages.progress import TaskProgress
 
     seen: dict[str, list] = {}
 
@@ -102,8 +102,8 @@ def test_compare_and_disentangle_tasks_report_counters_that_move(tmp_path, monke
             super().update(done, total=total, **fields)
             seen.setdefault(self.record["task"], []).append((done, self.record["total"], dict(self.record["fields"])))
 
-    monkeypatch.setattr(stages, "TaskProgress", Spy)
-    monkeypatch.setattr(disentangle, "TaskProgress", Spy)
+    for stage in (compare, disentangle):  # the stages whose counters this test follows
+        monkeypatch.setattr(stage, "TaskProgress", Spy)
     spec = parse_spec(spec_dict())
     run_study(spec, tmp_path / "study", progress=False, threads=1)
     metrics = next(v for k, v in seen.items() if k.startswith("disentangle/"))

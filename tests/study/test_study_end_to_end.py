@@ -14,7 +14,7 @@ from vaesim.similarity import linear_cka, procrustes_similarity
 from vaesim.study import RESULT_COLUMNS, RESULT_KEY, load_results, load_runs, load_training_metrics, query
 from vaesim.study import plan as layout
 from vaesim.study import run_study, study_status
-from vaesim.study.store import result_files
+from vaesim.study.store.tables import result_files
 
 from study_tiny import KEPT_LAYERS, LAYERS as TINY_LAYERS, expected_pairs
 

@@ -10,11 +10,13 @@ import pytest
 from vaesim.cli import main
 from vaesim.study import COMPARISONS, RESULT_KEY, load_results, query, run_study, study_status
 from vaesim.study import plan as layout
-from vaesim.study import stages
-from vaesim.study.executors import LocalExecutor, TaskFailure
 from vaesim.study.plan import ProbeTask
+from vaesim.study.run.executors import LocalExecutor, TaskFailure
+from vaesim.study.schema import RESULT_COLUMNS
 from vaesim.study.spec import TaskResources
-from vaesim.study.store import RESULT_COLUMNS, result_files, verified, write_checksum
+from vaesim.study.stages.files import verified, write_checksum
+from vaesim.study.stages.task import STAGE_FUNCTIONS, run_task
+from vaesim.study.store.tables import result_files
 
 
 def fake_tasks(count):
@@ -32,7 +34,7 @@ def test_sequential_executor_collects_failures_and_goes_on(tmp_path, monkeypatch
         (root / "out").mkdir(exist_ok=True)
         (root / f"out/t{task.n}.txt").write_text("ok")
 
-    monkeypatch.setitem(stages.STAGE_FUNCTIONS, "probe", fake_stage)
+    monkeypatch.setitem(STAGE_FUNCTIONS, "probe", fake_stage)
     seen = []
     outcome = LocalExecutor(max_retries=2).run(str(tmp_path), fake_tasks(3), TaskResources(), seen.append)
     assert [f.task_id for f in outcome.failures] == ["probe/t1"]
@@ -52,7 +54,7 @@ def test_retry_recovers_a_transient_failure(tmp_path, monkeypatch):
         (root / "out").mkdir(exist_ok=True)
         (root / "out/t0.txt").write_text("ok")
 
-    monkeypatch.setitem(stages.STAGE_FUNCTIONS, "probe", flaky)
+    monkeypatch.setitem(STAGE_FUNCTIONS, "probe", flaky)
     outcome = LocalExecutor(max_retries=1).run(str(tmp_path), fake_tasks(1), TaskResources(), lambda item: None)
     assert not outcome.failures and attempts["n"] == 2
 
@@ -60,8 +62,8 @@ def test_retry_recovers_a_transient_failure(tmp_path, monkeypatch):
 def test_finished_task_is_skipped(tmp_path, monkeypatch):
     (tmp_path / "out").mkdir()
     (tmp_path / "out/t0.txt").write_text("done before")
-    monkeypatch.setitem(stages.STAGE_FUNCTIONS, "probe", lambda root, task: pytest.fail("should be skipped"))
-    report = stages.run_task(str(tmp_path), fake_tasks(1)[0])
+    monkeypatch.setitem(STAGE_FUNCTIONS, "probe", lambda root, task: pytest.fail("should be skipped"))
+    report = run_task(str(tmp_path), fake_tasks(1)[0])
     assert report["status"] == "skipped"
 
 
@@ -91,7 +93,7 @@ def test_failed_task_is_reported_and_blocks_only_its_dependants(tiny_copy, tiny_
     def broken_train(root, task):
         raise RuntimeError("GPU fell off the bus")
 
-    monkeypatch.setitem(stages.STAGE_FUNCTIONS, "train", broken_train)
+    monkeypatch.setitem(STAGE_FUNCTIONS, "train", broken_train)
     spec_path = tiny_copy / "spec.yaml"
     assert main(["study", "run", str(spec_path), "--out", str(tiny_copy), "--no-progress", "--threads", "1"]) == 1
     err = capsys.readouterr().err

@@ -12,7 +12,8 @@ import pytest
 from vaesim.cli import main
 from vaesim.study import RESULT_KEY, load_results, load_runs, query, run_study, study_status
 from vaesim.study import plan as layout
-from vaesim.study.store import CorruptStudyFile, result_files, verified, write_table
+from vaesim.study.stages.files import verified, write_table
+from vaesim.study.store.tables import CorruptStudyFile, result_files
 
 pytestmark = pytest.mark.slow
 
@@ -138,7 +139,7 @@ def test_run_tables_hold_the_finished_runs_when_one_run_fails(tiny_copy, tiny_sp
 
 def test_a_damaged_training_log_is_rewritten_by_retraining_its_run(tiny_copy, tiny_spec):
     """verify promises "retrains run ... from the start"; the rerun does so, and the log is as trained."""
-    from vaesim.study.verify import verify_study
+    from vaesim.study.store.verify import verify_study
 
     plan = layout.plan_study(tiny_spec)
     victim = plan.runs[1].run_id

@@ -9,7 +9,7 @@ import yaml
 
 from vaesim.cli import main
 from vaesim.study import budget
-from vaesim.study.executors import LocalExecutor
+from vaesim.study.run.executors import LocalExecutor
 from vaesim.study.spec import TaskResources
 
 
@@ -54,7 +54,7 @@ class _Task:
 
 
 def test_a_failed_attempt_is_one_line_and_its_traceback_needs_verbose(monkeypatch, caplog):
-    import vaesim.study.executors as executors
+    import vaesim.study.run.executors as executors
 
     def diverge(*args):
         raise RuntimeError("training diverged: the loss became inf at step 3")

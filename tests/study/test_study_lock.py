@@ -18,7 +18,7 @@ from study_tiny import TINY
 
 from vaesim.cli import main
 from vaesim.study import study_status
-from vaesim.study.lock import RUNNING_FILE, StudyLock, StudyLocked, process_start_ticks
+from vaesim.study.run.lock import RUNNING_FILE, StudyLock, StudyLocked, process_start_ticks
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
@@ -36,7 +36,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 # A runner whose stages only sleep: it holds the directory for about a second per stage.
 RACER = textwrap.dedent("""
     import sys, time, pathlib
-    from vaesim.study import runner
+    from vaesim.study.run import runner
     runner._run_stage = lambda plan, stage, out_dir, r, meter: time.sleep(0.4) or []
     go = pathlib.Path(sys.argv[2])
     while not go.exists():
@@ -68,7 +68,7 @@ def test_two_runners_started_together_exactly_one_runs(finished_tiny, tmp_path, 
 
 HOLDER = textwrap.dedent("""
     import sys
-    from vaesim.study.lock import StudyLock
+    from vaesim.study.run.lock import StudyLock
     with StudyLock(sys.argv[1], "local"):
         print("locked", flush=True)
         sys.stdin.read()  # hold until the test closes stdin
@@ -109,7 +109,7 @@ def test_a_killed_runner_does_not_block_the_next(tmp_path):
 
 
 def study_status_running(study: Path):
-    from vaesim.study.lock import read_running, runner_alive
+    from vaesim.study.run.lock import read_running, runner_alive
 
     info = read_running(study)
     return info if info and runner_alive(info) else None

@@ -53,7 +53,7 @@ def test_a_plugin_module_beside_the_spec_is_found_by_the_command_and_by_the_stud
     planned = run_cli(["study", "plan", str(spec_file), "--no-calibrate"], cwd=elsewhere)
     assert planned.returncode == 0, planned.stderr
 
-    from vaesim.study.runner import prepare_directory
+    from vaesim.study.run.runner import prepare_directory
     from vaesim.study.spec import load_spec
 
     study = tmp_path / "study"

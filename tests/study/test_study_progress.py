@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from vaesim.study import progress as P
-from vaesim.study.runner import _Progress
+from vaesim.study.run.progress import StageProgress
+from vaesim.study.stages import progress as P
 
 
 def test_task_progress_file_reports_rate_eta_and_disappears(tmp_path, monkeypatch):
@@ -34,7 +34,7 @@ def test_progress_writes_are_throttled(tmp_path):
 
 def test_runner_line_without_a_terminal_is_quiet_and_announces_resumes(tmp_path):
     stream = io.StringIO()  # not a terminal: no bars
-    meter = _Progress(True, tmp_path, stream=stream, quiet_every=3600.0)
+    meter = StageProgress(True, tmp_path, stream=stream, quiet_every=3600.0)
     meter.start("train", 8, 2)
     running = P.TaskProgress(tmp_path, "train/run-b", "beta_vae beta=32 seed 1", 800, done=186, resumed_from=186)
     for _ in range(5):
@@ -52,8 +52,9 @@ def test_runner_line_without_a_terminal_is_quiet_and_announces_resumes(tmp_path)
 
 
 def test_train_stage_reports_steps_and_loss_and_the_resume(tmp_path, monkeypatch, tiny_spec):
-    from vaesim.study import stages
     from vaesim.study.plan import plan_study
+    from vaesim.study.stages import train as train_module
+    from vaesim.study.stages.checkpoints import train_config
     from vaesim.training import train
 
     updates, created = [], []
@@ -67,7 +68,7 @@ def test_train_stage_reports_steps_and_loss_and_the_resume(tmp_path, monkeypatch
             updates.append((done, fields.get("loss")))
             super().update(done, **fields)
 
-    monkeypatch.setattr(stages, "TaskProgress", Spy)
+    monkeypatch.setattr(train_module, "TaskProgress", Spy)
     task = plan_study(tiny_spec).tasks["train"][0]
     run_dir = tmp_path / "runs" / task.run_id
 
@@ -79,8 +80,8 @@ def test_train_stage_reports_steps_and_loss_and_the_resume(tmp_path, monkeypatch
             raise Crash
 
     with pytest.raises(Crash):  # a killed run: checkpoints 0 and 10 on disk
-        train(stages.train_config(task), run_dir, progress=False, callback=crash_at_12)
-    stages.train_stage(tmp_path, task)
+        train(train_config(task), run_dir, progress=False, callback=crash_at_12)
+    train_module.train_stage(tmp_path, task)
     assert created[0]["resumed_from"] == 10 and created[0]["done"] == 10 and created[0]["total"] == 20
     assert sorted({done for done, _ in updates}) == list(range(11, 21))
     losses = [loss for _, loss in updates]
@@ -98,7 +99,7 @@ def test_runner_bar_on_a_terminal_shows_the_running_task(tmp_path):
             return True
 
     stream = Terminal()
-    meter = _Progress(True, tmp_path, stream=stream)
+    meter = StageProgress(True, tmp_path, stream=stream)
     meter.start("train", 4, 0)
     running = P.TaskProgress(tmp_path, "train/run-c", "dip_vae_ii lambda_od=10 seed 0", 800, done=0)
     running.update(400, loss=501.5)
@@ -112,7 +113,7 @@ def test_runner_bar_on_a_terminal_shows_the_running_task(tmp_path):
 
 def test_status_recommends_the_command_that_ran_the_study(tmp_path, tiny_spec):
     from vaesim.study import study_status
-    from vaesim.study.provenance import ProvenanceRecorder
+    from vaesim.study.store.provenance import ProvenanceRecorder
 
     (tmp_path / "spec.yaml").write_text(tiny_spec.to_yaml())
     fallback = study_status(tmp_path).format()
@@ -126,7 +127,7 @@ def test_status_advice_is_built_from_this_directory_and_stored_text_is_escaped(t
     import json
 
     from vaesim.study import study_status
-    from vaesim.study.provenance import ProvenanceRecorder
+    from vaesim.study.store.provenance import ProvenanceRecorder
 
     study = tmp_path / "copied study"
     study.mkdir()
@@ -170,8 +171,8 @@ def test_progress_of_a_task_on_a_ray_worker_reaches_the_runner(tmp_path, tiny_di
     """A training task run by a Ray worker writes the progress the runner's bar reads (run, step, loss, rate)."""
     ray = pytest.importorskip("ray")
     from vaesim.study import parse_spec, plan_study
-    from vaesim.study.progress import describe, read_progress
-    from vaesim.study.stages import run_task
+    from vaesim.study.stages.progress import describe, read_progress
+    from vaesim.study.stages.task import run_task
 
     tiny_dict["training"]["steps"] = 300  # a few seconds of training: long enough to be seen running
     task = plan_study(parse_spec(tiny_dict)).tasks["train"][0]
@@ -195,7 +196,7 @@ def test_progress_of_a_task_on_a_ray_worker_reaches_the_runner(tmp_path, tiny_di
 def test_runner_line_without_a_terminal_comes_every_interval_even_when_no_task_reports(tmp_path):
     """A stage whose tasks write no progress file (or none yet) still gets its line in a log."""
     stream = io.StringIO()
-    meter = _Progress(True, tmp_path, stream=stream, quiet_every=0.0)
+    meter = StageProgress(True, tmp_path, stream=stream, quiet_every=0.0)
     meter.start("disentangle", 4, 1)
     meter.refresh()
     meter.advance({})
@@ -226,7 +227,7 @@ def test_status_of_a_copied_study_recommends_resuming_the_copy(tmp_path, tiny_sp
     import shutil
 
     from vaesim.study import study_status
-    from vaesim.study.provenance import ProvenanceRecorder
+    from vaesim.study.store.provenance import ProvenanceRecorder
 
     original = tmp_path / "original"
     original.mkdir()

@@ -9,8 +9,10 @@ import pytest
 
 from vaesim.study import StudyFailed, run_study
 from vaesim.study import plan as layout
-from vaesim.study import stages
-from vaesim.study.store import result_files
+from vaesim.study.stages import checkpoints as run_files
+from vaesim.study.stages.files import discard
+from vaesim.study.store import verify
+from vaesim.study.store.tables import result_files
 from vaesim.utils import sha256_file
 
 pytestmark = pytest.mark.slow
@@ -54,14 +56,15 @@ def test_an_unreadable_sums_record_deletes_nothing(tiny_copy, tiny_spec, monkeyp
     run_id = layout.plan_study(tiny_spec).runs[4].run_id
     checkpoints, results = _untouched(tiny_copy, run_id), _results(tiny_copy)
     (tiny_copy / layout.summary_path(run_id, 0)).unlink()
-    real = stages.read_sums
+    real = run_files.read_sums
 
     def eio(path):
         if run_id in str(path):
             raise OSError(errno.EIO, "Input/output error", str(path))
         return real(path)
 
-    monkeypatch.setattr(stages, "read_sums", eio)
+    for reader in (run_files, verify):  # the extract stage and verify (the runner's repairs) read the record
+        monkeypatch.setattr(reader, "read_sums", eio)
     with pytest.raises(StudyFailed, match="Input/output error"):
         run_study(tiny_spec, tiny_copy, progress=False, threads=1)
     assert _untouched(tiny_copy, run_id) == checkpoints
@@ -80,8 +83,8 @@ def test_a_checkpoint_damaged_before_the_sums_were_written_is_retrained(tiny_cop
     # A runner killed between DONE and the sums write: no sums, nothing extracted from this run yet.
     sums_file.unlink()
     for step in (0, 10, 20):
-        stages.discard(tiny_copy / layout.summary_path(run_id, step))
-        stages.discard(tiny_copy / layout.activations_path(run_id, step))
+        discard(tiny_copy / layout.summary_path(run_id, step))
+        discard(tiny_copy / layout.activations_path(run_id, step))
     run_study(tiny_spec, tiny_copy, progress=False, threads=1)
     assert json.loads(sums_file.read_text()) == sums  # the flipped file was not accepted
     assert _checkpoints(tiny_copy, run_id) == checkpoints  # retrained from step 10: the same bytes again

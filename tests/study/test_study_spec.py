@@ -244,7 +244,7 @@ def test_a_study_that_does_not_fit_on_disk_is_refused_with_the_numbers(tiny_dict
 
 
 def test_every_spec_problem_is_reported_at_once(tmp_path):
-    from vaesim.study.runner import load_checked_spec
+    from vaesim.study.run.runner import load_checked_spec
 
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({
@@ -277,8 +277,8 @@ def test_a_spec_selects_beta_tc_vae_stratified_sampling(tmp_path, tiny_dict):
     from vaesim.models import make_objective
     from vaesim.models.names import CHOICE_PARAMS
     from vaesim.study import plan_study
-    from vaesim.study.runner import check_inputs
-    from vaesim.study.stages import train_config
+    from vaesim.study.run.runner import check_inputs
+    from vaesim.study.stages.checkpoints import train_config
     from vaesim.training import build_objective
 
     tiny_dict["objectives"] = [{"name": "beta_tc_vae", "values": [6], "fixed": {"sampling": "stratified"}}]

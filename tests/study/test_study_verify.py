@@ -9,8 +9,8 @@ import pytest
 from vaesim.cli import main
 from vaesim.study import plan as layout
 from vaesim.study import run_study
-from vaesim.study.store import result_files
-from vaesim.study.verify import verify_study
+from vaesim.study.store.tables import result_files
+from vaesim.study.store.verify import verify_study
 from vaesim.utils import sha256_file
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ from study_tiny import TINY
 
 from vaesim.cli import main
 from vaesim.study import run_study
-from vaesim.study.shapes import SET_ASIDE
+from vaesim.study.run.shapes import SET_ASIDE
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_entries_of_the_wrong_kind_get_one_line_and_a_rerun_restores_them(finish
     assert "Traceback" not in capsys.readouterr().err
     caplog.clear()
     run_study(tiny_spec, tiny_copy, progress=False, threads=1)
-    lines = [r.getMessage() for r in caplog.records if r.name == "vaesim.study.shapes"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "vaesim.study.run.shapes"]
     assert len(lines) == 4 and all("moved to set-aside/" in line for line in lines), lines
     assert study_files(tiny_copy) == reference  # bit-identical to the uninterrupted run
     assert (tiny_copy / SET_ASIDE / "results").read_text() == "not a folder"  # kept, not deleted

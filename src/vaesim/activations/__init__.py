@@ -10,6 +10,7 @@ _EXPORTS = {
     "extract_activations": "vaesim.activations.extract",
     "extract_checkpoint": "vaesim.activations.extract",
     "noise_seed": "vaesim.activations.extract",
+    "mean_code": "vaesim.activations.extract",
     "LATENT_COLUMNS": "vaesim.activations.latents",
     "latent_statistics": "vaesim.activations.latents",
     "LayerRecorder": "vaesim.activations.recorder",
@@ -18,6 +19,6 @@ __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from vaesim.activations.extract import SAMPLE_NOISE, extract_activations, extract_checkpoint, noise_seed
+    from vaesim.activations.extract import SAMPLE_NOISE, extract_activations, extract_checkpoint, mean_code, noise_seed
     from vaesim.activations.latents import LATENT_COLUMNS, latent_statistics
     from vaesim.activations.recorder import LayerRecorder

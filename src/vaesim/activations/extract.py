@@ -55,6 +55,7 @@ def extract_activations(
     batch_size: int = 256,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    decoder_code=None,
 ) -> dict[str, np.ndarray]:
     """Activations of ``layers`` on ``images`` -> {name: float32 (n, features)}.
 
@@ -64,6 +65,14 @@ def extract_activations(
     is the logits; ``encoder.sample`` uses eps drawn once for all n images
     from ``torch.Generator().manual_seed(seed)``, so the result does not depend
     on ``batch_size`` or on the global RNG.
+
+    decoder_code: None (default: the decoder's layers see the model's own
+    sample ``mean + sigma * eps``, as in training and the seed paper), or an
+    array (n, latent_dim) fed to the decoder instead, e.g. the final
+    checkpoint's mean code (:func:`mean_code`) at every checkpoint of a run: the
+    decoder's layers then change between checkpoints only through the decoder's
+    own weights, not through a drifting or resampled input. The encoder's layers
+    (``encoder.sample`` included) are recorded from the images either way.
     """
     if not isinstance(model, VAE):
         raise TypeError(
@@ -77,17 +86,52 @@ def extract_activations(
     if unknown:
         raise ValueError(f"extract_activations: unknown layers {unknown}; valid layers: {list(model.layer_names)}")
     pixels = _as_float_images(images)
+    code = None if decoder_code is None else _as_code(decoder_code, pixels.shape[0], model.latent_dim)
     noise = torch.randn(pixels.shape[0], model.latent_dim, generator=torch.Generator().manual_seed(seed))
+    driven = [name for name in names if name.startswith("decoder.")] if code is not None else []
+    own = [name for name in names if name not in driven]
     was_training = model.training
     model.eval().to(device)
     try:
-        with LayerRecorder(model, names) as recorder:
-            for start in range(0, pixels.shape[0], batch_size):
-                stop = start + batch_size
-                model(pixels[start:stop].to(device), noise=noise[start:stop].to(device))
-            return recorder.arrays()
+        arrays: dict[str, np.ndarray] = {}
+        if own:
+            with LayerRecorder(model, own) as recorder:
+                for start in range(0, pixels.shape[0], batch_size):
+                    stop = start + batch_size
+                    model(pixels[start:stop].to(device), noise=noise[start:stop].to(device))
+                arrays.update(recorder.arrays())
+        if driven:
+            with LayerRecorder(model, driven) as recorder:
+                for start in range(0, code.shape[0], batch_size):
+                    model.decoder(code[start:start + batch_size].to(device))
+                arrays.update(recorder.arrays())
+        return {name: arrays[name] for name in names}
     finally:
         model.train(was_training)
+
+
+def _as_code(code, n: int, latent_dim: int) -> torch.Tensor:
+    array = torch.as_tensor(np.asarray(code, dtype=np.float32))
+    if array.shape != (n, latent_dim):
+        raise ValueError(f"extract_activations: decoder_code must be shaped ({n}, {latent_dim}) (one code per "
+                         f"image), got {tuple(array.shape)}")
+    if not torch.isfinite(array).all():
+        raise ValueError("extract_activations: decoder_code has NaN or infinite values")
+    return array
+
+
+@torch.no_grad()
+def mean_code(model: VAE, images, *, batch_size: int = 256, device: str | torch.device = "cpu") -> np.ndarray:
+    """The encoder's mean code of ``images`` -> float32 (n, latent_dim); images as in :func:`extract_activations`."""
+    pixels = _as_float_images(images)
+    was_training = model.training
+    model.eval().to(device)
+    try:
+        parts = [model.encode(pixels[start:start + batch_size].to(device))[0].cpu()
+                 for start in range(0, pixels.shape[0], batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(parts).numpy() if parts else np.zeros((0, model.latent_dim), np.float32)
 
 
 def extract_checkpoint(run_dir: str | Path, step: int, images, **options) -> dict[str, np.ndarray]:

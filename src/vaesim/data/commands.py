@@ -86,7 +86,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from vaesim.cli import UserError
+    from vaesim.utils.command_groups import UserError
     from vaesim.data.download import DownloadError, download_dataset
 
     if args.sha256 is not None and (len(args.sha256) != 64 or any(c not in "0123456789abcdefABCDEF" for c in args.sha256)):

@@ -2,7 +2,8 @@
 
 Loaders and the registry both use these helpers; this module looks up no
 dataset by name (each caller passes its own folder and file patterns), so a
-loader never imports the registry: imports run registry -> loaders -> files.
+loader never imports the registry: imports run registry -> loaders -> files
+-> sources.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import math
 import os
 import shlex
 from pathlib import Path
+
+from vaesim.data.sources import source_hint
 
 #: deflate (zip, gzip) cannot expand data by more than about 1032:1
 MAX_DEFLATE_RATIO = 1100
@@ -88,8 +91,6 @@ def require_files_in(name: str, directory: Path, patterns: tuple[str, ...], min_
             missing.append(f"{pattern} ({len(matches)} of {min_count} files present)")
         paths.extend(matches)
     if missing:
-        from vaesim.data.download import source_hint
-
         raise FileNotFoundError(
             f"dataset {name!r}: missing {', '.join(missing)} in {directory}. "
             f"Fix: `vaesim data download {name} --data-root {shlex.quote(str(directory.parent))}`, "

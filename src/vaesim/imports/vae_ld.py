@@ -279,7 +279,8 @@ def import_vae_ld(src: str | Path, out_dir: str | Path, *, dataset: str = "unkno
         FileNotFoundError: ``src`` missing or holding no ``.tsv``.
         ValueError: ``out_dir`` holds something else, a bad file, ``n`` < 0, conflicting scores.
     """
-    from vaesim.study.store import RESULT_SCHEMA, write_table
+    from vaesim.study.schema import RESULT_SCHEMA
+    from vaesim.study.stages.files import write_table
     from vaesim.utils import atomic_write_json, atomic_write_text
 
     src, out_dir = Path(src), Path(out_dir)
@@ -336,7 +337,7 @@ def import_vae_ld(src: str | Path, out_dir: str | Path, *, dataset: str = "unkno
                        f"by `vaesim import vae-ld`; {len(files)} files, {total} rows; not a runnable study spec",
         "imported_from": "vae_ld",
     }, sort_keys=False))
-    from vaesim.study.store import discard
+    from vaesim.study.stages.files import discard
 
     for stale in sorted(set(previous) - set(written)):  # an earlier import's files this one does not hold
         discard(out_dir / stale)
@@ -383,7 +384,7 @@ def _distinct_scores(by_folder: dict[Path, list[dict]]) -> tuple[list[pd.DataFra
     A key found twice with the same value (NaN equal to NaN) is kept once, in the first folder; found with
     two different values, ValueError names the key and both files.
     """
-    from vaesim.study.store import RESULT_KEY, RESULT_SCHEMA
+    from vaesim.study.schema import RESULT_KEY, RESULT_SCHEMA
 
     folders = [(folder, pd.DataFrame(rows)) for folder, rows in sorted(by_folder.items()) if rows]
     if not folders:

@@ -136,7 +136,7 @@ def unfinished_warning(study_dir: Path) -> str | None:
     """
     import logging
 
-    from vaesim.study.runner import study_status
+    from vaesim.study.run.runner import study_status
 
     try:
         status = study_status(study_dir)
@@ -145,7 +145,7 @@ def unfinished_warning(study_dir: Path) -> str | None:
         return None
     pending = ", ".join(f"{stage} {done}/{total}" for stage, (done, total) in status.stages.items() if done < total)
     if status.running:
-        from vaesim.study.lock import describe
+        from vaesim.study.run.lock import describe
 
         return (f"a runner is working on {study_dir} now ({describe(status.running)}): this report shows only what "
                 f"was stored when it was written" + (f" (tasks done: {pending})" if pending else "")

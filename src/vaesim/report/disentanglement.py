@@ -1,7 +1,7 @@
 """Every stored disentanglement score per model, with each metric's chance level and a warning near it.
 
 The disentangle stage stores one row per (run, step, metric)
-(``disentanglement/*.parquet``, :func:`vaesim.study.disentangle.load_disentanglement`).
+(``disentanglement/*.parquet``, :func:`vaesim.study.store.tables.load_disentanglement`).
 :func:`disentanglement_table` gives, per model (dataset, objective,
 strength), the mean and standard deviation over seeds of every metric at
 the run's last scored step. :func:`chance_levels` says what a

@@ -40,8 +40,8 @@ _verified: dict[tuple, bool] = {}
 
 
 def file_verified(path: Path) -> bool:
-    """:func:`vaesim.study.store.verified`, hashed once per file version (figures read the same probe set often)."""
-    from vaesim.study.store import verified
+    """:func:`vaesim.study.stages.files.verified`, hashed once per file version (figures read the same probe set often)."""
+    from vaesim.study.stages.files import verified
 
     try:
         info = path.stat()
@@ -128,7 +128,7 @@ def load_model(study_dir: Path, run_id: str, step: int | None = None):
     The checkpoint's weights must match the SHA-256 recorded after training (``checkpoint-sums.json``):
     :class:`RefusedFile` names one that does not, rather than drawing from it or from an older step.
     """
-    from vaesim.study.stages import checkpoint_file, checkpoint_intact
+    from vaesim.study.stages.checkpoints import checkpoint_file, checkpoint_intact
     from vaesim.training import load_checkpoint
 
     study_dir = Path(study_dir)
@@ -148,7 +148,7 @@ def load_model(study_dir: Path, run_id: str, step: int | None = None):
 def recorded_steps(study_dir: Path, run_id: str) -> list[int]:
     """The checkpoint steps recorded after a run's training (``checkpoint-sums.json``), in order."""
     from vaesim.study.plan import checkpoint_sums_path
-    from vaesim.study.stages import read_sums
+    from vaesim.study.stages.checkpoints import read_sums
 
     sums_file = Path(study_dir) / checkpoint_sums_path(run_id)
     if not sums_file.is_file():

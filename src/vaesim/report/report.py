@@ -34,7 +34,7 @@ from vaesim.report.findings import Thresholds, baseline_table, compute_findings
 from vaesim.report.html import render_report, table_html
 from vaesim.report.pictures import NoCheckpoints
 from vaesim.report.training_figures import figure_kl_per_dimension, figure_training_curves
-from vaesim.study.provenance import environment, read_provenance
+from vaesim.study.store.provenance import environment, read_provenance
 from vaesim.report.robustness import (
     PASSIVE_FACTOR,
     SETTLE_SHIFT,
@@ -292,7 +292,7 @@ def _with_burda_active_dims(runs: pd.DataFrame | None, latents: pd.DataFrame | N
 
 def disentanglement_scores(study_dir: Path) -> pd.DataFrame | None:
     """The disentangle stage's scores (one row per run, step, metric), or None when the study has none."""
-    from vaesim.study.disentangle import disentanglement_files, load_disentanglement
+    from vaesim.study.store.tables import disentanglement_files, load_disentanglement
 
     return load_disentanglement(study_dir) if disentanglement_files(study_dir) else None
 

@@ -200,7 +200,7 @@ def selection_figure(results: pd.DataFrame, scores: pd.DataFrame, directory: Pat
 def selection_report(study_dir: str | Path, results: pd.DataFrame, *, metric: str = "cka",
                      figures_dir: str | Path | None = None):
     """(finding rows, [figure]) for :func:`vaesim.report.write_report`; nothing without a disentangle stage."""
-    from vaesim.study.disentangle import disentanglement_files, load_disentanglement
+    from vaesim.study.store.tables import disentanglement_files, load_disentanglement
 
     if not disentanglement_files(study_dir):
         return pd.DataFrame(columns=list(FINDING_COLUMNS)), []

@@ -9,7 +9,8 @@ each (model, layer) once, optionally :func:`save_summaries` /
 :func:`register_measure` (see :mod:`vaesim.similarity.registry`).
 """
 
-from vaesim.similarity.engine import COLUMNS, compare
+from vaesim.similarity.engine import compare
+from vaesim.similarity.pairs import COLUMNS
 from vaesim.similarity.registry import Measure, get_measure, measure_names, register_measure, unregister_measure
 from vaesim.similarity.cca import pwcca, svcca  # registers "svcca" and "pwcca"
 from vaesim.similarity.plugins import MeasureSummaries, plugin_summaries

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import math
-from itertools import combinations_with_replacement
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -30,55 +29,18 @@ import pandas as pd
 
 from vaesim.similarity.measures import CLAMP_TOLERANCE, unbiased_hsic_centred
 from vaesim.similarity.nuclear import nuclear_norm
-from vaesim.similarity import registry
+from vaesim.similarity import plugins, registry
+from vaesim.similarity.pairs import COLUMNS, check_models, layer_pairs_of, model_label, resolve_pairs
 from vaesim.similarity.summary import METRICS, LayerSummary, check_metrics, packed_offset, summarise
 
 __all__ = ["compare", "COLUMNS"]
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["a_model", "a_layer", "b_model", "b_layer", "metric", "score", "n", "note"]
 #: largest proven error allowed to the eigenvalue route of a Procrustes score (absolute, on the [0, 1] score: the
 #: accuracy every measure is held to; measured errors are ~1e-12); a
 #: block whose stated bound is larger takes the SVD (see vaesim.similarity.nuclear)
 PROCRUSTES_TOLERANCE = 1e-6
-
-
-def _label(model: Any, layer: Any) -> str:
-    return f"models[{model!r}][{layer!r}]"
-
-
-def _check_models(models: Any) -> None:
-    if not isinstance(models, Mapping):
-        raise TypeError(
-            f"compare: models must be a dict {{model key: {{layer name: activations or LayerSummary}}}}, "
-            f"got {type(models).__name__}"
-        )
-    if not models:
-        raise ValueError("compare: models is empty; pass at least one model with at least one layer")
-    for key, layers in models.items():
-        if not isinstance(layers, Mapping):
-            raise TypeError(
-                f"compare: models[{key!r}] must be a dict {{layer name: activations or LayerSummary}}, "
-                f"got {type(layers).__name__}"
-            )
-        if not layers:
-            raise ValueError(f"compare: models[{key!r}] has no layers; give it at least one layer")
-
-
-def _resolve_pairs(models: Mapping, model_pairs: Iterable | None) -> list[tuple[Any, Any]]:
-    keys = list(models)
-    if model_pairs is None:
-        return list(combinations_with_replacement(keys, 2))
-    pairs = []
-    for pair in model_pairs:
-        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-            raise TypeError(f"compare: each entry of model_pairs must be a pair (a_key, b_key), got {pair!r}")
-        for key in pair:
-            if key not in models:
-                raise ValueError(f"compare: model_pairs names model {key!r}, which is not in models (keys: {keys!r})")
-        pairs.append((pair[0], pair[1]))
-    return pairs
 
 
 def _summaries(models: Mapping, involved: Sequence, metrics: tuple[str, ...], device: Any) -> dict:
@@ -87,7 +49,7 @@ def _summaries(models: Mapping, involved: Sequence, metrics: tuple[str, ...], de
     reference: tuple[str, int] | None = None
     for key in involved:
         for layer, value in models[key].items():
-            label = _label(key, layer)
+            label = model_label(key, layer)
             if isinstance(value, LayerSummary):
                 summary = value
                 if "procrustes" in metrics and not summary.has_factor:
@@ -242,18 +204,6 @@ class _Backend:
             target[r, c] += value
 
 
-def _layer_pairs(models: Mapping, a: Any, b: Any) -> Iterable[tuple[Any, Any]]:
-    layers_a = list(models[a])
-    if a == b:
-        for i, la in enumerate(layers_a):
-            for lb in layers_a[i:]:
-                yield la, lb
-    else:
-        for la in layers_a:
-            for lb in models[b]:
-                yield la, lb
-
-
 def _zero_note(labels: Sequence[str], metric: str) -> str:
     return f"zero variance in {' and '.join(labels)}: {metric} is undefined for a constant layer"
 
@@ -327,7 +277,7 @@ def _procrustes_scores(models, summaries, index, pairs, device, tick: Callable[[
 
     methods: list[str] = []
     for a, b in pairs:
-        requested = [(index[(a, la)], index[(b, lb)]) for la, lb in _layer_pairs(models, a, b)]
+        requested = [(index[(a, la)], index[(b, lb)]) for la, lb in layer_pairs_of(models, a, b)]
         live = [(i, j) for i, j in requested if not (summaries[i].zero_variance or summaries[j].zero_variance)]
         for k in dict.fromkeys(k for pair in live for k in pair):
             factor(k)
@@ -364,7 +314,7 @@ def _procrustes_scores_device(models, summaries, index, pairs, device, tick: Cal
         return factors[k]
 
     for a, b in pairs:
-        layer_pairs = list(_layer_pairs(models, a, b))
+        layer_pairs = list(layer_pairs_of(models, a, b))
         rows = [index[(a, la)] for la in models[a]]
         cols = [index[(b, lb)] for lb in models[b]]
         live_rows = [k for k in rows if not summaries[k].zero_variance]
@@ -448,13 +398,10 @@ def compare(
     """
     metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
     if any(m in registry.measure_names() and m not in METRICS for m in metrics):  # plug-in measures
-        from vaesim.similarity.plugins import compare_with_plugins
-
-        return compare_with_plugins(models, metrics=metrics, model_pairs=model_pairs, device=device,
-                                    block_bytes=block_bytes)
-    _check_models(models)
+        return _compare_with_plugins(models, metrics, model_pairs, device, block_bytes)
+    check_models(models)
     metrics = check_metrics(metrics, "compare")
-    pairs = _resolve_pairs(models, model_pairs)
+    pairs = resolve_pairs(models, model_pairs)
     involved = [key for key in models if any(key in pair for pair in pairs)]
     summary_map = _summaries(models, involved, metrics, device)
     keys = list(summary_map)
@@ -462,7 +409,7 @@ def compare(
     index = {k: i for i, k in enumerate(keys)}
     groups = {model: [index[(model, layer)] for layer in models[model]] for model in involved}
     n = summaries[0].n if summaries else 0
-    requested = [(index[(a, la)], index[(b, lb)]) for a, b in pairs for la, lb in _layer_pairs(models, a, b)]
+    requested = [(index[(a, la)], index[(b, lb)]) for a, b in pairs for la, lb in layer_pairs_of(models, a, b)]
     log.info("compare: %d summaries, %d model pairs, %d layer pairs", len(summaries), len(pairs), len(requested))
 
     scores: dict[tuple[int, int, str], tuple[float, str]] = {}
@@ -493,5 +440,30 @@ def compare(
             score, note = scores[(i, j, metric)]
             rows.append((a, la, b, lb, metric, float(score), n, note))
     frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame["n"] = frame["n"].astype("int64")
+    return frame
+
+
+def _compare_with_plugins(models: Mapping[Any, Mapping[Any, Any]], metrics: tuple[str, ...], model_pairs,
+                          device: Any, block_bytes: int) -> pd.DataFrame:
+    """:func:`compare` for a ``metrics`` list that names registered measures.
+
+    The built-in metrics go through this engine in one call, on each layer's built-in input; every registered
+    measure is taken from the registry and scored by :func:`vaesim.similarity.plugins.rows_with_plugins`.
+    """
+    metrics = registry.check_metric_names(metrics, "compare")
+    check_models(models)
+    pairs = resolve_pairs(models, model_pairs)
+    involved = [key for key in models if any(key in pair for pair in pairs)]
+    n = plugins.shared_rows(models, involved)
+    builtin = tuple(m for m in metrics if m in METRICS)
+    builtin_scores: dict[tuple, tuple[float, str]] = {}
+    if builtin:
+        inputs = {key: {layer: plugins.builtin_input(value, model_label(key, layer))
+                        for layer, value in models[key].items()} for key in involved}
+        frame = compare(inputs, metrics=builtin, model_pairs=pairs, device=device, block_bytes=block_bytes)
+        for row in frame.itertuples(index=False):
+            builtin_scores[(row.a_model, row.a_layer, row.b_model, row.b_layer, row.metric)] = (row.score, row.note)
+    frame = pd.DataFrame(plugins.rows_with_plugins(models, pairs, metrics, builtin_scores, n), columns=COLUMNS)
     frame["n"] = frame["n"].astype("int64")
     return frame

@@ -1,13 +1,13 @@
-"""``compare`` with registered (plug-in) measures next to the built-ins.
+"""Registered (plug-in) measures on layers: their per-layer summaries and their scores of layer pairs.
 
-:func:`vaesim.similarity.compare` hands over to :func:`compare_with_plugins`
-when ``metrics`` names a registered measure. The built-in metrics still go
-through the engine in one call; each plug-in measure summarises every
-involved (model, layer) once with its summary function (shared between
+:func:`vaesim.similarity.compare` (the engine) is the one entry for built-in
+and plug-in measures: when ``metrics`` names a registered measure it scores
+the built-in metrics itself in one call and takes the rest from here
+(:func:`rows_with_plugins`). Each plug-in measure, looked up in the registry
+(:mod:`vaesim.similarity.registry`, the seam between the two), summarises
+every involved (model, layer) once with its summary function (shared between
 measures that use the same function) and scores every requested layer pair
-with its pair function. Rows come out in the engine's order (model pairs,
-then layer pairs, then ``metrics`` in the order given); an asymmetric
-measure also gets the reversed layer pairs of a model with itself.
+with its pair function. This module never imports the engine.
 
 A layer can be given as activations ``(n, ...)``, as a built-in
 :class:`~vaesim.similarity.LayerSummary` (built-in metrics only), or as a
@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 import numpy as np
-import pandas as pd
 
-from vaesim.similarity.registry import BUILTIN, check_metric_names, get_measure
+from vaesim.similarity.pairs import layer_pairs_of, model_label
+from vaesim.similarity.registry import BUILTIN, get_measure
 from vaesim.similarity.summary import LayerSummary
 from vaesim.similarity.validation import as_matrix
 
-__all__ = ["MeasureSummaries", "compare_with_plugins", "plugin_summaries"]
+__all__ = ["MeasureSummaries", "builtin_input", "plugin_summaries", "rows_with_plugins", "shared_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,18 @@ def plugin_summaries(x: Any, metrics: Iterable[str], *, name: str = "x") -> dict
     return out
 
 
-def _label(model: Any, layer: Any) -> str:
-    return f"models[{model!r}][{layer!r}]"
+def shared_rows(models: Mapping[Any, Mapping[Any, Any]], involved: Iterable[Any]) -> int:
+    """The number of examples ``n`` every layer of the ``involved`` models holds; ValueError naming two that differ."""
+    reference = None
+    for key in involved:
+        for layer, value in models[key].items():
+            rows = _rows_of(value, model_label(key, layer))
+            if reference is None:
+                reference = (model_label(key, layer), rows)
+            elif rows != reference[1]:
+                raise ValueError(f"compare: {model_label(key, layer)} has n={rows} examples but {reference[0]} has "
+                                 f"n={reference[1]}; every layer must be recorded on the same probe examples")
+    return reference[1] if reference else 0
 
 
 def _rows_of(value: Any, label: str) -> int:
@@ -82,50 +92,40 @@ def _rows_of(value: Any, label: str) -> int:
     return int(as_matrix(value, label, min_rows=1, check_finite=False).shape[0])
 
 
-def compare_with_plugins(
-    models: Mapping[Any, Mapping[Any, Any]], *, metrics: Iterable[str], model_pairs=None, device: Any = None,
-    block_bytes: int = 256 << 20,
-) -> pd.DataFrame:
-    """:func:`vaesim.similarity.compare` for a ``metrics`` list that names plug-in measures."""
-    from vaesim.similarity import engine
+def builtin_input(value: Any, label: str) -> Any:
+    """What the engine's built-in measures read of one layer: the activations or the built-in
+    :class:`LayerSummary` (taken out of a :class:`MeasureSummaries`)."""
+    if isinstance(value, MeasureSummaries):
+        if value.builtin is None:
+            raise ValueError(f"compare: {label} has no built-in LayerSummary; the built-in metrics need one "
+                             "(or pass the activations)")
+        return value.builtin
+    return value
 
-    metrics = check_metric_names(metrics, "compare")
-    engine._check_models(models)
-    pairs = engine._resolve_pairs(models, model_pairs)
-    involved = [key for key in models if any(key in pair for pair in pairs)]
-    builtin = tuple(m for m in metrics if m in BUILTIN)
+
+def rows_with_plugins(models: Mapping[Any, Mapping[Any, Any]], pairs: list[tuple[Any, Any]], metrics: tuple[str, ...],
+                      builtin_scores: Mapping[tuple, tuple[float, str]], n: int) -> list[tuple]:
+    """Rows ``(a_model, a_layer, b_model, b_layer, metric, score, n, note)`` of every requested layer pair.
+
+    ``builtin_scores``: ``{(a_model, a_layer, b_model, b_layer, metric): (score, note)}`` of the built-in
+    metrics in ``metrics`` (the engine's); each registered measure (:func:`vaesim.similarity.get_measure`)
+    summarises every involved (model, layer) once and scores every pair with its pair function. Rows come in
+    the engine's order (model pairs, then layer pairs, then ``metrics`` as given); an asymmetric measure also
+    gets the reversed layer pairs of a model with itself.
+    """
     custom = [get_measure(m) for m in metrics if m not in BUILTIN]
-
-    reference = None
-    for key in involved:
-        for layer, value in models[key].items():
-            rows = _rows_of(value, _label(key, layer))
-            if reference is None:
-                reference = (_label(key, layer), rows)
-            elif rows != reference[1]:
-                raise ValueError(f"compare: {_label(key, layer)} has n={rows} examples but {reference[0]} has "
-                                 f"n={reference[1]}; every layer must be recorded on the same probe examples")
-    n = reference[1] if reference else 0
-
-    found: dict[tuple, tuple[float, str]] = {}
-    if builtin:
-        inputs = {key: {layer: _builtin_input(value, _label(key, layer)) for layer, value in models[key].items()}
-                  for key in involved}
-        frame = engine.compare(inputs, metrics=builtin, model_pairs=pairs, device=device, block_bytes=block_bytes)
-        for row in frame.itertuples(index=False):
-            found[(row.a_model, row.a_layer, row.b_model, row.b_layer, row.metric)] = (row.score, row.note)
-
     summaries: dict[tuple[Any, Any, str], Any] = {}
 
     def summary_of(measure, model, layer):
         key = (model, layer, measure.name)
         if key not in summaries:
-            summaries[key] = _custom_input(measure, models[model][layer], _label(model, layer), summaries, model, layer)
+            summaries[key] = _custom_input(measure, models[model][layer], model_label(model, layer), summaries,
+                                           model, layer)
         return summaries[key]
 
     out = []
     for a, b in pairs:
-        for la, lb in engine._layer_pairs(models, a, b):
+        for la, lb in layer_pairs_of(models, a, b):
             orders = [(a, la, b, lb)]
             if a == b and la != lb:
                 orders.append((b, lb, a, la))
@@ -133,28 +133,17 @@ def compare_with_plugins(
                 for metric in metrics:
                     if metric in BUILTIN:
                         if position == 0:
-                            score, note = found[(ma, xa, mb, xb, metric)]
+                            score, note = builtin_scores[(ma, xa, mb, xb, metric)]
                             out.append((ma, xa, mb, xb, metric, float(score), n, note))
                         continue
                     measure = get_measure(metric)
                     if position == 1 and measure.symmetric:
                         continue
                     score, note = _score(measure, summary_of(measure, ma, xa), summary_of(measure, mb, xb),
-                                         _label(ma, xa), _label(mb, xb))
+                                         model_label(ma, xa), model_label(mb, xb))
                     out.append((ma, xa, mb, xb, metric, score, n, note))
     log.info("compare with plug-ins %s: %d rows", [m.name for m in custom], len(out))
-    frame = pd.DataFrame(out, columns=engine.COLUMNS)
-    frame["n"] = frame["n"].astype("int64")
-    return frame
-
-
-def _builtin_input(value: Any, label: str) -> Any:
-    if isinstance(value, MeasureSummaries):
-        if value.builtin is None:
-            raise ValueError(f"compare: {label} has no built-in LayerSummary; the built-in metrics need one "
-                             "(or pass the activations)")
-        return value.builtin
-    return value
+    return out
 
 
 def _custom_input(measure, value: Any, label: str, cache: dict, model: Any, layer: Any) -> Any:

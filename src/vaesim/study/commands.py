@@ -18,7 +18,7 @@ def register(subparsers) -> None:
     run = study_commands.add_parser(
         "run", help="train, extract, compare and store every score of a study (resumes where it stopped)"
     )
-    run.add_argument("spec", help="study spec YAML file, or a preset name: paper, quick")
+    run.add_argument("spec", help="study spec YAML file, or a preset name: evidence, paper, quick")
     run.add_argument("--out", required=True, help="study directory (created; rerun to resume)")
     run.add_argument("--executor", choices=("local", "ray"), default="local", help="where tasks run (default local)")
     run.add_argument("--workers", type=int, default=None,
@@ -34,14 +34,14 @@ def register(subparsers) -> None:
 
     plan = study_commands.add_parser(
         "plan", help="what a study will do before it runs: tasks, disk and time per stage (measured calibration)")
-    plan.add_argument("spec", help="study spec YAML file, or a preset name: paper, quick")
+    plan.add_argument("spec", help="study spec YAML file, or a preset name: evidence, paper, quick")
     plan.add_argument("--no-calibrate", action="store_true",
                       help="only count the tasks (skip the few-second measurement that estimates disk and time)")
     plan.set_defaults(func=_plan)
 
     show = study_commands.add_parser("show", help="print a preset's spec, to start your own: "
                                                   "vaesim study show paper > my.yaml")
-    show.add_argument("preset", help="preset name: paper, quick")
+    show.add_argument("preset", help="preset name: evidence, paper, quick")
     show.set_defaults(func=_show)
 
     status = study_commands.add_parser("status", help="done/pending tasks per stage of a study directory")
@@ -58,7 +58,7 @@ def register(subparsers) -> None:
     verify.add_argument("dir", help="study directory")
     verify.set_defaults(func=_verify, inspects=True)
 
-    from vaesim.study.sql import QUERY_MEMORY_LIMIT, QUERY_TEMP_LIMIT, QUERY_TIMEOUT_S
+    from vaesim.study.store.sql import QUERY_MEMORY_LIMIT, QUERY_TEMP_LIMIT, QUERY_TIMEOUT_S
 
     query = subparsers.add_parser(
         "query", help="run SQL (DuckDB) over the stored scores of one or more studies; views results, runs, "
@@ -100,7 +100,7 @@ def _seconds(text: str) -> float:
 
 
 def _run(args) -> int:
-    from vaesim.study.runner import StudyFailed, run_study
+    from vaesim.study.run.runner import StudyFailed, run_study
 
     try:
         out = run_study(args.spec, args.out, executor=args.executor, workers=args.workers, address=args.address,
@@ -116,7 +116,7 @@ def _run(args) -> int:
 def _plan(args) -> int:
     from vaesim.study.estimate import calibrate, estimate, format_plan
     from vaesim.study.plan import plan_study
-    from vaesim.study.runner import load_checked_spec
+    from vaesim.study.run.runner import load_checked_spec
 
     measuring = not args.no_calibrate  # only the calibration runs the measures, plug-ins included
     try:
@@ -153,7 +153,7 @@ def _imported_store(directory: str):
     """The verify report of a store made by ``vaesim import`` (None for a study directory)."""
     from pathlib import Path
 
-    from vaesim.study.store import verify_imported_store
+    from vaesim.study.store.verify import verify_imported_store
 
     return verify_imported_store(Path(directory)) if (Path(directory) / "spec.yaml").is_file() else None
 
@@ -161,7 +161,7 @@ def _imported_store(directory: str):
 def _status(args) -> int:
     import math
 
-    from vaesim.study.runner import study_status
+    from vaesim.study.run.runner import study_status
 
     if args.watch is not None and not (math.isfinite(args.watch) and 0 < args.watch <= 86400):
         raise ValueError(f"--watch: expected a number of seconds between refreshes, above 0 and at most 86400 "
@@ -187,7 +187,7 @@ def _status(args) -> int:
 
 
 def _verify(args) -> int:
-    from vaesim.study.verify import verify_study
+    from vaesim.study.store.verify import verify_study
 
     report = _imported_store(args.dir) or verify_study(args.dir)
     print(report.format())
@@ -197,7 +197,7 @@ def _verify(args) -> int:
 def _query(args) -> int:
     import pandas as pd
 
-    from vaesim.study.sql import query
+    from vaesim.study.store.sql import query
 
     dirs = args.dirs if len(args.dirs) > 1 else args.dirs[0]
     frame = query(dirs, args.sql, timeout=args.timeout, memory_limit=args.memory_limit, temp_limit=args.temp_limit)

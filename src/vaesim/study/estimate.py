@@ -136,7 +136,8 @@ def calibrate(plan: StudyPlan, *, train_steps: int = 5) -> Calibration:
     from vaesim.data import get_dataset
     from vaesim.data.registry import get_spec
     from vaesim.models import build_vae
-    from vaesim.study.stages import resolve_device, train_config
+    from vaesim.study.stages.checkpoints import train_config
+    from vaesim.study.stages.devices import resolve_device
     from vaesim.training import train
     from vaesim.utils.threads import available_cpus, thread_limit
 
@@ -291,8 +292,10 @@ def estimate(plan: StudyPlan, calibration: Calibration, widths: dict[str, int] |
     for task in plan.tasks["extract"]:
         units = [per_layer[name] for name in task.layers if name in per_layer]
         images = n
+        if task.decoder_input == "final_mean" and task.step != task.final_step:
+            images += n / 2  # the final checkpoint's encoder, for the decoder's code (about half a forward)
         if task.resample:
-            units += [per_layer[name] for name in noise_layers(task.layers) if name in per_layer]
+            units += [per_layer[name] for name in noise_layers(task.layers, task.decoder_input) if name in per_layer]
             images *= 2
         extract_seconds += EXTRACT_TASK_SECONDS
         if task.cache_summaries:  # no summary stored: extraction records the latents (and kept activations)
@@ -303,7 +306,7 @@ def estimate(plan: StudyPlan, calibration: Calibration, widths: dict[str, int] |
             extract_bytes += written
             if task.resample:
                 extract_bytes += sum(summary_bytes(n, widths[name], procrustes)
-                                     for name in noise_layers(task.layers) if name in widths)
+                                     for name in noise_layers(task.layers, task.decoder_input) if name in widths)
         extract_bytes += LATENTS_FILE_BYTES + sum(n * widths[name] * 4 for name in task.keep_activations
                                                   if name in widths)
 
@@ -433,8 +436,6 @@ def format_plan(plan: StudyPlan, estimates: list[StageEstimate] | None, calibrat
     lines.append(f"  {'total':11s} {sum(e.tasks for e in estimates):>7d} "
                  f"{human_bytes(sum(e.bytes for e in estimates)):>10s} "
                  f"{human_seconds(sum(e.seconds for e in estimates)):>10s}")
-    import os
-
     lines.append(
         f"calibration ({calibration.seconds:.0f} s on this machine, {calibration.cores} usable cores, device "
         f"'{plan.spec.device}', one thread per task): {calibration.seconds_per_step * 1000:.0f} ms per training "

@@ -137,6 +137,8 @@ class ExtractTask(Task):
     sample_noise: str = "independent"  # eps of the sampled layer: per (run, step) or shared by all models
     resample: bool = False  # also record the noise-driven layers with a second eps (the run's noise floor)
     cache_summaries: bool = False  # spec summaries: cache: no summary file; compare tasks recompute them
+    decoder_input: str = "sample"  # probe.decoder_input: the model's own sample, or the final checkpoint's mean code
+    final_step: int = -1  # the run's final step (whose mean code drives the decoder with decoder_input final_mean)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,8 +162,10 @@ class CompareTask(Task):
     keep_activations: tuple[str, ...] = ()
     device: str = "cpu"
     sample_noise: str = "independent"
-    resample_step: int | None = None  # the checkpoint whose extraction also records a second eps
+    resample_steps: tuple[int, ...] = ()  # the checkpoints whose extraction also records a second eps
     cache_summaries: bool = False  # spec summaries: cache: the summaries are recomputed here, never read from disk
+    decoder_input: str = "sample"
+    final_step: int = -1
 
     def run(self, run_id: str) -> RunPlan:
         """The plan of one involved run."""
@@ -175,7 +179,8 @@ class CompareTask(Task):
         return extract_task(run_id, self.dataset, step, layers=self.layers, metrics=self.metrics,
                             probe_seed=self.probe_seed, keep_activations=self.keep_activations,
                             device=self.device, sample_noise=self.sample_noise,
-                            resample=step == self.resample_step, cache_summaries=self.cache_summaries)
+                            resample=step in self.resample_steps, cache_summaries=self.cache_summaries,
+                            decoder_input=self.decoder_input, final_step=self.final_step)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -264,9 +269,14 @@ def resampled_path(run_id: str, step: int) -> str:
     return f"summaries/{run_id}/step_{step:08d}.resampled.npz"
 
 
-def noise_layers(layers) -> list[str]:
-    """The layers computed from the sampled code: ``encoder.sample`` and every ``decoder.*`` layer."""
-    return [layer for layer in layers if layer == "encoder.sample" or layer.startswith("decoder.")]
+DECODER_INPUTS = ("sample", "final_mean")  # probe.decoder_input
+
+
+def noise_layers(layers, decoder_input: str = "sample") -> list[str]:
+    """The layers computed from the sampled code: ``encoder.sample`` and, unless the decoder is recorded on a
+    fixed code (``decoder_input`` ``final_mean``), every ``decoder.*`` layer."""
+    return [layer for layer in layers
+            if layer == "encoder.sample" or (decoder_input == "sample" and layer.startswith("decoder."))]
 
 
 def latents_path(run_id: str, step: int) -> str:
@@ -360,8 +370,9 @@ def comparison_groups(spec: StudySpec, runs: list[RunPlan]) -> list[tuple[str, s
     - ``objectives``: one task per (dataset, seed, step); every pair of runs
       with different objectives (all their values), same seed.
     - ``factors``: one task per run; every checkpoint against the factors.
-    - ``noise_floor``: one task per run; its final checkpoint's noise-driven
-      layers against the same checkpoint recorded with a second eps.
+    - ``noise_floor``: one task per run; the noise-driven layers of its final
+      checkpoint (``comparisons.noise_floor: every``: of every checkpoint after
+      step 0) against the same checkpoint recorded with a second eps.
     """
     comps = spec.comparisons
     steps = spec.recorded_steps()
@@ -414,27 +425,43 @@ def comparison_groups(spec: StudySpec, runs: list[RunPlan]) -> list[tuple[str, s
     if comps.factors:
         for run in runs:
             groups.append(("factors", run.run_id, [(run.run_id, s, run.run_id, s) for s in steps]))
-    if noise_floor_step(spec) is not None:
+    floor_steps = noise_floor_steps(spec)
+    if floor_steps:
         for run in runs:
-            groups.append(("noise_floor", run.run_id, [(run.run_id, steps[-1], run.run_id, steps[-1])]))
+            groups.append(("noise_floor", run.run_id, [(run.run_id, s, run.run_id, s) for s in floor_steps]))
     return groups
 
 
-def noise_floor_step(spec: StudySpec) -> int | None:
-    """The step recorded twice for the noise floor (the final one), or None when the spec has no floor."""
-    wanted = (spec.comparisons.noise_floor and spec.probe.sample_noise == "independent"
-              and bool(noise_layers(spec.layer_names())))
-    return spec.recorded_steps()[-1] if wanted else None
+def noise_floor_steps(spec: StudySpec) -> tuple[int, ...]:
+    """The steps recorded twice for the noise floor: the final one, every one after step 0 (``every``), or none.
+
+    None when the spec has no floor: ``comparisons.noise_floor`` false, shared eps (every model sees the
+    same noise, so there is no second draw to compare with), or no noise-driven layer recorded.
+    """
+    setting = spec.comparisons.noise_floor
+    wanted = (setting is not False and spec.probe.sample_noise == "independent"
+              and bool(noise_layers(spec.layer_names(), spec.probe.decoder_input)))
+    if not wanted:
+        return ()
+    steps = spec.recorded_steps()
+    return tuple(s for s in steps if s > 0) if setting == "every" else (steps[-1],)
 
 
 def extract_task(run_id: str, dataset: str, step: int, *, layers: tuple[str, ...], metrics: tuple[str, ...],
                  probe_seed: int, keep_activations: tuple[str, ...] = (), device: str = "cpu",
                  sample_noise: str = "independent", resample: bool = False,
-                 cache_summaries: bool = False) -> ExtractTask:
+                 cache_summaries: bool = False, decoder_input: str = "sample", final_step: int = -1) -> ExtractTask:
     """The extract task of one checkpoint, with its outputs and inputs (one definition for every caller).
 
     ``cache_summaries``: no summary files among the outputs (the compare tasks recompute them).
+    ``decoder_input`` ``final_mean``: the decoder is recorded on the mean code of the run's checkpoint at
+    ``final_step`` (its checksum file is an input already: the run's checkpoint sums).
     """
+    if decoder_input not in DECODER_INPUTS:
+        raise ValueError(f"extract_task: decoder_input={decoder_input!r} is unknown; expected one of "
+                         f"{list(DECODER_INPUTS)}")
+    if decoder_input == "final_mean" and final_step < 0:
+        raise ValueError("extract_task: decoder_input 'final_mean' needs the run's final_step")
     outputs = [latents_path(run_id, step), checksum_path(latents_path(run_id, step))]
     if not cache_summaries:
         outputs = [summary_path(run_id, step), checksum_path(summary_path(run_id, step))] + outputs
@@ -451,6 +478,7 @@ def extract_task(run_id: str, dataset: str, step: int, *, layers: tuple[str, ...
         run_id=run_id, dataset=dataset, step=int(step), layers=tuple(layers), metrics=tuple(metrics),
         probe_seed=int(probe_seed), keep_activations=tuple(keep_activations), device=device,
         sample_noise=sample_noise, resample=resample, cache_summaries=cache_summaries,
+        decoder_input=decoder_input, final_step=int(final_step) if decoder_input == "final_mean" else -1,
     )
 
 
@@ -461,9 +489,12 @@ def plan_study(spec: StudySpec) -> StudyPlan:
     """Runs and tasks of ``spec``; a pure function of the spec."""
     runs = plan_runs(spec)
     steps = spec.recorded_steps()
-    resample_step = noise_floor_step(spec)
+    resample_steps = noise_floor_steps(spec)
     layers = spec.layer_names()
     probe = spec.probe.model_dump()
+    if probe["decoder_input"] == "sample":  # the default: task ids of studies planned before it existed stay
+        del probe["decoder_input"]
+    decoder = {"decoder_input": spec.probe.decoder_input, "final_step": steps[-1]}
     cache = spec.summaries == "cache"
     plan = StudyPlan(spec=spec, runs=runs)
     by_id = {run.run_id: run for run in runs}
@@ -496,8 +527,8 @@ def plan_study(spec: StudySpec) -> StudyPlan:
     plan.tasks["extract"] = [
         extract_task(run.run_id, run.dataset, step, layers=tuple(layers), metrics=tuple(spec.metrics),
                      probe_seed=spec.probe.seed, keep_activations=tuple(spec.kept_layers()), device=spec.device,
-                     sample_noise=spec.probe.sample_noise, resample=step == resample_step,
-                     cache_summaries=cache)
+                     sample_noise=spec.probe.sample_noise, resample=step in resample_steps,
+                     cache_summaries=cache, **decoder)
         for run in runs
         for step in steps
     ]
@@ -532,8 +563,9 @@ def plan_study(spec: StudySpec) -> StudyPlan:
                 keep_activations=tuple(spec.kept_layers()),
                 device=spec.device,
                 sample_noise=spec.probe.sample_noise,
-                resample_step=resample_step,
+                resample_steps=resample_steps,
                 cache_summaries=cache,
+                **decoder,
             )
         )
     plan.tasks["compare"] = compare

@@ -3,7 +3,7 @@
 A spec names the datasets, the objectives with their regularisation values,
 the seeds, the training budget and checkpoint schedule, the probe set, the
 similarity metrics and which comparisons to make. :func:`load_spec` reads a
-file path or a preset name (``paper``, ``quick``) and returns a validated
+file path or a preset name (``evidence``, ``paper``, ``quick``) and returns a validated
 :class:`StudySpec`; every problem is reported as one ``ValueError`` that names
 the field, what was expected, what arrived and how to fix it.
 
@@ -163,11 +163,20 @@ class ProbeSpec(_Strict):
     seeded by (probe seed, run id, step). ``shared``: every model sees the
     same eps, which makes the sampled and decoder layers of unrelated models
     look similar (see docs/study.md).
+
+    ``decoder_input``: what the decoder's layers are recorded on. ``sample``
+    (default, as the seed paper): the model's own sample ``mean + sigma * eps``
+    at each checkpoint. ``final_mean``: at every checkpoint of a run, the mean
+    code of the run's final checkpoint on the probe set, so a decoder layer
+    changes between checkpoints only through the decoder's own weights, not
+    through the encoder's drifting code or a fresh eps (what claim 1 needs to
+    time the decoder's own learning; docs/study.md, "Findings").
     """
 
     n: Int = Field(ge=2)
     seed: Seed = 0
     sample_noise: Literal["independent", "shared"] = "independent"
+    decoder_input: Literal["sample", "final_mean"] = "sample"
 
 
 class DisentanglementSpec(_Strict):
@@ -212,10 +221,14 @@ class ComparisonsSpec(_Strict):
     steps (``all`` checkpoints or only the ``final`` one). ``factors``: each
     checkpoint against the probe set's ground-truth factors, treated as a
     layer named ``factors``. ``noise_floor`` (with independent sampling
-    noise): each run's final checkpoint is recorded a second time with
-    another eps, and its sampled and decoder layers are compared with the
-    first recording: the similarity that sampling noise alone leaves, below
-    which no within-run curve of those layers can rise.
+    noise): a checkpoint is recorded a second time with another eps, and its
+    noise-driven layers (``encoder.sample``, and the decoder's unless
+    ``probe.decoder_input`` is ``final_mean``) are compared with the first
+    recording: the similarity that sampling noise alone leaves, below which no
+    within-run curve of those layers can rise. ``true`` / ``final``: each
+    run's final checkpoint; ``every``: every checkpoint after step 0 (the
+    posterior variance early in training is many times its final value, so a
+    floor measured at the end understates the noise at the start).
     """
 
     within_run: Literal["all", "final", "self_and_final", "none"] = "all"
@@ -224,7 +237,7 @@ class ComparisonsSpec(_Strict):
     params: bool = True
     objectives: bool = True
     factors: bool = True
-    noise_floor: bool = True
+    noise_floor: bool | Literal["final", "every"] = True
 
 
 class TaskResources(_Strict):
@@ -410,7 +423,7 @@ def preset_names() -> list[str]:
 
 
 def load_spec(path_or_preset: str | os.PathLike | StudySpec, *, import_plugins: bool = True) -> StudySpec:
-    """Read a spec from a YAML file or a preset name (``paper``, ``quick``).
+    """Read a spec from a YAML file or a preset name (``evidence``, ``paper``, ``quick``).
 
     ``import_plugins=False`` reads it without importing its ``plugins:``
     modules (what every command that only inspects a study does: a study

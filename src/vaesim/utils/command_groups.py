@@ -1,8 +1,13 @@
-"""A command group (``vaesim study``, ``vaesim data``, ``vaesim import``) run without its action."""
+"""What every command module shares: the input error the CLI prints as one line, and a command group
+(``vaesim study``, ``vaesim data``, ``vaesim import``) run without its action."""
 
 from __future__ import annotations
 
 import argparse
+
+
+class UserError(Exception):
+    """An error caused by input: printed as one clear message, exit code 2 (see :func:`vaesim.cli.main`)."""
 
 
 def needs_action(parser: argparse.ArgumentParser):

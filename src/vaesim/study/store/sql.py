@@ -1,7 +1,7 @@
 """``vaesim query``: DuckDB SQL over the stored tables of one or more studies, sandboxed and limited.
 
 Views: ``results``, ``runs``, ``training_metrics``, ``latents``,
-``disentanglement`` (see :mod:`vaesim.study.store` for the files behind them).
+``disentanglement`` (see :mod:`vaesim.study.store.tables` for the files behind them).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def query(study_dir: str | os.PathLike | list, sql: str, *, timeout: float | Non
     column holding the directory as given.
 
     Every file behind the views is verified against its checksum first
-    (:class:`CorruptStudyFile` otherwise) and must lie inside its study
+    (:class:`vaesim.study.store.tables.CorruptStudyFile` otherwise) and must lie inside its study
     directory (a symlink or an ``import.json`` entry that leads elsewhere is
     refused). The SQL then runs sandboxed: after the views are created,
     DuckDB's external access is turned off except for exactly those files
@@ -65,13 +65,14 @@ def query(study_dir: str | os.PathLike | list, sql: str, *, timeout: float | Non
     """
     import duckdb
 
-    from vaesim.study.store import RESULT_COLUMNS, _study_dir, resolved
+    from vaesim.study.schema import RESULT_COLUMNS
+    from vaesim.study.store.tables import resolved, study_directory
 
     if not _statements(sql):
         raise ValueError(f"query: the SQL {sql!r} holds no statement (empty, only comments or ';'); give a query "
                          "such as \"SELECT comparison, count(*) FROM results GROUP BY 1\"")
     several = isinstance(study_dir, (list, tuple))
-    dirs = [_study_dir(d) for d in (study_dir if several else [study_dir])]
+    dirs = [study_directory(d) for d in (study_dir if several else [study_dir])]
     labels = [str(d) for d in dirs]
     if several and len(set(map(resolved, dirs))) != len(dirs):
         raise ValueError(f"query: the same study is named twice in {labels}; name each study once")
@@ -116,9 +117,9 @@ def query(study_dir: str | os.PathLike | list, sql: str, *, timeout: float | Non
 
 def _view_files(study_dir: Path) -> dict[str, list[str]]:
     """{view: verified files inside ``study_dir``} for one study (CorruptStudyFile / ValueError otherwise)."""
-    from vaesim.study.disentangle import disentanglement_files
     from vaesim.study.plan import LATENTS_TABLE, RUNS_TABLE, TRAINING_METRICS_TABLE
-    from vaesim.study.store import check_inside, check_verified, is_written, result_files
+    from vaesim.study.stages.files import is_written
+    from vaesim.study.store.tables import check_inside, check_verified, disentanglement_files, result_files
 
     files = {"results": result_files(study_dir), "disentanglement": disentanglement_files(study_dir)}
     for view, name in (("runs", RUNS_TABLE), ("training_metrics", TRAINING_METRICS_TABLE), ("latents", LATENTS_TABLE)):
@@ -133,8 +134,7 @@ def _create_view(con, view: str, parts: list[tuple[str, list[str]]], several: bo
     """``CREATE VIEW view``: the union of every study's files (an empty table of the schema when none)."""
     import pandas as pd
 
-    from vaesim.study.disentangle import DISENTANGLEMENT_SCHEMA
-    from vaesim.study.store import RESULT_SCHEMA
+    from vaesim.study.schema import DISENTANGLEMENT_SCHEMA, RESULT_SCHEMA
 
     selects = []
     for label, files in parts:

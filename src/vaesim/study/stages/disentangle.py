@@ -10,8 +10,9 @@ tasks and a damaged file is recomputed):
   ``udr_spearman`` and ``udr_active_dims`` of every seed of one (dataset,
   objective, value), all encoded on the same ``points`` images.
 
-Columns: :data:`DISENTANGLEMENT_SCHEMA` (one row per run, step, metric,
-value). ``vaesim query DIR "SELECT * FROM disentanglement"`` reads them.
+Columns: :data:`vaesim.study.schema.DISENTANGLEMENT_SCHEMA` (one row per run, step, metric,
+value). ``vaesim query DIR "SELECT * FROM disentanglement"`` and
+:func:`vaesim.study.store.tables.load_disentanglement` read them.
 """
 
 from __future__ import annotations
@@ -21,28 +22,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from vaesim.study import plan as layout
 from vaesim.study.plan import DisentangleTask, RunPlan, UDRTask
-from vaesim.study.progress import TaskProgress
-from vaesim.study.store import write_table
+from vaesim.study.schema import DISENTANGLEMENT_SCHEMA
+from vaesim.study.stages.checkpoints import checkpoint_file, checkpoint_intact
+from vaesim.study.stages.devices import resolve_device
+from vaesim.study.stages.files import write_table
+from vaesim.study.stages.progress import TaskProgress
 
-__all__ = ["DISENTANGLEMENT_SCHEMA", "disentangle_stage", "load_disentanglement"]
+__all__ = ["disentangle_stage", "udr_stage"]
 
 logger = logging.getLogger(__name__)
-
-DISENTANGLEMENT_SCHEMA = pa.schema([
-    ("dataset", pa.string()),
-    ("run", pa.string()),
-    ("objective", pa.string()),
-    ("param_name", pa.string()),
-    ("param", pa.float64()),
-    ("seed", pa.int64()),
-    ("step", pa.int64()),
-    ("metric", pa.string()),
-    ("value", pa.float64()),
-])
 
 
 def _rows(run: RunPlan, step: int, values: dict[str, float]) -> pd.DataFrame:
@@ -52,7 +43,6 @@ def _rows(run: RunPlan, step: int, values: dict[str, float]) -> pd.DataFrame:
 
 
 def _load_model(root: Path, run_id: str, step: int, device: str):
-    from vaesim.study.stages import checkpoint_file, checkpoint_intact, resolve_device
     from vaesim.training import load_checkpoint
 
     if not checkpoint_intact(root, run_id, step):
@@ -68,7 +58,6 @@ def disentangle_stage(root: Path, task: DisentangleTask | UDRTask) -> None:
         return udr_stage(root, task)
     from vaesim.data import get_dataset
     from vaesim.metrics import Protocol, evaluate_disentanglement, model_factor_codes
-    from vaesim.study.stages import resolve_device
 
     run = task.run
     model = _load_model(root, run.run_id, task.step, task.device)
@@ -95,7 +84,6 @@ def disentangle_stage(root: Path, task: DisentangleTask | UDRTask) -> None:
 def udr_stage(root: Path, task: UDRTask) -> None:
     """UDR of the seeds of one group at one step, from their mean and log-variance on shared images."""
     from vaesim.data import get_dataset
-    from vaesim.study.stages import resolve_device
 
     first = task.runs[0]
     dataset = get_dataset(first.dataset, root=task.dataset_root)
@@ -137,29 +125,3 @@ def _udr_scores(root: Path, task: UDRTask, dataset, indices, device: str, codes:
         }))
     write_table(root / task.outputs[0], pd.concat(frames, ignore_index=True), DISENTANGLEMENT_SCHEMA, checksum=True)
     logger.info("udr %s: %s", task.task_id, {k: round(v, 3) for k, v in lasso.model_scores.items()})
-
-
-def disentanglement_files(study_dir: str | Path) -> list[Path]:
-    """Written (checksummed) disentanglement tables of a study."""
-    from vaesim.study.store import is_written
-
-    folder = Path(study_dir) / "disentanglement"
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith(".") and is_written(p))
-
-
-def load_disentanglement(study_dir: str | Path) -> pd.DataFrame:
-    """Every disentanglement and UDR row of a study (empty table with the schema when none).
-
-    Each table is checked against its checksum sidecar first: :class:`vaesim.study.store.CorruptStudyFile`
-    names a table that does not match.
-    """
-    from vaesim.study.store import check_inside, check_verified
-
-    files = disentanglement_files(study_dir)
-    if not files:
-        return DISENTANGLEMENT_SCHEMA.empty_table().to_pandas()
-    check_inside(files, Path(study_dir))
-    check_verified(files, Path(study_dir))  # a table edited after its sidecar was written is refused, not read
-    return pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)

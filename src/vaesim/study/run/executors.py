@@ -28,7 +28,8 @@ from typing import Callable
 
 from vaesim.study.plan import Task
 from vaesim.study.spec import TaskResources
-from vaesim.study.stages import run_task
+from vaesim.study.stages.devices import resolve_device
+from vaesim.study.stages.task import run_task
 from vaesim.utils.threads import split_cpus, worker_start
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class TaskFailure:
 
 @dataclass
 class StageOutcome:
-    """What a stage's tasks returned (:func:`run_task` reports) and which failed."""
+    """What a stage's tasks returned (:func:`vaesim.study.stages.task.run_task` reports) and which failed."""
 
     reports: list[dict] = field(default_factory=list)
     failures: list[TaskFailure] = field(default_factory=list)
@@ -146,7 +147,6 @@ def default_workers(tasks: list[Task]) -> int:
     depend on the core count), so runs train side by side, one per core. The other stages run in this
     process and spread their independent units (layers, layer pairs, blocks) over the cores on threads.
     """
-    from vaesim.study.stages import resolve_device
     from vaesim.utils.threads import available_cpus
 
     if len(tasks) < 2 or tasks[0].stage != "train" or resolve_device(tasks[0].device) != "cpu":

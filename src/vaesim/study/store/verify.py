@@ -7,21 +7,26 @@ and the two run tables (against their ``.sha256`` sidecars). Each problem is
 reported with what a rerun of ``vaesim study run`` will do about it.
 
 Every problem carries the repair that a rerun makes (:attr:`Problem.fix`);
-:func:`vaesim.study.runner.run_study` applies exactly those repairs before
+:func:`vaesim.study.run.runner.run_study` applies exactly those repairs before
 its stages run, so what verify promises is what a rerun does.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shlex
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vaesim.study import plan as layout
-from vaesim.study.plan import StudyPlan, plan_study
+from vaesim.study.plan import RUNS_TABLE, StudyPlan, checksum_path, plan_study
 from vaesim.study.spec import load_spec
+from vaesim.study.stages.checkpoints import METRICS_KEY, checkpoint_file, config_file_damaged, read_sums
+from vaesim.study.stages.files import verified
+from vaesim.study.store.tables import imported_result_files
 from vaesim.utils import sha256_file
 from vaesim.utils.io import TMP_PREFIX
 
@@ -98,7 +103,7 @@ def verify_study(study_dir, plan: StudyPlan | None = None) -> VerifyReport:
     _verify_runs(root, plan, content)
     _verify_sidecars(root, plan, content)
     report.checked = content.checked
-    report.problems += [p for p in content.problems if not _under(p.path, bad)]
+    report.problems += [p for p in content.problems if not lies_under(p.path, bad)]
     leftovers = sorted(p for p in root.rglob(TMP_PREFIX + "*") if p.is_file() and not p.is_symlink())
     for path in leftovers:
         rel = str(path.relative_to(root))
@@ -106,15 +111,14 @@ def verify_study(study_dir, plan: StudyPlan | None = None) -> VerifyReport:
     return report
 
 
-def _under(path: str, bad: set[str]) -> bool:
+def lies_under(path: str, bad: set[str]) -> bool:
+    """True when ``path`` (relative to the study) is one of ``bad`` or lies below one of them."""
     parts = Path(path).parts
     return any(str(Path(*parts[:i])) in bad for i in range(1, len(parts) + 1))
 
 
 def expected_files(root: Path, plan: StudyPlan) -> set[str]:
     """Every file a finished study of ``plan`` holds, relative to ``root`` (outputs, checkpoints, run files)."""
-    from vaesim.study.stages import METRICS_KEY, checkpoint_file
-
     files = {output for task in plan.all_tasks() for output in task.outputs}
     for run in plan.runs:
         run_dir = layout.run_dir(run.run_id)
@@ -134,7 +138,7 @@ def shape_problems(root: Path, plan: StudyPlan) -> list[Problem]:
     folders = {str(parent) for f in files for parent in Path(f).parents if str(parent) != "."}
     problems: list[Problem] = []
     for rel in sorted(files | folders, key=lambda r: (len(Path(r).parts), r)):
-        if _under(str(Path(rel).parent), {p.path for p in problems}):
+        if lies_under(str(Path(rel).parent), {p.path for p in problems}):
             continue
         path = root / rel
         try:
@@ -167,7 +171,6 @@ def _retrain(run_id: str, step: int) -> tuple:
 
 
 def _verify_runs(root: Path, plan: StudyPlan, report: VerifyReport) -> None:
-    from vaesim.study.stages import METRICS_KEY, checkpoint_file, config_file_damaged, read_sums
     from vaesim.training.checkpoint_files import CorruptCheckpoint, checkpoint_paths, read_meta
 
     trains = {task.run_id: task for task in plan.tasks["train"]}
@@ -285,3 +288,29 @@ def _verify_sidecars(root: Path, plan: StudyPlan, report: VerifyReport) -> None:
             if path.name not in planned and not path.name.startswith("."):
                 report.problems.append(Problem(str(path.relative_to(root)), "is not an output of this study's spec",
                                                "ignores it (readers never read it)"))
+
+
+def verify_imported_store(study_dir: Path):
+    """``study verify`` / ``study status`` of a store made by ``vaesim import`` (None for a study directory).
+
+    Checks every results file its ``import.json`` lists and ``runs.parquet`` against their sidecars and
+    returns a :class:`VerifyReport` (an import has no plan: nothing is pending).
+    """
+    files = imported_result_files(study_dir)
+    if files is None:
+        return None
+    report = VerifyReport(study_dir)
+    source = "the source files"
+    try:
+        source = json.loads((study_dir / "import.json").read_text())["source"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    again = (f"cannot recompute an import: run `vaesim import vae-ld {shlex.quote(str(source))} --out "
+             f"{shlex.quote(str(study_dir))} --overwrite`")
+    for path in files + [study_dir / RUNS_TABLE]:
+        report.checked += 1
+        if not path.is_file() or not Path(checksum_path(str(path))).is_file():
+            report.problems.append(Problem(str(path.relative_to(study_dir)), "missing (or its sidecar)", again))
+        elif not verified(path):
+            report.problems.append(Problem(str(path.relative_to(study_dir)), "does not match its checksum", again))
+    return report

@@ -21,16 +21,21 @@ from pathlib import Path
 
 from vaesim.study import plan as layout
 from vaesim.study.budget import check_budget, writable_directory
-from vaesim.study.executors import EXECUTORS, StageOutcome, TaskFailure, make_executor
-from vaesim.study.lock import RUNNING_FILE, StudyLock, describe, read_running, runner_alive
 from vaesim.study.measures import plugin_path, record_plugin_dirs
 from vaesim.study.plan import STAGES, StudyPlan, Task, plan_study, spec_differences
-from vaesim.study.progress import clear_progress
-from vaesim.study.provenance import ProvenanceRecorder
-from vaesim.study.shapes import set_aside_wrong_kinds
+from vaesim.study.run.executors import EXECUTORS, StageOutcome, TaskFailure, make_executor
+from vaesim.study.run.lock import StudyLock, describe, read_running, runner_alive
+from vaesim.study.run.progress import StageProgress
+from vaesim.study.run.shapes import set_aside_wrong_kinds
 from vaesim.study.spec import StudySpec, TaskResources, load_spec, param_name
-from vaesim.study.stages import corrupt_outputs, drop_checkpoints_from, outputs_done, read_sums, store_is_stale
-from vaesim.study.store import discard
+from vaesim.study.stages.checkpoints import drop_checkpoints_from, read_sums, restore_config_file
+from vaesim.study.stages.files import discard
+from vaesim.study.stages.progress import clear_progress, read_progress
+from vaesim.study.stages.progress import describe as describe_progress
+from vaesim.study.stages.store import store_is_stale
+from vaesim.study.stages.task import corrupt_outputs, outputs_done
+from vaesim.study.store.provenance import ProvenanceRecorder, last_command
+from vaesim.study.store.verify import DISPLACED, lies_under, printable, shape_problems, verify_study
 from vaesim.utils import atomic_write_json, atomic_write_text
 from vaesim.utils.io import TMP_PREFIX
 
@@ -212,110 +217,6 @@ def remove_stale(out_dir: Path, old: StudySpec, new: StudySpec) -> None:
 # -- the runner -------------------------------------------------------------------
 
 
-@dataclass
-class _Progress:
-    """The per-stage task bar, with live progress from inside the running tasks (``.progress`` files).
-
-    On a terminal: a tqdm bar per stage whose postfix shows the running task
-    (run, step, loss, steps/s, ETA), refreshed every second. Not a terminal
-    (a log file, CI): no bars; one plain line every ``quiet_every`` seconds and one when a stage ends.
-    Either way a resumed training run is announced once ("resuming from step N").
-    """
-
-    enabled: bool
-    out_dir: Path | None = None
-    bar: object = None
-    counts: dict = field(default_factory=dict)
-    ran: int = 0  # tasks the current stage runs (not already done)
-    quiet_every: float = 60.0
-    stream: object = None
-
-    def __post_init__(self) -> None:
-        import sys
-        import threading
-
-        self.stream = self.stream or sys.stderr
-        self.terminal = bool(self.enabled and getattr(self.stream, "isatty", lambda: False)())
-        self.stage = ""
-        self.done = self.total = 0
-        self.announced: set[str] = set()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = None
-        self._last_line = time.monotonic()
-
-    def start(self, stage: str, total: int, done: int) -> None:
-        self.stage, self.total, self.done = stage, total, done
-        if self.terminal:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, initial=done, desc=f"{stage:8s}", unit="task", leave=True, file=self.stream)
-        logger.info("stage %s: %d of %d tasks already done", stage, done, total)
-        if self.enabled and self.out_dir is not None and self._thread is None:
-            import threading
-
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._watch, name="vaesim-progress", daemon=True)
-            self._thread.start()
-
-    def advance(self, item) -> None:
-        with self._lock:
-            self.done += 1
-            if self.bar is not None:
-                self.bar.update(1)
-                if isinstance(item, TaskFailure):
-                    self.bar.set_postfix_str(f"failed: {item.task_id}")
-
-    def refresh(self) -> None:
-        """Show what the running tasks report (called every second by the watcher thread)."""
-        from vaesim.study.progress import describe, read_progress
-
-        records = read_progress(self.out_dir)
-        with self._lock:
-            for record in records:
-                if record.get("resumed_from") and record["task"] not in self.announced:
-                    self.announced.add(record["task"])
-                    self._say(f"{self.stage}: {record.get('what', record['task'])}: resuming from step "
-                              f"{record['resumed_from']}")
-            text = describe(records[0]) + (f" (+{len(records) - 1} more running)" if len(records) > 1 else "") \
-                if records else ""
-            if self.bar is not None:
-                self.bar.set_postfix_str(text, refresh=True)
-            elif not self.terminal and self.stage and time.monotonic() - self._last_line >= self.quiet_every:
-                # at least one line a minute in a log, also while no task reports from inside
-                self._last_line = time.monotonic()
-                self._say(f"{self.stage}: {self.done}/{self.total} tasks" + (f"; {text}" if text else ""))
-
-    def _say(self, line: str) -> None:
-        if self.bar is not None:
-            self.bar.write(line, file=self.stream)
-        else:
-            print(line, file=self.stream, flush=True)
-
-    def _watch(self) -> None:
-        while not self._stop.wait(1.0):
-            try:
-                self.refresh()
-            except Exception as error:  # pragma: no cover - progress never stops a study
-                logger.debug("progress refresh failed: %s", error)
-
-    def stop(self) -> None:
-        """End the stage's bar; without a terminal, one line saying how far the stage got."""
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-        elif self.enabled and self.stage:
-            print(f"{self.stage}: {self.done}/{self.total} tasks done", file=self.stream, flush=True)
-        self.stage = ""
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-        self.stop()
-
-
 def run_study(spec, out_dir, *, executor: str = "local", workers: int | None = None,
               address: str | None = None, progress: bool = True, force: bool = False,
               threads: int | None = None) -> Path:
@@ -347,7 +248,7 @@ def run_study(spec, out_dir, *, executor: str = "local", workers: int | None = N
                                max_retries=spec.resources.max_retries, threads=threads)
         failures: list[TaskFailure] = []
         clear_progress(out_dir)
-        meter = _Progress(progress, out_dir)
+        meter = StageProgress(progress, out_dir)
         recorder = ProvenanceRecorder(out_dir)
         started = time.perf_counter()
         try:
@@ -372,28 +273,23 @@ def repair_damage(out_dir: Path, plan: StudyPlan) -> None:
 
     Entries of the wrong kind and links go first (renamed aside, unlinked), then
     every file is checked against its recorded checksum
-    (:func:`vaesim.study.verify.verify_study`) and each problem's ``fix`` is
+    (:func:`vaesim.study.store.verify.verify_study`) and each problem's ``fix`` is
     applied: damaged checkpoints (weights or JSON) and training logs retrain
     their run from the last good checkpoint, damaged outputs are discarded so
     their task runs again. The stages then recompute exactly what was removed.
     """
-    from vaesim.study.verify import _under, shape_problems, verify_study
-
     shaped = set()
     for problem in shape_problems(out_dir, plan):
         _apply(out_dir, plan, problem, {})
         shaped.add(problem.path)
     retrain: dict[str, int] = {}
     for problem in verify_study(out_dir, plan).problems:  # what stood in the wrong shape was named once above
-        _apply(out_dir, plan, problem, retrain, quiet=_under(problem.path, shaped))
+        _apply(out_dir, plan, problem, retrain, quiet=lies_under(problem.path, shaped))
     for run_id, step in retrain.items():
         repair_run(out_dir, plan, run_id, step)
 
 
 def _apply(out_dir: Path, plan: StudyPlan, problem, retrain: dict[str, int], *, quiet: bool = False) -> None:
-    from vaesim.study.stages import restore_config_file
-    from vaesim.study.verify import DISPLACED, printable
-
     if not problem.fix:
         logger.warning("%s: %s; left as it is", printable(problem.path), problem.what)
         return
@@ -421,7 +317,7 @@ def _apply(out_dir: Path, plan: StudyPlan, problem, retrain: dict[str, int], *, 
         path.rename(target)
 
 
-def _run_stage(plan: StudyPlan, stage: str, out_dir: Path, runner, meter: _Progress) -> list[TaskFailure]:
+def _run_stage(plan: StudyPlan, stage: str, out_dir: Path, runner, meter: StageProgress) -> list[TaskFailure]:
     tasks = plan.tasks[stage]
     if stage in ("probe", "compare", "disentangle", "store"):
         _discard_corrupt_outputs(out_dir, tasks)
@@ -501,7 +397,7 @@ def _discard_stale_store(plan: StudyPlan, out_dir: Path) -> None:
 
 
 def _repair_and_rerun(plan: StudyPlan, out_dir: Path, corrupt_extract_ids: list[str], runner,
-                      meter: _Progress) -> list[TaskFailure]:
+                      meter: StageProgress) -> list[TaskFailure]:
     """Retrain runs with an unreadable checkpoint from their last good one, then extract again."""
     by_id = {t.task_id: t for t in plan.tasks["extract"]}
     first_bad: dict[str, int] = {}
@@ -588,8 +484,6 @@ class StudyStatus:
 
     def format(self, width: int = 30) -> str:
         """Lines ``stage [#####.....] done/total`` plus the runner and failures (stored text shown escaped)."""
-        from vaesim.study.verify import printable
-
         lines = [f"study {printable(self.study_dir)}"]
         for stage, (done, total) in self.stages.items():
             filled = width if total == 0 else round(width * done / total)
@@ -604,8 +498,6 @@ class StudyStatus:
             lines.append("  complete" if self.complete else
                          f"  not running (rerun `{printable(self.rerun_command)}` to resume)")
         if self.running:
-            from vaesim.study.progress import describe as describe_progress, read_progress
-
             lines += [f"  now: {printable(describe_progress(record))}" for record in read_progress(self.study_dir)]
         for failure in self.failures:
             lines.append(f"  failed last run: {printable(failure['task_id'])}: {printable(failure['error'])}")
@@ -639,8 +531,6 @@ def study_status(out_dir) -> StudyStatus:
     running = info if info and runner_alive(info) else None
     stale = info if info is not None and running is None else None
     failures, note = ([], None) if running is not None else read_failures(out_dir)
-    from vaesim.study.provenance import last_command
-
     return StudyStatus(out_dir, stages, running, failures, stale, corrupt, last_command(out_dir), note)
 
 

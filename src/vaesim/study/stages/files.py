@@ -1,0 +1,78 @@
+"""Checksummed files of a study directory: how every stage writes an output and how it is trusted again.
+
+Every output is written atomically, data file first and its
+``<file>.sha256`` sidecar last (:func:`write_checksum`), so a killed task
+leaves nothing that a later run trusts; :func:`verified` checks a file
+against its sidecar, so a truncated or flipped file is detected, reported
+and recomputed instead of being read. :func:`write_table` writes a Parquet
+table the store and ``vaesim query`` read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from vaesim.study.plan import checksum_path
+from vaesim.utils import atomic_path, atomic_write_text, sha256_file
+
+logger = logging.getLogger(__name__)
+
+
+def write_checksum(path: str | os.PathLike) -> None:
+    """Write ``path``'s SHA-256 sidecar (after ``path`` itself is in place)."""
+    atomic_write_text(checksum_path(str(path)), sha256_file(path) + "\n")
+
+
+def is_written(path: str | os.PathLike) -> bool:
+    """True when ``path`` and its checksum sidecar both exist (not verified)."""
+    return Path(path).is_file() and Path(checksum_path(str(path))).is_file()
+
+
+def verified(path: str | os.PathLike) -> bool:
+    """True when ``path`` exists and matches its sidecar; logs a warning naming a bad file."""
+    path = Path(path)
+    sidecar = Path(checksum_path(str(path)))
+    if not path.is_file() or not sidecar.is_file():
+        return False
+    expected = sidecar.read_text().strip()
+    actual = sha256_file(path)
+    if actual != expected:
+        logger.warning("corrupt file %s: SHA-256 %s does not match its sidecar %s; it will be recomputed",
+                       path, actual[:12], expected[:12])
+        return False
+    return True
+
+
+def discard(path: str | os.PathLike) -> None:
+    """Remove ``path`` and its sidecar (a corrupt or stale output)."""
+    for victim in (Path(path), Path(checksum_path(str(path)))):
+        victim.unlink(missing_ok=True)
+
+
+def write_table(path: str | os.PathLike, frame: pd.DataFrame, schema: pa.Schema | None = None,
+                *, checksum: bool = False) -> Path:
+    """Write ``frame`` as Parquet atomically (and its checksum sidecar if asked).
+
+    Float NaN stays NaN (pandas' conversion would store it as NULL, and
+    ``isnan(score)`` in SQL would then find none of the NaN scores). Float
+    columns are written without min/max statistics: those skip NaN, and
+    DuckDB trusts them to fold ``isnan(score)`` to false.
+    """
+    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+    for index, field in enumerate(table.schema):
+        if pa.types.is_floating(field.type) and field.name in frame:
+            values = pa.array(frame[field.name].to_numpy(dtype=field.type.to_pandas_dtype()), type=field.type,
+                              from_pandas=False)
+            table = table.set_column(index, field, values)
+    plain = [field.name for field in table.schema if not pa.types.is_floating(field.type)]
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, write_statistics=plain)
+    if checksum:
+        write_checksum(path)
+    return Path(path)

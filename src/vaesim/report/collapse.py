@@ -38,8 +38,8 @@ from vaesim.report.verdicts import (
     BOUNDS,
     NOT_ENOUGH_DATA,
     NULL_INSIDE,
-    _ci_text,
-    _row,
+    ci_text,
+    finding_row,
     inconclusive,
     interval_verdict,
     verdict_word,
@@ -342,7 +342,7 @@ def _objective_row(part: pd.DataFrame, objective: str, metric: str, definition: 
     left_out = len(part) - len(counted)
     if (n_runs < MIN_RUNS_FOR_CORRELATION or counted["passive_dims"].nunique() < 2
             or counted["residual"].nunique() < 2):
-        return _row(name, math.nan, NOT_ENOUGH_DATA, definition,
+        return finding_row(name, math.nan, NOT_ENOUGH_DATA, definition,
                     f"{n_runs} run(s), {len(counted)} converged checkpoint(s) ({left_out} learned checkpoint(s) "
                     f"before convergence left out); passive dimensions take the values "
                     f"{sorted(counted['passive_dims'].unique().tolist())}: needs >= {MIN_RUNS_FOR_CORRELATION} runs "
@@ -358,20 +358,21 @@ def _objective_row(part: pd.DataFrame, objective: str, metric: str, definition: 
         if verdict_word(verdict) != verdict_word(verdict_b):
             verdict = inconclusive(BOUNDS)
         bound_text = (f" Against the highest expectation (fully correlated mean code): rho {rho_b:+.3f} "
-                      f"({_ci_text(low_b, high_b)}). The store lacks the mean code's off-diagonal covariances "
+                      f"({ci_text(low_b, high_b)}). The store lacks the mean code's off-diagonal covariances "
                       f"('{COVARIANCE_COLUMN}' in latents.parquet), so the expectation is only bounded.")
     raw, raw_low, raw_high = _rho(counted, "score")
+    param_name = part["param_name"].iloc[0] if "param_name" in part else "param"
     agreement = float(np.corrcoef(counted["score"], counted["expected"])[0, 1]) \
         if counted["expected"].nunique() > 1 and counted["score"].nunique() > 1 else math.nan
     detail = (
-        f"rho(residual, passive) = {rho:+.3f} ({_ci_text(low, high)}, runs resampled), {n_runs} runs, "
+        f"rho(residual, passive) = {rho:+.3f} ({ci_text(low, high)}, runs resampled), {n_runs} runs, "
         f"{len(counted)} converged checkpoints ({left_out} earlier learned checkpoint(s) left out). "
         f"The raw statistic, as the paper reads it: rho({metric.upper()}, passive) = {raw:+.3f} "
-        f"({_ci_text(raw_low, raw_high)}); observed vs noise-only expectation r = {agreement:.3f}, mean |residual| "
-        f"{counted['residual'].abs().mean():.3f}.{bound_text} By strength ({part['param_name'].iloc[0] if 'param_name' in part else 'param'}): "
+        f"({ci_text(raw_low, raw_high)}); observed vs noise-only expectation r = {agreement:.3f}, mean |residual| "
+        f"{counted['residual'].abs().mean():.3f}.{bound_text} By strength ({param_name}): "
         f"{_by_strength_text(counted, metric)}."
     )
-    return _row(name, rho, verdict, definition, detail, (low, high), n_runs)
+    return finding_row(name, rho, verdict, definition, detail, (low, high), n_runs)
 
 
 def claims_posterior_collapse(results: pd.DataFrame, latents: pd.DataFrame | None, *, metric: str = "cka",
@@ -395,9 +396,9 @@ def claims_posterior_collapse(results: pd.DataFrame, latents: pd.DataFrame | Non
     check_results(results)
     objectives = sorted(set(run_info(results)["objective"]))
     if not objectives:
-        return [_row(CLAIM, math.nan, NOT_ENOUGH_DATA, definition, "the results store has no runs")]
+        return [finding_row(CLAIM, math.nan, NOT_ENOUGH_DATA, definition, "the results store has no runs")]
     if not set(objectives) & set(COLLAPSE_OBJECTIVES):
-        return [_row(CLAIM, math.nan, NOT_ENOUGH_DATA, definition,
+        return [finding_row(CLAIM, math.nan, NOT_ENOUGH_DATA, definition,
                      f"no run of an objective whose parameter pushes towards the prior (the store has "
                      f"{', '.join(objectives)})")]
     table = None if latents is None else collapse_table(results, latents, metric=metric, threshold=threshold,
@@ -413,7 +414,7 @@ def claims_posterior_collapse(results: pd.DataFrame, latents: pd.DataFrame | Non
             logger.info("claim 3: %s's parameter does not push towards the prior; no verdict for it", objective)
             continue
         if table is None:
-            rows.append(_row(f"{CLAIM} [{objective}]", math.nan, NOT_ENOUGH_DATA, definition,
+            rows.append(finding_row(f"{CLAIM} [{objective}]", math.nan, NOT_ENOUGH_DATA, definition,
                              "no per-checkpoint latent statistics (latents.parquet): rerun the study's extract "
                              "and store stages"))
             continue

@@ -14,7 +14,8 @@ representation that knows nothing about the factors scores:
   factors, a uniform guess of the fixed factor), MIG, SAP, DCI
   disentanglement and completeness 0, DCI informativeness the mean over
   factors of 1/K_j (majority-class rate of uniform factors), explicitness
-  0.5 (ROC-AUC), UDR 0 (correlations); modularity has none (noise scores
+  0.5 (ROC-AUC), UDR 0 (correlations; finite samples bias MIG, SAP, DCI and
+  UDR upward, so an untrained reference is the better chance level); modularity has none (noise scores
   high), so it is judged only against an untrained reference.
 
 A score is **near chance** when it is at most the highest untrained score,
@@ -54,7 +55,7 @@ def definitional_chance(metric: str, factor_sizes: list[int] | None) -> tuple[fl
     if metric == "explicitness":
         return 0.5, "0.5 (ROC-AUC of a guess)"
     if metric.startswith("udr"):
-        return 0.0, "0 (uncorrelated codes)"
+        return 0.0, "0 for uncorrelated codes (finite samples bias it upward)"
     return math.nan, "no chance level follows from the definition (noise scores high on modularity)"
 
 

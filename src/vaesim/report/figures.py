@@ -110,7 +110,7 @@ def _model_label(objective, param_name, param) -> str:
     return f"{objective} {param_name}={float(param):g}"
 
 
-def _step_axis(ax, steps) -> None:
+def step_axis(ax, steps) -> None:
     """Symmetric-log x axis when checkpoints span a wide range (log schedules), linear otherwise."""
     positive = sorted(s for s in set(steps) if s > 0)
     if len(positive) >= 3 and positive[-1] / positive[0] >= 20:
@@ -270,7 +270,7 @@ def figure_learning_dynamics(results: pd.DataFrame, runs=None, *, metric: str = 
             ax.axis("off")
             continue
         if uniform:
-            _step_axis(ax, table["step"])
+            step_axis(ax, table["step"])
             ticks = [t for t in ax.get_xticks() if 0 <= t < final_x * 0.85] + [final_x]
         else:
             ticks = [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -328,7 +328,7 @@ def figure_layer_pairs(results: pd.DataFrame, runs=None, *, metric: str = "cka")
             ax.plot(curve["step"], curve["score"], linestyle=line, marker="o", markersize=3, color=colour,
                     label=label)
         ax.set_title(f"{pair[0]} vs {pair[1]}", fontsize=10)
-        _step_axis(ax, table["step"])
+        step_axis(ax, table["step"])
         ax.set_xlabel("training step")
         ax.set_ylabel(f"{metric.upper()} (same run, same step; mean over seeds)")
         ax.set_ylim(-0.02, 1.02)

@@ -81,8 +81,8 @@ from vaesim.report.verdicts import (  # noqa: F401 (the verdict words, re-export
     OPPOSITE_HOLDS,
     TIES_OR_GRID,
     VERDICT_WORDS,
-    _ci_text,
-    _row,
+    ci_text,
+    finding_row,
     format_findings,
     inconclusive,
     interval_verdict,
@@ -226,13 +226,13 @@ def claim_encoder_agreement(results: pd.DataFrame, *, comparison: str = "params"
     heads = [layer for layer in L.HEAD_LAYERS if layer in set(final_rows["a_layer"])]
     n_pairs = len({tuple(sorted(p)) for p in zip(final_rows["a_run"], final_rows["b_run"])})
     if not trunk or not heads or n_pairs < MIN_PAIRS_FOR_AGREEMENT:
-        return _row(name, math.nan, NOT_ENOUGH_DATA, definition,
+        return finding_row(name, math.nan, NOT_ENOUGH_DATA, definition,
                     f"{n_pairs} '{comparison}' model pair(s) of metric {metric!r} at the final step with "
                     f"{len(trunk)} trunk and {len(heads)} head layer(s); needs >= {MIN_PAIRS_FOR_AGREEMENT} pairs "
                     f"and both groups", n=n_pairs)
     baseline_layers = set(baseline_rows["a_layer"])
     if not set(trunk) & baseline_layers:
-        return _row(name, math.nan, NOT_ENOUGH_DATA, definition,
+        return finding_row(name, math.nan, NOT_ENOUGH_DATA, definition,
                     "no untrained cross-seed baseline: the store has no 'seeds' rows at step 0 (record the initial "
                     "state and compare seeds at step 0)", n=n_pairs)
     if trajectories is None:
@@ -241,7 +241,7 @@ def claim_encoder_agreement(results: pd.DataFrame, *, comparison: str = "params"
     changed = [layer for layer in trunk if layer in baseline_layers and initial.get(layer, math.nan) < threshold]
     not_changed = [layer for layer in trunk if layer not in changed]
     if not changed:
-        return _row(name, math.nan, inconclusive(CEILING), definition,
+        return finding_row(name, math.nan, inconclusive(CEILING), definition,
                     f"no trunk layer was changed by training ({', '.join(f'{layer} {initial.get(layer, math.nan):.3f}' for layer in trunk)} "
                     f"initial-to-final); their agreement is that of the initial weights", n=n_pairs)
     layers = changed + heads
@@ -249,7 +249,7 @@ def claim_encoder_agreement(results: pd.DataFrame, *, comparison: str = "params"
     untrained = _seed_pair_table(baseline_rows, layers, by="seed")
     untrained_seeds = sorted(set(untrained[0].tolist()) | set(untrained[1].tolist()))
     if len(untrained_seeds) < MIN_SEEDS_FOR_BASELINE:
-        return _row(name, math.nan, NOT_ENOUGH_DATA, definition,
+        return finding_row(name, math.nan, NOT_ENOUGH_DATA, definition,
                     f"the untrained baseline comes from {len(untrained[2])} seed pair(s) of {len(untrained_seeds)} "
                     f"seed(s): its spread over seeds is unknown, and a single pair is not an exact baseline (28 "
                     f"untrained pairs of one architecture spread by SD 0.015 in CKA); needs >= "
@@ -258,7 +258,7 @@ def claim_encoder_agreement(results: pd.DataFrame, *, comparison: str = "params"
     trained_rows = same_layer_rows(results, "seeds", metric, "final")
     trained_rows = trained_rows[trained_rows["a_objective"].isin(involved)]
     if trained_rows.empty:
-        return _row(name, math.nan, NOT_ENOUGH_DATA, definition,
+        return finding_row(name, math.nan, NOT_ENOUGH_DATA, definition,
                     "no trained cross-seed agreement at the same settings ('seeds' rows at the final step): "
                     "the like-for-like baseline is missing", n=n_pairs)
     across_pairs = _seed_pair_table(final_rows, layers, by="run")
@@ -288,7 +288,7 @@ def claim_encoder_agreement(results: pd.DataFrame, *, comparison: str = "params"
     a_means, u_means, t_means = (np.nanmean(g[2], axis=0) for g in groups)
     per_layer = ", ".join(f"{layer} A {a_means[i]:.3f} / T {t_means[i]:.3f} / U {u_means[i]:.3f}"
                           for i, layer in enumerate(changed))
-    contrast_text = "; ".join(f"{label} {e:+.3f} ({_ci_text(low, high)}: {verdicts[label]})"
+    contrast_text = "; ".join(f"{label} {e:+.3f} ({ci_text(low, high)}: {verdicts[label]})"
                               for label, (e, low, high, _) in estimates.items())
     n_draws = min(e[3] for e in estimates.values())
     shared = same_layer_rows(results, comparison, metric, "initial")
@@ -305,7 +305,7 @@ def claim_encoder_agreement(results: pd.DataFrame, *, comparison: str = "params"
         + shared_text
     )
     estimate, low, high, _ = estimates["beyond untrained"]
-    return _row(name, estimate, verdict, definition, detail, (low, high), len(untrained_seeds))
+    return finding_row(name, estimate, verdict, definition, detail, (low, high), len(untrained_seeds))
 
 
 # --------------------------------------------------------------------------- all

@@ -38,7 +38,7 @@ import pandas as pd
 
 from vaesim.report import layers as L
 from vaesim.report.statistics import spearman
-from vaesim.report.verdicts import FINDING_COLUMNS, NOT_ENOUGH_DATA, _row, interval_verdict
+from vaesim.report.verdicts import FINDING_COLUMNS, NOT_ENOUGH_DATA, finding_row, interval_verdict
 
 __all__ = ["HEADLINE_TARGETS", "cross_seed_similarity", "selection_findings", "selection_report", "selection_table"]
 
@@ -146,7 +146,7 @@ def selection_findings(table: pd.DataFrame) -> pd.DataFrame:
             usable = cells[(cells.n_runs >= MIN_RUNS) & (cells.n_strengths >= MIN_GROUPS) & cells.rho.notna()] \
                 if len(cells) else cells
             if usable.empty:
-                rows.append(_row(name, math.nan, NOT_ENOUGH_DATA, definition,
+                rows.append(finding_row(name, math.nan, NOT_ENOUGH_DATA, definition,
                                  f"no (dataset, objective) with >= {MIN_RUNS} scored runs over >= {MIN_GROUPS} "
                                  "strengths", n=0))
                 continue
@@ -161,7 +161,7 @@ def selection_findings(table: pd.DataFrame) -> pd.DataFrame:
             verdict = interval_verdict(low, high)
             detail = "; ".join(f"{r.dataset}/{r.objective}: rho {r.rho:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] "
                                f"({r.n_runs} runs, {r.n_strengths} strengths)" for r in usable.itertuples())
-            rows.append(_row(name, value, verdict, definition, detail, (float(low), float(high)),
+            rows.append(finding_row(name, value, verdict, definition, detail, (float(low), float(high)),
                              int(usable.n_runs.sum())))
     return pd.DataFrame(rows, columns=list(FINDING_COLUMNS))
 

@@ -38,9 +38,9 @@ from vaesim.report.verdicts import (
     NULL_INSIDE,
     OPPOSITE_HOLDS,
     TIES_OR_GRID,
-    _above_zero,
-    _ci_text,
-    _row,
+    above_zero,
+    ci_text,
+    finding_row,
     inconclusive,
 )
 
@@ -204,11 +204,11 @@ def claim_encoder_first(results: pd.DataFrame, *, metric: str = "cka", threshold
     table = convergence_table(results, metric=metric, threshold=threshold) if trajectories is None else trajectories
     table = table[table["n_checkpoints"] >= MIN_CHECKPOINTS]
     if table.empty:
-        return _row(name, math.nan, NOT_ENOUGH_DATA, definition,
+        return finding_row(name, math.nan, NOT_ENOUGH_DATA, definition,
                     f"no run with >= {MIN_CHECKPOINTS} learned checkpoints in 'within_run' rows of metric {metric!r}")
     no_baseline = table["changed"].isna()
     if no_baseline.all():
-        return _row(name, math.nan, NOT_ENOUGH_DATA, definition,
+        return finding_row(name, math.nan, NOT_ENOUGH_DATA, definition,
                     "no run recorded its initial state (step 0), so no layer can be told apart from one that "
                     "training did not change; rerun with a spec that records step 0")
     known = table[~no_baseline]
@@ -231,7 +231,7 @@ def claim_encoder_first(results: pd.DataFrame, *, metric: str = "cka", threshold
         # the runs exist, but the curves that would decide are at the ceiling (not changed) or under the noise floor
         runs_known = known["run"].nunique()
         verdict = inconclusive(CEILING) if runs_known >= MIN_RUNS_FOR_PAIRED_TEST else NOT_ENOUGH_DATA
-        return _row(name, math.nan, verdict, definition,
+        return finding_row(name, math.nan, verdict, definition,
                     f"{len(both)} of {runs_known} run(s) have layers changed by training in both the encoder and "
                     f"the decoder; needs >= {MIN_RUNS_FOR_PAIRED_TEST}. {unchanged_text}", n=len(both))
     differences = (both["decoder"] - both["encoder"]).to_numpy()
@@ -244,14 +244,14 @@ def claim_encoder_first(results: pd.DataFrame, *, metric: str = "cka", threshold
     auc = changed.groupby("group")["progress_auc"].mean()
     detail = (
         f"settle point: encoder median {both['encoder'].median():.2f}, decoder median {both['decoder'].median():.2f} "
-        f"of training; mean d = {estimate:+.3f} ({_ci_text(low, high)}), Wilcoxon one-sided p = {p_value:.3g} "
+        f"of training; mean d = {estimate:+.3f} ({ci_text(low, high)}), Wilcoxon one-sided p = {p_value:.3g} "
         f"(opposite direction {p_opposite:.3g}); best achievable p with {len(differences)} runs and {ties} tie(s) "
         f"= {p_floor:.3g}{' (cannot pass ' + str(SIGNIFICANCE) + ')' if p_floor >= SIGNIFICANCE else ''}; "
         f"encoder first in {int((differences > 0).sum())}/{len(differences)} runs, tied in {ties}. Learned "
         f"checkpoints per run: {_grid_text(table)}. Progress AUC (1 = settled at once): encoder "
         f"{auc.get('encoder', math.nan):.3f}, decoder {auc.get('decoder', math.nan):.3f}. {unchanged_text}"
     )
-    return _row(name, estimate, verdict, definition, detail, (low, high), len(differences))
+    return finding_row(name, estimate, verdict, definition, detail, (low, high), len(differences))
 
 
 def _paired_verdict(p_value: float, p_opposite: float, p_floor: float, low: float, high: float) -> str:
@@ -262,11 +262,11 @@ def _paired_verdict(p_value: float, p_opposite: float, p_floor: float, low: floa
     """
     if p_floor >= SIGNIFICANCE:
         return inconclusive(TIES_OR_GRID)
-    if p_value < SIGNIFICANCE and _above_zero(low):
+    if p_value < SIGNIFICANCE and above_zero(low):
         return HOLDS
-    if p_opposite < SIGNIFICANCE and _above_zero(-high):
+    if p_opposite < SIGNIFICANCE and above_zero(-high):
         return OPPOSITE_HOLDS
-    if _above_zero(low) or _above_zero(-high):
+    if above_zero(low) or above_zero(-high):
         return inconclusive(NOT_SIGNIFICANT)
     return inconclusive(NULL_INSIDE)
 

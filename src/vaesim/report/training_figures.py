@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # colour maps only: figures are made without py
 import numpy as np
 import pandas as pd
 
-from vaesim.report.figures import NotEnoughData, _step_axis, model_styles, seeds_phrase, subplots
+from vaesim.report.figures import NotEnoughData, step_axis, model_styles, seeds_phrase, subplots
 
 CURVES = (("loss", "loss (the objective minimised)"), ("reconstruction", "reconstruction (nats per image)"),
           ("kl", "KL(q(z|x) || p(z)) (nats)"))
@@ -46,7 +46,7 @@ def figure_training_curves(metrics: pd.DataFrame | None) -> plt.Figure:
         for key, curve in per_model.groupby(["objective", "param_name", "param"]):
             colour, line, name = styles[key]
             ax.plot(curve["step"], curve[column], line, color=colour, label=name, linewidth=1.5)
-        _step_axis(ax, per_model["step"])
+        step_axis(ax, per_model["step"])
         ax.set_xlabel("training step")
         ax.set_title(label, fontsize=9.5)
         ax.grid(alpha=0.25)
@@ -76,7 +76,7 @@ def figure_kl_per_dimension(metrics: pd.DataFrame | None, limit: int = 12) -> pl
         run = metrics[metrics["run_id"] == first["run_id"]].sort_values("step")
         for colour, column in zip(colours, columns):
             ax.plot(run["step"], run[column], color=colour, linewidth=1.3, label=f"z{column.rsplit('_', 1)[1]}")
-        _step_axis(ax, run["step"])
+        step_axis(ax, run["step"])
         ax.set_title(f"{first['objective']} {first['param_name']}={float(first['param']):g} "
                      f"(seed {int(first['seed'])})", fontsize=9)
         ax.set_xlabel("training step", fontsize=8)

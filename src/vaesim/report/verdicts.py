@@ -44,8 +44,9 @@ BOUNDS = "expectation bounds"
 FINDING_COLUMNS = ("finding", "value", "verdict", "definition", "detail", "ci_low", "ci_high", "n")
 
 
-def _row(finding: str, value: float, verdict: str, definition: str, detail: str,
-         ci: tuple[float, float] = (math.nan, math.nan), n: int = 0) -> dict:
+def finding_row(finding: str, value: float, verdict: str, definition: str, detail: str,
+                ci: tuple[float, float] = (math.nan, math.nan), n: int = 0) -> dict:
+    """One finding as a dict with the columns :data:`FINDING_COLUMNS`; ``ci`` = (ci_low, ci_high)."""
     return dict(finding=finding, value=float(value), verdict=verdict, definition=definition, detail=detail,
                 ci_low=float(ci[0]), ci_high=float(ci[1]), n=int(n))
 
@@ -68,19 +69,20 @@ def interval_verdict(low: float, high: float) -> str:
     """Verdict of a claim that a quantity is > 0, from its interval [low, high]."""
     if not (np.isfinite(low) and np.isfinite(high)):
         return NOT_ENOUGH_DATA
-    if _above_zero(low):
+    if above_zero(low):
         return HOLDS
-    if _above_zero(-high):
+    if above_zero(-high):
         return OPPOSITE_HOLDS
     return inconclusive(NULL_INSIDE)
 
 
-def _above_zero(value: float) -> bool:
+def above_zero(value: float) -> bool:
     """``value > 0`` beyond float rounding (sums of equal scores can leave 1e-17)."""
     return bool(value > 1e-12)
 
 
-def _ci_text(low: float, high: float) -> str:
+def ci_text(low: float, high: float) -> str:
+    """``95% CI [low, high]`` with signs, or ``no CI`` when either end is not finite."""
     return f"95% CI [{low:+.3f}, {high:+.3f}]" if np.isfinite(low) and np.isfinite(high) else "no CI"
 
 

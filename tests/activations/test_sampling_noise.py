@@ -63,6 +63,12 @@ def test_latent_statistics_match_the_textbook_formulas():
     kl = 0.5 * (mean**2 + np.exp(logvar) - logvar - 1).mean(0)
     assert np.allclose(table["kl"], kl, rtol=1e-5)
     assert list(table["mean_variance"] > 0.01) == [True, False, False, True]  # Burda et al.'s active units
+    # correlated dimensions: the squared covariances of each row sum to ||Cov(mu)||_F^2 (np.cov, ddof 0)
+    mixed = mean @ rng.normal(size=(4, 4))
+    table = latent_statistics(mixed.astype(np.float64), logvar)
+    covariance = np.cov(mixed.T, bias=True)
+    np.testing.assert_allclose(table["mean_cov_sq"], (covariance**2).sum(axis=1), rtol=1e-10)
+    np.testing.assert_allclose(table["mean_cov_sq"].sum(), np.linalg.norm(covariance) ** 2, rtol=1e-10)
     with pytest.raises(ValueError, match="must both be \\(n, D\\)"):
         latent_statistics(mean, logvar[:, :2])
 

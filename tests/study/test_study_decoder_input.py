@@ -117,3 +117,24 @@ def test_summaries_as_a_cache_give_the_same_fixed_code_scores_bit_for_bit(fixed_
     stored_summaries = [p for p in (out / "summaries").rglob("step_*.npz")]
     assert stored_summaries == []  # nothing but the latents tables was written per checkpoint
     pd.testing.assert_frame_equal(stored, cached, check_exact=True)
+
+
+def test_latents_recorded_before_the_covariance_column_existed_still_load(fixed_code_study, tmp_path):
+    import shutil
+
+    from vaesim.study.plan import plan_study
+    from vaesim.study.stages.files import write_table
+    from vaesim.study.stages.store import collect_latents
+
+    study = tmp_path / "older"
+    shutil.copytree(fixed_code_study, study)
+    files = sorted(study.rglob("step_*.latents.parquet"))
+    assert files
+    for path in files:  # as an older vaesim wrote them
+        write_table(path, pd.read_parquet(path).drop(columns=["mean_cov_sq"]), checksum=True)
+    task = plan_study(parse_spec(fixed_code_dict())).tasks["store"][0]
+    old = collect_latents(study, task, {run.run_id for run in task.runs})
+    new = collect_latents(fixed_code_study, task, {run.run_id for run in task.runs})
+    assert list(old.columns) == list(new.columns) and len(old) == len(new) > 0
+    assert old["mean_cov_sq"].isna().all() and new["mean_cov_sq"].notna().all()
+    pd.testing.assert_frame_equal(old.drop(columns="mean_cov_sq"), new.drop(columns="mean_cov_sq"))

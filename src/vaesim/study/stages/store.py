@@ -106,7 +106,8 @@ def collect_latents(root: Path, task: StoreTask, finished: set[str]) -> pd.DataF
     """``latents.parquet``: every verified per-checkpoint latent table, with the run's columns.
 
     Columns: run_id, dataset, objective, param_name, param, seed, step, dim,
-    mean_variance, posterior_variance, kl. A checkpoint whose file is missing
+    mean_variance, posterior_variance, kl, mean_cov_sq (NaN for checkpoints
+    extracted before vaesim recorded it). A checkpoint whose file is missing
     or fails its checksum is left out with a warning (its extract task has
     not run or will be redone).
     """
@@ -129,7 +130,7 @@ def collect_latents(root: Path, task: StoreTask, finished: set[str]) -> pd.DataF
     columns = ["run_id", "dataset", "objective", "param_name", "param", "seed", "step", *LATENT_COLUMNS]
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
-    return pd.concat(parts, ignore_index=True)[columns]
+    return pd.concat(parts, ignore_index=True).reindex(columns=columns)
 
 
 def final_metrics(metrics: pd.DataFrame) -> dict:

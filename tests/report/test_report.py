@@ -359,3 +359,21 @@ def test_the_demo_preset_says_it_is_a_smoke_test():
     (note,) = demo_notes("name: quick\nseeds: [0, 1]\n")
     assert "smoke test" in note and "too small to decide" in note and "vaesim study run evidence" in note
     assert demo_notes("name: paper\n") == [] and demo_notes(": not yaml [") == []
+
+
+def test_claim_1_says_what_the_decoder_was_recorded_on(study, report, tmp_path):
+    import yaml
+
+    from vaesim.report.report import decoder_input_text
+
+    assert "own sample" in decoder_input_text(study)  # the synthetic spec has no decoder_input: the default
+    spec = yaml.safe_load((study / "spec.yaml").read_text())
+    spec.setdefault("probe", {})["decoder_input"] = "final_mean"
+    other = tmp_path / "fixed"
+    other.mkdir()
+    (other / "spec.yaml").write_text(yaml.safe_dump(spec))
+    assert "final mean code" in decoder_input_text(other)
+    assert "unreadable" in decoder_input_text(tmp_path / "missing")
+    findings = pd.read_csv(study / "findings.csv")
+    claim1 = findings[findings["finding"].str.startswith("claim 1")]
+    assert len(claim1) and claim1["detail"].str.contains("Decoder layers were recorded on each").all()

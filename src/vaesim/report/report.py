@@ -305,6 +305,23 @@ class FindingsCache(dict):
     pictures: tuple | None = None  # (main, gallery, training): drawn once, into the first report's folder
 
 
+def decoder_input_text(study_dir: Path) -> str:
+    """What the store's decoder curves measure, from its spec's ``probe.decoder_input`` (claim 1's detail)."""
+    import yaml
+
+    try:
+        spec = yaml.safe_load((Path(study_dir) / "spec.yaml").read_text(encoding="utf-8")) or {}
+        mode = (spec.get("probe") or {}).get("decoder_input", "sample")
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        return "Decoder input: unknown (spec.yaml unreadable)."
+    if mode == "final_mean":
+        return ("Decoder layers were recorded on the run's final mean code at every checkpoint "
+                "(probe.decoder_input final_mean): their curves follow the decoder's own weights.")
+    return ("Decoder layers were recorded on each checkpoint's own sample (probe.decoder_input sample, the "
+            "paper's recording): their curves also move with the encoder's code and a fresh eps, so a decoder "
+            "that did not learn can look changed; probe.decoder_input final_mean times the decoder's own learning.")
+
+
 def findings_of(study_dir: Path, results: pd.DataFrame, runs: pd.DataFrame | None, latents: pd.DataFrame | None,
                 metric: str, *, robustness: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(findings, robustness table) of ``metric``: the paper's claims and the selection findings (with a
@@ -321,6 +338,8 @@ def findings_of(study_dir: Path, results: pd.DataFrame, runs: pd.DataFrame | Non
         return findings
 
     findings = recompute(results, latents, Thresholds())
+    claim1 = findings["finding"].str.startswith("claim 1")
+    findings.loc[claim1, "detail"] = findings.loc[claim1, "detail"] + " " + decoder_input_text(study_dir)
     variants, _ = study_variants(study_dir)
     table = (robustness_table(results, latents, findings, recompute=recompute, variants=variants)
              if robustness else pd.DataFrame(columns=["finding", "check", "verdict", "changed"]))

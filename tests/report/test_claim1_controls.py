@@ -25,6 +25,7 @@ from vaesim.models import LAYER_NAMES, build_vae
 from vaesim.report.settling import claim_encoder_first, convergence_table
 from vaesim.report.verdicts import HOLDS, OPPOSITE_HOLDS
 from vaesim.similarity import linear_cka
+from vaesim.utils.threads import thread_limit
 
 STEPS = (0, 10, 20, 40, 80)
 RUNS = 6
@@ -96,7 +97,16 @@ def row(run: int, step: int, layer: str, b_run: int, b_step: int, score: float, 
 
 
 def store(images, encoder_share, decoder_share, *, decoder_input: str = "final_mean"):
-    """The ``within_run``, ``noise_floor`` and step-0 ``seeds`` rows of the six runs, as a results table."""
+    """The ``within_run``, ``noise_floor`` and step-0 ``seeds`` rows of the six runs, as a results table.
+
+    Small products on one thread (torch and BLAS), as a study task runs them: on a shared CPU a 2-thread
+    BLAS call this small waits for a parked thread far longer than it computes.
+    """
+    with thread_limit(1):
+        return _store(images, encoder_share, decoder_share, decoder_input)
+
+
+def _store(images, encoder_share, decoder_share, decoder_input):
     import pandas as pd
 
     rows, initial = [], {}

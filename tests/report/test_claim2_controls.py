@@ -23,6 +23,7 @@ from vaesim.models import LAYER_NAMES
 from vaesim.report.findings import claim_encoder_agreement
 from vaesim.report.verdicts import HOLDS
 from vaesim.similarity import linear_cka
+from vaesim.utils.threads import thread_limit
 
 SEEDS = (0, 1, 2, 3)
 PARAMS = (1.0, 4.0)
@@ -53,6 +54,11 @@ def row(comparison, a, b, layer, score):
 
 @pytest.fixture(scope="module")
 def weight_noise_store():
+    with thread_limit(1):  # small products on one thread, as a study task runs them (a shared CPU stalls them)
+        return _weight_noise_store()
+
+
+def _weight_noise_store():
     images = (np.random.default_rng(0).random((64, 1, 64, 64)) < 0.15).astype(np.float32)
 
     def record(model, run: str, step: int):

@@ -30,12 +30,15 @@ def load_checked_summaries(root: Path, run_id: str, step: int, task: CompareTask
                            resampled: bool = False) -> dict:
     """Summaries of one checkpoint (its second-eps recording when ``resampled``), verified; recomputed if corrupt.
 
-    With spec ``summaries: cache`` they are computed from the checkpoint in memory and never stored.
+    With spec ``summaries: cache`` they are computed from the checkpoint in memory and never stored (for a
+    ``noise_floor`` task only its noise-driven layers, the only ones it compares).
     """
     from vaesim.similarity import load_summaries
 
     if task.cache_summaries:
-        return checkpoint_summaries(root, task.extract_task(run_id, step), resampled=resampled)
+        only = (tuple(layout.noise_layers(task.layers, task.decoder_input))
+                if task.comparison == "noise_floor" else None)
+        return checkpoint_summaries(root, task.extract_task(run_id, step), resampled=resampled, only=only)
 
     path = root / (layout.resampled_path if resampled else layout.summary_path)(run_id, step)
     metrics = builtin_metrics(task.metrics) if resampled else task.metrics  # the noise floor uses built-ins only

@@ -117,12 +117,14 @@ def decoder_code(root: Path, task: ExtractTask, model, probe):
     return mean_code(final, probe_images(probe), device=resolve_device(task.device))
 
 
-def checkpoint_summaries(root: Path, task: ExtractTask, *, resampled: bool = False) -> dict:
+def checkpoint_summaries(root: Path, task: ExtractTask, *, resampled: bool = False,
+                         only: tuple[str, ...] | None = None) -> dict:
     """The summaries ``task`` would store, computed in memory (spec ``summaries: cache``): ``{layer: summary}``.
 
     The same recording (probe set, eps seed) and the same summarising as :func:`extract_stage`, so the
     numbers are those of a stored summary, bit for bit. ``resampled``: the noise-driven layers recorded
-    with the second eps (built-in measures only). Raises RuntimeError when the checkpoint is damaged.
+    with the second eps (built-in measures only). ``only``: just these layers (a layer's summary does not
+    depend on which others are recorded with it). Raises RuntimeError when the checkpoint is damaged.
     """
     from vaesim.activations import extract_activations, noise_seed
     from vaesim.training import load_checkpoint
@@ -134,6 +136,8 @@ def checkpoint_summaries(root: Path, task: ExtractTask, *, resampled: bool = Fal
     model, _meta = load_checkpoint(root / layout.run_dir(run_id), step)
     probe = load_probe(root, task.dataset)
     layers = tuple(layout.noise_layers(task.layers, task.decoder_input)) if resampled else task.layers
+    if only is not None:
+        layers = tuple(layer for layer in layers if layer in only)
     seed = (noise_seed(task.probe_seed, run_id + RESAMPLED_SUFFIX, step) if resampled
             else noise_seed(task.probe_seed, run_id, step, task.sample_noise))
     activations = extract_activations(model, probe_images(probe), layers=layers, seed=seed,

@@ -1,9 +1,10 @@
-"""Study entries of the wrong kind: a folder replaced by a file, a file by a folder, a broken symlink.
+"""Study entries of the wrong kind: a folder replaced by a file, a file by a folder, a broken symlink, an entry this user cannot read.
 
 Before a run writes anything, every planned output and every folder above
 it is checked. An entry of the wrong kind (a plain file where ``results/``
 belongs, a folder where ``runs.parquet`` belongs, a symlink where vaesim
-writes a file, a symlink that leads nowhere or to the wrong kind) is moved
+writes a file, a symlink that leads nowhere or to the wrong kind, a file or folder this
+user may not read) is moved
 into ``set-aside/`` inside the study, never deleted, with one warning line
 each; the run then recomputes what belongs there. A symlinked folder that
 leads to a real folder (``runs/`` on another disk) is kept.
@@ -14,6 +15,8 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path, PurePosixPath
+
+from vaesim.study.stages.files import unreadable
 
 logger = logging.getLogger(__name__)
 
@@ -60,11 +63,22 @@ def _check(out_dir: Path, name: str, *, want_dir: bool) -> str | None:
         what = "a folder where a file belongs"
     elif not want_dir and not path.is_file():
         what = "not a regular file (a FIFO, device or socket)"
+    elif unreadable(path, want_dir=want_dir):
+        what = unreadable(path, want_dir=want_dir)
     else:
         return None
     target = _free_name(out_dir / SET_ASIDE / name)
     target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(path, target)
+    try:
+        os.replace(path, target)
+    except PermissionError:
+        # Moving a folder to another parent rewrites its "..": that needs write permission on the folder itself.
+        # An owner may grant it; the folder's content is not touched.
+        if not (path.is_dir() and path.lstat().st_uid == os.geteuid()):
+            raise PermissionError(f"{path} is {what} and cannot be moved aside by this user; fix its permissions "
+                                  f"(or move it away) and rerun") from None
+        os.chmod(path, path.lstat().st_mode | 0o700)
+        os.replace(path, target)
     line = (f"{path} was {what}: moved to {target.relative_to(out_dir)} (kept, not read); "
             "this run recomputes what belongs there")
     logger.warning(line)

@@ -29,9 +29,18 @@ def write_checksum(path: str | os.PathLike) -> None:
     atomic_write_text(checksum_path(str(path)), sha256_file(path) + "\n")
 
 
+def file_exists(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a file; False also when it cannot be looked at (a folder above it this user may not
+    enter: a rerun sets that folder aside and recomputes what it held)."""
+    try:
+        return Path(path).is_file()
+    except OSError:
+        return False
+
+
 def is_written(path: str | os.PathLike) -> bool:
     """True when ``path`` and its checksum sidecar both exist (not verified)."""
-    return Path(path).is_file() and Path(checksum_path(str(path))).is_file()
+    return file_exists(path) and file_exists(checksum_path(str(path)))
 
 
 def verified(path: str | os.PathLike) -> bool:
@@ -40,13 +49,34 @@ def verified(path: str | os.PathLike) -> bool:
     sidecar = Path(checksum_path(str(path)))
     if not path.is_file() or not sidecar.is_file():
         return False
-    expected = sidecar.read_text().strip()
-    actual = sha256_file(path)
+    try:
+        expected = sidecar.read_text().strip()
+        actual = sha256_file(path)
+    except OSError as error:  # unreadable by this user (a rerun sets it aside), or an I/O error
+        logger.warning("cannot read %s or its sidecar (%s); it is not trusted and a rerun recomputes it",
+                       path, error.strerror or error)
+        return False
     if actual != expected:
         logger.warning("corrupt file %s: SHA-256 %s does not match its sidecar %s; it will be recomputed",
                        path, actual[:12], expected[:12])
         return False
     return True
+
+
+def unreadable(path: Path, *, want_dir: bool) -> str | None:
+    """What this user may not do with ``path`` that a run needs (None: nothing is missing).
+
+    A run reads every file it keeps and reads, enters and writes every folder;
+    a file or folder without those permissions (``chmod 000``, another owner)
+    cannot be trusted or repaired in place, so it is set aside like an entry
+    of the wrong kind. (For root, :func:`os.access` grants everything.)
+    """
+    if want_dir:
+        if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+            return "a folder this user cannot read, enter or write"
+    elif not os.access(path, os.R_OK):
+        return "a file this user cannot read"
+    return None
 
 
 def discard(path: str | os.PathLike) -> None:

@@ -25,7 +25,7 @@ from vaesim.study.plan import StoreTask, Task
 from vaesim.study.stages.compare import compare_stage
 from vaesim.study.stages.disentangle import disentangle_stage
 from vaesim.study.stages.extract import extract_stage
-from vaesim.study.stages.files import is_written, verified
+from vaesim.study.stages.files import file_exists, is_written, verified
 from vaesim.study.stages.probe import probe_stage
 from vaesim.study.stages.store import store_is_stale, store_stage
 from vaesim.study.stages.train import train_stage
@@ -52,7 +52,7 @@ def run_task(study_dir: str, task: Task, torch_threads: int | None = None) -> di
 
 def outputs_done(root: Path, task: Task) -> bool:
     """True when every output of ``task`` exists (checksummed outputs with their sidecar)."""
-    return all((root / output).is_file() for output in task.outputs)
+    return all(file_exists(root / output) for output in task.outputs)
 
 
 def corrupt_outputs(root: Path, task: Task) -> list[Path]:

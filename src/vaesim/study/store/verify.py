@@ -25,7 +25,7 @@ from vaesim.study import plan as layout
 from vaesim.study.plan import RUNS_TABLE, StudyPlan, checksum_path, plan_study
 from vaesim.study.spec import load_spec
 from vaesim.study.stages.checkpoints import METRICS_KEY, checkpoint_file, config_file_damaged, read_sums
-from vaesim.study.stages.files import verified
+from vaesim.study.stages.files import unreadable, verified
 from vaesim.study.store.tables import imported_result_files
 from vaesim.utils import sha256_file
 from vaesim.utils.io import TMP_PREFIX
@@ -100,8 +100,8 @@ def verify_study(study_dir, plan: StudyPlan | None = None) -> VerifyReport:
     report.problems += shapes
     bad = {problem.path for problem in shapes}
     content = VerifyReport(root)
-    _verify_runs(root, plan, content)
-    _verify_sidecars(root, plan, content)
+    _verify_runs(root, plan, content, skip=bad)
+    _verify_sidecars(root, plan, content, skip=bad)
     report.checked = content.checked
     report.problems += [p for p in content.problems if not lies_under(p.path, bad)]
     leftovers = sorted(p for p in root.rglob(TMP_PREFIX + "*") if p.is_file() and not p.is_symlink())
@@ -155,6 +155,11 @@ def shape_problems(root: Path, plan: StudyPlan) -> list[Problem]:
                                          f"{'folder' if want_folder else 'file'}",
                                     "removes the link (not what it points to) and recomputes what belongs here",
                                     ("unlink", rel)))
+        elif not stat.S_ISLNK(info.st_mode) and want_folder == stat.S_ISDIR(info.st_mode) and (
+                want_folder or stat.S_ISREG(info.st_mode)) and unreadable(path, want_dir=want_folder):
+            problems.append(Problem(rel, f"is {unreadable(path, want_dir=want_folder)}",
+                                    f"renames it to {rel}{DISPLACED}N (nothing is deleted) and recomputes what "
+                                    "belongs here", ("aside", rel)))
         elif want_folder != stat.S_ISDIR(info.st_mode) or not (want_folder or stat.S_ISREG(info.st_mode)):
             kind = "folder" if stat.S_ISDIR(info.st_mode) else "file" if stat.S_ISREG(info.st_mode) else "special file"
             problems.append(Problem(rel, f"is a {kind} where the study keeps a {'folder' if want_folder else 'file'}",
@@ -170,11 +175,13 @@ def _retrain(run_id: str, step: int) -> tuple:
     return ("retrain", run_id, int(step))
 
 
-def _verify_runs(root: Path, plan: StudyPlan, report: VerifyReport) -> None:
+def _verify_runs(root: Path, plan: StudyPlan, report: VerifyReport, *, skip: set[str] = frozenset()) -> None:
     from vaesim.training.checkpoint_files import CorruptCheckpoint, checkpoint_paths, read_meta
 
     trains = {task.run_id: task for task in plan.tasks["train"]}
     for run in plan.runs:
+        if lies_under(layout.run_dir(run.run_id), skip):  # set aside whole: the run is retrained
+            continue
         run_dir = root / layout.run_dir(run.run_id)
         sums_file = root / layout.checkpoint_sums_path(run.run_id)
         rel = lambda p: str(p.relative_to(root))  # noqa: E731
@@ -248,13 +255,13 @@ def _digest(path: Path) -> str | None:
         return None
 
 
-def _verify_sidecars(root: Path, plan: StudyPlan, report: VerifyReport) -> None:
+def _verify_sidecars(root: Path, plan: StudyPlan, report: VerifyReport, *, skip: set[str] = frozenset()) -> None:
     for task in plan.all_tasks():
         redo = ("redo", task.task_id)
         for output in task.outputs:
             sidecar = layout.checksum_path(output)
-            if sidecar not in task.outputs:
-                continue
+            if sidecar not in task.outputs or lies_under(output, skip) or lies_under(sidecar, skip):
+                continue  # not a checksummed output, or in the wrong shape (named once, set aside by a rerun)
             path, side = root / output, root / sidecar
             if not path.exists() and not side.exists():
                 continue  # not written yet: pending, not a problem

@@ -256,16 +256,41 @@ def demo_notes(spec_text: str) -> list[str]:
 
 
 def study_variants(study_dir: Path) -> tuple[dict, str]:
-    """({name: (results, latents)} of the same study measured another way, note on what is missing).
+    """({check name: (results, latents)} of each finished variant of the study, a sentence on what was checked).
 
-    The robustness checks recompute every verdict on each variant: a second
-    probe set (extract and compare only) or a rerun with another thread
-    count. Stores do not record either yet, so this returns no variant and
-    says so; a store that records them is read here.
+    Variants (:mod:`vaesim.study.run.variants`): a second probe set (extract
+    and compare only, ``vaesim study variant DIR --probe-seed K``) or a rerun
+    in another environment (``--rerun``). The robustness checks recompute
+    every verdict on each.
     """
-    return {}, ("Not checked, because the store records neither: the verdicts on a second probe set (extract and "
-                "compare on other images) and on a rerun with another thread count (a thread count changes "
-                "summation order and, through training, acts as a partial re-seed).")
+    from vaesim.study import load_results
+    from vaesim.study.run.variants import study_variants as list_variants
+
+    found, skipped = list_variants(study_dir)
+    tables, used = {}, []
+    for variant in found:
+        try:
+            results = load_results(variant.path)
+        except (OSError, ValueError) as error:
+            skipped.append(f"{variant.name}: not used ({error})")
+            continue
+        check = ("second probe set" if variant.kind == "probe" else "rerun") + f" ({variant.name})"
+        tables[check] = (results, read_latents(variant.path))
+        used.append(f"{check}: {variant.describe()}")
+    parts = []
+    if used:
+        parts.append("Also recomputed on " + "; ".join(used) + ".")
+    if not any(v.kind == "probe" for v in found):
+        parts.append("No second probe set is stored: make one with `vaesim study variant DIR --probe-seed 1` "
+                     "(extract and compare only).")
+    if not any(v.kind == "rerun" for v in found):
+        parts.append("No rerun is stored. vaesim trains each run on one torch thread and its files do not depend on "
+                     "the number of CPUs it is given (tested), so a thread-count rerun reproduces the store; a rerun "
+                     "with other CPU kernels (ATEN_CPU_CAPABILITY) or on another machine changes summation order, "
+                     "which through training acts as a partial re-seed: `vaesim study variant DIR --rerun`.")
+    if skipped:
+        parts.append("Not used: " + "; ".join(skipped) + ".")
+    return tables, " ".join(parts)
 
 
 def metric_order(results: pd.DataFrame, metric: str) -> list[str]:

@@ -11,10 +11,11 @@ each recomputed from the stored data alone:
   claim 3's converged checkpoints) by +/- :data:`SETTLE_SHIFT`; the passive
   threshold on Cov_x(E[z_u|x]) (claim 3) multiplied and divided by
   :data:`PASSIVE_FACTOR`;
-- **variants** (a hook): the same study measured another way, e.g. on a
-  second probe set (extract and compare only) or rerun with another thread
-  count, passed as extra (results, latents) tables. Stores do not record
-  them yet; the report says so.
+- **variants**: the same study measured another way, passed as extra
+  (results, latents) tables: a second probe set (extract and compare only)
+  or a rerun in another environment, each stored under ``DIR/variants/``
+  by ``vaesim study variant`` (:mod:`vaesim.study.run.variants`); the
+  report says which it used and how each was made.
 
 The label names every check that changed the word and what it changed it
 to. Only ``holds`` / ``opposite holds`` verdicts that are not fragile count

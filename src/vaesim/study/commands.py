@@ -58,6 +58,26 @@ def register(subparsers) -> None:
     verify.add_argument("dir", help="study directory")
     verify.set_defaults(func=_verify, inspects=True)
 
+    variant = study_commands.add_parser(
+        "variant", help="measure a finished study another way (a second probe set, or a rerun) for the report's "
+                        "robustness labels",
+        description="Make, or resume, a variant of the finished study in DIR, in DIR/variants/NAME/, and run it. "
+                    "--probe-seed K: a second probe set (other images, other eps) recorded on the same trained "
+                    "checkpoints (hard-linked, not copied, not retrained); only extract, compare and store run. "
+                    "--rerun: the whole study again, training included, in this command's environment (thread "
+                    "settings, ATEN_CPU_CAPABILITY, machine), recorded in variant.json. `vaesim report DIR` then "
+                    "recomputes every verdict on each finished variant and labels a verdict that changes fragile.")
+    variant.add_argument("dir", help="study directory (its runs trained)")
+    how = variant.add_mutually_exclusive_group(required=True)
+    how.add_argument("--probe-seed", type=int, default=None, metavar="K",
+                     help="a second probe set drawn with seed K (other than the study's own)")
+    how.add_argument("--rerun", action="store_true", help="rerun the whole study in this environment")
+    variant.add_argument("--name", default=None, help="folder name under DIR/variants (default probe-seed-K, rerun)")
+    variant.add_argument("--workers", type=int, default=None, help="number of worker processes (default: sequential)")
+    variant.add_argument("--threads", type=int, default=None, help="torch/BLAS threads per task")
+    variant.add_argument("--no-progress", action="store_true", help="no progress bars")
+    variant.set_defaults(func=_variant)
+
     from vaesim.study.store.sql import QUERY_MEMORY_LIMIT, QUERY_TEMP_LIMIT, QUERY_TIMEOUT_S
 
     query = subparsers.add_parser(
@@ -110,6 +130,21 @@ def _run(args) -> int:
         return 1
     print(f"study complete: {out} (results: vaesim query {shlex.quote(str(out))} "
           f"{shlex.quote('SELECT * FROM results LIMIT 5')})")
+    return 0
+
+
+def _variant(args) -> int:
+    from vaesim.study.run.runner import StudyFailed
+    from vaesim.study.run.variants import make_variant
+
+    kind = "rerun" if args.rerun else "probe"
+    try:
+        out = make_variant(args.dir, kind, name=args.name, probe_seed=args.probe_seed, workers=args.workers,
+                           threads=args.threads, progress=not args.no_progress)
+    except StudyFailed as failed:
+        print(f"vaesim: {failed}", file=sys.stderr)
+        return 1
+    print(f"variant complete: {out} (`vaesim report {shlex.quote(args.dir)}` now checks every verdict on it)")
     return 0
 
 

@@ -98,3 +98,29 @@ def test_bad_variant_requests_are_refused_before_any_work(finished_tiny, tmp_pat
     with pytest.raises(ValueError, match="runs are not trained yet"):
         make_variant(unfinished, "probe", probe_seed=1)
     assert not (unfinished / "variants").exists()
+
+
+def test_a_rerun_records_its_environment_and_reproduces_a_thread_independent_store(finished_tiny, tmp_path,
+                                                                                    monkeypatch):
+    """A rerun with another CPU count: vaesim's files do not depend on it, so every score is the same and no
+    verdict changes; the variant says how it was made, and resuming it in another environment is refused."""
+    import shutil
+
+    from vaesim.report.report import study_variants as report_variants
+
+    study = tmp_path / "study"
+    shutil.copytree(finished_tiny, study)
+    monkeypatch.setenv("VAESIM_CPUS", "1")
+    variant = make_variant(study, "rerun", threads=1, progress=False)
+    found, _ = study_variants(study)
+    assert [v.kind for v in found] == ["rerun"]
+    assert "VAESIM_CPUS=1" in found[0].describe()
+    key = ["comparison", "metric", "a_run", "a_step", "a_layer", "b_run", "b_step", "b_layer"]
+    parent = load_results(study).sort_values(key).reset_index(drop=True)
+    again = load_results(variant).sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(parent, again)  # bit for bit: the thread count is not a re-seed here
+    tables, note = report_variants(study)
+    assert list(tables) == ["rerun (rerun)"] and "VAESIM_CPUS=1" in note
+    monkeypatch.setenv("VAESIM_CPUS", "2")
+    with pytest.raises(ValueError, match="resume it in the same environment"):
+        make_variant(study, "rerun", threads=1, progress=False)

@@ -367,3 +367,23 @@ def test_verdict_words_are_four():
     assert F.verdict_word(F.OPPOSITE_HOLDS) == F.OPPOSITE_HOLDS
     with pytest.raises(ValueError, match="'does not hold': expected one of"):
         F.verdict_word("does not hold")
+
+
+def test_training_length_names_the_curves_still_moving_after_half_the_run(synthetic):
+    from vaesim.report.settling import training_length_table, training_length_text
+
+    # Learned checkpoints 250 .. 1000: the one nearest T/2 = 500 is 500. The encoder reaches 1 by 0.3 T
+    # (score 1 at 500); the decoder rises linearly, 0.5 + 0.5 t / T = 0.75 at 500: still moving.
+    curves = F.convergence_table(synthetic.results())
+    table = training_length_table(curves)
+    assert set(table["half_step"]) == {500}
+    assert table["curves"].sum() == len(curves)
+    assert table["below"].sum() == (curves["group"] == "decoder").sum()  # every decoder curve, no encoder curve
+    assert table["min_half_score"].min() == pytest.approx(0.75)
+    assert "decoder" in table["below_layers"].iloc[0] and "encoder" not in table["below_layers"].iloc[0]
+    assert "still moving" in training_length_text(table)
+    # Both halves converged by 0.3 T: none below, and the sentence says the runs were trained past convergence.
+    synthetic.curves = {layer: {0: 0.5, 250: 0.96, 500: 0.99, 750: 1.0} for layer in synthetic.layers}
+    table = training_length_table(F.convergence_table(synthetic.results()))
+    assert table["below"].sum() == 0 and len(table)
+    assert "trained past convergence" in training_length_text(table)

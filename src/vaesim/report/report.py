@@ -523,6 +523,7 @@ def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC, progres
          f"covariances are not stored). Passive / active dimensions: Cov_x(E[z_u|x]) <= / > 0.01 on the probe set, "
          f"the definition used everywhere in this report. Claim 3 is judged on the residual.",
          _collapse_html(results, latents, metric)),
+        _training_length_section(results, metric),
         ("Baselines: what the architecture gives without learning",
          f"Mean {metric.upper()} of the same layer: between untrained networks of different seeds (step 0), between "
          "trained networks of different seeds, between each run's initial and final state, and across strengths and "
@@ -548,6 +549,22 @@ def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC, progres
     path = atomic_write_text(report_file, page)
     logger.info("report %s written in %.1f s", path, time.perf_counter() - started)
     return path
+
+
+def _training_length_section(results: pd.DataFrame, metric: str) -> tuple[str, str, str]:
+    """Whether the runs were trained long enough: score(T/2, T) of every curve claim 1 counts."""
+    from vaesim.report.settling import (TRAINED_ENOUGH, convergence_table, training_length_table,
+                                        training_length_text)
+
+    try:
+        table = training_length_table(convergence_table(results, metric=metric))
+    except (KeyError, ValueError) as error:  # a store without within-run rows
+        return ("Training length", f"Not checked ({error}).", "")
+    return ("Training length: were the counted layers converged?",
+            f"{metric.upper()} between each counted layer (changed by training, above its noise floor) at the learned "
+            f"checkpoint nearest T/2 and at the final step T, per objective and strength; a study that decides claim "
+            f"1 needs it >= {TRAINED_ENOUGH:g}. " + training_length_text(table, metric=metric),
+            table_html(table.round(3), table_id="training-length") if len(table) else "")
 
 
 def write_reports(study_dir: str | Path, *, metric: str = DEFAULT_METRIC, progress=None, notes=(),

@@ -133,6 +133,8 @@ def convergence_table(
                 break
             settled = int(step)
         first = group.iloc[0]
+        before = learned[learned.index < final]
+        half = int(before.index[np.argmin(np.abs(before.index.to_numpy() - final / 2))]) if len(before) else -1
         measured = [floors[(run, layer, int(step))] for step in learned.index if (run, layer, int(step)) in floors]
         out.append(dict(
             run=run, objective=first["a_objective"], param=first["a_param"], seed=first["a_seed"], layer=layer,
@@ -142,13 +144,62 @@ def convergence_table(
             progress_auc=_progress_auc(curve, final), n_checkpoints=len(learned),
             noise_floor=floors.get((run, layer, final), math.nan),
             noise_floor_min=min(measured) if measured else math.nan, noise_floor_steps=len(measured),
+            half_step=half, half_score=float(curve.loc[half]) if half >= 0 else math.nan,
         ))
     columns = ["run", "objective", "param", "seed", "layer", "group", "final_step", "initial_score", "changed",
                "settled_step", "settled_fraction", "progress_auc", "n_checkpoints", "noise_floor", "noise_floor_min",
-               "noise_floor_steps", "noise_limited"]
+               "noise_floor_steps", "noise_limited", "half_step", "half_score"]
     table = pd.DataFrame(out, columns=[c for c in columns if c != "noise_limited"])
     table["noise_limited"] = table["noise_floor_min"] < threshold
     return table[columns]
+
+
+TRAINED_ENOUGH = 0.95  # score(T/2, T) a counted layer reaches when training ran long enough to have converged
+
+
+def counted_curves(trajectories: pd.DataFrame) -> pd.DataFrame:
+    """The (run, layer) curves claim 1 counts: changed by training, not limited by sampling noise, enough
+    learned checkpoints."""
+    table = trajectories[trajectories["n_checkpoints"] >= MIN_CHECKPOINTS]
+    changed = table["changed"].fillna(False).astype(bool)
+    return table[changed & ~table["noise_limited"].astype(bool)]
+
+
+def training_length_table(trajectories: pd.DataFrame, *, target: float = TRAINED_ENOUGH) -> pd.DataFrame:
+    """Whether training ran long enough: score(t ~ T/2, T) of every counted curve, per objective and strength.
+
+    ``trajectories``: :func:`convergence_table` (its ``half_step`` is the
+    learned checkpoint nearest T/2). Per (objective, param): ``runs``,
+    ``curves`` counted, ``half_step`` (median), ``min_half_score``,
+    ``median_half_score``, ``below`` (curves under ``target``) and
+    ``below_layers`` (those layers, with their counts). A run still moving
+    between T/2 and T has settle points that a longer run would move.
+    """
+    counted = counted_curves(trajectories).dropna(subset=["half_score"])
+    rows = []
+    for (objective, param), group in counted.groupby(["objective", "param"], sort=True):
+        low = group[group["half_score"] < target]
+        counts = low.groupby("layer").size()
+        rows.append(dict(objective=objective, param=param, runs=group["run"].nunique(), curves=len(group),
+                         half_step=int(group["half_step"].median()), min_half_score=group["half_score"].min(),
+                         median_half_score=group["half_score"].median(), below=len(low),
+                         below_layers=", ".join(f"{layer} ({counts[layer]})" for layer in L.order_layers(counts.index))))
+    return pd.DataFrame(rows, columns=["objective", "param", "runs", "curves", "half_step", "min_half_score",
+                                       "median_half_score", "below", "below_layers"])
+
+
+def training_length_text(table: pd.DataFrame, *, metric: str = "cka", target: float = TRAINED_ENOUGH) -> str:
+    """One sentence: were the counted layers converged by T/2 (score(T/2, T) >= ``target``)?"""
+    if table.empty:
+        return f"Training length: no counted curve with a checkpoint between the first and the last."
+    curves, below = int(table["curves"].sum()), int(table["below"].sum())
+    name = metric.upper()
+    if below == 0:
+        return (f"Training length: every one of the {curves} counted curves has {name}(t ~ T/2, T) >= {target:g} "
+                f"(lowest {table['min_half_score'].min():.3f}): the runs were trained past convergence.")
+    return (f"Training length: {below} of {curves} counted curves have {name}(t ~ T/2, T) < {target:g} (lowest "
+            f"{table['min_half_score'].min():.3f}): those runs were still moving in their second half, and their "
+            f"settle points would move with longer training.")
 
 
 def noise_floors(results: pd.DataFrame, *, metric: str = "cka") -> dict[tuple[str, str, int], float]:

@@ -296,7 +296,7 @@ def test_report_judges_each_claim_by_both_metrics_and_labels_robustness(study, r
     assert "id='by-metric'" in page and "Verdicts by metric: CKA and Procrustes side by side" in page
     assert "procrustes verdict" in page.replace("<wbr>", "")
     assert "id='robustness'" in page and "seed 0 left out" in page and "passive threshold x10 (0.1)" in page
-    assert "second probe set" in page and "thread count" in page  # what the store cannot check yet
+    assert "No second probe set is stored" in page and "No rerun is stored" in page  # what it has not checked
     assert "id='collapse'" in page and "noise-only expectation" in page
     assert "id='support'" in page
     findings = load_findings(study)

@@ -113,7 +113,8 @@ def same_data(files: dict[str, bytes], reference: dict[str, bytes]) -> bool:
     assert set(files) == set(reference), set(files) ^ set(reference)
     for name, data in files.items():
         if name.endswith(".npz.sha256") or Path(name).name == "DONE":
-            continue  # DONE: the time training finished (a retrained run finishes again)  # the archive's own hash; the archive is checked below and `study verify` checks the pair
+            # the archive's own hash (the archive is checked below and `study verify` checks the pair), and
+            continue  # DONE: the time training finished (a retrained run finishes again)
         if name.endswith(".npz"):
             new, old = np.load(io.BytesIO(data)), np.load(io.BytesIO(reference[name]))
             if sorted(new.files) != sorted(old.files) or not all(

@@ -180,10 +180,11 @@ def training_length_table(trajectories: pd.DataFrame, *, target: float = TRAINED
     for (objective, param), group in counted.groupby(["objective", "param"], sort=True):
         low = group[group["half_score"] < target]
         counts = low.groupby("layer").size()
+        below_layers = ", ".join(f"{layer} ({counts[layer]})" for layer in L.order_layers(counts.index))
         rows.append(dict(objective=objective, param=param, runs=group["run"].nunique(), curves=len(group),
                          half_step=int(group["half_step"].median()), min_half_score=group["half_score"].min(),
                          median_half_score=group["half_score"].median(), below=len(low),
-                         below_layers=", ".join(f"{layer} ({counts[layer]})" for layer in L.order_layers(counts.index))))
+                         below_layers=below_layers))
     return pd.DataFrame(rows, columns=["objective", "param", "runs", "curves", "half_step", "min_half_score",
                                        "median_half_score", "below", "below_layers"])
 

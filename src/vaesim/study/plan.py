@@ -298,6 +298,7 @@ def results_path(task_id: str) -> str:
 
 
 RUNS_TABLE = "runs.parquet"
+VARIANTS_DIR = "variants"  # DIR/variants/NAME/: the study measured another way (vaesim.study.run.variants)
 TRAINING_METRICS_TABLE = "training_metrics.parquet"
 LATENTS_TABLE = "latents.parquet"
 

@@ -27,7 +27,6 @@ from vaesim.study.run.executors import EXECUTORS, StageOutcome, TaskFailure, mak
 from vaesim.study.run.lock import StudyLock, describe, read_running, runner_alive
 from vaesim.study.run.progress import StageProgress
 from vaesim.study.run.shapes import set_aside_wrong_kinds
-from vaesim.study.run.variants import VARIANTS_DIR
 from vaesim.study.spec import StudySpec, TaskResources, load_spec, param_name
 from vaesim.study.stages.checkpoints import drop_checkpoints_from, read_sums, restore_config_file
 from vaesim.study.stages.files import discard
@@ -173,7 +172,7 @@ def remove_leftovers(out_dir: Path) -> None:
     """Delete the ``.tmp-*`` files that killed writers left (only run while holding the lock: no writer is live)."""
     removed, size = 0, 0
     for path in out_dir.rglob(TMP_PREFIX + "*"):
-        if path.relative_to(out_dir).parts[0] == VARIANTS_DIR:  # a variant's own runner cleans up after itself
+        if path.relative_to(out_dir).parts[0] == layout.VARIANTS_DIR:  # a variant's own runner cleans up after itself
             continue
         if path.is_file() and not path.is_symlink():
             size += path.stat().st_size

@@ -1,4 +1,5 @@
-"""Study entries of the wrong kind: a folder replaced by a file, a file by a folder, a broken symlink, an entry this user cannot read.
+"""Study entries of the wrong kind: a folder replaced by a file, a file by a folder, a broken symlink, an
+entry this user cannot read.
 
 Before a run writes anything, every planned output and every folder above
 it is checked. An entry of the wrong kind (a plain file where ``results/``

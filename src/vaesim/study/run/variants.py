@@ -34,11 +34,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from vaesim.study.plan import VARIANTS_DIR
 from vaesim.utils import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-VARIANTS_DIR = "variants"
 VARIANT_FILE = "variant.json"
 KINDS = ("probe", "rerun")
 #: environment variables that decide threads and CPU kernels, recorded with a rerun
@@ -198,7 +198,8 @@ def study_variants(study_dir) -> tuple[list[Variant], list[str]]:
         try:
             record = json.loads((path / VARIANT_FILE).read_text(encoding="utf-8"))
             if not isinstance(record, dict) or record.get("kind") not in KINDS:
-                raise ValueError(f"not a variant record (kind: {record.get('kind') if isinstance(record, dict) else record!r})")
+                kind = record.get("kind") if isinstance(record, dict) else record
+                raise ValueError(f"not a variant record (kind: {kind!r})")
             status = study_status(path)
         except (OSError, ValueError) as error:
             skipped.append(f"{path.name}: not used ({error})")

@@ -105,7 +105,7 @@ def verify_study(study_dir, plan: StudyPlan | None = None) -> VerifyReport:
     report.checked = content.checked
     report.problems += [p for p in content.problems if not lies_under(p.path, bad)]
     leftovers = sorted(p for p in root.rglob(TMP_PREFIX + "*") if p.is_file() and not p.is_symlink()
-                       and p.relative_to(root).parts[0] != "variants")  # a variant is verified on its own
+                       and p.relative_to(root).parts[0] != layout.VARIANTS_DIR)  # a variant is verified on its own
     for path in leftovers:
         rel = str(path.relative_to(root))
         report.problems.append(Problem(rel, "temporary file left by a killed writer", "deletes it", ("delete", rel)))

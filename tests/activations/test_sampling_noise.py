@@ -77,11 +77,14 @@ def test_a_fixed_decoder_code_records_the_decoder_on_that_code_and_leaves_the_en
     model = _untrained(3)
     code = np.random.default_rng(5).normal(size=(len(images), 10)).astype(np.float32)
     layers = ("encoder.fc", "encoder.sample", "decoder.fc1", "decoder.output")
-    plain = extract_activations(model, images, layers=layers, seed=7)
+    plain = extract_activations(model, images, layers=layers, seed=7, batch_size=64)
     fixed = extract_activations(model, images, layers=layers, seed=7, decoder_code=code, batch_size=64)
     assert list(fixed) == list(layers)
     for layer in ("encoder.fc", "encoder.sample"):  # the encoder side sees the images and its own eps
-        np.testing.assert_array_equal(fixed[layer], plain[layer])
+        # the same float32 computation; 1e-5 of the layer's scale allows for kernels that do not promise bit
+        # equality between calls (another eps or another input would differ by the scale itself)
+        scale = float(np.abs(plain[layer]).max())
+        np.testing.assert_allclose(fixed[layer], plain[layer], rtol=0, atol=1e-5 * scale)
     with torch.no_grad():
         logits = model.decoder(torch.from_numpy(code)).reshape(len(images), -1).numpy()
     np.testing.assert_allclose(fixed["decoder.output"], logits, rtol=0, atol=1e-5)

@@ -24,6 +24,11 @@ STEPS = 50
 LR = 1e-4
 ENVELOPE_DRAWS = 3
 ENVELOPE_MARGIN = 2.0
+# The fraction of weights more than lr/2 apart counts Adam steps that went the other way. A path with its own
+# rounding at every step flips more of them than one perturbation of the initial weights does: under 2x the largest
+# draw on an AMD EPYC, 2.7x on an Intel Xeon (both AVX-512; the bug below: 6.5x there), while the learned function
+# stayed inside the draws' own envelope on both (0.65x on the Xeon). Stated bound: 4x.
+BEYOND_MARGIN = 4.0
 #: how much further from the float64 gradient the compiled step may be than the eager float32 step
 COMPILED_MARGIN = 4.0
 #: The tolerance. Training this network is chaotic at float32 rounding: moving the stock path's nonzero
@@ -155,7 +160,7 @@ def test_weights_after_50_steps_are_within_the_float32_envelope_of_the_stock_pat
     draws = [_distance(runs["stock"], draw) for draw in _one_ulp_draws(runs)]
     assert len(draws) == ENVELOPE_DRAWS and all(d[0] > 0 for d in draws)  # the envelope is measured, not zero
     worst_bound = ENVELOPE_MARGIN * max(d[0] for d in draws)
-    beyond_bound = ENVELOPE_MARGIN * max(d[1] for d in draws)
+    beyond_bound = BEYOND_MARGIN * max(d[1] for d in draws)
     worst, beyond, moved = _distance(runs["stock"], runs[path])
     assert moved > 0  # the paths really differ (else this test could not fail)
     assert worst <= worst_bound, (worst / LR, worst_bound / LR)

@@ -255,13 +255,13 @@ def demo_notes(spec_text: str) -> list[str]:
     return [DEMO_NOTE] if isinstance(spec, dict) and spec.get("name") == DEMO_PRESET else []
 
 
-def study_variants(study_dir: Path) -> tuple[dict, str]:
+def study_variants(study_dir: Path, *, load: bool = True) -> tuple[dict, str]:
     """({check name: (results, latents)} of each finished variant of the study, a sentence on what was checked).
 
     Variants (:mod:`vaesim.study.run.variants`): a second probe set (extract
     and compare only, ``vaesim study variant DIR --probe-seed K``) or a rerun
     in another environment (``--rerun``). The robustness checks recompute
-    every verdict on each.
+    every verdict on each. ``load=False``: the sentence only (no table is read).
     """
     from vaesim.study import load_results
     from vaesim.study.run.variants import study_variants as list_variants
@@ -269,13 +269,13 @@ def study_variants(study_dir: Path) -> tuple[dict, str]:
     found, skipped = list_variants(study_dir)
     tables, used = {}, []
     for variant in found:
-        try:
-            results = load_results(variant.path)
-        except (OSError, ValueError) as error:
-            skipped.append(f"{variant.name}: not used ({error})")
-            continue
         check = ("second probe set" if variant.kind == "probe" else "rerun") + f" ({variant.name})"
-        tables[check] = (results, read_latents(variant.path))
+        if load:
+            try:
+                tables[check] = (load_results(variant.path), read_latents(variant.path))
+            except (OSError, ValueError) as error:
+                skipped.append(f"{variant.name}: not used ({error})")
+                continue
         used.append(f"{check}: {variant.describe()}")
     parts = []
     if used:
@@ -501,7 +501,7 @@ def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC, progres
     if cache.diagnostic is None:
         cache.diagnostic = metric_diagnostic(study_dir, results).round(3)
     diagnostic = cache.diagnostic
-    _, variants_note = study_variants(study_dir)
+    _, variants_note = study_variants(study_dir, load=False)
     sections = []
     if len(comparison):
         sections.append((

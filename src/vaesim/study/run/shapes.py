@@ -4,11 +4,11 @@ entry this user cannot read.
 Before a run writes anything, every planned output and every folder above
 it is checked. An entry of the wrong kind (a plain file where ``results/``
 belongs, a folder where ``runs.parquet`` belongs, a symlink where vaesim
-writes a file, a symlink that leads nowhere or to the wrong kind, a file or folder this
-user may not read) is moved
-into ``set-aside/`` inside the study, never deleted, with one warning line
-each; the run then recomputes what belongs there. A symlinked folder that
-leads to a real folder (``runs/`` on another disk) is kept.
+writes a file, a symlink that leads nowhere or to the wrong kind, a file or
+folder this user may not read) is moved into ``set-aside/`` inside the
+study, never deleted, with one warning line each; the run then recomputes
+what belongs there. A symlinked folder that leads to a real folder (``runs/``
+on another disk) is kept.
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ def _check(out_dir: Path, name: str, *, want_dir: bool) -> str | None:
         what = "a folder where a file belongs"
     elif not want_dir and not path.is_file():
         what = "not a regular file (a FIFO, device or socket)"
-    elif unreadable(path, want_dir=want_dir):
-        what = unreadable(path, want_dir=want_dir)
+    elif refused := unreadable(path, want_dir=want_dir):
+        what = refused
     else:
         return None
     target = _free_name(out_dir / SET_ASIDE / name)

@@ -47,7 +47,7 @@ def verified(path: str | os.PathLike) -> bool:
     """True when ``path`` exists and matches its sidecar; logs a warning naming a bad file."""
     path = Path(path)
     sidecar = Path(checksum_path(str(path)))
-    if not path.is_file() or not sidecar.is_file():
+    if not file_exists(path) or not file_exists(sidecar):
         return False
     try:
         expected = sidecar.read_text().strip()

@@ -156,9 +156,9 @@ def shape_problems(root: Path, plan: StudyPlan) -> list[Problem]:
                                          f"{'folder' if want_folder else 'file'}",
                                     "removes the link (not what it points to) and recomputes what belongs here",
                                     ("unlink", rel)))
-        elif not stat.S_ISLNK(info.st_mode) and want_folder == stat.S_ISDIR(info.st_mode) and (
-                want_folder or stat.S_ISREG(info.st_mode)) and unreadable(path, want_dir=want_folder):
-            problems.append(Problem(rel, f"is {unreadable(path, want_dir=want_folder)}",
+        elif want_folder == stat.S_ISDIR(info.st_mode) and (want_folder or stat.S_ISREG(info.st_mode)) and (
+                refused := unreadable(path, want_dir=want_folder)):
+            problems.append(Problem(rel, f"is {refused}",
                                     f"renames it to {rel}{DISPLACED}N (nothing is deleted) and recomputes what "
                                     "belongs here", ("aside", rel)))
         elif want_folder != stat.S_ISDIR(info.st_mode) or not (want_folder or stat.S_ISREG(info.st_mode)):

@@ -30,7 +30,6 @@ import os
 import platform
 import shlex
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,9 +40,6 @@ logger = logging.getLogger(__name__)
 
 VARIANT_FILE = "variant.json"
 KINDS = ("probe", "rerun")
-#: environment variables that decide threads and CPU kernels, recorded with a rerun
-ENVIRONMENT_KEYS = ("VAESIM_CPUS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                    "ATEN_CPU_CAPABILITY", "CUDA_VISIBLE_DEVICES")
 
 
 @dataclass(frozen=True)
@@ -119,8 +115,11 @@ def link_runs(study_dir: Path, target: Path) -> int:
 
 
 def environment() -> dict:
-    """The thread and kernel settings of this process (what a rerun records)."""
-    env = {key: os.environ.get(key) for key in ENVIRONMENT_KEYS}
+    """The thread and kernel settings of this process (what a rerun records): the variables provenance.json
+    records, torch's version and the CPU kernels it dispatches to."""
+    from vaesim.study.store.provenance import thread_settings
+
+    env = dict(thread_settings()["environment"])
     try:
         import torch
 
@@ -142,6 +141,7 @@ def make_variant(study_dir, kind: str, *, name: str | None = None, probe_seed: i
     """
     from vaesim.study.run.runner import SPEC_FILE, run_study, study_status
     from vaesim.study.spec import load_spec
+    from vaesim.study.store.provenance import invoking_command
 
     study_dir = Path(study_dir)
     if not (study_dir / SPEC_FILE).is_file():
@@ -152,8 +152,7 @@ def make_variant(study_dir, kind: str, *, name: str | None = None, probe_seed: i
     name = check_name(name or (f"probe-seed-{probe_seed}" if kind == "probe" else "rerun"))
     target = variant_dir(study_dir, name)
     record = {"kind": kind, "name": name, "parent": parent.name, "n": parent.probe.n,
-              "command": shlex.join(["vaesim", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("vaesim")
-              else None}
+              "command": invoking_command()}
     if kind == "probe":
         status = study_status(study_dir)
         done, total = status.stages["train"]

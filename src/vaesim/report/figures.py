@@ -169,6 +169,10 @@ def figure_heatmap(results: pd.DataFrame, runs=None, *, metric: str = "cka") -> 
     matrix = rows.pivot_table(index="a_layer", columns="b_layer", values="score", aggfunc="mean")
     if matrix.shape[0] < 2 or matrix.shape[1] < 2:
         raise NotEnoughData(f"fewer than 2 x 2 layers scored between {model_a} and {model_b} ({comparison})")
+    if not (rows["a_layer"] != rows["b_layer"]).any():
+        raise NotEnoughData(f"only matching layers were scored between {model_a} and {model_b} ({comparison}; "
+                            "the study's comparisons.layer_pairs is matching): a layer x layer map needs "
+                            "layer_pairs all")
     a_order = [n for n in L.order_layers(matrix.index)]
     b_order = [n for n in L.order_layers(matrix.columns)]
     matrix = matrix.loc[a_order, b_order]

@@ -30,7 +30,7 @@ import pandas as pd
 from vaesim.similarity.measures import CLAMP_TOLERANCE, unbiased_hsic_centred
 from vaesim.similarity.nuclear import nuclear_norm
 from vaesim.similarity import plugins, registry
-from vaesim.similarity.pairs import COLUMNS, check_models, layer_pairs_of, model_label, resolve_pairs
+from vaesim.similarity.pairs import COLUMNS, check_models, model_label, resolve_layer_pairs, resolve_pairs
 from vaesim.similarity.summary import METRICS, LayerSummary, check_metrics, packed_offset, summarise
 
 __all__ = ["compare", "COLUMNS"]
@@ -244,7 +244,7 @@ def _cka_scores(index, summaries, products, metrics, requested):
                 yield i, j, "cka_debiased", h[(i, j)] / math.sqrt(h[(i, i)] * h[(j, j)]), ""
 
 
-def _procrustes_scores(models, summaries, index, pairs, device, tick: Callable[[], None] = lambda: None):
+def _procrustes_scores(chosen, summaries, index, pairs, device, tick: Callable[[], None] = lambda: None):
     """Yield (i, j, score, note) for Procrustes: every layer pair's cross block and its nuclear norm.
 
     CPU: the layer pairs of each model pair are units of
@@ -257,7 +257,7 @@ def _procrustes_scores(models, summaries, index, pairs, device, tick: Callable[[
     stacked cross product per model pair and ``torch.linalg.svdvals``.
     """
     if device is not None:
-        yield from _procrustes_scores_device(models, summaries, index, pairs, device, tick)
+        yield from _procrustes_scores_device(chosen, summaries, index, pairs, device, tick)
         return
     from vaesim.utils.threads import parallel_map, single_threaded_blas
 
@@ -277,7 +277,7 @@ def _procrustes_scores(models, summaries, index, pairs, device, tick: Callable[[
 
     methods: list[str] = []
     for a, b in pairs:
-        requested = [(index[(a, la)], index[(b, lb)]) for la, lb in layer_pairs_of(models, a, b)]
+        requested = [(index[(a, la)], index[(b, lb)]) for la, lb in chosen[(a, b)]]
         live = [(i, j) for i, j in requested if not (summaries[i].zero_variance or summaries[j].zero_variance)]
         for k in dict.fromkeys(k for pair in live for k in pair):
             factor(k)
@@ -304,7 +304,7 @@ def _checked_procrustes(value: float, a: LayerSummary, b: LayerSummary) -> tuple
     return min(max(value, 0.0), 1.0), ""
 
 
-def _procrustes_scores_device(models, summaries, index, pairs, device, tick: Callable[[], None] = lambda: None):
+def _procrustes_scores_device(chosen, summaries, index, pairs, device, tick: Callable[[], None] = lambda: None):
     """Yield (i, j, score, note) for Procrustes on a torch ``device``, one cross-product per model pair."""
     factors: dict[int, np.ndarray] = {}
 
@@ -314,9 +314,9 @@ def _procrustes_scores_device(models, summaries, index, pairs, device, tick: Cal
         return factors[k]
 
     for a, b in pairs:
-        layer_pairs = list(layer_pairs_of(models, a, b))
-        rows = [index[(a, la)] for la in models[a]]
-        cols = [index[(b, lb)] for lb in models[b]]
+        layer_pairs = chosen[(a, b)]
+        rows = list(dict.fromkeys(index[(a, la)] for la, _lb in layer_pairs))
+        cols = list(dict.fromkeys(index[(b, lb)] for _la, lb in layer_pairs))
         live_rows = [k for k in rows if not summaries[k].zero_variance]
         live_cols = [k for k in cols if not summaries[k].zero_variance]
         stacked_a = np.hstack([factor(k) for k in live_rows]) if live_rows else None
@@ -368,6 +368,7 @@ def compare(
     *,
     metrics: Iterable[str] = ("cka", "procrustes"),
     model_pairs: Iterable[tuple[Any, Any]] | None = None,
+    layer_pairs: Mapping[tuple[Any, Any], Iterable[tuple[Any, Any]]] | None = None,
     device: Any = None,
     block_bytes: int = 256 << 20,
     progress: Callable[[int, int], None] | None = None,
@@ -382,6 +383,11 @@ def compare(
             (e.g. ``"svcca"``, ``"pwcca"``; see :mod:`vaesim.similarity.plugins`).
         model_pairs: ``None`` = every unordered pair of model keys including
             each model with itself; else an explicit list of ``(a_key, b_key)``.
+        layer_pairs: ``None`` = every layer pair of each model pair (below);
+            else ``{(a_key, b_key): [(a_layer, b_layer), ...]}``: a model pair
+            named there is scored on exactly those layer pairs (e.g. the same
+            layer only), the others on every layer pair. The scores of a layer
+            pair do not depend on which other pairs are requested.
         device: torch device (e.g. ``"cuda"``) for the Grams, QR factors and
             pair products; None runs on CPU (Grams with numpy's syrk, the
             long pair products with torch's CPU GEMM: each the faster there).
@@ -398,7 +404,7 @@ def compare(
     """
     metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
     if any(m in registry.measure_names() and m not in METRICS for m in metrics):  # plug-in measures
-        return _compare_with_plugins(models, metrics, model_pairs, device, block_bytes)
+        return _compare_with_plugins(models, metrics, model_pairs, layer_pairs, device, block_bytes)
     check_models(models)
     metrics = check_metrics(metrics, "compare")
     pairs = resolve_pairs(models, model_pairs)
@@ -409,7 +415,8 @@ def compare(
     index = {k: i for i, k in enumerate(keys)}
     groups = {model: [index[(model, layer)] for layer in models[model]] for model in involved}
     n = summaries[0].n if summaries else 0
-    requested = [(index[(a, la)], index[(b, lb)]) for a, b in pairs for la, lb in layer_pairs_of(models, a, b)]
+    chosen = resolve_layer_pairs(models, pairs, layer_pairs)
+    requested = [(index[(a, la)], index[(b, lb)]) for a, b in pairs for la, lb in chosen[(a, b)]]
     log.info("compare: %d summaries, %d model pairs, %d layer pairs", len(summaries), len(pairs), len(requested))
 
     scores: dict[tuple[int, int, str], tuple[float, str]] = {}
@@ -430,7 +437,7 @@ def compare(
         for i, j, metric, score, note in _cka_scores(index, summaries, products, metrics, requested):
             scores[(i, j, metric)] = (score, note)
     if "procrustes" in metrics:
-        for i, j, score, note in _procrustes_scores(models, summaries, index, pairs, device, tick):
+        for i, j, score, note in _procrustes_scores(chosen, summaries, index, pairs, device, tick):
             scores[(i, j, "procrustes")] = (score, note)
 
     rows = []
@@ -445,7 +452,7 @@ def compare(
 
 
 def _compare_with_plugins(models: Mapping[Any, Mapping[Any, Any]], metrics: tuple[str, ...], model_pairs,
-                          device: Any, block_bytes: int) -> pd.DataFrame:
+                          layer_pairs, device: Any, block_bytes: int) -> pd.DataFrame:
     """:func:`compare` for a ``metrics`` list that names registered measures.
 
     The built-in metrics go through this engine in one call, on each layer's built-in input; every registered
@@ -454,6 +461,7 @@ def _compare_with_plugins(models: Mapping[Any, Mapping[Any, Any]], metrics: tupl
     metrics = registry.check_metric_names(metrics, "compare")
     check_models(models)
     pairs = resolve_pairs(models, model_pairs)
+    chosen = resolve_layer_pairs(models, pairs, layer_pairs)
     involved = [key for key in models if any(key in pair for pair in pairs)]
     n = plugins.shared_rows(models, involved)
     builtin = tuple(m for m in metrics if m in METRICS)
@@ -461,9 +469,11 @@ def _compare_with_plugins(models: Mapping[Any, Mapping[Any, Any]], metrics: tupl
     if builtin:
         inputs = {key: {layer: plugins.builtin_input(value, model_label(key, layer))
                         for layer, value in models[key].items()} for key in involved}
-        frame = compare(inputs, metrics=builtin, model_pairs=pairs, device=device, block_bytes=block_bytes)
+        frame = compare(inputs, metrics=builtin, model_pairs=pairs, layer_pairs=chosen, device=device,
+                        block_bytes=block_bytes)
         for row in frame.itertuples(index=False):
             builtin_scores[(row.a_model, row.a_layer, row.b_model, row.b_layer, row.metric)] = (row.score, row.note)
-    frame = pd.DataFrame(plugins.rows_with_plugins(models, pairs, metrics, builtin_scores, n), columns=COLUMNS)
+    frame = pd.DataFrame(plugins.rows_with_plugins(models, pairs, metrics, builtin_scores, n, chosen),
+                         columns=COLUMNS)
     frame["n"] = frame["n"].astype("int64")
     return frame

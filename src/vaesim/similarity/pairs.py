@@ -10,7 +10,7 @@ from __future__ import annotations
 from itertools import combinations_with_replacement
 from typing import Any, Iterable, Mapping
 
-__all__ = ["COLUMNS", "check_models", "layer_pairs_of", "model_label", "resolve_pairs"]
+__all__ = ["COLUMNS", "check_models", "layer_pairs_of", "model_label", "resolve_layer_pairs", "resolve_pairs"]
 
 #: columns of the frame :func:`vaesim.similarity.compare` returns, one row per layer pair and metric
 COLUMNS = ["a_model", "a_layer", "b_model", "b_layer", "metric", "score", "n", "note"]
@@ -54,6 +54,40 @@ def resolve_pairs(models: Mapping, model_pairs: Iterable | None) -> list[tuple[A
                 raise ValueError(f"compare: model_pairs names model {key!r}, which is not in models (keys: {keys!r})")
         pairs.append((pair[0], pair[1]))
     return pairs
+
+
+def resolve_layer_pairs(models: Mapping, pairs: list[tuple[Any, Any]],
+                        layer_pairs: Mapping | None) -> dict[tuple[Any, Any], list[tuple[Any, Any]]]:
+    """The layer pairs scored for each model pair: ``{(a_key, b_key): [(a_layer, b_layer), ...]}``.
+
+    ``layer_pairs`` ``None``: every layer pair (:func:`layer_pairs_of`). Else ``{(a_key, b_key): [(a_layer,
+    b_layer), ...]}``: a model pair named there gets exactly those layer pairs, in that order, each once; a model
+    pair not named gets every layer pair. A named layer that the model does not have is an error naming it.
+    """
+    if layer_pairs is not None and not isinstance(layer_pairs, Mapping):
+        raise TypeError("compare: layer_pairs must be a dict {(a_key, b_key): [(a_layer, b_layer), ...]} or None, "
+                        f"got {type(layer_pairs).__name__}")
+    chosen = {}
+    unknown = [key for key in (layer_pairs or {}) if key not in set(pairs)]
+    if unknown:
+        raise ValueError(f"compare: layer_pairs names model pairs {unknown!r} that are not compared "
+                         f"(model pairs: {pairs!r})")
+    for a, b in pairs:
+        if layer_pairs is None or (a, b) not in layer_pairs:
+            chosen[(a, b)] = list(layer_pairs_of(models, a, b))
+            continue
+        listed = []
+        for entry in layer_pairs[(a, b)]:
+            if not isinstance(entry, (tuple, list)) or len(entry) != 2:
+                raise TypeError(f"compare: layer_pairs[{(a, b)!r}] must list pairs (a_layer, b_layer), "
+                                f"got {entry!r}")
+            for key, layer in ((a, entry[0]), (b, entry[1])):
+                if layer not in models[key]:
+                    raise ValueError(f"compare: layer_pairs[{(a, b)!r}] names {model_label(key, layer)}, which "
+                                     f"does not exist (layers: {list(models[key])!r})")
+            listed.append((entry[0], entry[1]))
+        chosen[(a, b)] = list(dict.fromkeys(listed))
+    return chosen
 
 
 def layer_pairs_of(models: Mapping, a: Any, b: Any) -> Iterable[tuple[Any, Any]]:

@@ -104,7 +104,8 @@ def builtin_input(value: Any, label: str) -> Any:
 
 
 def rows_with_plugins(models: Mapping[Any, Mapping[Any, Any]], pairs: list[tuple[Any, Any]], metrics: tuple[str, ...],
-                      builtin_scores: Mapping[tuple, tuple[float, str]], n: int) -> list[tuple]:
+                      builtin_scores: Mapping[tuple, tuple[float, str]], n: int,
+                      chosen: Mapping[tuple[Any, Any], list[tuple[Any, Any]]] | None = None) -> list[tuple]:
     """Rows ``(a_model, a_layer, b_model, b_layer, metric, score, n, note)`` of every requested layer pair.
 
     ``builtin_scores``: ``{(a_model, a_layer, b_model, b_layer, metric): (score, note)}`` of the built-in
@@ -125,7 +126,7 @@ def rows_with_plugins(models: Mapping[Any, Mapping[Any, Any]], pairs: list[tuple
 
     out = []
     for a, b in pairs:
-        for la, lb in layer_pairs_of(models, a, b):
+        for la, lb in (chosen[(a, b)] if chosen is not None else layer_pairs_of(models, a, b)):
             orders = [(a, la, b, lb)]
             if a == b and la != lb:
                 orders.append((b, lb, a, la))

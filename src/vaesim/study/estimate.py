@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vaesim.study.plan import STAGES, CompareTask, DisentangleTask, StudyPlan, UDRTask, noise_layers
+from vaesim.study.plan import STAGES, CompareTask, DisentangleTask, StudyPlan, UDRTask, noise_layers, task_layer_pairs
 
 RESULT_ROW_BYTES = 40  # compressed Parquet bytes per similarity row (measured on the quick preset: ~35)
 #: a compare task's own cost beside its arithmetic: reading and verifying its inputs, writing its table
@@ -359,15 +359,7 @@ def estimate(plan: StudyPlan, calibration: Calibration, widths: dict[str, int] |
 
 
 def _compare_rows(task: CompareTask, n_metrics: int) -> tuple[int, int]:
-    n_layers = len(task.layers)
-    rows = 0
-    for a_run, a_step, b_run, b_step in task.pairs:
-        if task.comparison == "factors":
-            rows += n_metrics * n_layers
-        elif (a_run, a_step) == (b_run, b_step):
-            rows += n_metrics * n_layers * (n_layers + 1) // 2
-        else:
-            rows += n_metrics * n_layers**2
+    rows = sum(n_metrics * len(task_layer_pairs(task, pair)) for pair in task.pairs)
     return rows, len(task.pairs)
 
 
@@ -379,17 +371,11 @@ def _compare_task_seconds(task: CompareTask, widths: dict[str, int], n: int, cka
     models = {(p[0], p[1]) for p in task.pairs} | (set() if factors else {(p[2], p[3]) for p in task.pairs})
     layer_pairs = 0
     procrustes_units: list[float] = []
-    for a_run, a_step, b_run, b_step in task.pairs:
-        if factors:
-            pairs = [(name, None) for name in layers]
-        elif (a_run, a_step) == (b_run, b_step):
-            pairs = [(la, lb) for i, la in enumerate(layers) for lb in layers[i:]]
-        else:
-            pairs = [(la, lb) for la in layers for lb in layers]
+    for pair in task.pairs:
+        pairs = task_layer_pairs(task, pair, layers)
         layer_pairs += len(pairs)
         if procrustes:
-            procrustes_units += [procrustes_pair_seconds(n, widths[la], widths[lb] if lb else 8, c)
-                                 for la, lb in pairs]
+            procrustes_units += [procrustes_pair_seconds(n, widths[la], widths.get(lb, 8), c) for la, lb in pairs]
     seconds = COMPARE_TASK_SECONDS + layer_pairs * c.pair_overhead_seconds * (int(cka) + int(procrustes))
     if not task.cache_summaries:  # each checkpoint's summary file read and checked against its SHA-256
         per_model = sum(summary_bytes(n, widths[name], procrustes) for name in layers)

@@ -28,6 +28,9 @@ from vaesim.study.spec import StudySpec, param_name
 
 STAGES = ("probe", "train", "extract", "compare", "disentangle", "store")
 COMPARISONS = ("within_run", "seeds", "params", "objectives", "factors", "noise_floor")
+#: layer pairs of one checkpoint with itself that the findings and figures read under ``comparisons.layer_pairs:
+#: matching`` (claim 3's mean against sample, the layer-pairs figure's input against sample)
+SAME_CHECKPOINT_PAIRS = (("input", "encoder.sample"), ("encoder.mean", "encoder.sample"))
 FACTORS_LAYER = "factors"
 DONE_MARKER = "DONE"
 # Written by the train task after training: SHA-256 of every checkpoint file.
@@ -166,6 +169,7 @@ class CompareTask(Task):
     cache_summaries: bool = False  # spec summaries: cache: the summaries are recomputed here, never read from disk
     decoder_input: str = "sample"
     final_step: int = -1
+    layer_pairs: str = "all"  # comparisons.layer_pairs: every layer pair, or the matching ones (matching_layer_pairs)
 
     def run(self, run_id: str) -> RunPlan:
         """The plan of one involved run."""
@@ -433,6 +437,45 @@ def comparison_groups(spec: StudySpec, runs: list[RunPlan]) -> list[tuple[str, s
     return groups
 
 
+#: the comparisons that ``comparisons.layer_pairs: matching`` narrows (factors and noise floors are one layer
+#: against one other already)
+MATCHABLE = ("within_run", "seeds", "params", "objectives")
+
+
+def matching_layer_pairs(same_checkpoint: bool, a_layers: list[str], b_layers: list[str]) -> list[tuple[str, str]]:
+    """The layer pairs ``comparisons.layer_pairs: matching`` scores for one model pair, in ``a_layers`` order.
+
+    ``same_checkpoint`` (a checkpoint with itself): the :data:`SAME_CHECKPOINT_PAIRS` both of whose layers are
+    recorded; else each layer of ``a_layers`` that ``b_layers`` has, with itself.
+    """
+    if same_checkpoint:
+        return [(a, b) for a, b in SAME_CHECKPOINT_PAIRS if a in a_layers and b in b_layers]
+    return [(name, name) for name in a_layers if name in b_layers]
+
+
+def task_layer_pairs(task: "CompareTask", pair: tuple[str, int, str, int],
+                     layers: list[str] | None = None) -> list[tuple[str, str]]:
+    """The layer pairs ``task`` scores for one model pair (what its stage asks of ``compare``; for estimates).
+
+    ``layers``: the recorded layers (default ``task.layers``). Factors: each layer against the ``factors``
+    layer; a noise floor: each noise-driven layer against its second recording; a checkpoint with itself: each
+    unordered pair once (``matching``: :data:`SAME_CHECKPOINT_PAIRS`); two checkpoints: every ``(a, b)``
+    (``matching``: the same layer).
+    """
+    layers = list(task.layers if layers is None else layers)
+    a_run, a_step, b_run, b_step = pair
+    if task.comparison == "factors":
+        return [(name, FACTORS_LAYER) for name in layers]
+    if task.comparison == "noise_floor":
+        return [(name, name) for name in noise_layers(layers, task.decoder_input)]
+    same = (a_run, a_step) == (b_run, b_step)
+    if task.layer_pairs == "matching":
+        return matching_layer_pairs(same, layers, layers)
+    if same:
+        return [(la, lb) for i, la in enumerate(layers) for lb in layers[i:]]
+    return [(la, lb) for la in layers for lb in layers]
+
+
 def noise_floor_steps(spec: StudySpec) -> tuple[int, ...]:
     """The steps recorded twice for the noise floor: the final one, every one after step 0 (``every``), or none.
 
@@ -538,6 +581,9 @@ def plan_study(spec: StudySpec) -> StudyPlan:
     for comparison, label, pairs in comparison_groups(spec, runs):
         involved = sorted({p[0] for p in pairs} | {p[2] for p in pairs})
         key = {"comparison": comparison, "pairs": pairs, "metrics": spec.metrics, "layers": layers, "probe": probe}
+        scope = spec.comparisons.layer_pairs if comparison in MATCHABLE else "all"
+        if scope != "all":  # the default: task ids of studies planned before layer_pairs existed stay
+            key["layer_pairs"] = scope
         task_id = f"compare/{comparison}/{label}_{stable_hash(key)}"
         dataset = by_id[pairs[0][0]].dataset
         inputs = sorted({summary_path(p[0], p[1]) for p in pairs} | {summary_path(p[2], p[3]) for p in pairs})
@@ -567,6 +613,7 @@ def plan_study(spec: StudySpec) -> StudyPlan:
                 resample_steps=resample_steps,
                 cache_summaries=cache,
                 **decoder,
+                layer_pairs=scope,
             )
         )
     plan.tasks["compare"] = compare

@@ -229,9 +229,17 @@ class ComparisonsSpec(_Strict):
     run's final checkpoint; ``every``: every checkpoint after step 0 (the
     posterior variance early in training is many times its final value, so a
     floor measured at the end understates the noise at the start).
+    ``layer_pairs``: ``all`` = every layer of one side against every layer of
+    the other (the paper's layer x layer heatmaps); ``matching`` = only what
+    the findings read: two different checkpoints (another step, seed,
+    strength or objective) on the same layer, and one checkpoint with itself on
+    the pairs of :data:`vaesim.study.plan.SAME_CHECKPOINT_PAIRS` (mean against
+    sample, input against sample). Every score it keeps is the score ``all``
+    stores; the heatmaps and the layer x layer views have no data.
     """
 
     within_run: Literal["all", "final", "self_and_final", "none"] = "all"
+    layer_pairs: Literal["all", "matching"] = "all"
     across_steps: Literal["all", "final"] = "all"
     seeds: bool = True
     params: bool = True

@@ -11,7 +11,7 @@ import pandas as pd
 
 from vaesim.study import plan as layout
 from vaesim.study.measures import builtin_metrics
-from vaesim.study.plan import FACTORS_LAYER, CompareTask
+from vaesim.study.plan import FACTORS_LAYER, CompareTask, matching_layer_pairs
 from vaesim.study.schema import RESULT_SCHEMA
 from vaesim.study.stages.devices import array_device
 from vaesim.study.stages.extract import RESAMPLED_SUFFIX, checkpoint_summaries, extract_stage
@@ -108,13 +108,16 @@ def compare_stage(root: Path, task: CompareTask) -> None:
     else:
         model_pairs = [(model_key(a, s), model_key(b, t)) for a, s, b, t in pairs]
     metrics = tuple(builtin_metrics(task.metrics)) if comparison == "noise_floor" else tuple(task.metrics)
+    layer_pairs = None
+    if comparison == "noise_floor" or task.layer_pairs == "matching":
+        # a noise floor is a layer against its own second recording; matching: the pairs the findings read
+        layer_pairs = {(a, b): matching_layer_pairs(a == b, list(models[a]), list(models[b])) for a, b in model_pairs}
     loaded = len(needed)
     meter.update(loaded)
     meter.flush()  # what a reader sees while the scoring starts
-    scores = compare(models, metrics=metrics, model_pairs=model_pairs, device=array_device(task.device),
+    scores = compare(models, metrics=metrics, model_pairs=model_pairs, layer_pairs=layer_pairs,
+                     device=array_device(task.device),
                      progress=lambda done, total: meter.update(loaded + done, total=loaded + total))
-    if comparison == "noise_floor":
-        scores = scores[scores["a_layer"] == scores["b_layer"]].reset_index(drop=True)
     frame = result_rows(scores, pairs, task, dataset_size(root, dataset))
     path = root / layout.results_path(task.task_id)
     write_table(path, frame, RESULT_SCHEMA, checksum=True)

@@ -38,6 +38,7 @@ def test_a_second_probe_set_reuses_the_checkpoints_and_records_other_images(with
         assert path.stat().st_mtime_ns == mtime
     spec = load_spec(variant / "spec.yaml", import_plugins=False)
     assert spec.probe.seed == 1 and spec.disentanglement is None
+    assert spec.comparisons.layer_pairs == "matching"  # only what the verdicts read
     # Other images: the probe files differ, and so do the scores of the same layer pairs.
     parent_probe = sorted((study / "probes").glob("*.npz"))
     variant_probe = sorted((variant / "probes").glob("*.npz"))
@@ -45,11 +46,15 @@ def test_a_second_probe_set_reuses_the_checkpoints_and_records_other_images(with
     key = ["comparison", "metric", "a_run", "a_step", "a_layer", "b_run", "b_step", "b_layer"]
     parent, other = load_results(study), load_results(variant)
     merged = parent.merge(other, on=key, suffixes=("", "_variant"))
-    assert len(merged) == len(parent) == len(other)
+    assert len(merged) == len(other) < 0.3 * len(parent)  # every pair it keeps is one the study stores
+    assert set(other["comparison"]) == set(parent["comparison"])
     assert (merged["score"] != merged["score_variant"]).mean() > 0.5
     found, skipped = study_variants(study)
     assert [v.name for v in found] == ["probe-seed-1"] and skipped == []
-    assert "probe seed 1" in found[0].describe()
+    assert "probe seed 1" in found[0].describe() and "matching layer pairs" in found[0].describe()
+    # resuming it with other layer pairs would mix two kinds of result: refused, naming the fix
+    with pytest.raises(ValueError, match="compares layer pairs 'matching'.*--layer-pairs matching"):
+        make_variant(study, "probe", probe_seed=1, layer_pairs="all")
     # The study itself is intact: its verify ignores the variant, and the variant verifies on its own.
     assert main(["study", "verify", str(study)]) == 0
     assert main(["study", "verify", str(variant)]) == 0

@@ -72,6 +72,10 @@ def register(subparsers) -> None:
     how.add_argument("--probe-seed", type=int, default=None, metavar="K",
                      help="a second probe set drawn with seed K (other than the study's own)")
     how.add_argument("--rerun", action="store_true", help="rerun the whole study in this environment")
+    variant.add_argument("--layer-pairs", choices=("all", "matching"), default=None,
+                         help="comparisons.layer_pairs of the variant (default: matching for a probe set, which "
+                              "scores only the pairs the verdicts read, about half the compare time; the study's "
+                              "own for a rerun)")
     variant.add_argument("--name", default=None, help="folder name under DIR/variants (default probe-seed-K, rerun)")
     variant.add_argument("--workers", type=int, default=None, help="number of worker processes (default: sequential)")
     variant.add_argument("--threads", type=int, default=None, help="torch/BLAS threads per task")
@@ -140,7 +144,7 @@ def _variant(args) -> int:
     kind = "rerun" if args.rerun else "probe"
     try:
         out = make_variant(args.dir, kind, name=args.name, probe_seed=args.probe_seed, workers=args.workers,
-                           threads=args.threads, progress=not args.no_progress)
+                           threads=args.threads, progress=not args.no_progress, layer_pairs=args.layer_pairs)
     except StudyFailed as failed:
         print(f"vaesim: {failed}", file=sys.stderr)
         return 1

@@ -10,6 +10,8 @@ it was made. Two kinds:
   trained runs are hard-linked in (no copy, no training: the run ids are the
   same, so the train stage finds them done); only extract, compare and store
   run. A verdict that changes on other images is a verdict about the probe set.
+  It compares only the layer pairs the verdicts read (``comparisons.layer_pairs:
+  matching``, the same scores as ``all`` for those pairs) unless told otherwise.
 - ``rerun``: the whole study again, in the environment of the command that
   makes it (thread settings, ``ATEN_CPU_CAPABILITY``, another machine...),
   recorded in ``variant.json``. vaesim trains each run on one torch thread and
@@ -58,7 +60,8 @@ class Variant:
         """How the variant was made, in words (for the report)."""
         if self.kind == "probe":
             return (f"a second probe set ({self.record.get('n', '?')} other images drawn with probe seed "
-                    f"{self.record.get('probe_seed', '?')}; the same trained checkpoints, extract and compare only)")
+                    f"{self.record.get('probe_seed', '?')}; the same trained checkpoints, extract and compare only, "
+                    f"{self.record.get('layer_pairs', 'all')} layer pairs)")
         env = self.record.get("environment") or {}
         settings = ", ".join(f"{key}={value}" for key, value in env.items() if value is not None) or "no setting"
         return (f"a rerun of the whole study (training included) with {settings}, threads per task "
@@ -78,17 +81,26 @@ def check_name(name: str) -> str:
     return name
 
 
-def variant_spec(parent, kind: str, *, probe_seed: int | None = None):
-    """The spec of a variant of the study spec ``parent`` (:class:`~vaesim.study.spec.StudySpec`)."""
+def variant_spec(parent, kind: str, *, probe_seed: int | None = None, layer_pairs: str | None = None):
+    """The spec of a variant of the study spec ``parent`` (:class:`~vaesim.study.spec.StudySpec`).
+
+    ``layer_pairs``: the variant's ``comparisons.layer_pairs``; default ``matching`` for a probe set (the
+    verdicts read only those pairs), the study's own for a rerun.
+    """
+    if layer_pairs not in (None, "all", "matching"):
+        raise ValueError(f"--layer-pairs: expected all or matching; got {layer_pairs!r}")
     if kind == "probe":
         if probe_seed is None or probe_seed == parent.probe.seed:
             raise ValueError(f"--probe-seed: a second probe set needs a seed other than the study's own "
                              f"({parent.probe.seed}); got {probe_seed!r}")
         probe = parent.probe.model_copy(update={"seed": probe_seed})
-        return parent.model_copy(update={"probe": probe, "disentanglement": None,
+        comparisons = parent.comparisons.model_copy(update={"layer_pairs": layer_pairs or "matching"})
+        return parent.model_copy(update={"probe": probe, "disentanglement": None, "comparisons": comparisons,
                                          "name": f"{parent.name}-probe-seed-{probe_seed}"})
     if kind == "rerun":
-        return parent.model_copy(update={"name": f"{parent.name}-rerun"})
+        comparisons = parent.comparisons.model_copy(
+            update={"layer_pairs": layer_pairs or parent.comparisons.layer_pairs})
+        return parent.model_copy(update={"name": f"{parent.name}-rerun", "comparisons": comparisons})
     raise ValueError(f"variant kind: expected one of {', '.join(KINDS)}; got {kind!r}")
 
 
@@ -131,13 +143,14 @@ def environment() -> dict:
 
 
 def make_variant(study_dir, kind: str, *, name: str | None = None, probe_seed: int | None = None,
-                 workers: int | None = None, threads: int | None = None, progress: bool = True) -> Path:
+                 workers: int | None = None, threads: int | None = None, progress: bool = True,
+                 layer_pairs: str | None = None) -> Path:
     """Make (or resume) a variant of the finished study in ``study_dir`` and run it; return its directory.
 
     ``kind``: ``probe`` (``probe_seed`` required: a second probe set on the
     same checkpoints) or ``rerun`` (everything again, in this process's
     environment). ``name`` defaults to ``probe-seed-K`` / ``rerun``. The
-    variant runs with the local executor (``workers``, ``threads``).
+    variant runs with the local executor (``workers``, ``threads``). ``layer_pairs``: see :func:`variant_spec`.
     """
     from vaesim.study.run.runner import SPEC_FILE, run_study, study_status
     from vaesim.study.spec import load_spec
@@ -148,11 +161,11 @@ def make_variant(study_dir, kind: str, *, name: str | None = None, probe_seed: i
         raise FileNotFoundError(f"{study_dir} is not a study directory (no {SPEC_FILE}); a variant is made of a "
                                 f"finished study")
     parent = load_spec(study_dir / SPEC_FILE, import_plugins=False)
-    spec = variant_spec(parent, kind, probe_seed=probe_seed)
+    spec = variant_spec(parent, kind, probe_seed=probe_seed, layer_pairs=layer_pairs)
     name = check_name(name or (f"probe-seed-{probe_seed}" if kind == "probe" else "rerun"))
     target = variant_dir(study_dir, name)
     record = {"kind": kind, "name": name, "parent": parent.name, "n": parent.probe.n,
-              "command": invoking_command()}
+              "layer_pairs": spec.comparisons.layer_pairs, "command": invoking_command()}
     if kind == "probe":
         status = study_status(study_dir)
         done, total = status.stages["train"]
@@ -171,6 +184,9 @@ def make_variant(study_dir, kind: str, *, name: str | None = None, probe_seed: i
         if old.get("kind") != kind or old.get("probe_seed") != record.get("probe_seed"):
             raise ValueError(f"{target} holds another variant ({old.get('kind')}, probe seed "
                              f"{old.get('probe_seed')}); choose another --name")
+        if old.get("layer_pairs", "all") != record["layer_pairs"]:
+            raise ValueError(f"{target} compares layer pairs {old.get('layer_pairs', 'all')!r}; resume it with "
+                             f"--layer-pairs {old.get('layer_pairs', 'all')}, or choose another --name")
         if kind == "rerun" and old.get("environment") != record.get("environment"):
             raise ValueError(f"{target} is a rerun made with {old.get('environment')}; this process has "
                              f"{record['environment']}: resume it in the same environment, or choose another --name")

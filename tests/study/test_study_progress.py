@@ -241,3 +241,38 @@ def test_status_of_a_copied_study_recommends_resuming_the_copy(tmp_path, tiny_sp
     # the advice is rebuilt from the directory itself, never from the stored command text (issue 23, item 9)
     assert f"rerun `vaesim study run {original / 'spec.yaml'} --out {original}` to resume" in \
         study_status(original).format()
+
+
+def test_an_interrupted_stage_keeps_its_time_in_provenance(tiny_copy, monkeypatch):
+    """A study stopped in a stage (SIGTERM, Ctrl-C) records how long that stage ran and how many tasks it
+    finished, so the time a long study spent before an interruption is not missing from its record."""
+    import copy
+    import json
+
+    from study_tiny import TINY
+
+    from vaesim.study import parse_spec, run_study
+    from vaesim.study.run import runner as runner_module
+
+    for path in sorted((tiny_copy / "results").glob("within_run__*.parquet"))[:3]:
+        path.unlink()
+    original = runner_module._run_stage
+
+    def stopped_in_compare(plan, stage, out_dir, runner, meter):
+        if stage != "compare":
+            return original(plan, stage, out_dir, runner, meter)
+        plan.tasks["compare"] = [t for t in plan.tasks["compare"] if "within_run" in t.task_id]
+        original(plan, stage, out_dir, runner, meter)  # the 3 missing tables are recomputed
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner_module, "_run_stage", stopped_in_compare)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(parse_spec(copy.deepcopy(TINY)), tiny_copy, progress=False, threads=1)
+    session = json.loads((tiny_copy / "provenance.json").read_text())["sessions"][-1]
+    assert session["stages"]["compare"]["interrupted"] is True
+    assert session["stages"]["compare"]["tasks"] == 3 and session["stages"]["compare"]["seconds"] > 0
+    assert "interrupted" not in session["stages"]["extract"] and "disentangle" not in session["stages"]
+    from vaesim.report.html import provenance_html
+
+    page = provenance_html(json.loads((tiny_copy / "provenance.json").read_text()), {})
+    assert "compare (interrupted)" in page and "extract (interrupted)" not in page

@@ -213,7 +213,8 @@ def provenance_html(provenance: dict, environment: dict) -> str:
 
         stages = dict(sorted(session.get("stages", {}).items(),
                              key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
-        rows = "".join(f"<tr><td>{_text(name)}</td><td class='num'>{int(stage.get('tasks', 0))}</td>"
+        rows = "".join(f"<tr><td>{_text(name)}{' (interrupted)' if stage.get('interrupted') else ''}</td>"
+                       f"<td class='num'>{int(stage.get('tasks', 0))}</td>"
                        f"<td class='num'>{_seconds(stage.get('seconds', 0.0))}</td></tr>"
                        for name, stage in stages.items())
         total = sum(float(stage.get("seconds", 0.0)) for stage in stages.values())

@@ -33,6 +33,7 @@ class StageProgress:
     bar: object = None
     counts: dict = field(default_factory=dict)
     ran: int = 0  # tasks the current stage runs (not already done)
+    finished: int = 0  # of those, the ones finished so far
     quiet_every: float = 60.0
     stream: object = None
 
@@ -52,6 +53,7 @@ class StageProgress:
 
     def start(self, stage: str, total: int, done: int) -> None:
         self.stage, self.total, self.done = stage, total, done
+        self.finished = 0
         if self.terminal:
             from tqdm.auto import tqdm
 
@@ -67,6 +69,7 @@ class StageProgress:
     def advance(self, item) -> None:
         with self._lock:
             self.done += 1
+            self.finished += not isinstance(item, TaskFailure)
             if self.bar is not None:
                 self.bar.update(1)
                 if isinstance(item, TaskFailure):

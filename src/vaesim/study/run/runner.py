@@ -256,7 +256,11 @@ def run_study(spec, out_dir, *, executor: str = "local", workers: int | None = N
         try:
             for stage in STAGES:
                 stage_started = time.perf_counter()
-                failures += _run_stage(plan, stage, out_dir, runner, meter)
+                try:
+                    failures += _run_stage(plan, stage, out_dir, runner, meter)
+                except BaseException:  # interrupted: keep the time it ran and the tasks it finished
+                    recorder.stage(stage, time.perf_counter() - stage_started, meter.finished, interrupted=True)
+                    raise
                 recorder.stage(stage, time.perf_counter() - stage_started, meter.ran)
         finally:
             meter.close()

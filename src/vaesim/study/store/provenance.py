@@ -148,9 +148,16 @@ class ProvenanceRecorder:
         self.index = len(record["sessions"])
         self._write()
 
-    def stage(self, name: str, seconds: float, tasks: int) -> None:
-        """Record that stage ``name`` ran ``tasks`` tasks in ``seconds`` of wall time."""
-        self.session["stages"][name] = {"seconds": round(float(seconds), 2), "tasks": int(tasks)}
+    def stage(self, name: str, seconds: float, tasks: int, *, interrupted: bool = False) -> None:
+        """Record that stage ``name`` ran ``tasks`` tasks in ``seconds`` of wall time.
+
+        ``interrupted``: the stage was stopped (Ctrl-C, SIGTERM, an error) after ``seconds``; ``tasks`` is then the
+        number it finished, so the time spent before an interruption is not lost from the study's record.
+        """
+        entry = {"seconds": round(float(seconds), 2), "tasks": int(tasks)}
+        if interrupted:
+            entry["interrupted"] = True
+        self.session["stages"][name] = entry
         self._write()
 
     def _write(self) -> None:

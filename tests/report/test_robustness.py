@@ -110,3 +110,42 @@ def test_leaving_a_seed_out_drops_its_rows_and_latents(synthetic):
     results, latents = R.without_seed(synthetic.results(), synthetic.latents(), 1)
     assert set(results["a_seed"]) == {0} and set(results["b_seed"]) == {0}
     assert not latents["run_id"].str.endswith("-s1").any() and len(latents)
+
+
+def test_a_claim_1_verdict_set_by_curves_still_moving_after_half_the_run_is_fragile(synthetic):
+    # The trunk settles at 0.25 T and the decoder at 0.5 T, but the encoder's heads (mean, logvar, variance,
+    # sample) are still rising at T/2 (0.5 + 0.5 t / 2T = 0.625 at 500), so they "settle" only at T: the
+    # encoder's mean settle point (5 x 0.25 + 4 x 1) / 9 = 0.58 comes after the decoder's: opposite holds.
+    # Without the still-moving curves the encoder settles first: holds. The label names the check.
+    synthetic.encoder_speed, synthetic.decoder_speed, synthetic.head_speed = 0.3, 0.45, 2.0
+    results = synthetic.results()
+    findings = F.compute_findings(results)
+    claim1 = findings["finding"].str.startswith("claim 1")
+    assert findings.loc[claim1, "verdict"].item() == F.OPPOSITE_HOLDS
+    kept, moving = R.without_moving_curves(results, "cka")
+    assert {layer for _run, layer in moving} == {"encoder.mean", "encoder.logvar", "encoder.variance",
+                                                 "encoder.sample"}
+    assert len(moving) == 4 * len(synthetic.run_list())
+    dropped = results.loc[results.index.difference(kept.index)]
+    assert (dropped["comparison"] == "within_run").all() and (dropped["a_layer"] == dropped["b_layer"]).all()
+    table = R.robustness_table(results, None, findings, recompute=R.default_recompute("cka"), seeds=False,
+                               thresholds=False, metric="cka")
+    label = R.robustness_labels(findings, table)[claim1].item()
+    assert label == f"fragile: {len(moving)} curve(s) still moving after T/2 left out -> holds"
+    # only claim 1 is recomputed by this check; claims 2-3 do not read settle points of these curves
+    assert set(table["finding"]) == set(findings.loc[claim1, "finding"])
+
+
+def test_converged_curves_add_no_check(synthetic):
+    # the default store's decoder rises until T (0.75 at T/2): those curves, and only those, are still moving
+    moving = R.without_moving_curves(synthetic.results(), "cka")[1]
+    assert moving and all(layer.startswith("decoder.") for _run, layer in moving)
+    # every curve has reached its final state by T/2 (speeds <= 0.45): nothing to leave out, no check
+    synthetic.decoder_speed = 0.45
+    results = synthetic.results()
+    kept, moving = R.without_moving_curves(results, "cka")
+    assert moving == [] and kept is results
+    findings = F.compute_findings(results)
+    table = R.robustness_table(results, None, findings, recompute=R.default_recompute("cka"), seeds=False,
+                               thresholds=False, metric="cka")
+    assert table.empty

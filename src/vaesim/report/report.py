@@ -366,7 +366,7 @@ def findings_of(study_dir: Path, results: pd.DataFrame, runs: pd.DataFrame | Non
     claim1 = findings["finding"].str.startswith("claim 1")
     findings.loc[claim1, "detail"] = findings.loc[claim1, "detail"] + " " + decoder_input_text(study_dir)
     variants, _ = study_variants(study_dir)
-    table = (robustness_table(results, latents, findings, recompute=recompute, variants=variants)
+    table = (robustness_table(results, latents, findings, recompute=recompute, variants=variants, metric=metric)
              if robustness else pd.DataFrame(columns=["finding", "check", "verdict", "changed"]))
     return with_robustness(findings, table), table
 

@@ -11,6 +11,10 @@ each recomputed from the stored data alone:
   claim 3's converged checkpoints) by +/- :data:`SETTLE_SHIFT`; the passive
   threshold on Cov_x(E[z_u|x]) (claim 3) multiplied and divided by
   :data:`PASSIVE_FACTOR`;
+- **curves still moving left out** (claim 1, given the metric): the (run,
+  layer) curves claim 1 counts whose score(t ~ T/2, T) is below
+  :data:`vaesim.report.settling.TRAINED_ENOUGH` have no settle point that
+  longer training would keep; the verdict is recomputed without them;
 - **variants**: the same study measured another way, passed as extra
   (results, latents) tables: a second probe set (extract and compare only)
   or a rerun in another environment, each stored under ``DIR/variants/``
@@ -35,6 +39,7 @@ from collections.abc import Callable, Mapping
 import pandas as pd
 
 from vaesim.report.findings import PASSIVE_VARIANCE, Thresholds, compute_findings
+from vaesim.report.settling import TRAINED_ENOUGH, convergence_table, counted_curves
 from vaesim.report.tables import run_info
 from vaesim.report.verdicts import FRAGILE, NOT_ENOUGH_DATA, short_name, verdict_word
 
@@ -49,6 +54,7 @@ ROBUSTNESS_COLUMNS = ("finding", "check", "verdict", "changed")
 Recompute = Callable[[pd.DataFrame, "pd.DataFrame | None", Thresholds, "tuple[str, ...] | None"], pd.DataFrame]
 SETTLED_CLAIMS = ("claim 1", "claim 2", "claim 3")  # the settle threshold decides claims 1-2 and claim 3's checkpoints
 PASSIVE_CLAIMS = ("claim 3",)
+CONVERGED_CLAIMS = ("claim 1",)  # the claim whose settle points a still-moving curve decides
 
 
 def threshold_checks(*, settle_shift: float = SETTLE_SHIFT,
@@ -74,6 +80,26 @@ def without_seed(results: pd.DataFrame, latents: pd.DataFrame | None,
     return kept, latents[~latents["run_id"].isin(runs)]
 
 
+def without_moving_curves(results: pd.DataFrame, metric: str, *,
+                          target: float = TRAINED_ENOUGH) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """The store without the curves claim 1 counts that were still moving after half the run, and those curves.
+
+    A curve is a (run, layer) of ``metric``'s within-run rows of the layer at t against itself at T; it is still
+    moving when its score at the learned checkpoint nearest T/2 is below ``target``
+    (:func:`vaesim.report.settling.training_length_table` counts the same curves). Its within-run same-layer
+    rows (every metric) are dropped; nothing else is.
+    """
+    curves = counted_curves(convergence_table(results, metric=metric)).dropna(subset=["half_score"])
+    moving = curves[curves["half_score"] < target]
+    keys = sorted(set(zip(moving["run"], moving["layer"])))
+    if not keys:
+        return results, []
+    same = ((results["comparison"] == "within_run") & (results["a_run"] == results["b_run"])
+            & (results["a_layer"] == results["b_layer"]))
+    hit = pd.MultiIndex.from_arrays([results["a_run"], results["a_layer"]]).isin(keys)
+    return results[~(same.to_numpy() & hit)], keys
+
+
 def default_recompute(metric: str) -> Recompute:
     """:func:`compute_findings` of ``metric`` as a recomputation."""
     def recompute(results: pd.DataFrame, latents: pd.DataFrame | None, thresholds: Thresholds,
@@ -84,15 +110,18 @@ def default_recompute(metric: str) -> Recompute:
 
 def robustness_table(results: pd.DataFrame, latents: pd.DataFrame | None, findings: pd.DataFrame, *,
                      recompute: Recompute, variants: Mapping[str, tuple] | None = None,
-                     seeds: bool = True, thresholds: bool = True) -> pd.DataFrame:
+                     seeds: bool = True, thresholds: bool = True, metric: str | None = None) -> pd.DataFrame:
     """Each finding's verdict under each check; columns :data:`ROBUSTNESS_COLUMNS`.
 
     ``findings``: the verdicts as computed (the reference); ``recompute``:
     how to compute them again from (results, latents, thresholds), e.g.
     :func:`default_recompute`; ``variants``: {name: (results, latents)} of
     the same study measured another way (second probe set, thread-count
-    rerun), recomputed with the thresholds as defined. A finding missing
-    from a recomputation counts as ``not enough data`` there.
+    rerun), recomputed with the thresholds as defined. ``metric``: the
+    metric of ``findings``; given, claim 1 is also recomputed without its
+    curves still moving after T/2 (:func:`without_moving_curves`), when it has
+    any. A finding missing from a recomputation counts as ``not enough data``
+    there.
     """
     checks: list[tuple[str, pd.DataFrame, pd.DataFrame | None, Thresholds, tuple[str, ...] | None]] = []
     if seeds and len(results):
@@ -101,6 +130,11 @@ def robustness_table(results: pd.DataFrame, latents: pd.DataFrame | None, findin
             checks.append((f"seed {seed} left out", kept, kept_latents, Thresholds(), None))
     if thresholds:
         checks += [(name, results, latents, moved, only) for name, moved, only in threshold_checks()]
+    if metric is not None and len(results):
+        settled, moving = without_moving_curves(results, metric)
+        if moving:
+            checks.append((f"{len(moving)} curve(s) still moving after T/2 left out", settled, latents, Thresholds(),
+                           CONVERGED_CLAIMS))
     for name, (variant_results, variant_latents) in (variants or {}).items():
         checks.append((name, variant_results, variant_latents, Thresholds(), None))
     reference = dict(zip(findings["finding"], findings["verdict"]))

@@ -74,7 +74,7 @@ def register(subparsers) -> None:
     how.add_argument("--rerun", action="store_true", help="rerun the whole study in this environment")
     variant.add_argument("--layer-pairs", choices=("all", "matching"), default=None,
                          help="comparisons.layer_pairs of the variant (default: matching for a probe set, which "
-                              "scores only the pairs the verdicts read, about half the compare time; the study's "
+                              "scores only the pairs the verdicts read, 1.5-2.7x less compare time; the study's "
                               "own for a rerun)")
     variant.add_argument("--name", default=None, help="folder name under DIR/variants (default probe-seed-K, rerun)")
     variant.add_argument("--workers", type=int, default=None, help="number of worker processes (default: sequential)")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import select
 import sys
 
 from vaesim.utils.command_groups import UserError
@@ -84,6 +86,31 @@ def _verbose_everywhere(parser: argparse.ArgumentParser) -> None:
                 _verbose_everywhere(sub)
 
 
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe or socket whose reader has gone (poll reports an error on it).
+
+    Tells ``vaesim ... | head`` apart from a broken pipe inside the work
+    (a worker's connection), which is a real error.
+    """
+    try:
+        descriptor = sys.stdout.fileno()
+        poller = select.poll()
+    except (AttributeError, OSError, ValueError):
+        return False
+    poller.register(descriptor, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null so that the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -95,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "inspects", False):
         drop_current_directory_from_path()
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed reader (``| head``) shows here, inside the handlers, not at exit
+        return code
     except KeyboardInterrupt as error:
         print("\ninterrupted: finished work is kept; rerun the same command to resume.", file=sys.stderr)
         return 128 + int(getattr(error, "signum", 2))  # 130 for Ctrl-C, 143 for SIGTERM
@@ -104,6 +133,15 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"vaesim: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        if _stdout_closed():  # ``vaesim ... | head``: the reader has what it wanted; stop quietly like a Unix tool
+            _silence_stdout()
+            return 141  # 128 + SIGPIPE: what a shell shows for a tool stopped by a closed pipe
+        if args.verbose >= 2:
+            raise
+        print("vaesim: error: Broken pipe (a worker or connection closed early; finished work is kept; "
+              "rerun)", file=sys.stderr)
+        return 1
     except OSError as error:  # read-only file system, permissions, disk full, I/O error: one line, no traceback
         if args.verbose >= 2:
             raise

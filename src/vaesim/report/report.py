@@ -553,18 +553,29 @@ def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC, progres
 
 def _training_length_section(results: pd.DataFrame, metric: str) -> tuple[str, str, str]:
     """Whether the runs were trained long enough: score(T/2, T) of every curve claim 1 counts."""
-    from vaesim.report.settling import (TRAINED_ENOUGH, convergence_table, training_length_table,
-                                        training_length_text)
+    from vaesim.report.settling import (TRAINED_ENOUGH, convergence_table, training_length_needed,
+                                        training_length_needed_text, training_length_table, training_length_text)
 
     try:
-        table = training_length_table(convergence_table(results, metric=metric))
+        trajectories = convergence_table(results, metric=metric)
+        table = training_length_table(trajectories)
+        needed = training_length_needed(results, metric=metric, trajectories=trajectories)
     except (KeyError, ValueError) as error:  # a store without within-run rows
         return ("Training length", f"Not checked ({error}).", "")
+    html = table_html(table.round(3), table_id="training-length") if len(table) else ""
+    text = training_length_text(table, metric=metric)
+    if needed["T"].nunique() > 1:  # every checkpoint pair was compared: each checkpoint is a candidate length
+        wide = needed.pivot(index="layer", columns="T", values="min_score")
+        wide = wide.loc[[layer for layer in needed["layer"].drop_duplicates()]]
+        wide.columns = [f"T = {int(t)}" for t in wide.columns]
+        wide.insert(0, "enough from T =", needed.groupby("layer")["enough_from"].first().reindex(wide.index))
+        text += (" " + training_length_needed_text(needed, metric=metric) + f" The second table: the lowest "
+                 f"{metric.upper()}(T/2, T) over runs for each candidate T.")
+        html += table_html(wide.reset_index().round(3), table_id="training-length-needed")
     return ("Training length: were the counted layers converged?",
             f"{metric.upper()} between each counted layer (changed by training, above its noise floor) at the learned "
             f"checkpoint nearest T/2 and at the final step T, per objective and strength; a study that decides claim "
-            f"1 needs it >= {TRAINED_ENOUGH:g}. " + training_length_text(table, metric=metric),
-            table_html(table.round(3), table_id="training-length") if len(table) else "")
+            f"1 needs it >= {TRAINED_ENOUGH:g}. " + text, html)
 
 
 def write_reports(study_dir: str | Path, *, metric: str = DEFAULT_METRIC, progress=None, notes=(),

@@ -203,6 +203,103 @@ def training_length_text(table: pd.DataFrame, *, metric: str = "cka", target: fl
             f"settle points would move with longer training.")
 
 
+TREND_MARGIN = 0.02  # score(T/2, T) must gain this much from T_max / 4 to T_max to count as "rising"
+HALF_WINDOW = (1 / 3, 2 / 3)  # the checkpoint read as "T/2" of a candidate T must lie in this fraction of T
+
+
+def training_length_needed(results: pd.DataFrame, *, metric: str = "cka", target: float = TRAINED_ENOUGH,
+                           trajectories: pd.DataFrame | None = None) -> pd.DataFrame:
+    """How long the runs must train: score(h, T) for every candidate length T, from every checkpoint pair.
+
+    Needs ``within_run`` rows between learned checkpoints other than the
+    final one (``comparisons.within_run: all``): then each learned checkpoint
+    T is a candidate end of training, and h the learned checkpoint before it
+    nearest T/2 (h / T within :data:`HALF_WINDOW`). A pilot study trained
+    once to a long T so answers "what T makes score(T/2, T) >= ``target``"
+    for every shorter T, and tells a layer converging (score(T/2, T) rising
+    with T) from one that longer training does not bring closer (flat: it
+    fluctuates at steady state; falling: it changes more late than early).
+    Curves: those claim 1 counts at the run's own final step
+    (:func:`counted_curves`). One row per (layer, candidate T): ``T``,
+    ``half_step`` (median h), ``runs``, ``min_score``, ``median_score``,
+    ``below`` (runs under ``target``) and ``enough_from``: the shortest
+    candidate T from which every longer candidate has every run at or above
+    ``target`` (NaN when no candidate does). Empty when no candidate T but
+    the final one has an h. :func:`training_length_needed_text` calls a
+    layer that never gets there "rising", "flat" or "falling" by the change of
+    its lowest score(T/2, T) from the first candidate >= T_max / 4 to T_max
+    (more than :data:`TREND_MARGIN` either way, else flat).
+    """
+    check_results(results)
+    if trajectories is None:
+        trajectories = convergence_table(results, metric=metric)
+    counted = set(zip(*(counted_curves(trajectories)[c] for c in ("run", "layer"))))
+    rows = select(results, comparison="within_run", metric=metric)
+    rows = rows[(rows["a_run"] == rows["b_run"]) & (rows["a_layer"] == rows["b_layer"])
+                & (rows["a_step"] > INITIAL_STEP) & (rows["b_step"] > INITIAL_STEP)]
+    keep = [(run, layer) in counted for run, layer in zip(rows["a_run"], rows["a_layer"])]
+    rows = rows[np.asarray(keep, dtype=bool)] if len(rows) else rows
+    scores = rows.assign(lo=np.minimum(rows["a_step"], rows["b_step"]), hi=np.maximum(rows["a_step"], rows["b_step"]))
+    scores = scores.groupby(["a_run", "a_layer", "lo", "hi"])["score"].mean()
+    steps: dict[str, set[int]] = {}
+    for run, _, lo, hi in scores.index:
+        steps.setdefault(run, set()).update((int(lo), int(hi)))
+    out = []
+    for (run, layer, lo, hi), score in scores.items():
+        before = np.array(sorted(s for s in steps[run] if s < hi))
+        if lo == hi or not len(before):
+            continue
+        half = int(before[np.argmin(np.abs(before - hi / 2))])
+        if lo == half and HALF_WINDOW[0] <= half / hi <= HALF_WINDOW[1]:
+            out.append(dict(run=run, layer=layer, T=int(hi), half_step=half, score=float(score)))
+    columns = ["layer", "T", "half_step", "runs", "min_score", "median_score", "below", "enough_from"]
+    if not out:
+        return pd.DataFrame(columns=columns)
+    long = pd.DataFrame(out)
+    table = long.groupby(["layer", "T"]).agg(half_step=("half_step", "median"), runs=("run", "nunique"),
+                                             min_score=("score", "min"), median_score=("score", "median"),
+                                             below=("score", lambda x: int((x < target).sum()))).reset_index()
+    table["half_step"] = table["half_step"].astype(int)
+    enough = {}
+    for layer, group in table.groupby("layer"):
+        group = group.sort_values("T")
+        ok = (group["below"] == 0).to_numpy()
+        tail = np.flatnonzero(~ok)
+        start = tail[-1] + 1 if len(tail) else 0
+        enough[layer] = float(group["T"].iloc[start]) if start < len(group) else math.nan
+    table["enough_from"] = table["layer"].map(enough)
+    order = {layer: i for i, layer in enumerate(L.order_layers(table["layer"].unique()))}
+    table = table.sort_values(["layer", "T"], key=lambda c: c.map(order) if c.name == "layer" else c)
+    return table[columns].reset_index(drop=True)
+
+
+def training_length_needed_text(table: pd.DataFrame, *, metric: str = "cka", target: float = TRAINED_ENOUGH) -> str:
+    """One sentence from :func:`training_length_needed`: the shortest T that is enough, and the layers never settled."""
+    if table.empty:
+        return ""
+    name = metric.upper()
+    enough = table.groupby("layer")["enough_from"].first()
+    longest = int(table["T"].max())
+    never = [layer for layer in L.order_layers(enough.index) if not np.isfinite(enough[layer])]
+    settled = enough.dropna()
+    text = (f"Candidate training lengths (every learned checkpoint T with one near T/2, read from every checkpoint "
+            f"pair): ")
+    if not never:
+        return text + (f"every counted layer has {name}(T/2, T) >= {target:g} in every run from T = "
+                       f"{int(settled.max())} on (longest candidate {longest}).")
+    parts = []
+    for layer in never:
+        rows = table[(table["layer"] == layer) & (table["T"] >= longest / 4)].sort_values("T")
+        change = rows["min_score"].iloc[-1] - rows["min_score"].iloc[0]
+        trend = "rising" if change > TREND_MARGIN else "falling" if change < -TREND_MARGIN else "flat"
+        parts.append(f"{layer} (lowest run {rows['min_score'].iloc[0]:.3f} at T = {int(rows['T'].iloc[0])}, "
+                     f"{rows['min_score'].iloc[-1]:.3f} at T = {int(rows['T'].iloc[-1])}: {trend})")
+    head = (f"the other counted layers are enough from T = {int(settled.max())}; " if len(settled) else "")
+    return text + head + (f"{len(never)} layer(s) never reach {target:g} in every run up to T = {longest}: "
+                          + "; ".join(parts) + ". Flat or falling: over this range, longer training at this "
+                          "learning rate did not bring the layer closer to its final state.")
+
+
 def noise_floors(results: pd.DataFrame, *, metric: str = "cka") -> dict[tuple[str, str, int], float]:
     """{(run, layer, step): score of a noise-driven layer with itself under a second eps}, from ``noise_floor`` rows.
 

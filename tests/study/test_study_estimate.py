@@ -89,4 +89,4 @@ def test_show_prints_a_preset_that_loads_back(tmp_path, capsys):
     copy.write_text(text)
     assert load_spec(copy) == load_spec("quick")
     assert main(["study", "show", "nope"]) == 2
-    assert "preset 'nope' does not exist; presets: evidence, paper, quick" in capsys.readouterr().err
+    assert "preset 'nope' does not exist; presets: evidence, paper, quick, training-length" in capsys.readouterr().err

@@ -316,3 +316,19 @@ def test_tensorboard_in_a_spec_reaches_every_train_task_and_changes_no_output(ti
     assert spec_differences(plain, logged) == []  # a rerun with it on recomputes nothing
     assert [t.run.run_id for t in plan_study(plain).tasks["train"]] == \
         [t.run.run_id for t in plan_study(logged).tasks["train"]]
+
+
+def test_training_length_preset_is_a_pilot_of_the_evidence_preset():
+    """The pilot trains the evidence preset's optimiser 4x as long and compares every checkpoint pair."""
+    pilot, evidence = load_spec("training-length"), load_spec("evidence")
+    assert pilot.training.steps == 4 * evidence.training.steps
+    for field in ("batch_size", "lr", "latent_dim", "init"):
+        assert getattr(pilot.training, field) == getattr(evidence.training, field), field
+    assert pilot.datasets == evidence.datasets and pilot.probe == evidence.probe
+    evidence_settings = {(o.name, v) for o in evidence.objectives for v in o.values}
+    assert {(o.name, v) for o in pilot.objectives for v in o.values} <= evidence_settings
+    assert pilot.comparisons.within_run == "all" and pilot.comparisons.layer_pairs == "matching"
+    steps = pilot.checkpoint_steps()
+    # every candidate length from the evidence preset's T on has a checkpoint at exactly T/2
+    for T in (evidence.training.steps, 2 * evidence.training.steps, pilot.training.steps):
+        assert T in steps and T // 2 in steps

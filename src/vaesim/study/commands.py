@@ -18,7 +18,7 @@ def register(subparsers) -> None:
     run = study_commands.add_parser(
         "run", help="train, extract, compare and store every score of a study (resumes where it stopped)"
     )
-    run.add_argument("spec", help="study spec YAML file, or a preset name: evidence, paper, quick")
+    run.add_argument("spec", help="study spec YAML file, or a preset name: evidence, paper, quick, training-length")
     run.add_argument("--out", required=True, help="study directory (created; rerun to resume)")
     run.add_argument("--executor", choices=("local", "ray"), default="local", help="where tasks run (default local)")
     run.add_argument("--workers", type=int, default=None,
@@ -34,14 +34,14 @@ def register(subparsers) -> None:
 
     plan = study_commands.add_parser(
         "plan", help="what a study will do before it runs: tasks, disk and time per stage (measured calibration)")
-    plan.add_argument("spec", help="study spec YAML file, or a preset name: evidence, paper, quick")
+    plan.add_argument("spec", help="study spec YAML file, or a preset name: evidence, paper, quick, training-length")
     plan.add_argument("--no-calibrate", action="store_true",
                       help="only count the tasks (skip the few-second measurement that estimates disk and time)")
     plan.set_defaults(func=_plan)
 
     show = study_commands.add_parser("show", help="print a preset's spec, to start your own: "
                                                   "vaesim study show paper > my.yaml")
-    show.add_argument("preset", help="preset name: evidence, paper, quick")
+    show.add_argument("preset", help="preset name: evidence, paper, quick, training-length")
     show.set_defaults(func=_show)
 
     status = study_commands.add_parser("status", help="done/pending tasks per stage of a study directory")

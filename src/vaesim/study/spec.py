@@ -3,8 +3,9 @@
 A spec names the datasets, the objectives with their regularisation values,
 the seeds, the training budget and checkpoint schedule, the probe set, the
 similarity metrics and which comparisons to make. :func:`load_spec` reads a
-file path or a preset name (``evidence``, ``paper``, ``quick``) and returns a validated
-:class:`StudySpec`; every problem is reported as one ``ValueError`` that names
+file path or a preset name (``evidence``, ``paper``, ``quick``,
+``training-length``) and returns a validated :class:`StudySpec`; every
+problem is reported as one ``ValueError`` that names
 the field, what was expected, what arrived and how to fix it.
 
 The field reference lives in ``docs/study.md``; ``docs/example-study.yaml`` is
@@ -431,7 +432,7 @@ def preset_names() -> list[str]:
 
 
 def load_spec(path_or_preset: str | os.PathLike | StudySpec, *, import_plugins: bool = True) -> StudySpec:
-    """Read a spec from a YAML file or a preset name (``evidence``, ``paper``, ``quick``).
+    """Read a spec from a YAML file or a preset name (``evidence``, ``paper``, ``quick``, ``training-length``).
 
     ``import_plugins=False`` reads it without importing its ``plugins:``
     modules (what every command that only inspects a study does: a study

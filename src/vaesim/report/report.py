@@ -566,7 +566,7 @@ def _training_length_section(results: pd.DataFrame, metric: str) -> tuple[str, s
     text = training_length_text(table, metric=metric)
     if needed["T"].nunique() > 1:  # every checkpoint pair was compared: each checkpoint is a candidate length
         wide = needed.pivot(index="layer", columns="T", values="min_score")
-        wide = wide.loc[[layer for layer in needed["layer"].drop_duplicates()]]
+        wide = wide.loc[needed["layer"].drop_duplicates()]  # network order
         wide.columns = [f"T = {int(t)}" for t in wide.columns]
         wide.insert(0, "enough from T =", needed.groupby("layer")["enough_from"].first().reindex(wide.index))
         text += (" " + training_length_needed_text(needed, metric=metric) + f" The second table: the lowest "

@@ -291,7 +291,8 @@ def _scores(members: dict[str, bytes], prefix: str, where: str) -> list[dict]:
             log.warning("%s: %s is not JSON; its scores are not imported", where, name)
             continue
         for key, value in (record.items() if isinstance(record, dict) else ()):
-            if not key.startswith("evaluation_results.") or isinstance(value, bool):
+            if not key.startswith("evaluation_results.") or isinstance(value, bool) \
+                    or key.endswith((".elapsed_time", ".uuid")):
                 continue
             if isinstance(value, (int, float)) and math.isfinite(value):
                 rows.append({"representation": match.group("rep"), "metric_dir": match.group("metric"),
@@ -326,6 +327,7 @@ def read_dlib_model(source: Path, scratch: Path) -> DlibModel:
             (folder / name.rsplit("/", 1)[1]).write_bytes(read())
     try:
         bundle = TensorBundle(folder / stem)
+        bundle.verify()  # a damaged optimiser slot still means a damaged download: the whole model is skipped
         variables = {name: bundle.read(name) for name, entry in bundle.entries.items() if _is_model_variable(name)}
         if "global_step" in bundle.entries:
             recorded = int(bundle.read("global_step"))

@@ -113,46 +113,7 @@ def _raw_crc_python(data: bytes, register: int = 0) -> int:
     return register
 
 
-_CHUNK = 4096  # bytes per lane below; a lane count of len // _CHUNK keeps numpy's per-op overhead small
-
-
-def crc32c(data: bytes | memoryview) -> int:
-    """CRC-32C (Castagnoli) of ``data``, as LevelDB and TensorFlow compute it (init and final xor 0xFFFFFFFF).
-
-    Large inputs are split into equal lanes whose raw CRCs run side by side
-    in numpy and are then joined with the "append zero bytes" operator
-    (CRC is linear over GF(2)): the same value as the byte-by-byte loop.
-    """
-    data = memoryview(data).cast("B")
-    n = len(data)
-    if n < 4 * _CHUNK:
-        return _raw_crc_python(data, 0xFFFFFFFF) ^ 0xFFFFFFFF
-    lanes = n // _CHUNK
-    body = np.frombuffer(data, dtype=np.uint8, count=lanes * _CHUNK).reshape(lanes, _CHUNK)
-    registers = np.zeros(lanes, dtype=np.uint32)
-    for column in range(_CHUNK):
-        registers = _TABLE[(registers ^ body[:, column]) & 0xFF] ^ (registers >> np.uint32(8))
-    # join: reg(A || B) = Z_|B|(reg(A)) ^ raw(B); the initial 0xFFFFFFFF enters as Z_n(init)
-    shift_tables = _chunk_shift_tables()
-    register = 0
-    for lane in registers.tolist():
-        register = (shift_tables[0][register & 0xFF] ^ shift_tables[1][(register >> 8) & 0xFF]
-                    ^ shift_tables[2][(register >> 16) & 0xFF] ^ shift_tables[3][register >> 24]) ^ lane
-    init = _apply_columns(_zeros_operator(lanes * _CHUNK), 0xFFFFFFFF)
-    register ^= init
-    register = _raw_crc_python(data[lanes * _CHUNK:], register)
-    return register ^ 0xFFFFFFFF
-
-
-_SHIFT_TABLES: list[list[int]] = []
-
-
-def _chunk_shift_tables() -> list[list[int]]:
-    """Four byte tables of the "feed _CHUNK zero bytes" operator (built once)."""
-    if not _SHIFT_TABLES:
-        shift = _zeros_operator(_CHUNK)
-        _SHIFT_TABLES.extend([_apply_columns(shift, value << (8 * k)) for value in range(256)] for k in range(4))
-    return _SHIFT_TABLES
+_CHUNK = 256  # bytes per lane: lanes run side by side in numpy, then join pairwise (a tree of "shift" tables)
 
 
 def _apply_columns(columns: list[int], value: int) -> int:
@@ -161,6 +122,60 @@ def _apply_columns(columns: list[int], value: int) -> int:
         if value >> bit & 1:
             out ^= columns[bit]
     return out
+
+
+_LEVEL_COLUMNS: list[list[int]] = []  # level k: the operator "feed _CHUNK * 2**k zero bytes"
+_LEVEL_TABLES: list[np.ndarray] = []  # level k: its four byte tables, (4, 256) uint32
+
+
+def _level_tables(level: int) -> np.ndarray:
+    """Byte tables of the operator "feed ``_CHUNK * 2**level`` zero bytes" (built once, by squaring)."""
+    while len(_LEVEL_TABLES) <= level:
+        if not _LEVEL_COLUMNS:
+            columns = _zeros_operator(_CHUNK)
+        else:
+            previous = _LEVEL_COLUMNS[-1]
+            columns = [_apply_columns(previous, column) for column in previous]
+        _LEVEL_COLUMNS.append(columns)
+        tables = np.zeros((4, 256), dtype=np.uint32)
+        for k in range(4):
+            for value in range(1, 256):  # linear: t[v] = t[v without its lowest bit] ^ image of that bit
+                low = (value & -value).bit_length() - 1
+                tables[k, value] = tables[k, value & (value - 1)] ^ columns[8 * k + low]
+        _LEVEL_TABLES.append(tables)
+    return _LEVEL_TABLES[level]
+
+
+def _shift(tables: np.ndarray, registers: np.ndarray) -> np.ndarray:
+    return (tables[0][registers & 0xFF] ^ tables[1][(registers >> 8) & 0xFF]
+            ^ tables[2][(registers >> 16) & 0xFF] ^ tables[3][registers >> 24])
+
+
+def crc32c(data: bytes | memoryview) -> int:
+    """CRC-32C (Castagnoli) of ``data``, as LevelDB and TensorFlow compute it (init and final xor 0xFFFFFFFF).
+
+    CRC is linear over GF(2): the raw register after ``A || B`` is
+    ``Z_|B|(reg(A)) ^ raw(B)``, with ``Z_m`` "feed m zero bytes". Large
+    inputs are cut into a power of two of 256-byte lanes whose raw CRCs run
+    side by side in numpy, then joined pairwise level by level with the
+    tables of ``Z_{256 * 2^k}``: the same value as the byte-by-byte loop.
+    """
+    data = memoryview(data).cast("B")
+    n, pos, register = len(data), 0, 0xFFFFFFFF
+    while n - pos >= 8 * _CHUNK:
+        lanes = 1 << ((n - pos) // _CHUNK).bit_length() - 1
+        body = np.frombuffer(data, dtype=np.uint8, count=lanes * _CHUNK, offset=pos).reshape(lanes, _CHUNK).T.copy()
+        registers = np.zeros(lanes, dtype=np.uint32)
+        eight = np.uint32(8)
+        for column in body:
+            registers = _TABLE[(registers ^ column) & 0xFF] ^ (registers >> eight)
+        level = 0
+        while len(registers) > 1:
+            registers = _shift(_level_tables(level), registers[0::2]) ^ registers[1::2]
+            level += 1
+        register = int(_shift(_level_tables(level), np.array([register], dtype=np.uint32))[0]) ^ int(registers[0])
+        pos += lanes * _CHUNK
+    return _raw_crc_python(data[pos:], register) ^ 0xFFFFFFFF
 
 
 def mask_crc(crc: int) -> int:
@@ -378,6 +393,7 @@ class TensorBundle:
                 raise BundleError(f"{where}: entry {entry.name!r} lies in shard {entry.shard_id}, but the bundle "
                                   f"has {self.num_shards} shard(s)")
         self._open: tuple[int, bytes] | None = None
+        self._verified: set[str] = set()  # tensors whose CRC-32C has been checked (read once, trusted after)
 
     def shard_path(self, shard: int) -> Path:
         """``prefix.data-{shard:05d}-of-{num_shards:05d}``."""
@@ -391,6 +407,12 @@ class TensorBundle:
                                   f"{self.num_shards} data shard(s)")
             self._open = (shard, path.read_bytes())
         return self._open[1]
+
+    def verify(self) -> None:
+        """Check the CRC-32C of every tensor, read or not (optimiser slots too); BundleError at the first bad one."""
+        for name, entry in sorted(self.entries.items(), key=lambda item: (item[1].shard_id, item[1].offset)):
+            if entry.readable:
+                self.read(name)
 
     def read(self, name: str, *, verify: bool = True) -> np.ndarray:
         """Tensor ``name`` as a numpy array (bfloat16 as float32, exactly); BundleError when damaged."""
@@ -409,11 +431,12 @@ class TensorBundle:
         count = int(np.prod(entry.shape, dtype=np.int64)) if entry.shape else 1
         if entry.dtype == "string":
             return _read_strings(raw, count, entry, f"{path}: tensor {name!r}", verify)
-        if verify and entry.crc32c is not None:
+        if verify and entry.crc32c is not None and name not in self._verified:
             actual = crc32c(raw)
             if unmask_crc(entry.crc32c) != actual:
                 raise BundleError(f"{path}: tensor {name!r} fails its CRC-32C (stored {unmask_crc(entry.crc32c):#010x}, "
                                   f"computed {actual:#010x}): the file is damaged")
+            self._verified.add(name)
         if entry.dtype == "bfloat16":
             halves = np.frombuffer(raw, dtype="<u2")
             array = (halves.astype(np.uint32) << np.uint32(16)).view(np.float32)

@@ -182,3 +182,14 @@ def test_damaged_index_truncation_and_missing_shards_get_one_clear_error(tmp_pat
         TensorBundle(prefix).read(beyond[0].name)
     with pytest.raises(BundleError, match="no such file; expected a TensorFlow checkpoint"):
         TensorBundle(tmp_path / "nothing")
+
+
+@pytest.mark.skipif(not FIXTURE.is_dir(), reason="TensorFlow-written fixture missing")
+def test_a_flipped_byte_in_the_tensorflow_written_bundle_is_caught(tmp_path):
+    shutil.copytree(FIXTURE, tmp_path / "format")
+    bundle = TensorBundle(tmp_path / "format" / "model.ckpt-7")
+    name = "encoder/e1/kernel/Adam_1" if "encoder/e1/kernel/Adam_1" in bundle.entries else sorted(bundle.entries)[-1]
+    entry = bundle.entries[name]
+    _flip(bundle.shard_path(entry.shard_id), entry.offset + entry.size - 1)
+    with pytest.raises(BundleError, match=f"tensor '{name}' fails its CRC-32C"):
+        TensorBundle(tmp_path / "format" / "model.ckpt-7").verify()

@@ -484,7 +484,7 @@ def import_dlib(src: str | Path, out_dir: str | Path, *, dataset: str | None = N
             digest = _source_digest(source)
             previous = manifest["models"].get(key)
             if previous and previous.get("sha256") == digest and previous.get("status") == "imported" \
-                    and imported_run_done(runs_dir / previous["run_id"], digest):
+                    and imported_run_done(runs_dir / previous["run_id"], digest, check=True):
                 summary.already.append(previous["run_id"])
                 continue
             try:

@@ -131,8 +131,14 @@ def read_run_record(run_dir: str | Path) -> dict:
     return record
 
 
-def imported_run_done(run_dir: str | Path, source_sha256: str | None = None) -> bool:
-    """True when ``run_dir`` holds a finished import (of the source with ``source_sha256`` when given)."""
+def imported_run_done(run_dir: str | Path, source_sha256: str | None = None, *, check: bool = False) -> bool:
+    """True when ``run_dir`` holds a finished import (of the source with ``source_sha256`` when given).
+
+    ``check``: also hash every checkpoint against the SHA-256 recorded when it was written (a file damaged
+    since, e.g. through a study's hard link to it, makes the run count as not imported).
+    """
+    from vaesim.training.checkpoint_files import checkpoint_damage
+
     run_dir = Path(run_dir)
     if not (run_dir / DONE_MARKER).is_file():
         return False
@@ -140,7 +146,14 @@ def imported_run_done(run_dir: str | Path, source_sha256: str | None = None) -> 
         record = read_run_record(run_dir)
     except ValueError:
         return False
-    return source_sha256 is None or record.get("source", {}).get("sha256") == source_sha256
+    if source_sha256 is not None and record.get("source", {}).get("sha256") != source_sha256:
+        return False
+    if check:
+        try:
+            return all(checkpoint_damage(run_dir, int(step)) is None for step in record.get("checkpoint_steps", []))
+        except (OSError, ValueError, TypeError):
+            return False
+    return True
 
 
 def remove_partial_runs(runs_dir: str | Path) -> int:

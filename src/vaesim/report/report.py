@@ -157,7 +157,27 @@ def _summary(spec_text: str, results: pd.DataFrame, runs: pd.DataFrame | None) -
         + (f" on {', '.join(datasets)}" if datasets else "")
         + f"; report generated {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC."
     )
-    return f"vaesim report: {name}", summary
+    origin = imported_runs_note(runs)
+    return f"vaesim report: {name}", summary + (f" {origin}" if origin else "")
+
+
+def imported_runs_note(runs: pd.DataFrame | None) -> str:
+    """Where the runs came from, when some were trained elsewhere (``runs.parquet``'s ``source``), else ''."""
+    if runs is None or "source" not in runs or runs.empty:
+        return ""
+    sources = runs["source"].fillna("vaesim").astype(str)
+    imported = sources[sources != "vaesim"]
+    if imported.empty:
+        return ""
+    kinds = sorted({value.split(":", 1)[0] for value in imported})
+    names = {"dlib": "disentanglement_lib's published models (Locatello et al. 2019)"}
+    models = sorted(int(v.split(":", 1)[1]) for v in imported if v.startswith("dlib:") and v.split(":", 1)[1].isdigit())
+    numbers = f" (model numbers {models[0]}-{models[-1]})" if models else ""
+    return (f"{len(imported)} of {len(runs)} runs were trained elsewhere and imported: "
+            f"{', '.join(names.get(k, k) for k in kinds)}{numbers}; their learned checkpoints are the imported "
+            "weights, their step 0 is vaesim's own initialisation at each run's seed (the untrained baseline, "
+            "not the run's own initial weights, which were not published), and no training curves came with "
+            "them (the runs table's source column names each run's origin).")
 
 
 def _training_metrics(study_dir: Path) -> pd.DataFrame | None:
@@ -400,6 +420,12 @@ def _collapse_html(results: pd.DataFrame, latents: pd.DataFrame | None, metric: 
 def _disentanglement_section(study_dir: Path, scores: pd.DataFrame | None) -> tuple[str, str, str] | None:
     if scores is None:
         return None
+    published = scores["metric"].str.contains(":", regex=False)
+    shown = scores[~published | scores["metric"].isin(PUBLISHED_HEADLINES)]
+    note = (f" Scores published with imported runs ({int(published.sum()):,} in the disentanglement table, e.g. "
+            "dlib's) are shown for the mean representation and each metric's headline score only."
+            if published.any() else "")
+    scores = shown
     sizes = {dataset: factor_sizes(study_dir, dataset) for dataset in sorted(set(scores["dataset"]))}
     chance = chance_levels(scores, sizes)
     table = disentanglement_table(scores, chance)
@@ -409,8 +435,17 @@ def _disentanglement_section(study_dir: Path, scores: pd.DataFrame | None) -> tu
     text = ("Every disentanglement score the disentangle stage stored, per model (mean over seeds at the last "
             "scored checkpoint), beside what a representation that knows nothing about the factors scores: "
             "untrained networks where the store scored step 0, otherwise the metric's definition. "
-            + (warning or "No model scores near chance."))
+            + (warning or "No model scores near chance.") + note)
     return "Disentanglement scores per model", text, body
+
+
+#: published scores (``<source>:<representation>:<metric folder>:<score>``) shown in the report's table: dlib's
+#: headline score of each metric on the mean representation
+PUBLISHED_HEADLINES = (
+    "dlib:mean:beta_vae_sklearn:eval_accuracy", "dlib:mean:factor_vae_metric:eval_accuracy",
+    "dlib:mean:mig:discrete_mig", "dlib:mean:sap_score:SAP_score", "dlib:mean:dci:disentanglement",
+    "dlib:mean:dci:completeness", "dlib:mean:modularity_explicitness:modularity_score",
+)
 
 
 def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC, progress=None, notes=(),

@@ -127,6 +127,50 @@ def measure_kernels() -> dict[str, float]:
             "centre_seconds_per_value": centre}
 
 
+def _calibrate_adopted(plan: StudyPlan, channels: int, started: float) -> Calibration:
+    """:func:`calibrate` for a study over imported runs (spec ``imported``): no training step is measured;
+    a checkpoint is the weights alone (step 0; the imported ones are hard-linked)."""
+    import numpy as np
+    from safetensors.torch import save_file
+
+    from vaesim.activations import extract_activations
+    from vaesim.models import build_vae
+    from vaesim.utils.threads import available_cpus, thread_limit
+
+    spec = plan.spec
+    config = plan.tasks["train"][0].run.config
+    with tempfile.TemporaryDirectory(prefix="vaesim-calibrate-") as folder, thread_limit(1):
+        model = build_vae(config["architecture"], channels, config["latent_dim"]).eval()
+        save_file(model.state_dict(), str(Path(folder) / "weights.safetensors"))
+        checkpoint_bytes = (Path(folder) / "weights.safetensors").stat().st_size
+        images = np.random.default_rng(0).random((128, channels, 64, 64), dtype=np.float32)
+        layers = tuple(spec.layer_names())
+        forward = _timed(lambda: extract_activations(model, images, layers=layers, seed=0), repeats=2) / 128
+        kernels = measure_kernels()
+        overhead = _pair_overhead(model, channels, layers, tuple(spec.metrics))
+        fractions, disentangle_seconds, points, udr_seconds = _calibrate_disentangle(spec, model, channels)
+    return Calibration(
+        seconds_per_step=0.0, checkpoint_bytes=checkpoint_bytes, forward_seconds_per_image=forward,
+        disentangle_fractions=fractions, disentangle_seconds=disentangle_seconds, udr_points=points,
+        udr_seconds=udr_seconds, cores=available_cpus(), seconds=time.perf_counter() - started, busy=1.0,
+        pair_overhead_seconds=overhead, **kernels)
+
+
+#: wall time to adopt one imported run (check and link its checkpoints, initialise and save step 0), measured
+#: 2026-12-07 on a 2-core Xeon VM: 0.2-0.3 s per run (tests/study/test_study_imported.py's runs)
+ADOPT_SECONDS = 0.3
+
+
+def _adopt_estimate(plan: StudyPlan, c: Calibration) -> "StageEstimate":
+    """The train stage of a study over imported runs: adoption, one step-0 checkpoint written per run."""
+    runs = plan.tasks["train"]
+    cores = max(1, c.cores)
+    return StageEstimate("train", len(runs), len(runs) * c.checkpoint_bytes,
+                         ADOPT_SECONDS * len(runs) / min(len(runs), cores),
+                         f"{len(runs)} imported runs adopted from {plan.spec.imported} (learned checkpoints "
+                         f"hard-linked, not copied; step 0 initialised here: {c.checkpoint_bytes / 1e6:.1f} MB each)")
+
+
 def calibrate(plan: StudyPlan, *, train_steps: int = 5) -> Calibration:
     """Measure the rates with ``plan``'s first run config (about half a minute on a CPU)."""
     import numpy as np
@@ -145,6 +189,8 @@ def calibrate(plan: StudyPlan, *, train_steps: int = 5) -> Calibration:
     spec = plan.spec
     task = plan.tasks["train"][0]
     channels = get_spec(task.run.dataset).num_channels
+    if task.run.config.get("source") == "imported":  # adopted runs: nothing is trained, step 0 is saved
+        return _calibrate_adopted(plan, channels, started)
     base = train_config(task)
     warmup = 2
     config = type(base).from_dict({**base.to_dict(), "dataset": _stand_in(channels), "dataset_root": None,
@@ -340,6 +386,7 @@ def estimate(plan: StudyPlan, calibration: Calibration, widths: dict[str, int] |
     return [
         StageEstimate("probe", len(plan.tasks["probe"]), probe_bytes, 1.0 * len(plan.tasks["probe"]),
                       f"{len(spec.datasets)} probe set(s) of {n} images"),
+        _adopt_estimate(plan, c) if runs and runs[0].run.config.get("source") == "imported" else
         StageEstimate("train", len(runs), checkpoints * c.checkpoint_bytes + sum(
                           RUN_LOG_BYTES_PER_STEP * (task.run.config["steps"] // max(1, task.run.config.get(
                               "log_every", 1)) + len(task.run.steps)) for task in runs), train_seconds,
@@ -424,8 +471,10 @@ def format_plan(plan: StudyPlan, estimates: list[StageEstimate] | None, calibrat
                  f"{human_seconds(sum(e.seconds for e in estimates)):>10s}")
     lines.append(
         f"calibration ({calibration.seconds:.0f} s on this machine, {calibration.cores} usable cores, device "
-        f"'{plan.spec.device}', one thread per task): {calibration.seconds_per_step * 1000:.0f} ms per training "
-        f"step at batch {plan.spec.training.batch_size}, {calibration.forward_seconds_per_image * 1000:.2f} ms per "
+        f"'{plan.spec.device}', one thread per task): "
+        + ("no training (imported runs)" if plan.spec.imported is not None else
+           f"{calibration.seconds_per_step * 1000:.0f} ms per training step at batch {plan.spec.training.batch_size}")
+        + f", {calibration.forward_seconds_per_image * 1000:.2f} ms per "
         f"image through the network; float32 Gram {calibration.gram32_rate / 1e9:.1f}, float64 GEMM "
         f"{calibration.gemm64_rate / 1e9:.1f}, QR {calibration.qr64_rate / 1e9:.1f} GFLOP/s per core; "
         f"work counted for n={plan.spec.probe.n} probe images.")

@@ -118,6 +118,7 @@ class TrainTask(Task):
     dataset_root: str | None = None
     device: str = "auto"
     tensorboard: bool = False  # also write TensorBoard scalars (DIR/tensorboard/<run_id>); changes no output
+    imported: str | None = None  # the import folder the run is adopted from (spec ``imported``) instead of trained
 
     @property
     def run_id(self) -> str:
@@ -320,6 +321,9 @@ def plan_runs(spec: StudySpec) -> list[RunPlan]:
     training = spec.training.model_dump(mode="json")
     training.pop("checkpoints")
     training["sample_noise"] = spec.probe.sample_noise  # the training monitor follows the probe's noise rule
+    if spec.imported is not None:  # adopted, not trained: only what the imported run must match is its config
+        training = {"source": "imported", "steps": spec.training.steps, "architecture": spec.training.architecture,
+                    "latent_dim": spec.training.latent_dim, "init": spec.training.init}
     steps = spec.recorded_steps()
     runs = []
     for dataset in spec.datasets:
@@ -565,6 +569,7 @@ def plan_study(spec: StudySpec) -> StudyPlan:
             task_id=f"train/{run.run_id}",
             outputs=(checkpoint_sums_path(run.run_id),),
             run=run, dataset_root=spec.data_root, device=spec.device, tensorboard=spec.tensorboard,
+            imported=spec.imported,
         )
         for run in runs
     ]

@@ -292,6 +292,11 @@ class StudySpec(_Strict):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     # TensorBoard event files of every run's training under DIR/tensorboard/<run_id> (needs vaesim[tensorboard])
     tensorboard: bool = False
+    #: a folder written by ``vaesim import dlib`` (or another model importer): the study's runs are the imported
+    #: runs its grid selects (dataset, objective, value, seed), adopted instead of trained; step 0 is vaesim's
+    #: initialisation at the run's seed (the untrained baseline), the other checkpoint steps must be the
+    #: imported ones. A relative path is read from the spec file's folder.
+    imported: str | None = None
 
     @field_validator("datasets", "seeds", "metrics")
     @classmethod
@@ -470,7 +475,11 @@ def load_spec(path_or_preset: str | os.PathLike | StudySpec, *, import_plugins: 
     from vaesim.study.measures import searching, spec_search_dirs
 
     with searching(spec_search_dirs(path)):  # plug-in modules beside the spec file are found
-        return parse_spec(data, source=str(path), import_plugins=import_plugins)
+        spec = parse_spec(data, source=str(path), import_plugins=import_plugins)
+    if spec.imported is not None and not Path(spec.imported).is_absolute():
+        base = Path.cwd() if path.parent == PRESET_DIR else path.parent
+        spec = spec.model_copy(update={"imported": str((base / spec.imported).resolve())})
+    return spec
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -87,6 +87,10 @@ def check_inputs(spec: StudySpec) -> None:
                 make_objective(objective.name, **{name: value, **objective.fixed})
             except (TypeError, ValueError) as error:
                 problems.append(f"objectives.{i} ({objective.name}, {name}={value}): {error}")
+    if spec.imported is not None:
+        from vaesim.study.stages.adopt import imported_problems
+
+        problems.extend(imported_problems(spec))
     if problems:
         error = FileNotFoundError if len(problems) == len(missing) else ValueError
         raise error("the study cannot start:\n" + "\n".join(f"  - {p}" for p in problems))

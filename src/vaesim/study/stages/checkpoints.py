@@ -55,7 +55,11 @@ def train_config(task: TrainTask):
 
 
 def config_bytes(task: TrainTask) -> bytes:
-    """The bytes of ``runs/<run_id>/config.json`` as training writes them."""
+    """The bytes of ``runs/<run_id>/config.json`` as training writes them (an adopted run: its config)."""
+    if task.run.config.get("source") == "imported":
+        from vaesim.study.stages.adopt import imported_config_bytes
+
+        return imported_config_bytes(task)
     return (json.dumps(train_config(task).to_dict(), indent=2, sort_keys=True, allow_nan=True) + "\n").encode()
 
 

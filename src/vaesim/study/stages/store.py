@@ -36,6 +36,17 @@ def run_metrics(root: Path, run_id: str) -> pd.DataFrame:
     return read_metrics(root / layout.run_dir(run_id))
 
 
+def _source(root: Path, run) -> str:
+    """Where a run's learned checkpoints came from: ``vaesim`` (trained here) or ``<importer>:<model>``."""
+    if run.config.get("source") != "imported":
+        return "vaesim"
+    try:
+        record = json.loads((root / layout.run_dir(run.run_id) / "imported.json").read_text())["run"]["source"]
+        return f"{record.get('kind', 'imported')}:{record.get('model', record.get('file', '?'))}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "imported"
+
+
 def store_stage(root: Path, task: StoreTask) -> None:
     """Write ``runs.parquet`` (one row per run) and ``training_metrics.parquet`` (every logged step).
 
@@ -56,9 +67,14 @@ def store_stage(root: Path, task: StoreTask) -> None:
         row = {
             "run_id": run.run_id, "dataset": run.dataset, "objective": run.objective,
             "param_name": run.param_name, "param": float(run.param), "seed": int(run.seed),
-            "steps": int(config["steps"]), "batch_size": int(config["batch_size"]), "lr": float(config["lr"]),
+            "steps": int(config["steps"]),
+            # an adopted run (spec imported:) was trained elsewhere: its batch size and learning rate are its
+            # source's (runs/<run_id>/imported.json), not the spec's
+            "batch_size": int(config["batch_size"]) if "batch_size" in config else None,
+            "lr": float(config["lr"]) if "lr" in config else float("nan"),
             "latent_dim": int(config["latent_dim"]),
             "checkpoint_steps": ",".join(str(s) for s in config["checkpoint_steps"]),
+            "source": _source(root, run),
         }
         row.update(final_metrics(metrics))
         rows.append(row)

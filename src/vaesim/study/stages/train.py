@@ -36,6 +36,8 @@ def train_stage(root: Path, task: TrainTask) -> None:
     from vaesim.training.checkpoint_files import interrupt_step
 
     run_dir = root / layout.run_dir(task.run_id)
+    if task.run.config.get("source") == "imported":
+        return _adopt_stage(root, task, run_dir)
     config = train_config(task)
     restore_config_file(root, task)
     for attempt in range(2):
@@ -66,4 +68,20 @@ def train_stage(root: Path, task: TrainTask) -> None:
         raise RuntimeError(f"run {task.run_id}: checkpoint step {first} is missing or damaged again after "
                            f"retraining; check the disk under {run_dir}")
     sums[METRICS_KEY] = sha256_file(run_dir / METRICS_KEY)  # the training log, checked by the store stage
+    atomic_write_json(root / layout.checkpoint_sums_path(task.run_id), sums)
+
+
+def _adopt_stage(root: Path, task: TrainTask, run_dir: Path) -> None:
+    """A run of a study over imported runs: adopt its checkpoints (:mod:`vaesim.study.stages.adopt`), record sums."""
+    from vaesim.study.stages.adopt import adopt_run
+
+    with TaskProgress(root, task.task_id, run_label(task.run), 1, done=0) as meter:
+        adopt_run(root, task)
+        meter.update(1)
+    sums, damaged = checked_sums(run_dir)
+    missing = sorted(set(task.run.steps) - {int(s) for s in sums})
+    if damaged is not None or missing:
+        raise RuntimeError(f"run {task.run_id}: checkpoint step {damaged if damaged is not None else missing[0]} "
+                           f"is missing or damaged right after adopting it; check the disk under {run_dir}")
+    sums[METRICS_KEY] = sha256_file(run_dir / METRICS_KEY)
     atomic_write_json(root / layout.checkpoint_sums_path(task.run_id), sums)

@@ -318,11 +318,17 @@ def import_vae_ld(src: str | Path, out_dir: str | Path, *, dataset: str = "unkno
         total += len(frame)
         non_finite += int((~np.isfinite(frame["score"].to_numpy())).sum())
         for side in ("a", "b"):
+            last = frame.groupby(f"{side}_run")[f"{side}_step"].max()
             for r in frame.drop_duplicates(f"{side}_run").itertuples():
-                runs[getattr(r, f"{side}_run")] = dict(
-                    run_id=getattr(r, f"{side}_run"), dataset=r.dataset, objective=getattr(r, f"{side}_objective"),
+                run_id = getattr(r, f"{side}_run")
+                earlier = runs.get(run_id, {}).get("steps", 0)
+                # steps: the run's last recorded checkpoint, in the authors' unit (epochs), as a study's runs
+                # table gives its training length (`a_step = runs.steps` selects final checkpoints either way)
+                runs[run_id] = dict(
+                    run_id=run_id, dataset=r.dataset, objective=getattr(r, f"{side}_objective"),
                     param_name=getattr(r, f"{side}_param_name"), param=getattr(r, f"{side}_param"),
-                    seed=getattr(r, f"{side}_seed"))
+                    seed=getattr(r, f"{side}_seed"), steps=int(max(earlier, int(last[run_id]))), step_unit="epoch",
+                    source="vae-ld")
     if runs:
         write_table(out_dir / "runs.parquet", pd.DataFrame(sorted(runs.values(), key=lambda r: r["run_id"])),
                     checksum=True)

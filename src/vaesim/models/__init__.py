@@ -6,16 +6,16 @@ from vaesim._lazy import lazy_exports
 
 # Imported on first use, so the CLI's --help never pays for torch / pandas / matplotlib.
 _EXPORTS = {
-    "ARCHITECTURES": "vaesim.models.architectures",
-    "INITIALISATIONS": "vaesim.models.architectures",
-    "DECODER_LAYERS": "vaesim.models.architectures",
-    "ENCODER_LAYERS": "vaesim.models.architectures",
-    "FC_LAYER_NAMES": "vaesim.models.architectures",
-    "LAYER_NAMES": "vaesim.models.architectures",
+    "ARCHITECTURES": "vaesim.models.names",  # torch-free: inspection commands read it
+    "INITIALISATIONS": "vaesim.models.names",  # torch-free: inspection commands read it
+    "DECODER_LAYERS": "vaesim.models.names",  # torch-free: inspection commands read it
+    "ENCODER_LAYERS": "vaesim.models.names",  # torch-free: inspection commands read it
+    "FC_LAYER_NAMES": "vaesim.models.names",  # torch-free: inspection commands read it
+    "LAYER_NAMES": "vaesim.models.names",  # torch-free: inspection commands read it
     "VAE": "vaesim.models.architectures",
     "VAEOutput": "vaesim.models.architectures",
     "build_vae": "vaesim.models.architectures",
-    "RECONSTRUCTIONS": "vaesim.models.losses",
+    "RECONSTRUCTIONS": "vaesim.models.names",
     "covariance": "vaesim.models.losses",
     "dip_penalty": "vaesim.models.losses",
     "gaussian_log_density": "vaesim.models.losses",

@@ -159,7 +159,7 @@ def _plan(args) -> int:
 
     measuring = not args.no_calibrate  # only the calibration runs the measures, plug-ins included
     try:
-        spec = load_checked_spec(args.spec, import_plugins=measuring)
+        spec = load_checked_spec(args.spec, import_plugins=measuring, build_objectives=measuring)
     except FileNotFoundError as error:  # missing data files: still plan, and say what to fetch
         from vaesim.study.spec import load_spec
 

@@ -380,7 +380,7 @@ class StudySpec(_Strict):
         """Layers recorded and compared (all of ``vaesim.models.LAYER_NAMES`` by default)."""
         if self.layers is not None:
             return list(self.layers)
-        from vaesim.models import LAYER_NAMES
+        from vaesim.models.names import LAYER_NAMES  # torch-free: status, verify, query and plan read specs
 
         return list(LAYER_NAMES)
 

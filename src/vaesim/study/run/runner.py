@@ -73,14 +73,15 @@ def check_executor_options(executor: str, *, workers, address, threads) -> None:
             raise ValueError(f"{name} must be a positive integer (or left out); got {value!r}")
 
 
-def check_inputs(spec: StudySpec) -> None:
+def check_inputs(spec: StudySpec, *, build_objectives: bool = True) -> None:
     """Fail before any work, naming every problem at once: missing dataset files, objective parameters the
-    objective rejects."""
-    from vaesim.models import make_objective
-
+    objective rejects (``build_objectives``: builds each objective, which loads torch; an inspecting command,
+    ``study plan --no-calibrate``, leaves that to ``study run``), runs a study over imported runs lacks."""
     missing = missing_data_problems(spec.datasets, spec.data_root)
     problems = list(missing)
-    for i, objective in enumerate(spec.objectives):
+    if build_objectives:
+        from vaesim.models import make_objective
+    for i, objective in enumerate(spec.objectives if build_objectives else []):
         name = param_name(objective)
         for value in objective.values:
             try:
@@ -110,8 +111,11 @@ def missing_data_problems(datasets, root) -> list[str]:
     return problems
 
 
-def load_checked_spec(spec, *, import_plugins: bool = True) -> StudySpec:
-    """:func:`load_spec`, then :func:`check_inputs`; an invalid spec's error also lists its missing files."""
+def load_checked_spec(spec, *, import_plugins: bool = True, build_objectives: bool = True) -> StudySpec:
+    """:func:`load_spec`, then :func:`check_inputs`; an invalid spec's error also lists its missing files.
+
+    ``import_plugins=False, build_objectives=False``: the checks an inspecting command makes (no plug-in code,
+    no torch)."""
     try:
         spec = load_spec(spec, import_plugins=import_plugins)
     except ValueError as error:
@@ -121,7 +125,7 @@ def load_checked_spec(spec, *, import_plugins: bool = True) -> StudySpec:
         if missing:
             raise ValueError(str(error) + "".join(f"\n  - {p}" for p in missing)) from None
         raise
-    check_inputs(spec)
+    check_inputs(spec, build_objectives=build_objectives)
     return spec
 
 

@@ -185,3 +185,13 @@ def test_the_help_names_every_preset(command, capsys):
         main([*command, "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert f"preset name: {', '.join(sorted(preset_names()))}" in text
+
+
+@pytest.mark.parametrize("command", [["study", "run"], ["study", "variant"]])
+def test_the_workers_help_says_what_the_default_does(command):
+    parser = build_parser()
+    for name in command:
+        parser = _subparser(parser, name)
+    text = " ".join(parser.format_help().split())
+    assert "sequential" not in text  # training runs one process per usable CPU by default
+    assert "one per usable CPU for training" in text

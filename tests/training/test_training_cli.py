@@ -37,11 +37,16 @@ def test_vaesim_train_init_and_validation_split(tmp_path, capsys):
         (["--set", "beta"], "expected NAME=VALUE"),
         (["--checkpoints", "weekly:2"], "unknown kind 'weekly'"),
         (["--validation-split", "1.5"], "validation_split must be a fraction in [0, 1), got 1.5"),
+        (["--param", "-3"], "--param: beta=-3 for beta_vae; objective parameters are regularisation strengths"),
+        (["--param", "nan"], "--param: beta=nan for beta_vae"),
+        (["--objective", "annealed_vae", "--set", "gamma=-1"], "--set gamma: gamma=-1 for annealed_vae"),
     ],
 )
 def test_vaesim_train_rejects_bad_input_with_the_valid_choices(tmp_path, capsys, extra, message):
     assert main(["train", "--out", str(tmp_path), "--steps", "1", *extra]) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "checkpoints").exists()  # refused before any training
 
 
 def test_vaesim_train_exits_non_zero_on_nan(tmp_path, capsys, monkeypatch):

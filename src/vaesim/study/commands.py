@@ -18,11 +18,13 @@ def register(subparsers) -> None:
     run = study_commands.add_parser(
         "run", help="train, extract, compare and store every score of a study (resumes where it stopped)"
     )
-    run.add_argument("spec", help="study spec YAML file, or a preset name: evidence, paper, quick, training-length")
+    run.add_argument("spec", help="study spec YAML file, or a preset name: evidence, paper, quick, training-length, zoo")
     run.add_argument("--out", required=True, help="study directory (created; rerun to resume)")
     run.add_argument("--executor", choices=("local", "ray"), default="local", help="where tasks run (default local)")
     run.add_argument("--workers", type=int, default=None,
-                     help="local executor: number of worker processes (default: sequential)")
+                     help="local executor: number of worker processes (default: one per usable CPU for training "
+                          "on the CPU, where each run trains on one thread; the other stages run in this process "
+                          "and spread their work over the cores)")
     run.add_argument("--threads", type=int, default=None,
                      help="local executor: torch/BLAS threads per task (default and maximum: "
                           "usable CPUs / workers)")
@@ -34,14 +36,14 @@ def register(subparsers) -> None:
 
     plan = study_commands.add_parser(
         "plan", help="what a study will do before it runs: tasks, disk and time per stage (measured calibration)")
-    plan.add_argument("spec", help="study spec YAML file, or a preset name: evidence, paper, quick, training-length")
+    plan.add_argument("spec", help="study spec YAML file, or a preset name: evidence, paper, quick, training-length, zoo")
     plan.add_argument("--no-calibrate", action="store_true",
                       help="only count the tasks (skip the few-second measurement that estimates disk and time)")
     plan.set_defaults(func=_plan)
 
     show = study_commands.add_parser("show", help="print a preset's spec, to start your own: "
                                                   "vaesim study show paper > my.yaml")
-    show.add_argument("preset", help="preset name: evidence, paper, quick, training-length")
+    show.add_argument("preset", help="preset name: evidence, paper, quick, training-length, zoo")
     show.set_defaults(func=_show)
 
     status = study_commands.add_parser("status", help="done/pending tasks per stage of a study directory")
@@ -77,7 +79,9 @@ def register(subparsers) -> None:
                               "scores only the pairs the verdicts read, 1.5-2.7x less compare time; the study's "
                               "own for a rerun)")
     variant.add_argument("--name", default=None, help="folder name under DIR/variants (default probe-seed-K, rerun)")
-    variant.add_argument("--workers", type=int, default=None, help="number of worker processes (default: sequential)")
+    variant.add_argument("--workers", type=int, default=None,
+                         help="number of worker processes (default: one per usable CPU for training on the CPU, "
+                              "else this process, its work spread over the cores)")
     variant.add_argument("--threads", type=int, default=None, help="torch/BLAS threads per task")
     variant.add_argument("--no-progress", action="store_true", help="no progress bars")
     variant.set_defaults(func=_variant)

@@ -3,7 +3,7 @@
 A spec names the datasets, the objectives with their regularisation values,
 the seeds, the training budget and checkpoint schedule, the probe set, the
 similarity metrics and which comparisons to make. :func:`load_spec` reads a
-file path or a preset name (``evidence``, ``paper``, ``quick``,
+file path or a preset name (``evidence``, ``paper``, ``quick``, ``zoo``,
 ``training-length``) and returns a validated :class:`StudySpec`; every
 problem is reported as one ``ValueError`` that names
 the field, what was expected, what arrived and how to fix it.
@@ -437,7 +437,7 @@ def preset_names() -> list[str]:
 
 
 def load_spec(path_or_preset: str | os.PathLike | StudySpec, *, import_plugins: bool = True) -> StudySpec:
-    """Read a spec from a YAML file or a preset name (``evidence``, ``paper``, ``quick``, ``training-length``).
+    """Read a spec from a YAML file or a preset name (``evidence``, ``paper``, ``quick``, ``training-length``, ``zoo``).
 
     ``import_plugins=False`` reads it without importing its ``plugins:``
     modules (what every command that only inspects a study does: a study

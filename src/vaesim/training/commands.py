@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -127,6 +128,14 @@ def objective_params_from_args(objective: str, param: str | None, assignments: l
         if name not in valid:
             raise ValueError(f"--set {name}: objective {objective!r} has no parameter {name!r}; valid parameters: {', '.join(valid)}")
         params[name] = _parse_value(value)
+    for name, value in params.items():  # the rule a study spec applies to values and fixed parameters
+        flag = "--param" if param is not None and name == main_param(objective) else f"--set {name}"
+        if isinstance(value, str):
+            continue  # a choice (sampling=stratified): the objective checks it
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{flag}: {name}={value} for {objective}; objective parameters are regularisation "
+                             "strengths, capacities or step counts and must be finite numbers >= 0 (as in a study "
+                             "spec)")
     return params
 
 

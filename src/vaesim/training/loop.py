@@ -448,6 +448,19 @@ def _restore(run_dir, step, model, objective, optimizer, *, interrupt: bool = Fa
     return meta
 
 
+class _NoBar:
+    """Stands in for the tqdm bar when training shows none."""
+
+    def update(self, count: int = 1) -> None:
+        pass
+
+    def set_postfix(self, **fields) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def train(
     config: TrainConfig,
     run_dir: str | Path,
@@ -546,7 +559,10 @@ def train(
     order = EpochOrder(config.seed, len(train_indices))
     # Without a validation split the positions are the dataset indices themselves
     to_dataset = None if held_out is None else train_indices
-    bar = tqdm(total=config.steps, initial=start, disable=not progress, desc=run_dir.name, unit="step", dynamic_ncols=True)
+    # no tqdm at all without a bar: even a disabled one creates tqdm's multiprocessing lock, a semaphore that a
+    # pool worker stopped by Ctrl-C leaves behind ("leaked semaphore objects" after the clean message)
+    bar = (tqdm(total=config.steps, initial=start, desc=run_dir.name, unit="step", dynamic_ncols=True) if progress
+           else _NoBar())
     interval_losses: list[torch.Tensor] = []
     interval_start = start
     last_row: dict = {}

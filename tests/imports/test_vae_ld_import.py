@@ -149,6 +149,36 @@ def test_report_and_query_run_on_the_import(imported, capsys):
     assert (root / "store" / "report.html").is_file()
 
 
+def test_the_report_reads_an_imported_store_as_one(imported):
+    """No advice that needs a study, no provenance or probe-stage excuses, a diagnostic at a stated size, epochs
+    on the x axes (the authors checkpoint by epoch)."""
+    import html as html_lib
+    import re
+
+    from vaesim.report.figures import figure_layer_pairs, figure_learning_dynamics, step_label
+    from vaesim.study import load_runs
+
+    _, root, _, _ = imported
+    store = root / "store"
+    if not (store / "report.html").is_file():
+        assert main(["report", str(store)]) == 0
+    page = html_lib.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", (store / "report.html").read_text())))
+    for misleading in ("rerun the study's extract and store stages", "No provenance.json",
+                       "the study's probe stage has not run", "random 4 x", "trained elsewhere and imported"):
+        assert misleading not in page, misleading
+    assert "These scores were computed by VAE_learning_dynamics" in page
+    assert "Imported store: its scores were computed by VAE_learning_dynamics" in page
+    assert "an imported store holds similarity scores, not models" in page
+    assert "n = 500 (the store does not record how many examples its scores used)" in page
+    assert "random 500 x 500" in page
+    findings = pd.read_csv(store / "findings.csv")
+    assert not findings["detail"].astype(str).str.contains("rerun the study").any()
+    results, runs = load_results(store), load_runs(store)
+    assert step_label(runs) == "epoch" and step_label(None) == "training step"
+    assert figure_layer_pairs(results, runs).axes[0].get_xlabel() == "epoch"
+    assert "epoch" in {ax.get_xlabel() for ax in figure_learning_dynamics(results, runs).axes}
+
+
 def test_cli_import_and_errors(imported, tmp_path, capsys):
     _, root, files, _ = imported
     assert main(["import", "vae-ld", str(root / "src"), "--out", str(tmp_path / "s")]) == 0

@@ -41,16 +41,42 @@ def images_marker(dom: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+def write_disentanglement(study, synthetic: Synthetic) -> None:
+    """Every disentanglement metric vaesim computes, UDR and the headline scores of imported dlib models, for every
+    run: the widest table a report shows (it must fit the page at 1,400 and at 420 px)."""
+    import numpy as np
+    import pandas as pd
+
+    from vaesim.metrics import METRIC_NAMES
+    from vaesim.report.report import PUBLISHED_HEADLINES
+    from vaesim.study.stages.files import write_table
+
+    names = [*METRIC_NAMES, "udr_lasso", "udr_spearman", "udr_active_dims", *PUBLISHED_HEADLINES]
+    rng = np.random.default_rng(0)
+    runs = synthetic.runs()
+    for run in runs.itertuples():
+        rows = pd.DataFrame([dict(dataset=run.dataset, run=run.run_id, objective=run.objective,
+                                  param_name=run.param_name, param=float(run.param), seed=int(run.seed),
+                                  step=int(synthetic.steps[-1]), metric=name, value=float(rng.uniform(0, 1)))
+                             for name in names])
+        write_table(study / "disentanglement" / run.run_id / f"step_{synthetic.steps[-1]:08d}.parquet", rows,
+                    checksum=True)
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    return write_report(Synthetic().write_study(tmp_path_factory.mktemp("browser") / "study"))
+    synthetic = Synthetic()
+    study = synthetic.write_study(tmp_path_factory.mktemp("browser") / "study")
+    write_disentanglement(study, synthetic)
+    return write_report(study)
 
 
 def test_report_renders_with_all_images(report, tmp_path):
     dom = render(report, tmp_path)
     loaded, total = images_marker(dom)
-    # every similarity figure but 'factors' (no such rows in the synthetic store) + the two training figures
-    assert total == report.read_text().count("<img ") == 8 and loaded == total
+    # every similarity figure but 'factors' (no such rows in the synthetic store), the two training figures and
+    # the selection figure (cross-seed similarity against the disentanglement scores)
+    assert total == report.read_text().count("<img ") == 9 and loaded == total
     from vaesim.report import load_findings
 
     assert 'id="findings"' in dom and dom.count("class=\"verdict") == len(load_findings(report.parent))
@@ -62,7 +88,7 @@ def test_a_broken_image_is_detected(report, tmp_path):
     start = page.index("data:image/png;base64,") + len("data:image/png;base64,")
     broken.write_text(page[:start] + "AAAA" + page[start + 400:])
     loaded, total = images_marker(render(broken, tmp_path))
-    assert (loaded, total) == (7, 8)
+    assert (loaded, total) == (8, 9)
 
 
 LAYOUT_CHECK = """

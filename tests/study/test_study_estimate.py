@@ -90,3 +90,23 @@ def test_show_prints_a_preset_that_loads_back(tmp_path, capsys):
     assert load_spec(copy) == load_spec("quick")
     assert main(["study", "show", "nope"]) == 2
     assert "preset 'nope' does not exist; presets: evidence, paper, quick, training-length" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("load, busy, says", [
+    (0.1, 1.0, "Calibrated at load 0.1 (1-minute average) on 2 usable cores, an idle machine"),
+    (3.2, 1.0, "Calibrated at load 3.2 (1-minute average) on 2 usable cores: other work was running, so these times "
+               "are this load's"),
+    (6.0, 0.4, "this machine is busy, training got 40% of its threads' time. As loaded now: "),
+])
+def test_the_plan_says_at_what_load_it_calibrated_and_what_an_idle_machine_gives(tiny_spec, load, busy, says):
+    plan = plan_study(tiny_spec)
+    calibration = Calibration(seconds_per_step=0.5, checkpoint_bytes=1000, cores=2, seconds=1.0, busy=busy,
+                              load=load, **RATES)
+    estimates = estimate(plan, calibration, {name: 100 for name in tiny_spec.layer_names()})
+    text = " ".join(format_plan(plan, estimates, calibration).split())
+    assert says in text
+    if busy < 0.8:  # the idle figure beside the loaded one: training's share of the time scaled by busy
+        from vaesim.study.estimate import human_seconds
+
+        total = sum(e.seconds for e in estimates)
+        assert f"on an idle machine about {human_seconds(total * busy)}" in text

@@ -135,6 +135,19 @@ def wide_table(table: pd.DataFrame) -> pd.DataFrame:
     return wide
 
 
+def split_wide_table(wide: pd.DataFrame, per_table: int = 6) -> list[pd.DataFrame]:
+    """:func:`wide_table` cut into tables of at most ``per_table`` metric columns, each led by the model it
+    describes (``dataset``, ``model`` as ``objective param=value``, ``seeds``), so that no table is wider than
+    the page however many metrics the store holds (vaesim's, UDR, scores published with imported runs)."""
+    if wide.empty:
+        return [wide]
+    ids = ["dataset", "objective", "param_name", "param", "seeds"]
+    model = [f"{o} {n}={p:g}" for o, n, p in zip(wide["objective"], wide["param_name"], wide["param"])]
+    base = pd.DataFrame({"dataset": wide["dataset"], "model": model, "seeds": wide["seeds"]})
+    metrics = [column for column in wide.columns if column not in ids]
+    return [pd.concat([base, wide[metrics[i:i + per_table]]], axis=1) for i in range(0, len(metrics), per_table)]
+
+
 def chance_warning(table: pd.DataFrame, chance: pd.DataFrame) -> str:
     """A sentence for the report: which metrics score near chance for how many models (empty when none)."""
     if table.empty:

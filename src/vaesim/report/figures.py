@@ -154,6 +154,14 @@ def choose_model_pair(results: pd.DataFrame, metric: str = "cka") -> tuple[str, 
     raise NotEnoughData(f"no rows of metric {metric!r} to draw a layer x layer heatmap")
 
 
+def step_label(runs: pd.DataFrame | None) -> str:
+    """The x axis of a checkpoint axis: ``training step``, or ``epoch`` for a store that counts epochs (an import
+    of VAE_learning_dynamics' scores: runs.parquet's ``step_unit``)."""
+    if runs is not None and "step_unit" in runs and (runs["step_unit"] == "epoch").all():
+        return "epoch"
+    return "training step"
+
+
 def figure_heatmap(results: pd.DataFrame, runs=None, *, metric: str = "cka") -> plt.Figure:
     """Layer x layer similarity between two models at their final step, averaged over seeds."""
     comparison, model_a, model_b = choose_model_pair(results, metric)
@@ -237,7 +245,7 @@ def figure_learning_dynamics(results: pd.DataFrame, runs=None, *, metric: str = 
         raise NotEnoughData("no within-run rows comparing a layer with its final state at >= 2 checkpoints")
     settled, _ = settle_threshold(results, metric=metric)  # the findings' per-metric threshold
     uniform = final_steps(results).nunique() == 1
-    x_column, x_label = ("step", "training step") if uniform else ("fraction", "fraction of training")
+    x_column, x_label = ("step", step_label(runs)) if uniform else ("fraction", "fraction of training")
     final_x = float(table[x_column].max())
     colours = layer_colours(table["layer"])
     models = table[["objective", "param_name", "param"]].drop_duplicates().sort_values(["objective", "param"])
@@ -333,7 +341,7 @@ def figure_layer_pairs(results: pd.DataFrame, runs=None, *, metric: str = "cka")
                     label=label)
         ax.set_title(f"{pair[0]} vs {pair[1]}", fontsize=10)
         step_axis(ax, table["step"])
-        ax.set_xlabel("training step")
+        ax.set_xlabel(step_label(runs))
         ax.set_ylabel(f"{metric.upper()} (same run, same step; mean over seeds)")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.25)
@@ -569,7 +577,7 @@ def figure_factors(results: pd.DataFrame, runs=None, *, metric: str = "cka") -> 
         image = ax.imshow(matrix.to_numpy(dtype=float), vmin=0, vmax=top, cmap="viridis", aspect="auto")
         ax.set_xticks(range(len(steps)), [f"{s:g}" for s in steps], rotation=45, fontsize=7)
         ax.set_yticks(range(len(layers)), layers, fontsize=7)
-        ax.set_xlabel("training step", fontsize=8)
+        ax.set_xlabel(step_label(runs), fontsize=8)
         n_runs = int(part["n_runs"].max())
         ax.set_title(f"{_model_label(model.objective, model.param_name, model.param)}\n"
                      f"({seeds_phrase(n_runs)})", fontsize=8.5)

@@ -149,8 +149,9 @@ def table_html(frame: pd.DataFrame, *, table_id: str, columns: Sequence[str] | N
     """
     if columns is not None:
         frame = frame[[c for c in columns if c in frame.columns]]
-    # long column names may break after an underscore (a narrow screen), never inside a word
-    head = "".join(f"<th>{'run' if c == 'run_id' else _text(c).replace('_', '_<wbr>')}</th>" for c in frame.columns)
+    # long column names may break after an underscore or a colon (dlib:mean:mig:discrete_mig), never inside a word
+    head = "".join(f"<th>{'run' if c == 'run_id' else _text(c).replace('_', '_<wbr>').replace(':', ':<wbr>')}</th>"
+                   for c in frame.columns)
     body = []
     for values in frame.itertuples(index=False):
         cells = "".join(
@@ -205,7 +206,9 @@ def provenance_html(provenance: dict, environment: dict) -> str:
                        f"</dd>" for k in keys if k in info)
 
     sessions = provenance.get("sessions", [])
-    if not sessions:
+    if provenance.get("imported"):
+        parts.append(f"<p class='skipped'>{_text(provenance['imported'])}</p>")
+    elif not sessions:
         parts.append("<p class='skipped'>No provenance.json: this study was run before vaesim recorded "
                      "provenance; only the report's own environment is known.</p>")
     for number, session in enumerate(sessions, 1):

@@ -28,6 +28,7 @@ from vaesim.report.disentanglement import (
     chance_warning,
     disentanglement_table,
     factor_sizes,
+    split_wide_table,
     wide_table,
 )
 from vaesim.report.findings import Thresholds, baseline_table, compute_findings
@@ -97,6 +98,37 @@ def read_latents(study_dir: Path) -> pd.DataFrame | None:
 DIAGNOSTIC_MAX_N = 1000  # rows of the metric diagnostic (a larger probe set is subsampled)
 
 
+#: the metric diagnostic's size when the store does not record its probe size (an import stores n = 0)
+DIAGNOSTIC_UNKNOWN_N = 500
+IMPORTED_TOOLS = {"vae_ld": "VAE_learning_dynamics (Bonheme & Grzes), imported with `vaesim import vae-ld`"}
+IMPORTED_STORE_NOTE = ("These scores were computed by {tool}; import.json names the source files. There is no study "
+                       "to rerun: findings that need what only a vaesim study records (latent statistics, noise "
+                       "floors, probe images, checkpoints) say so, and the x axes count the store's own unit.")
+IMPORTED_PROVENANCE = ("Imported store: its scores were computed by {tool}, outside vaesim, which recorded no "
+                       "provenance of that computation (import.json names the source files).")
+
+
+def store_origin(spec_text: str) -> str | None:
+    """The tool a store's scores were imported from (``imported_from`` of its spec.yaml), or None for a study."""
+    try:
+        spec = yaml.safe_load(spec_text) or {}
+    except yaml.YAMLError:
+        return None
+    return spec.get("imported_from") if isinstance(spec, dict) else None
+
+
+def probe_size_known(results: pd.DataFrame) -> bool:
+    """True when the store records how many examples its scores used (an import may store n = 0: unknown)."""
+    return bool(len(results)) and "n" in results and int(results["n"].max()) >= 4
+
+
+def _imported_wording(findings: pd.DataFrame) -> pd.DataFrame:
+    """A finding's advice to rerun study stages, reworded for a store of imported scores (there is no study)."""
+    advice = "rerun the study's extract and store stages"
+    return findings.assign(detail=findings["detail"].astype(str).str.replace(
+        advice, "an imported store has none (a vaesim study records them)", regex=False))
+
+
 def metric_diagnostic(study_dir: Path, results: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
     """Claim 4 as a diagnostic: scores of unrelated data at this study's probe size.
 
@@ -109,8 +141,7 @@ def metric_diagnostic(study_dir: Path, results: pd.DataFrame, *, seed: int = 0) 
 
     from vaesim.similarity.diagnostics import row_permuted_scores, width_sweep
 
-    probe_n = int(results["n"].max()) if len(results) and "n" in results else 300
-    n = max(4, min(probe_n, DIAGNOSTIC_MAX_N))
+    n = min(int(results["n"].max()), DIAGNOSTIC_MAX_N) if probe_size_known(results) else DIAGNOSTIC_UNKNOWN_N
     widths = sorted({max(2, n // 10), max(2, n // 2), n, 4 * n, min(16 * n, 8192)})
     sweep = width_sweep(n, widths, repeats=3, seed=seed)
     table = sweep.pivot_table(index="width", columns="metric", values="mean").reset_index()
@@ -166,7 +197,7 @@ def imported_runs_note(runs: pd.DataFrame | None) -> str:
     if runs is None or "source" not in runs or runs.empty:
         return ""
     sources = runs["source"].fillna("vaesim").astype(str)
-    imported = sources[sources != "vaesim"]
+    imported = sources[sources.str.contains(":", regex=False)]  # models imported as runs (dlib:<n>), not scores
     if imported.empty:
         return ""
     kinds = sorted({value.split(":", 1)[0] for value in imported})
@@ -430,7 +461,9 @@ def _disentanglement_section(study_dir: Path, scores: pd.DataFrame | None) -> tu
     chance = chance_levels(scores, sizes)
     table = disentanglement_table(scores, chance)
     warning = chance_warning(table, chance)
-    body = (table_html(wide_table(table), table_id="disentanglement")
+    parts = split_wide_table(wide_table(table))
+    body = ("".join(table_html(part, table_id="disentanglement" + (f"-{i + 1}" if i else ""))
+                    for i, part in enumerate(parts))
             + "<h3>Chance level of each metric</h3>" + table_html(chance.round(3), table_id="chance"))
     text = ("Every disentanglement score the disentangle stage stored, per model (mean over seeds at the last "
             "scored checkpoint), beside what a representation that knows nothing about the factors scores: "
@@ -471,9 +504,12 @@ def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC, progres
     spec_text, results, runs = read_store(study_dir)
     report_file, findings_file, figures_dir = report_paths(study_dir, metric)
     notes = demo_notes(spec_text) + list(notes)
+    origin = store_origin(spec_text)  # "vae_ld" for a store of imported scores: no study, no models, no probes
+    if origin:
+        notes.append(IMPORTED_STORE_NOTE.format(tool=IMPORTED_TOOLS.get(origin, origin)))
     if results.empty:
         notes.append("The results store is empty: run the study to its compare stage; every finding lacks data.")
-    if runs is None:
+    if runs is None and not origin:
         notes.append("runs.parquet is missing: the study's store stage has not run; active dimensions are not shown.")
     if len(results) and metric not in set(results["metric"]):
         raise ValueError(f"metric {metric!r} is not in the results of {study_dir} "
@@ -482,7 +518,9 @@ def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC, progres
     runs = _with_burda_active_dims(runs, latents)
     notes += training_notes(runs)
     if latents is None:
-        notes.append("latents.parquet is missing (a study from before per-checkpoint latent statistics, or its store "
+        notes.append("An imported store has no per-checkpoint latent statistics (latents.parquet): claim 3 lacks data."
+                     if origin else
+                     "latents.parquet is missing (a study from before per-checkpoint latent statistics, or its store "
                      "stage has not run): claim 3 lacks data.")
     cache = FindingsCache() if cache is None else cache
     metrics = metric_order(results, metric)
@@ -495,6 +533,8 @@ def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC, progres
         if robustness and cache[other][1].empty and len(results):
             cache[other] = findings_of(study_dir, results, runs, latents, other, robustness=True)
     findings, robustness_rows = cache[metric]
+    if origin:
+        findings = _imported_wording(findings)
     with atomic_path(findings_file) as tmp:
         findings.to_csv(tmp, index=False)
     suffix = "" if metric == DEFAULT_METRIC else f"-{metric}"
@@ -507,6 +547,10 @@ def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC, progres
     if scores is not None:  # beyond the paper: cross-seed similarity against the scores
         figures.append(selection_figure(results, scores, figures_dir, metric=metric))
     step("pictures of the models")
+    if cache.pictures is None and origin:  # scores only: nothing of the models to draw
+        why = "an imported store holds similarity scores, not models, probe images or training logs"
+        cache.pictures = ([FigureOutput("reconstructions", "Reconstructions", "", None, None, skipped=why)], [],
+                          [FigureOutput("training_curves", "Training curves", "", None, None, skipped=why)])
     if cache.pictures is None:  # what the models do does not depend on the metric: drawn once per study
         pictures_main, gallery = model_pictures(study_dir, runs, figures_dir)
         step("training curves")
@@ -572,14 +616,17 @@ def write_report(study_dir: str | Path, *, metric: str = DEFAULT_METRIC, progres
     sections.append(
         ("Metric diagnostic (the paper's appendix; not a finding about VAEs)",
          "Both measures on data unrelated by construction: independent Gaussian matrices of growing width at the "
-         "probe size (unrelated data would score 0; linear CKA and Procrustes are inflated as the width outgrows "
+         + (f"probe size, n = {int(diagnostic['n'].iloc[0])}" if probe_size_known(results) else
+            f"n = {DIAGNOSTIC_UNKNOWN_N} (the store does not record how many examples its scores used)")
+         + " (unrelated data would score 0; linear CKA and Procrustes are inflated as the width outgrows "
          "the number of examples, debiased CKA is not), and each probe set against a row-shuffled copy of itself.",
          table_html(diagnostic, table_id="diagnostic")))
     step("page")
     page = render_report(title=f"{title} ({metric.upper()})", summary=summary, findings=findings,
                          figures=figures, runs=runs, counts=_counts(results), spec_text=spec_text, notes=notes,
                          sections=sections, pictures=pictures_main, gallery=gallery, training=training,
-                         provenance=read_provenance(study_dir), environment=environment(),
+                         provenance=({"imported": IMPORTED_PROVENANCE.format(tool=IMPORTED_TOOLS.get(origin, origin))}
+                                     if origin else read_provenance(study_dir)), environment=environment(),
                          other_reports=links, figures_dir=figures_dir.name)
     path = atomic_write_text(report_file, page)
     logger.info("report %s written in %.1f s", path, time.perf_counter() - started)

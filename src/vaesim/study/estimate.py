@@ -25,6 +25,7 @@ rates are lower and the estimate follows the load it was made under.
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ class Calibration:
     seconds: float  # how long the calibration itself took
     pair_overhead_seconds: float = 0.0  # per layer pair and metric: the engine's bookkeeping, rows, the table
     busy: float = 1.0  # CPU time / wall time while training one thread: < 1 when other work shares the cores
+    load: float = float("nan")  # the 1-minute load average when the calibration started (os.getloadavg)
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,14 @@ def measure_kernels() -> dict[str, float]:
             "centre_seconds_per_value": centre}
 
 
+def _load_average() -> float:
+    """The 1-minute load average (NaN where the system has none)."""
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        return float("nan")
+
+
 def _calibrate_adopted(plan: StudyPlan, channels: int, started: float) -> Calibration:
     """:func:`calibrate` for a study over imported runs (spec ``imported``): no training step is measured;
     a checkpoint is the weights alone (step 0; the imported ones are hard-linked)."""
@@ -153,6 +163,7 @@ def _calibrate_adopted(plan: StudyPlan, channels: int, started: float) -> Calibr
         seconds_per_step=0.0, checkpoint_bytes=checkpoint_bytes, forward_seconds_per_image=forward,
         disentangle_fractions=fractions, disentangle_seconds=disentangle_seconds, udr_points=points,
         udr_seconds=udr_seconds, cores=available_cpus(), seconds=time.perf_counter() - started, busy=1.0,
+        load=_load_average(),
         pair_overhead_seconds=overhead, **kernels)
 
 
@@ -191,6 +202,7 @@ def calibrate(plan: StudyPlan, *, train_steps: int = 5) -> Calibration:
     channels = get_spec(task.run.dataset).num_channels
     if task.run.config.get("source") == "imported":  # adopted runs: nothing is trained, step 0 is saved
         return _calibrate_adopted(plan, channels, started)
+    load = _load_average()
     base = train_config(task)
     warmup = 2
     config = type(base).from_dict({**base.to_dict(), "dataset": _stand_in(channels), "dataset_root": None,
@@ -217,6 +229,7 @@ def calibrate(plan: StudyPlan, *, train_steps: int = 5) -> Calibration:
         seconds_per_step=seconds_per_step, checkpoint_bytes=checkpoint_bytes, forward_seconds_per_image=forward,
         disentangle_fractions=fractions, disentangle_seconds=disentangle_seconds, udr_points=points,
         udr_seconds=udr_seconds, cores=available_cpus(), seconds=time.perf_counter() - started, busy=busy,
+        load=load,
         pair_overhead_seconds=overhead, **kernels)
 
 
@@ -479,9 +492,18 @@ def format_plan(plan: StudyPlan, estimates: list[StageEstimate] | None, calibrat
         f"{calibration.gemm64_rate / 1e9:.1f}, QR {calibration.qr64_rate / 1e9:.1f} GFLOP/s per core; "
         f"work counted for n={plan.spec.probe.n} probe images.")
     total = sum(e.seconds for e in estimates)
+    known = calibration.load == calibration.load
+    load = (f"load {calibration.load:.1f} (1-minute average) on {calibration.cores} usable cores" if known
+            else f"{calibration.cores} usable cores")
     if calibration.busy < 0.8:
-        lines.append(f"This machine is busy: training got {calibration.busy:.0%} of its threads' time; on an idle "
-                     f"machine expect about {human_seconds(total * calibration.busy)} in all.")
+        lines.append(f"Calibrated at {load}: this machine is busy, training got {calibration.busy:.0%} of its "
+                     f"threads' time. As loaded now: {human_seconds(total)} in all; on an idle machine about "
+                     f"{human_seconds(total * calibration.busy)}. The times hold while the load stays as it was.")
+    elif known and calibration.load >= 0.5 * calibration.cores:
+        lines.append(f"Calibrated at {load}: other work was running, so these times are this load's; they shrink "
+                     "on an idle machine and grow if the load rises during the study (rerun `study plan` then).")
+    else:
+        lines.append(f"Calibrated at {load}, an idle machine: other work on the same cores stretches these times.")
     lines.append("Times are wall times on this machine as loaded now, with the local executor's defaults (runs "
                  "train one per core; other stages spread their units over the cores); a GPU or a Ray cluster "
                  "divides them. Disk excludes keep_activations.")

@@ -74,3 +74,15 @@ def test_every_query_example_runs(tmp_path, capsys, store):
         assert main(["query", str(folder), sql]) == 0, (where, capsys.readouterr().err)
         out = capsys.readouterr().out
         assert out.strip(), where
+
+
+def test_the_docs_python_query_runs_on_an_imported_store(tmp_path):
+    """docs/study.md's Python example runs a whole study (its query is checked on a study by test_docs_query);
+    its query also answers on a store imported with `vaesim import vae-ld`."""
+    from vaesim.study import query
+
+    match = re.search(r'query\(out, ((?:"[^"]*"\s*)+)\)', (ROOT / "docs" / "study.md").read_text())
+    assert match, "docs/study.md lost its query example"
+    sql = "".join(re.findall(r'"([^"]*)"', match.group(1)))
+    frame = query(_vae_ld_store(tmp_path), sql)
+    assert list(frame["a_layer"]) == ["encoder.conv1", "encoder.conv2"]  # seed 0 against seed 1 at the last epoch

@@ -37,11 +37,18 @@ def query_examples() -> list[tuple[str, str]]:
 
 
 def test_the_readmes_python_examples_run():
+    from vaesim.similarity.registry import measure_names, unregister_measure
+
+    before = set(measure_names())
     namespace: dict = {}
     blocks = python_blocks(ROOT / "README.md")
     assert len(blocks) >= 2
-    for block in blocks:
-        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - the project's own docs
+    try:
+        for block in blocks:
+            exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - the project's own docs
+    finally:
+        for name in set(measure_names()) - before:  # the example registers a measure: leave the registry as found
+            unregister_measure(name)
     assert isinstance(namespace["table"], pd.DataFrame) and len(namespace["table"])
 
 

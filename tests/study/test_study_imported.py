@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "imports"))
 from dlib_writer import tf_variables, train_config, write_model  # noqa: E402
@@ -141,3 +142,16 @@ def test_a_damaged_adopted_checkpoint_is_named_and_a_reimport_then_a_rerun_resto
     run_study(spec, imported, progress=False)
     after = load_results(imported).sort_values(KEY).reset_index(drop=True)
     assert np.array_equal(before["score"].to_numpy(), after["score"].to_numpy(), equal_nan=True)
+
+
+def test_the_plan_prices_adoption_not_training(studies, tmp_path, capsys):
+    from vaesim.cli import main
+
+    root, _native, _imported = studies
+    spec = dict(GRID, name="imported", imported=str(root / "import"))
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    assert main(["study", "plan", str(tmp_path / "spec.yaml")]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"6 imported runs adopted from {root / 'import'}" in text and "no training (imported runs)" in text
+    # step 0's weights alone: the conv VAE's 0.7 M float32 parameters, no optimiser state
+    assert "step 0 initialised here: 2.8 MB each" in text

@@ -137,36 +137,6 @@ def _load_average() -> float:
         return float("nan")
 
 
-def _calibrate_adopted(plan: StudyPlan, channels: int, started: float) -> Calibration:
-    """:func:`calibrate` for a study over imported runs (spec ``imported``): no training step is measured;
-    a checkpoint is the weights alone (step 0; the imported ones are hard-linked)."""
-    import numpy as np
-    from safetensors.torch import save_file
-
-    from vaesim.activations import extract_activations
-    from vaesim.models import build_vae
-    from vaesim.utils.threads import available_cpus, thread_limit
-
-    spec = plan.spec
-    config = plan.tasks["train"][0].run.config
-    with tempfile.TemporaryDirectory(prefix="vaesim-calibrate-") as folder, thread_limit(1):
-        model = build_vae(config["architecture"], channels, config["latent_dim"]).eval()
-        save_file(model.state_dict(), str(Path(folder) / "weights.safetensors"))
-        checkpoint_bytes = (Path(folder) / "weights.safetensors").stat().st_size
-        images = np.random.default_rng(0).random((128, channels, 64, 64), dtype=np.float32)
-        layers = tuple(spec.layer_names())
-        forward = _timed(lambda: extract_activations(model, images, layers=layers, seed=0), repeats=2) / 128
-        kernels = measure_kernels()
-        overhead = _pair_overhead(model, channels, layers, tuple(spec.metrics))
-        fractions, disentangle_seconds, points, udr_seconds = _calibrate_disentangle(spec, model, channels)
-    return Calibration(
-        seconds_per_step=0.0, checkpoint_bytes=checkpoint_bytes, forward_seconds_per_image=forward,
-        disentangle_fractions=fractions, disentangle_seconds=disentangle_seconds, udr_points=points,
-        udr_seconds=udr_seconds, cores=available_cpus(), seconds=time.perf_counter() - started, busy=1.0,
-        load=_load_average(),
-        pair_overhead_seconds=overhead, **kernels)
-
-
 #: wall time to adopt one imported run (check and link its checkpoints, initialise and save step 0), measured
 #: 2026-12-07 on a 2-core Xeon VM: 0.2-0.3 s per run (tests/study/test_study_imported.py's runs)
 ADOPT_SECONDS = 0.3
@@ -200,25 +170,32 @@ def calibrate(plan: StudyPlan, *, train_steps: int = 5) -> Calibration:
     spec = plan.spec
     task = plan.tasks["train"][0]
     channels = get_spec(task.run.dataset).num_channels
-    if task.run.config.get("source") == "imported":  # adopted runs: nothing is trained, step 0 is saved
-        return _calibrate_adopted(plan, channels, started)
     load = _load_average()
-    base = train_config(task)
-    warmup = 2
-    config = type(base).from_dict({**base.to_dict(), "dataset": _stand_in(channels), "dataset_root": None,
-                                   "steps": warmup + train_steps, "checkpoints": [warmup + train_steps],
-                                   "monitor_every": 0, "validation_split": 0.0})
-    marks: dict[int, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory(prefix="vaesim-calibrate-") as folder, thread_limit(1):
-        run_dir = Path(folder) / "run"
-        train(config, run_dir, progress=False, device=resolve_device(task.device),
-              callback=lambda finished: marks.__setitem__(finished, (time.perf_counter(), time.process_time())))
-        (wall_0, cpu_0), (wall_1, cpu_1) = marks[warmup], marks[warmup + train_steps]
-        seconds_per_step = (wall_1 - wall_0) / train_steps
-        busy = min(1.0, (cpu_1 - cpu_0) / max(wall_1 - wall_0, 1e-9))
-        checkpoint_bytes = sum(p.stat().st_size for p in (run_dir / "checkpoints").glob("step_*"))
+        if task.run.config.get("source") == "imported":  # adopted runs: nothing is trained; step 0 is saved
+            from safetensors.torch import save_file
 
-        model = build_vae(base.architecture, channels, base.latent_dim).eval()
+            architecture, latent_dim = task.run.config["architecture"], task.run.config["latent_dim"]
+            seconds_per_step, busy = 0.0, 1.0
+            save_file(build_vae(architecture, channels, latent_dim).state_dict(), str(Path(folder) / "step_0"))
+            checkpoint_bytes = (Path(folder) / "step_0").stat().st_size  # the weights alone, no optimiser state
+        else:
+            base = train_config(task)
+            architecture, latent_dim = base.architecture, base.latent_dim
+            warmup = 2
+            config = type(base).from_dict({**base.to_dict(), "dataset": _stand_in(channels), "dataset_root": None,
+                                           "steps": warmup + train_steps, "checkpoints": [warmup + train_steps],
+                                           "monitor_every": 0, "validation_split": 0.0})
+            marks: dict[int, tuple[float, float]] = {}
+            run_dir = Path(folder) / "run"
+            train(config, run_dir, progress=False, device=resolve_device(task.device),
+                  callback=lambda finished: marks.__setitem__(finished, (time.perf_counter(), time.process_time())))
+            (wall_0, cpu_0), (wall_1, cpu_1) = marks[warmup], marks[warmup + train_steps]
+            seconds_per_step = (wall_1 - wall_0) / train_steps
+            busy = min(1.0, (cpu_1 - cpu_0) / max(wall_1 - wall_0, 1e-9))
+            checkpoint_bytes = sum(p.stat().st_size for p in (run_dir / "checkpoints").glob("step_*"))
+
+        model = build_vae(architecture, channels, latent_dim).eval()
         images = np.random.default_rng(0).random((128, channels, 64, 64), dtype=np.float32)
         layers = tuple(spec.layer_names())
         forward = _timed(lambda: extract_activations(model, images, layers=layers, seed=0), repeats=2) / 128

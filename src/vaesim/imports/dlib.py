@@ -38,6 +38,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
+from zlib import error as zlib_error
 
 import numpy as np
 
@@ -364,12 +365,6 @@ def _members(source: Path) -> dict:
         return read
 
     return {info.filename: reader(info) for info in archive.infolist() if not info.is_dir()}
-
-
-try:
-    from zlib import error as zlib_error
-except ImportError:  # pragma: no cover
-    zlib_error = OSError
 
 
 # ---- the import ----------------------------------------------------------------------------------------------

@@ -33,7 +33,6 @@ listed but cannot be read (:meth:`TensorBundle.read` says so).
 
 from __future__ import annotations
 
-import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,7 @@ from typing import Iterator
 
 import numpy as np
 
-__all__ = ["BundleEntry", "BundleError", "TensorBundle", "crc32c", "find_bundles", "mask_crc", "unmask_crc"]
+__all__ = ["BundleEntry", "BundleError", "TensorBundle", "crc32c", "mask_crc", "unmask_crc"]
 
 TABLE_MAGIC = 0xDB4775248B80FB57
 FOOTER_SIZE = 48
@@ -81,16 +80,6 @@ _TABLE_LIST = [int(v) for v in _TABLE]
 
 def _zeros_operator(length: int) -> list[int]:
     """The linear map "feed ``length`` zero bytes" on a raw CRC register, as 32 column images (bit i -> image)."""
-    def apply(columns: list[int], value: int) -> int:
-        out = 0
-        bit = 0
-        while value:
-            if value & 1:
-                out ^= columns[bit]
-            value >>= 1
-            bit += 1
-        return out
-
     one = []  # one zero byte: r -> table[r & 0xff] ^ (r >> 8)
     for bit in range(32):
         r = 1 << bit
@@ -99,10 +88,10 @@ def _zeros_operator(length: int) -> list[int]:
     power = one
     while length:
         if length & 1:
-            result = [apply(power, column) for column in result]
+            result = [_apply_columns(power, column) for column in result]
         length >>= 1
         if length:
-            power = [apply(power, column) for column in power]
+            power = [_apply_columns(power, column) for column in power]
     return result
 
 
@@ -351,9 +340,6 @@ def _read_table(path: Path) -> list[tuple[bytes, bytes]]:
 
 # ---- the bundle ---------------------------------------------------------------------------------------------
 
-_DATA_NAME = re.compile(r"\.data-(\d{5})-of-(\d{5})$")
-
-
 class TensorBundle:
     """A tensor-bundle checkpoint; ``TensorBundle(prefix)`` reads and checks its index.
 
@@ -483,15 +469,3 @@ def _read_strings(raw: memoryview, count: int, entry: BundleEntry, where: str, v
                 raise BundleError(f"{where} fails its CRC-32C (stored {unmask_crc(entry.crc32c):#010x}, computed "
                                   f"{actual:#010x}): the file is damaged")
     return np.array(values, dtype=object).reshape(entry.shape)
-
-
-def find_bundles(folder: str | Path) -> list[Path]:
-    """Prefixes of the bundles in ``folder`` (each ``*.index`` beside its data shards), newest step last."""
-    folder = Path(folder)
-    prefixes = [path.with_suffix("") for path in folder.glob("*.index")]
-
-    def step(prefix: Path) -> tuple[int, str]:
-        match = re.search(r"-(\d+)$", prefix.name)
-        return (int(match.group(1)) if match else -1, prefix.name)
-
-    return sorted(prefixes, key=step)

@@ -99,7 +99,7 @@ def test_extraction_errors_and_fc_layers(model_and_images):
         extract_activations(model, images, layers=["encoder.conv9"])
     with pytest.raises(ValueError, match=r"images must be shaped \(n, C, 64, 64\), got \(64, 64\)"):
         extract_activations(model, images[0, 0])
-    with pytest.raises(TypeError, match="expected a vaesim VAE, got Unseen; for another model use"):
+    with pytest.raises(TypeError, match=r"expected a vaesim VAE \(built-in or plug-in\), got Unseen; for another model use"):
         extract_activations(Unseen(), images)
     fc = extract_activations(build_vae("fc", 1, 3), images[:2])
     assert list(fc) == list(FC_LAYER_NAMES) and fc["encoder.fc2"].shape == (2, 1200)

@@ -95,7 +95,7 @@ def test_every_layer_name_is_hookable_by_module_name():
 
 @pytest.mark.parametrize(
     "kwargs,match",
-    [({"architecture": "resnet"}, "architecture='resnet' is unknown"), ({"latent_dim": 0}, "latent_dim must be a positive")],
+    [({"architecture": "resnet"}, "architecture 'resnet': is unknown"), ({"latent_dim": 0}, "latent_dim must be a positive")],
 )
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):

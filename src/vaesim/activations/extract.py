@@ -74,10 +74,10 @@ def extract_activations(
     own weights, not through a drifting or resampled input. The encoder's layers
     (``encoder.sample`` included) are recorded from the images either way.
     """
-    if not isinstance(model, VAE):
+    if not isinstance(model, VAE) and not hasattr(model, "layer_modules"):
         raise TypeError(
-            f"extract_activations: expected a vaesim VAE, got {type(model).__name__}; "
-            "for another model use vaesim.activations.LayerRecorder"
+            f"extract_activations: expected a vaesim VAE (built-in or plug-in), got {type(model).__name__}; "
+            "for another model use vaesim.activations.LayerRecorder or vaesim.compare_models"
         )
     if batch_size < 1:
         raise ValueError(f"extract_activations: batch_size must be >= 1, got {batch_size}")
@@ -90,21 +90,24 @@ def extract_activations(
     noise = torch.randn(pixels.shape[0], model.latent_dim, generator=torch.Generator().manual_seed(seed))
     driven = [name for name in names if name.startswith("decoder.")] if code is not None else []
     own = [name for name in names if name not in driven]
+    modules = model.layer_modules  # layer name -> the module its hook goes on
+    # a plug-in's next module may work in place (ReLU(inplace=True)) on a recorded output: record copies
+    copy = not isinstance(model, VAE)
     was_training = model.training
     model.eval().to(device)
     try:
         arrays: dict[str, np.ndarray] = {}
         if own:
-            with LayerRecorder(model, own) as recorder:
+            with LayerRecorder(model, [modules[name] for name in own], copy=copy) as recorder:
                 for start in range(0, pixels.shape[0], batch_size):
                     stop = start + batch_size
                     model(pixels[start:stop].to(device), noise=noise[start:stop].to(device))
-                arrays.update(recorder.arrays())
+                arrays.update(zip(own, recorder.arrays().values()))
         if driven:
-            with LayerRecorder(model, driven) as recorder:
+            with LayerRecorder(model, [modules[name] for name in driven], copy=copy) as recorder:
                 for start in range(0, code.shape[0], batch_size):
-                    model.decoder(code[start:start + batch_size].to(device))
-                arrays.update(recorder.arrays())
+                    model.decode(code[start:start + batch_size].to(device))
+                arrays.update(zip(driven, recorder.arrays().values()))
         return {name: arrays[name] for name in names}
     finally:
         model.train(was_training)

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 
-def _first_tensor(output) -> torch.Tensor:
+def first_tensor(output) -> torch.Tensor:
+    """The tensor a hook records of a module's output: itself, or the first tensor of a tuple, list or dict."""
     if torch.is_tensor(output):
         return output
     if isinstance(output, (tuple, list)):
@@ -31,17 +32,20 @@ class LayerRecorder:
     detached, flattened to (B, features), cast to float32 and moved to the
     CPU; successive forward passes append rows. A module returning a tuple is
     recorded by its first tensor. Use as a context manager (hooks are removed
-    on exit) or call :meth:`close`.
+    on exit) or call :meth:`close`. ``copy=True`` records a copy of each
+    output even when it is already a CPU float32 tensor (needed when a later
+    module works in place on it, e.g. ``nn.ReLU(inplace=True)``).
 
     >>> with LayerRecorder(model, ["encoder.fc"]) as recorder:
     ...     model(x)
     >>> recorder.arrays()["encoder.fc"].shape   # (n, 256)
     """
 
-    def __init__(self, module: nn.Module, names: Iterable[str]) -> None:
+    def __init__(self, module: nn.Module, names: Iterable[str], *, copy: bool = False) -> None:
         if not isinstance(module, nn.Module):
             raise TypeError(f"LayerRecorder: expected a torch.nn.Module, got {type(module).__name__}")
         self.names = list(names)
+        self.copy = bool(copy)
         modules = dict(module.named_modules())
         unknown = [name for name in self.names if name not in modules]
         if unknown:
@@ -55,8 +59,9 @@ class LayerRecorder:
 
     def _hook(self, name: str):
         def record(_module, _inputs, output) -> None:
-            tensor = _first_tensor(output).detach()
-            self._batches[name].append(tensor.reshape(tensor.shape[0], -1).to("cpu", torch.float32))
+            tensor = first_tensor(output).detach()
+            flat = tensor.reshape(tensor.shape[0], -1).to("cpu", torch.float32)
+            self._batches[name].append(flat.clone() if self.copy and flat.data_ptr() == tensor.data_ptr() else flat)
 
         return record
 

@@ -30,12 +30,11 @@ in the encoder, Dense 1200 tanh x 3 in the decoder, a dense output reshaped to
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 from torch import nn
 
 from vaesim.models.layers import Conv2d, ConvTranspose2d, OverlapAddConvTranspose2d, TrainingReLU
+from vaesim.models.parts import IMAGE_SIZE, Exp, Reparameterize, VAEOutput, initialise  # noqa: F401 - re-exported
 from vaesim.models.names import (  # noqa: F401 - the layer tables live in the torch-free names module
     ARCHITECTURES,
     DECODER_LAYERS,
@@ -44,42 +43,6 @@ from vaesim.models.names import (  # noqa: F401 - the layer tables live in the t
     INITIALISATIONS,
     LAYER_NAMES,
 )
-
-IMAGE_SIZE = 64
-
-
-
-class VAEOutput(NamedTuple):
-    """What :meth:`VAE.forward` returns.
-
-    logits: (B, C, 64, 64) decoder output before the sigmoid.
-    mean, logvar, sample: (B, latent_dim).
-    """
-
-    logits: torch.Tensor
-    mean: torch.Tensor
-    logvar: torch.Tensor
-    sample: torch.Tensor
-
-
-class Exp(nn.Module):
-    """``exp(x)``: turns the log-variance head into the variance layer."""
-
-    def forward(self, logvar: torch.Tensor) -> torch.Tensor:
-        return torch.exp(logvar)
-
-
-class Reparameterize(nn.Module):
-    """The sampled layer: ``z = mean + exp(logvar / 2) * eps``, eps ~ N(0, I).
-
-    ``noise`` (same shape as ``mean``) fixes eps, which makes extraction
-    reproducible; without it eps comes from torch's global generator.
-    """
-
-    def forward(self, mean: torch.Tensor, logvar: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        if noise is None:
-            noise = torch.randn_like(mean)
-        return mean + torch.exp(0.5 * logvar) * noise
 
 
 def _conv(in_channels: int, out_channels: int, kernel: int, padding: int) -> nn.Sequential:
@@ -186,6 +149,15 @@ class VAE(nn.Module):
             self.decoder = FCDecoder(num_channels, latent_dim)
             self.layer_names = FC_LAYER_NAMES
 
+    @property
+    def layer_modules(self) -> dict[str, str]:
+        """Layer name -> the module name a forward hook records it on (the same names here; a plug-in's differ)."""
+        return {name: name for name in self.layer_names}
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, latent_dim) -> logits (B, C, 64, 64)."""
+        return self.decoder(z)
+
     def config(self) -> dict:
         """Everything :func:`build_vae` needs to rebuild this model."""
         return {"architecture": self.architecture, "num_channels": self.num_channels, "latent_dim": self.latent_dim}
@@ -204,41 +176,25 @@ class VAE(nn.Module):
         return VAEOutput(logits, mean, logvar, sample)
 
 
-def initialise(model: nn.Module, scheme: str = "glorot") -> nn.Module:
-    """Re-initialise every conv, transposed-conv and dense layer of ``model`` in place; return it.
-
-    ``glorot``: weights ~ U(-a, a) with a = sqrt(6 / (fan_in + fan_out))
-    (Glorot & Bengio 2010; fans include the kernel's receptive field, so
-    fan_in + fan_out is the same for a transposed convolution as in Keras),
-    biases 0. ``pytorch``: leave torch's default initialisation as built.
-    Draws from torch's global generator (seed it first for reproducibility).
-    """
-    if scheme not in INITIALISATIONS:
-        raise ValueError(f"initialise: scheme={scheme!r} is unknown; expected one of {list(INITIALISATIONS)}")
-    if scheme == "pytorch":
-        return model
-    for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.xavier_uniform_(module.weight)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-    return model
-
-
 def build_vae(architecture: str = "conv", num_channels: int = 1, latent_dim: int = 10, *,
               init: str = "glorot") -> VAE:
-    """Build the ``"conv"`` (default, Locatello et al. 2019) or ``"fc"`` (1200-1200) VAE.
+    """Build the ``"conv"`` (default, Locatello et al. 2019) or ``"fc"`` (1200-1200) VAE, or a plug-in
+    (``"module:factory"`` or an entry point name; :mod:`vaesim.models.plugins`, a
+    :class:`~vaesim.models.plugins.PluginVAE` with the same interface).
 
     ``init``: ``"glorot"`` (default; the references' Glorot-uniform weights
     and zero biases) or ``"pytorch"`` (torch's default); see :func:`initialise`.
     """
     if init not in INITIALISATIONS:
         raise ValueError(f"build_vae: init={init!r} is unknown; expected one of {list(INITIALISATIONS)}")
-    if architecture not in ARCHITECTURES:
-        raise ValueError(
-            f"build_vae: architecture={architecture!r} is unknown; expected one of {list(ARCHITECTURES)}"
-        )
+    if not isinstance(architecture, str) or not architecture:
+        raise ValueError(f"build_vae: architecture={architecture!r} is unknown; expected one of {list(ARCHITECTURES)} "
+                         "or a plug-in 'module:factory'")
     for label, value in (("num_channels", num_channels), ("latent_dim", latent_dim)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"build_vae: {label} must be a positive integer, got {value!r}")
+    if architecture not in ARCHITECTURES:
+        from vaesim.models.plugins import build_plugin_vae
+
+        return build_plugin_vae(architecture, num_channels, latent_dim, init=init)
     return initialise(VAE(architecture, num_channels, latent_dim), init)

@@ -208,7 +208,8 @@ def claim_encoder_agreement(results: pd.DataFrame, *, comparison: str = "params"
     if threshold is None:
         threshold, _ = settle_threshold(results, metric=metric)
     definition = (
-        f"Trunk = encoder.conv*/encoder.fc that training changed ({metric.upper()}(initial, final) < "
+        f"Trunk = the encoder layers before the mean/variance heads (encoder.conv*/encoder.fc in the conv VAE, "
+        f"a plug-in architecture's layers of role encoder) that training changed ({metric.upper()}(initial, final) < "
         f"{threshold:.3f}, the metric's settle threshold, in the median run; runs sharing a seed share their "
         f"initial weights, so a layer that did not move agrees trivially), heads = encoder.mean/logvar/variance. A = {metric.upper()} between the same layer of two "
         f"models trained with different {across} (comparison '{comparison}', final step). Baselines: U = untrained "

@@ -36,16 +36,19 @@ _GROUP_RANK = {"input": 0, "encoder": 1, "decoder": 2, "other": 3}
 
 def _architecture_lists() -> tuple[tuple[str, ...], ...]:
     import vaesim.models as models
+    from vaesim.models.plugin_table import registered_tables
 
-    return tuple(tuple(names) for names in (models.LAYER_NAMES, getattr(models, "FC_LAYER_NAMES", ())) if names)
+    lists = (models.LAYER_NAMES, getattr(models, "FC_LAYER_NAMES", ()),
+             *(table.layer_names() for table in registered_tables()))
+    return tuple(tuple(names) for names in lists if names)
 
 
 def order_layers(layers: Iterable[str]) -> list[str]:
     """Sort layer names input to output (distinct names, each once).
 
     The order is that of the architecture's layer list that covers the most
-    of the names (``vaesim.models.LAYER_NAMES``, or the fully-connected
-    variant's list); names outside it follow by group (input, encoder,
+    of the names (``vaesim.models.LAYER_NAMES``, the fully-connected
+    variant's list, or a plug-in architecture's registered table); names outside it follow by group (input, encoder,
     decoder), and names of no model layer (e.g. ``factors``) go last,
     alphabetically.
     """

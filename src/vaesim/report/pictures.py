@@ -141,6 +141,14 @@ def load_model(study_dir: Path, run_id: str, step: int | None = None):
         intact = False
     if not intact:
         raise _refuse(checkpoint_file(run_dir, step), study_dir, "checkpoint")
+    from vaesim.models.plugin_table import is_plugin
+    from vaesim.training.checkpoint_files import read_meta
+
+    architecture = str(read_meta(run_dir, step)["model"]["architecture"])
+    if is_plugin(architecture):  # the report only reads a study: it runs no plug-in code
+        raise NoCheckpoints(f"the models are of the plug-in architecture {architecture!r}, whose code the report "
+                            "does not run (it only reads the study); draw them with vaesim.report.pictures in a "
+                            "session that imports the plug-in")
     model, meta = load_checkpoint(run_dir, step)
     return model, int(meta["step"])
 

@@ -77,6 +77,9 @@ def read_store(study_dir: str | Path) -> tuple[str, pd.DataFrame, pd.DataFrame |
             f"{study_dir} is not a study directory: expected {spec_path} (written by `vaesim study run SPEC "
             f"--out {study_dir}` or `vaesim demo --out {study_dir}`); run the study first"
         )
+    from vaesim.models.plugin_table import register_recorded
+
+    register_recorded(study_dir)  # a plug-in architecture's layer order, from the study's own record
     results = load_results(study_dir)
     try:
         runs = load_runs(study_dir)

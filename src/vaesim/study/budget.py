@@ -110,6 +110,10 @@ def model_sizes(architecture: str, num_channels: int, latent_dim: int) -> tuple[
             hook.remove()
         return sum(p.numel() for p in model.parameters()), floats[0]
 
+    from vaesim.models.plugin_table import is_plugin
+
+    if is_plugin(architecture):  # a plug-in may not build at other latent sizes: measured at its own
+        return measure(latent_dim)
     (p1, a1), (p2, a2) = measure(1), measure(2)
     return p1 + (p2 - p1) * (latent_dim - 1), a1 + (a2 - a1) * (latent_dim - 1)
 

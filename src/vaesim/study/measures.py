@@ -179,14 +179,21 @@ def record_plugin_dirs(study_dir: str | os.PathLike, modules: Iterable[str]) -> 
         atomic_write_json(path, found)
 
 
+def architecture_modules(spec) -> list[str]:
+    """The module of the spec's plug-in architecture (``training.architecture: module:factory``), if any."""
+    architecture = str(getattr(getattr(spec, "training", None), "architecture", "") or "")
+    return [architecture.partition(":")[0]] if ":" in architecture else []
+
+
 def import_study_plugins(root: str | os.PathLike) -> None:
-    """Import the ``plugins:`` modules recorded in ``root/spec.yaml`` and the entry points of its other measures
-    (nothing when absent)."""
+    """Import the ``plugins:`` modules recorded in ``root/spec.yaml``, its plug-in architecture's module and the
+    entry points of its other measures (nothing when absent)."""
     spec_file = Path(root) / "spec.yaml"
     if not spec_file.is_file():
         return
     data = yaml.safe_load(spec_file.read_text()) or {}
-    modules = data.get("plugins") or []
+    architecture = str((data.get("training") or {}).get("architecture") or "")
+    modules = [*(data.get("plugins") or []), *([architecture.partition(":")[0]] if ":" in architecture else [])]
     if modules:
         with searching(spec_search_dirs(spec_file)):
             import_plugins(modules, where=f"{spec_file}: plugins")

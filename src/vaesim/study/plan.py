@@ -23,6 +23,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from vaesim.models.plugin_table import architecture_table, is_plugin
 from vaesim.study.measures import plugin_metrics, plugin_path
 from vaesim.study.spec import StudySpec, param_name
 
@@ -324,6 +325,8 @@ def plan_runs(spec: StudySpec) -> list[RunPlan]:
     if spec.imported is not None:  # adopted, not trained: only what the imported run must match is its config
         training = {"source": "imported", "steps": spec.training.steps, "architecture": spec.training.architecture,
                     "latent_dim": spec.training.latent_dim, "init": spec.training.init}
+    if is_plugin(spec.training.architecture):  # the plug-in's code is part of what a run is: changed code, new runs
+        training["architecture_sha256"] = architecture_table(spec.training.architecture).source_sha256
     steps = spec.recorded_steps()
     runs = []
     for dataset in spec.datasets:

@@ -377,12 +377,22 @@ class StudySpec(_Strict):
         return sorted({0, *self.checkpoint_steps()})
 
     def layer_names(self) -> list[str]:
-        """Layers recorded and compared (all of ``vaesim.models.LAYER_NAMES`` by default)."""
+        """Layers recorded and compared (by default every layer of the architecture: ``vaesim.models.LAYER_NAMES``
+        for ``conv``, ``FC_LAYER_NAMES`` for ``fc``, a plug-in's layer table)."""
         if self.layers is not None:
             return list(self.layers)
-        from vaesim.models.names import LAYER_NAMES  # torch-free: status, verify, query and plan read specs
+        return self.architecture_layers()
 
-        return list(LAYER_NAMES)
+    def architecture_layers(self) -> list[str]:
+        """Every layer name of the spec's architecture, input to output (torch-free: status, verify, query and
+        plan read specs; a plug-in's come from its checked table, see :mod:`vaesim.models.plugin_table`)."""
+        from vaesim.models.names import FC_LAYER_NAMES, LAYER_NAMES
+        from vaesim.models.plugin_table import architecture_table, is_plugin
+
+        architecture = self.training.architecture
+        if is_plugin(architecture):
+            return architecture_table(architecture).layer_names()
+        return list(FC_LAYER_NAMES if architecture == "fc" else LAYER_NAMES)
 
     def kept_layers(self) -> list[str]:
         """Layers whose float32 activations are saved (``keep_activations``: true = all, a list = those)."""
@@ -513,10 +523,59 @@ def parse_spec(data: Any, *, source: str = "spec", import_plugins: bool = True) 
         # every problem at once: the field errors and the unknown names among what did parse
         names = "".join(f"\n  - {p}" for p in _raw_name_problems(data))
         raise ValueError(f"study spec {source} is invalid:\n" + _format_errors(error) + names) from None
-    problems = _semantic_problems(spec)
+    problems = (_architecture_name_problems(spec) or _architecture_problems(spec, source, import_plugins)
+                or _semantic_problems(spec))
     if problems:
         raise ValueError(f"study spec {source} is invalid:\n" + "\n".join(f"  - {p}" for p in problems))
     return spec
+
+
+def _architecture_name_problems(spec: StudySpec) -> list[str]:
+    """An architecture that is neither built in, nor ``module:factory``, nor an installed entry point."""
+    from vaesim.models.names import ARCHITECTURES
+    from vaesim.models.plugin_table import ENTRY_POINT_GROUP, is_plugin
+
+    architecture = spec.training.architecture
+    if not is_plugin(architecture) or ":" in architecture.strip(":"):
+        return []
+    from importlib.metadata import entry_points
+
+    if any(p.name == architecture for p in entry_points(group=ENTRY_POINT_GROUP)):
+        return []
+    return [f"training.architecture: unknown architecture {architecture!r}; allowed values: "
+            f"{', '.join(ARCHITECTURES)}, a plug-in 'module:factory' (docs/own-model.md) or an entry point of "
+            f"group {ENTRY_POINT_GROUP}"]
+
+
+def _architecture_problems(spec: StudySpec, source: str, import_plugins: bool) -> list[str]:
+    """A plug-in architecture (``training.architecture: module:factory``): imported and tried on every channel
+    count of the spec's datasets when plug-ins may be imported, else its layer table is read from
+    ``architecture.json`` beside the spec (a study directory's record); one line per problem."""
+    from vaesim.models.plugin_table import ARCHITECTURE_FILE, is_plugin, read_table
+
+    architecture = spec.training.architecture
+    if not is_plugin(architecture):
+        return []
+    if not import_plugins:
+        folder = Path(source).parent
+        try:
+            table = read_table(folder, architecture) if Path(source).is_file() else None
+        except ValueError as error:
+            return [f"training.architecture: {error}"]
+        if table is None and spec.layers is None:
+            return [f"training.architecture: plug-in {architecture!r} and no {ARCHITECTURE_FILE} beside the spec "
+                    "records its layers (this command runs no plug-in code); run `vaesim study run` on it first"]
+        return []
+    from vaesim.data import DATASETS
+    from vaesim.models.plugins import ArchitectureError, check_architecture
+
+    channels = sorted({DATASETS[name].num_channels for name in spec.datasets if name in DATASETS}) or [1]
+    for count in channels:
+        try:
+            check_architecture(architecture, count, spec.training.latent_dim)
+        except ArchitectureError as error:
+            return [f"training.{line}" for line in str(error).splitlines()]
+    return []
 
 
 def _format_errors(error: ValidationError) -> str:
@@ -581,13 +640,10 @@ def _semantic_problems(spec: StudySpec) -> list[str]:
     """Names checked against the registries of the other modules."""
     from vaesim.data import DATASETS
     # torch-free tables: `vaesim study status/verify` and `vaesim query` check the spec without loading torch
-    from vaesim.models.names import (ARCHITECTURES, CHOICE_PARAMS, LAYER_NAMES, MAIN_PARAMS, OBJECTIVE_NAMES,
+    from vaesim.models.names import (CHOICE_PARAMS, MAIN_PARAMS, OBJECTIVE_NAMES,
                                      RECONSTRUCTIONS)
 
     problems = []
-    if spec.training.architecture not in ARCHITECTURES:
-        problems.append(f"training.architecture: unknown architecture {spec.training.architecture!r}; "
-                        f"allowed values: {', '.join(ARCHITECTURES)}")
     if spec.training.reconstruction not in RECONSTRUCTIONS:
         problems.append(f"training.reconstruction: unknown likelihood {spec.training.reconstruction!r}; "
                         f"allowed values: {', '.join(RECONSTRUCTIONS)}")
@@ -623,11 +679,15 @@ def _semantic_problems(spec: StudySpec) -> list[str]:
         if unknown:
             problems.append(f"keep_activations: unknown or uncompared layers {unknown}; allowed values: "
                             f"true, false, or a list of {', '.join(allowed)}")
-    if spec.layers is not None:
-        unknown = [layer for layer in spec.layers if layer not in LAYER_NAMES]
+    if spec.layers is not None and not problems:
+        try:
+            names = spec.architecture_layers()
+        except ValueError:
+            names = None  # a plug-in read without its table: its layers are checked when it is imported
+        unknown = [layer for layer in spec.layers if names is not None and layer not in names]
         if unknown or not spec.layers:
             problems.append(
-                f"layers: unknown layer names {unknown or '(empty list)'}; allowed values: {', '.join(LAYER_NAMES)}"
+                f"layers: unknown layer names {unknown or '(empty list)'}; allowed values: {', '.join(names or [])}"
             )
     return problems
 

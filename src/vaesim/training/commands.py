@@ -69,8 +69,10 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="images per step")
     parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
     parser.add_argument("--latent-dim", type=int, default=10, help="number of latent dimensions")
-    parser.add_argument("--architecture", choices=["conv", "fc"], default="conv",
-                        help="encoder/decoder of Locatello et al. 2019: convolutional or fully connected")
+    parser.add_argument("--architecture", default="conv", metavar="NAME",
+                        help="encoder/decoder: conv or fc (Locatello et al. 2019: convolutional or fully "
+                             "connected), or your own VAE as a plug-in module:factory on the Python path "
+                             "(docs/own-model.md)")
     parser.add_argument("--reconstruction", choices=["bernoulli", "gaussian"], default="bernoulli",
                         help="reconstruction likelihood of a pixel")
     parser.add_argument(

@@ -77,8 +77,10 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.monitor_every must be >= 0 (0 turns the monitor off), got {self.monitor_every}")
         if self.lr <= 0:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"TrainConfig.architecture={self.architecture!r} is unknown; expected one of {list(ARCHITECTURES)}")
+        if self.architecture not in ARCHITECTURES and (not isinstance(self.architecture, str)
+                                                       or not self.architecture.strip(": ")):
+            raise ValueError(f"TrainConfig.architecture={self.architecture!r} is unknown; expected one of "
+                             f"{list(ARCHITECTURES)} or a plug-in 'module:factory' (vaesim.models.plugins)")
         if self.reconstruction not in RECONSTRUCTIONS:
             raise ValueError(
                 f"TrainConfig.reconstruction={self.reconstruction!r} is unknown; expected one of {list(RECONSTRUCTIONS)}"

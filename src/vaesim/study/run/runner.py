@@ -21,7 +21,8 @@ from pathlib import Path
 
 from vaesim.study import plan as layout
 from vaesim.study.budget import check_budget, writable_directory
-from vaesim.study.measures import plugin_path, record_plugin_dirs
+from vaesim.models.plugin_table import architecture_table, is_plugin, write_table
+from vaesim.study.measures import architecture_modules, plugin_path, record_plugin_dirs
 from vaesim.study.plan import STAGES, StudyPlan, Task, plan_study, spec_differences
 from vaesim.study.run.executors import EXECUTORS, StageOutcome, TaskFailure, make_executor
 from vaesim.study.run.lock import StudyLock, describe, read_running, runner_alive
@@ -148,7 +149,10 @@ def _raw_spec(spec) -> dict:
 def prepare_directory(spec: StudySpec, out_dir: Path, *, force: bool) -> None:
     """Record ``spec`` in ``out_dir/spec.yaml``; refuse a conflicting recorded spec unless ``force``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    record_plugin_dirs(out_dir, spec.plugins)  # plug-in modules found beside the spec: workers and reruns find them
+    # plug-in modules (measures, the architecture) found beside the spec: workers and reruns find them
+    record_plugin_dirs(out_dir, [*spec.plugins, *architecture_modules(spec)])
+    if is_plugin(spec.training.architecture):  # its layers, for the commands that only read the study
+        write_table(out_dir, architecture_table(spec.training.architecture))
     spec_file = out_dir / SPEC_FILE
     if spec_file.is_file():
         try:

@@ -31,8 +31,10 @@ def _layers_view(con) -> None:
     import pandas as pd
 
     from vaesim.models.names import NETWORK_ORDER
+    from vaesim.models.plugin_table import merged_order
 
-    con.register("layers_order", pd.DataFrame({"layer": list(NETWORK_ORDER), "position": range(len(NETWORK_ORDER))}))
+    order = merged_order(NETWORK_ORDER)  # with the layers of the plug-in architectures the studies record
+    con.register("layers_order", pd.DataFrame({"layer": order, "position": range(len(order))}))
     con.execute("CREATE VIEW layers AS SELECT * FROM layers_order")
 
 
@@ -74,6 +76,10 @@ def query(study_dir: str | os.PathLike | list, sql: str, *, timeout: float | Non
     several = isinstance(study_dir, (list, tuple))
     dirs = [study_directory(d) for d in (study_dir if several else [study_dir])]
     labels = [str(d) for d in dirs]
+    from vaesim.models.plugin_table import register_recorded
+
+    for directory in dirs:  # the layers view orders a plug-in architecture's layers too
+        register_recorded(directory)
     if several and len(set(map(resolved, dirs))) != len(dirs):
         raise ValueError(f"query: the same study is named twice in {labels}; name each study once")
     sources = {view: [] for view in QUERY_VIEWS}  # view -> [(study label, [files])]

@@ -1,4 +1,4 @@
-"""``vaesim import vae-ld SRC --out DIR``: other tools' scores as a vaesim results store."""
+"""``vaesim import vae-ld | dlib | checkpoints``: other tools' scores and models as vaesim stores and runs."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from vaesim.utils.command_groups import needs_action
 
 
 def register(subparsers) -> None:
-    """Add ``vaesim import`` (subcommand ``vae-ld``) to the ``vaesim`` parser."""
-    parser = subparsers.add_parser("import", help="bring in what other tools made: similarity scores (vae-ld) or trained models (dlib)")
+    """Add ``vaesim import`` (subcommands ``vae-ld``, ``dlib``, ``checkpoints``) to the ``vaesim`` parser."""
+    parser = subparsers.add_parser("import", help="bring in what other tools made: similarity scores (vae-ld) or "
+                                                  "trained models (dlib, checkpoints)")
     sources = parser.add_subparsers(dest="source", metavar="SOURCE")
     vae_ld = sources.add_parser(
         "vae-ld",
@@ -54,7 +55,68 @@ def register(subparsers) -> None:
                       help="record every model under this vaesim dataset instead of dlib's (e.g. "
                            "dsprites-procedural, to probe dSprites models with vaesim's renderer)")
     dlib.set_defaults(func=run_import_dlib)
+    _register_checkpoints(sources)
     parser.set_defaults(func=needs_action(parser))
+
+
+def _register_checkpoints(sources) -> None:
+    """``vaesim import checkpoints``: runs trained elsewhere (PyTorch, Lightning, safetensors) as vaesim runs."""
+    checkpoints = sources.add_parser(
+        "checkpoints",
+        help="your own runs' checkpoints (torch.save state dicts, Lightning .ckpt, safetensors) as vaesim runs",
+        description=(
+            "Import runs trained elsewhere into DIR/runs/, one vaesim run per folder of SRC with all its "
+            "checkpoints, loadable with vaesim.training.load_checkpoint; a study adopts them with `imported: DIR`. "
+            "Each folder holds *.pt / *.pth / *.bin (torch.save state dicts), *.ckpt (Lightning) or *.safetensors "
+            "files. A checkpoint's step is Lightning's global_step, else its file name's (step_1000.pt, "
+            "step=1000.ckpt, epoch=3-step=1000.ckpt, 1000.pt); two files with one step and different weights "
+            "are refused. A step-0 checkpoint is the run's own initialisation (a study's untrained baseline). "
+            "Files are read only with torch.load(weights_only=True): a pickle that would run code or holds a "
+            "class outside torch's allow-list is refused (re-save its state_dict, or use safetensors); "
+            "Lightning is never imported. After --strip-prefix, the keys must be exactly those of the "
+            "architecture's model, with the same shapes. The runs table is checked whole before anything is "
+            "written; a run that does not fit is then skipped with one line and listed in DIR/import.json. "
+            "Rerunning keeps the runs whose files and rows are unchanged."
+        ),
+    )
+    checkpoints.add_argument("src", metavar="SRC", type=Path,
+                             help="folder with one subfolder of checkpoint files per run")
+    checkpoints.add_argument("--runs", required=True, type=Path, metavar="TABLE",
+                             help="CSV or YAML: one row per folder with folder, objective, strength (the value of "
+                                  "the objective's swept parameter), seed, dataset, and optionally other parameters "
+                                  "of the objective (docs/study.md)")
+    checkpoints.add_argument("--architecture", required=True, metavar="NAME",
+                             help="the model the weights fit: conv, fc, or a plug-in module:factory")
+    checkpoints.add_argument("--out", required=True, type=Path, metavar="DIR",
+                             help="folder to write runs/ and import.json")
+    checkpoints.add_argument("--latent-dim", type=int, default=10, metavar="N",
+                             help="latent size of the models (default: %(default)s)")
+    checkpoints.add_argument("--channels", type=int, default=None, metavar="C",
+                             help="image channels of the models (default: each run's dataset's)")
+    checkpoints.add_argument("--strip-prefix", default="", metavar="PREFIX",
+                             help="keep only the keys starting with PREFIX and remove it (a LightningModule's "
+                                  "model attribute: 'model.'; the default, empty, keeps every key)")
+    checkpoints.set_defaults(func=run_import_checkpoints)
+
+
+def run_import_checkpoints(args) -> int:
+    from vaesim.imports.checkpoints import CheckpointImportError, import_checkpoints
+    from vaesim.utils.command_groups import UserError
+
+    try:
+        summary = import_checkpoints(args.src, args.out, args.runs, architecture=args.architecture,
+                                     latent_dim=args.latent_dim, num_channels=args.channels,
+                                     strip_prefix=args.strip_prefix)
+    except CheckpointImportError as error:  # a RunsTableError (every problem of the table) reaches main as it is
+        raise UserError(str(error)) from None
+    print(f"imported {len(summary.imported)} run(s) into {summary.out_dir / 'runs'}"
+          + (f"; {len(summary.already)} already imported" if summary.already else ""))
+    if summary.skipped:
+        print(f"skipped {len(summary.skipped)} run(s) that could not be imported (listed with the reason in "
+              f"{summary.out_dir / 'import.json'}):")
+        for folder, reason in summary.skipped.items():
+            print(f"  {folder}: {reason}")
+    return 1 if summary.skipped and not (summary.imported or summary.already) else 0
 
 
 def run_import_dlib(args) -> int:

@@ -1,7 +1,7 @@
 """Runs that vaesim did not train, written into the runs/ layout every later stage reads.
 
-One writer for every model importer (``vaesim import dlib``, and later
-PyTorch / Lightning checkpoints). An imported run is a folder
+One writer for every model importer (``vaesim import dlib``, ``vaesim import
+checkpoints``). An imported run is a folder
 ``runs/<run_id>/`` holding
 
 * ``checkpoints/step_{step:08d}.safetensors`` + ``.json``: the model's weights
@@ -70,6 +70,8 @@ class ImportedRun:
 def write_imported_run(runs_dir: str | Path, run: ImportedRun, checkpoints: dict[int, dict[str, np.ndarray]]) -> Path:
     """Write ``run`` with its checkpoints ``{step: {vaesim weight name: array}}`` into ``runs_dir/<run_id>``.
 
+    Floating arrays are stored as float32; integer and bool arrays keep their dtype.
+
     Replaces an earlier folder of the same run only once the new one is
     complete. Returns the run folder.
     """
@@ -83,8 +85,7 @@ def write_imported_run(runs_dir: str | Path, run: ImportedRun, checkpoints: dict
     model = {"architecture": run.architecture, "num_channels": run.num_channels, "latent_dim": run.latent_dim}
     for step, weights in sorted(checkpoints.items()):
         tensor_path, json_path = checkpoint_paths(partial, step)
-        save_file({name: np.ascontiguousarray(value, dtype=np.float32) for name, value in weights.items()},
-                  str(tensor_path))
+        save_file({name: _stored(value) for name, value in weights.items()}, str(tensor_path))
         record = {"step": int(step), "model": model, "objective": {"name": run.objective, "params": run.params},
                   "imported": {"source": run.source.get("kind", "unknown")}, "sha256": sha256_file(tensor_path)}
         record[META_DIGEST] = meta_digest(record)
@@ -102,6 +103,13 @@ def write_imported_run(runs_dir: str | Path, run: ImportedRun, checkpoints: dict
         os.rename(partial, final)
     _fsync_dir(runs_dir)
     return final
+
+
+def _stored(value) -> np.ndarray:
+    """A weight as saved: floating values as float32 (vaesim's models), integer and bool buffers (BatchNorm's
+    ``num_batches_tracked``) in their own dtype."""
+    array = np.asarray(value)  # np.asarray, not np.ascontiguousarray: that would make a 0-d buffer 1-d
+    return np.asarray(array, dtype=array.dtype if array.dtype.kind in "biu" else np.float32, order="C")
 
 
 def _fsync_dir(path: Path) -> None:

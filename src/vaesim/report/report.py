@@ -204,13 +204,19 @@ def imported_runs_note(runs: pd.DataFrame | None) -> str:
     if imported.empty:
         return ""
     kinds = sorted({value.split(":", 1)[0] for value in imported})
-    names = {"dlib": "disentanglement_lib's published models (Locatello et al. 2019)"}
+    names = {"dlib": "disentanglement_lib's published models (Locatello et al. 2019)",
+             "checkpoints": "checkpoints of runs trained in their authors' own code (vaesim import checkpoints)"}
     models = sorted(int(v.split(":", 1)[1]) for v in imported if v.startswith("dlib:") and v.split(":", 1)[1].isdigit())
     numbers = f" (model numbers {models[0]}-{models[-1]})" if models else ""
+    if kinds == ["dlib"]:
+        initial = ("their step 0 is vaesim's own initialisation at each run's seed (the untrained baseline, not "
+                   "the run's own initial weights, which were not published)")
+    else:
+        initial = ("their step 0 is the run's own initial checkpoint where one was imported, else vaesim's own "
+                   "initialisation at the run's seed (the untrained baseline; each run's imported.json says which)")
     return (f"{len(imported)} of {len(runs)} runs were trained elsewhere and imported: "
             f"{', '.join(names.get(k, k) for k in kinds)}{numbers}; their learned checkpoints are the imported "
-            "weights, their step 0 is vaesim's own initialisation at each run's seed (the untrained baseline, "
-            "not the run's own initial weights, which were not published), and no training curves came with "
+            f"weights, {initial}, and no training curves came with "
             "them (the runs table's source column names each run's origin).")
 
 

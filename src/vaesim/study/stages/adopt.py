@@ -7,11 +7,15 @@ latent size) is checked (each checkpoint's JSON and SHA-256, as written by
 are linked into ``runs/<run_id>/checkpoints/`` (hard links where the file
 system allows, else copies: an atomic write elsewhere never changes the
 import). Step 0, the untrained baseline every verdict is read against, is
-vaesim's own initialisation at the run's seed (``torch.manual_seed(seed)``,
-then :func:`vaesim.models.build_vae` with the spec's ``init``: exactly what
-training would start from), saved as a checkpoint that says so. The run's
-``config.json`` is its config, ``metrics.jsonl`` is empty (no training log
-was imported) and ``imported.json`` records where each file came from.
+the imported run's own step-0 checkpoint when it has one (its researcher's
+initial weights, e.g. from ``vaesim import checkpoints``), linked like the
+others; otherwise vaesim's own initialisation at the run's seed
+(``torch.manual_seed(seed)``, then :func:`vaesim.models.build_vae` with the
+spec's ``init``: exactly what training would start from), saved as a
+checkpoint that says so. The run's ``config.json`` is its config,
+``metrics.jsonl`` is empty (no training log was imported) and
+``imported.json`` records where each file came from and which step 0 was
+used (``initial``: ``imported`` or ``vaesim``).
 """
 
 from __future__ import annotations
@@ -155,17 +159,20 @@ def adopt_run(root: Path, task: TrainTask) -> None:
     if missing:
         raise ValueError(f"imported run {source} has checkpoints at steps {sorted(present)}; the spec records "
                          f"{learned} (set training.steps and training.checkpoints.steps to imported steps)")
-    for step in learned:
+    initial = None
+    if 0 in task.run.steps:  # the run's own initial weights when they were imported, else vaesim's at its seed
+        initial = "imported" if 0 in present else "vaesim"
+    for step in learned + ([0] if initial == "imported" else []):
         damage = checkpoint_damage(source, step)
         if damage is not None:
             raise ValueError(f"imported run {source}: {damage}; import the model again (`vaesim import ... --out "
                              f"{Path(task.imported)}` replaces it)")
         for source_file, target_file in zip(checkpoint_paths(source, step), checkpoint_paths(run_dir, step)):
             _link(source_file, target_file)
-    if 0 in task.run.steps:
+    if initial == "vaesim":
         _save_initial(run_dir, task, record, build_vae, torch)
     _published_scores(root, task, source)
-    atomic_write_json(run_dir / IMPORTED_RECORD, {"from": str(source), "run": record})
+    atomic_write_json(run_dir / IMPORTED_RECORD, {"from": str(source), "run": record, "initial": initial})
     atomic_write_text(run_dir / "metrics.jsonl", "")
     atomic_write_bytes(run_dir / "config.json", imported_config_bytes(task))
     atomic_write_text(run_dir / layout.DONE_MARKER, "adopted\n")
@@ -217,6 +224,6 @@ def _save_initial(run_dir: Path, task: TrainTask, record: dict, build_vae, torch
         digest = sha256_file(tmp)
     meta = {"step": 0, "model": model.config(), "sha256": digest,
             "initial": f"vaesim's initialisation ({config.get('init', 'glorot')}) at seed {task.run.seed}, not "
-                       "the imported run's own (which was not published): the untrained baseline"}
+                       "the imported run's own (the import has no step-0 checkpoint): the untrained baseline"}
     meta[META_DIGEST] = meta_digest(meta)
     atomic_write_json(json_path, meta)

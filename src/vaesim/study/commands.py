@@ -32,6 +32,10 @@ def register(subparsers) -> None:
     run.add_argument("--force", action="store_true",
                      help="reuse a directory whose recorded spec differs; recompute what the change affects")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--stop-grace", type=float, default=None, metavar="SECONDS",
+                     help="on SIGTERM / SIGINT: seconds the runner waits for running tasks to save (training "
+                          "writes interrupted.*) or stop before it kills them and exits 143 / 130 (default 20, "
+                          "below Kubernetes' 30 s terminationGracePeriodSeconds; docs/study.md, 'On a cluster')")
     run.set_defaults(func=_run)
 
     plan = study_commands.add_parser(
@@ -132,7 +136,8 @@ def _run(args) -> int:
 
     try:
         out = run_study(args.spec, args.out, executor=args.executor, workers=args.workers, address=args.address,
-                        progress=not args.no_progress, force=args.force, threads=args.threads)
+                        progress=not args.no_progress, force=args.force, threads=args.threads,
+                        stop_grace=args.stop_grace)
     except StudyFailed as failed:
         print(f"vaesim: {failed}", file=sys.stderr)
         return 1

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from multiprocessing import get_context
 from typing import Callable
 
 from vaesim.study.plan import Task
+from vaesim.study.run.stopping import grace_time, reclaim_signals, second_signal, stop_children
 from vaesim.study.spec import TaskResources
 from vaesim.study.stages.devices import resolve_device
 from vaesim.study.stages.task import run_task
@@ -110,31 +112,46 @@ class LocalExecutor:
         if workers == 1:
             return self._sequential(study_dir, tasks, on_done)
         attempts = {task.task_id: 0 for task in tasks}
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=worker_start,
-                                 initargs=(os.getpid(), watch_parent)) as pool:
-            pending = {pool.submit(run_task, study_dir, task, threads): task for task in tasks}
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    task = pending.pop(future)
-                    try:
-                        report = future.result()
-                    except Exception as error:
-                        attempts[task.task_id] += 1
-                        logger.warning("task %s failed (attempt %d of %d): %s", task.task_id,
-                                       attempts[task.task_id], self.max_retries + 1, _error_text(error))
-                        logger.info("task %s: traceback of attempt %d:", task.task_id, attempts[task.task_id],
-                                    exc_info=error)  # shown with -v
-                        if attempts[task.task_id] <= self.max_retries and not _pool_broken(error):
-                            pending[pool.submit(run_task, study_dir, task, threads)] = task
-                        else:
-                            failure = TaskFailure(task.task_id, _error_text(error))
-                            outcome.failures.append(failure)
-                            on_done(failure)
-                        continue
-                    outcome.reports.append(report)
-                    on_done(report)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=worker_start,
+                                   initargs=(os.getpid(), watch_parent))
+        try:
+            pending = {}
+            for task in tasks:
+                pending[pool.submit(run_task, study_dir, task, threads)] = task
+            self._collect(study_dir, pool, pending, attempts, outcome, on_done, threads)
+        except KeyboardInterrupt:  # SIGTERM / SIGINT (vaesim.study.run.stopping): no new task; workers save
+            try:
+                pool.shutdown(wait=False, cancel_futures=True)
+            finally:
+                stop_children()
+            raise
+        finally:
+            pool.shutdown(wait=True)
         return outcome
+
+    def _collect(self, study_dir, pool, pending, attempts, outcome, on_done, threads) -> None:
+        """Wait for the pool's tasks, resubmitting failed ones up to ``max_retries`` times."""
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                task = pending.pop(future)
+                try:
+                    report = future.result()
+                except Exception as error:
+                    attempts[task.task_id] += 1
+                    logger.warning("task %s failed (attempt %d of %d): %s", task.task_id,
+                                   attempts[task.task_id], self.max_retries + 1, _error_text(error))
+                    logger.info("task %s: traceback of attempt %d:", task.task_id, attempts[task.task_id],
+                                exc_info=error)  # shown with -v
+                    if attempts[task.task_id] <= self.max_retries and not _pool_broken(error):
+                        pending[pool.submit(run_task, study_dir, task, threads)] = task
+                    else:
+                        failure = TaskFailure(task.task_id, _error_text(error))
+                        outcome.failures.append(failure)
+                        on_done(failure)
+                    continue
+                outcome.reports.append(report)
+                on_done(report)
 
     def close(self) -> None:
         return None
@@ -205,15 +222,44 @@ class RayExecutor:
             options = {"include_dashboard": False} if address is None else {}
             ray.init(address=address, log_to_driver=False, **options)
             self._started_here = True
+            reclaim_signals()  # ray.init's SIGTERM handler exits at once; the study's stops and saves
         self._remote = ray.remote(_ray_task)
 
     def run(self, study_dir: str, tasks: list[Task], resources: TaskResources, on_done: OnDone) -> StageOutcome:
-        ray = self._ray
         outcome = StageOutcome()
         threads = max(1, int(resources.num_cpus))
         options = {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus,
                    "max_retries": self.max_retries, "retry_exceptions": True}
         pending = {self._remote.options(**options).remote(study_dir, task, threads): task for task in tasks}
+        try:
+            self._collect(pending, outcome, on_done)
+        except KeyboardInterrupt:  # SIGTERM / SIGINT (vaesim.study.run.stopping): cancel; training saves first
+            self._cancel(list(pending))
+            raise
+        return outcome
+
+    def _cancel(self, refs: list) -> None:
+        """Cancel ``refs`` (a running task gets SIGINT's handler: training saves ``interrupted.*``), wait up to
+        the grace time for them to end, then force the rest."""
+        ray = self._ray
+        for ref in refs:
+            try:
+                ray.cancel(ref, force=False)
+            except Exception as error:  # noqa: BLE001 - a finished or lost task: nothing to cancel
+                logger.debug("cancel %s: %s", ref, error)
+        deadline = time.monotonic() + grace_time()
+        left = refs
+        while left and time.monotonic() < deadline and not second_signal():
+            _, left = ray.wait(left, num_returns=len(left), timeout=0.2)
+        for ref in left:
+            logger.warning("a Ray task did not stop within %g s; forced (it reruns on resume)", grace_time())
+            try:
+                ray.cancel(ref, force=True)
+            except Exception as error:  # noqa: BLE001
+                logger.debug("force-cancel %s: %s", ref, error)
+
+    def _collect(self, pending: dict, outcome: StageOutcome, on_done: OnDone) -> None:
+        ray = self._ray
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
@@ -230,7 +276,6 @@ class RayExecutor:
                     continue
                 outcome.reports.append(report)
                 on_done(report)
-        return outcome
 
     def close(self) -> None:
         if self._started_here and self._ray.is_initialized():

@@ -23,6 +23,7 @@ from vaesim.study import plan as layout
 from vaesim.study.budget import check_budget, writable_directory
 from vaesim.models.plugin_table import architecture_table, is_plugin, write_table
 from vaesim.study.measures import architecture_modules, plugin_path, record_plugin_dirs
+from vaesim.study.run.stopping import STOP_GRACE_S, StopOnSignal, StopRequested
 from vaesim.study.plan import STAGES, StudyPlan, Task, plan_study, spec_differences
 from vaesim.study.run.executors import EXECUTORS, StageOutcome, TaskFailure, make_executor
 from vaesim.study.run.lock import StudyLock, describe, read_running, runner_alive
@@ -233,7 +234,7 @@ def remove_stale(out_dir: Path, old: StudySpec, new: StudySpec) -> None:
 
 def run_study(spec, out_dir, *, executor: str = "local", workers: int | None = None,
               address: str | None = None, progress: bool = True, force: bool = False,
-              threads: int | None = None) -> Path:
+              threads: int | None = None, stop_grace: float | None = None) -> Path:
     """Run every stage of ``spec`` into ``out_dir``, resuming; return ``out_dir``.
 
     ``spec``: a :class:`StudySpec`, a YAML path or a preset name.
@@ -241,11 +242,26 @@ def run_study(spec, out_dir, *, executor: str = "local", workers: int | None = N
     sequential; ``threads`` = torch/BLAS threads per task, default and
     maximum: the CPUs this process may use (affinity, cgroup quota) // workers) or
     ``ray`` (``address`` of a cluster, default: the Ray instance of this
-    process or a new local one; threads follow each stage's ``num_cpus``). Raises ValueError /
+    process or a new local one; threads follow each stage's ``num_cpus``). ``stop_grace``: on SIGTERM or
+    SIGINT, the seconds running tasks get to save or stop (default
+    :data:`vaesim.study.run.stopping.STOP_GRACE_S`; then :class:`~vaesim.study.run.stopping.StopRequested`,
+    a KeyboardInterrupt carrying the signal, is raised). Raises ValueError /
     FileNotFoundError for bad input before any work, :class:`StudyFailed`
     when some tasks failed (the rest is finished and kept).
     """
     check_executor_options(executor, workers=workers, address=address, threads=threads)
+    with StopOnSignal(STOP_GRACE_S if stop_grace is None else stop_grace) as stop:  # SIGTERM as Ctrl-C from here
+        try:
+            return _run_study(spec, out_dir, executor=executor, workers=workers, address=address,
+                              progress=progress, force=force, threads=threads)
+        except KeyboardInterrupt as error:
+            if stop.signum is not None and getattr(error, "signum", None) is None:  # Ray's wait re-raises it bare
+                raise StopRequested(stop.signum) from None
+            raise
+
+
+def _run_study(spec, out_dir, *, executor: str, workers: int | None, address: str | None, progress: bool,
+               force: bool, threads: int | None) -> Path:
     spec = load_checked_spec(spec)  # every spec problem and missing data file at once
     out_dir = Path(out_dir)
     writable_directory(out_dir)

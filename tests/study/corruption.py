@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from study_tiny import TINY  # noqa: E402
 
 # Files whose content is a time or a session log, different in every run (not study data).
-UNSTABLE = {"DONE", "provenance.json", "failures.json", ".lock", "running.json"}
+UNSTABLE = {"DONE", "provenance.json", "failures.json", ".lock", "running.json",
+            ".hash-cache.json"}  # the hash cache holds each file's inode and times: machine state, not the store
 
 # One glob per kind of file the study below writes (relative to the study directory).
 KINDS = {

@@ -37,7 +37,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 RACER = textwrap.dedent("""
     import sys, time, pathlib
     from vaesim.study.run import runner
-    runner._run_stage = lambda plan, stage, out_dir, r, meter: time.sleep(0.4) or []
+    runner._run_stage = lambda plan, stage, out_dir, r, meter, *rest: time.sleep(0.4) or []
     go = pathlib.Path(sys.argv[2])
     while not go.exists():
         time.sleep(0.001)

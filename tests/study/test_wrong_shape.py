@@ -37,7 +37,7 @@ def test_status_reports_a_garbled_failures_file_and_carries_on(fresh_study, garb
 
 def study_files(root: Path) -> dict[str, bytes]:
     """Every file a study's readers use (bookkeeping of the last run left out), by relative path."""
-    skip = {"provenance.json", "failures.json", ".lock", "running.json"}
+    skip = {"provenance.json", "failures.json", ".lock", "running.json", ".hash-cache.json"}
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file() and p.name not in skip and not {".progress", SET_ASIDE} & set(p.relative_to(root).parts)}
 

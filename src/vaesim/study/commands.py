@@ -62,6 +62,9 @@ def register(subparsers) -> None:
                     "run table of DIR and compare it with its recorded SHA-256. Lists each problem with what a "
                     "rerun of `vaesim study run` will do about it. Exit status 0 when all match, 1 otherwise.")
     verify.add_argument("dir", help="study directory")
+    verify.add_argument("--fast", action="store_true",
+                        help="trust the digests the runner cached for files whose size, mtime, ctime and inode are "
+                             "unchanged (git's rule); read only the others. Without --fast every byte is read")
     verify.set_defaults(func=_verify, inspects=True)
 
     variant = study_commands.add_parser(
@@ -237,8 +240,14 @@ def _status(args) -> int:
 def _verify(args) -> int:
     from vaesim.study.store.verify import verify_study
 
-    report = _imported_store(args.dir) or verify_study(args.dir)
+    from vaesim.study.store.hashcache import HashCache
+
+    cache = HashCache.load(args.dir) if args.fast else None
+    report = _imported_store(args.dir) or verify_study(args.dir, cache=cache)
     print(report.format())
+    if cache is not None:
+        print(f"  (--fast: {cache.hits} digest(s) taken from the cache of unchanged files, {cache.misses} file(s) "
+              "read; without --fast every byte is read)")
     return 0 if report.ok else 1
 
 

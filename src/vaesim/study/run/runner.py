@@ -36,6 +36,7 @@ from vaesim.study.stages.progress import clear_progress, read_progress
 from vaesim.study.stages.progress import describe as describe_progress
 from vaesim.study.stages.store import store_is_stale
 from vaesim.study.stages.task import corrupt_outputs, outputs_done
+from vaesim.study.store.hashcache import HashCache
 from vaesim.study.store.provenance import ProvenanceRecorder, last_command
 from vaesim.study.store.verify import DISPLACED, lies_under, printable, shape_problems, verify_study
 from vaesim.utils import atomic_write_json, atomic_write_text
@@ -273,7 +274,9 @@ def _run_study(spec, out_dir, *, executor: str, workers: int | None, address: st
         set_aside_wrong_kinds(out_dir, [SPEC_FILE, FAILURES_FILE] + [o for ts in plan.tasks.values() for t in ts
                                                                      for o in t.outputs])
         prepare_directory(spec, out_dir, force=force)
-        repair_damage(out_dir, plan)
+        hashes = HashCache.load(out_dir)  # digests verified at earlier starts: unchanged files are not read again
+        repair_damage(out_dir, plan, hashes)
+        hashes.save()
         runner = make_executor(executor, workers=workers, address=address,
                                max_retries=spec.resources.max_retries, threads=threads)
         failures: list[TaskFailure] = []
@@ -285,15 +288,21 @@ def _run_study(spec, out_dir, *, executor: str, workers: int | None, address: st
             for stage in STAGES:
                 stage_started = time.perf_counter()
                 try:
-                    failures += _run_stage(plan, stage, out_dir, runner, meter)
+                    failures += _run_stage(plan, stage, out_dir, runner, meter, hashes)
                 except BaseException:  # interrupted: keep the time it ran and the tasks it finished
                     recorder.stage(stage, time.perf_counter() - stage_started, meter.finished, interrupted=True)
                     raise
                 recorder.stage(stage, time.perf_counter() - stage_started, meter.ran)
+            # each new file read once now, so that the next start and `study status` take its digest from the
+            # cache instead of reading the whole store again
+            late = verify_study(out_dir, plan, cache=hashes).problems
+            for problem in late:
+                logger.warning("%s: %s; a rerun %s", printable(problem.path), problem.what, problem.rerun)
         finally:
             meter.close()
             runner.close()
             clear_progress(out_dir)
+            hashes.save()  # what the stages' checks read this time
         atomic_write_json(out_dir / FAILURES_FILE, [f.__dict__ for f in failures])
     logger.info("study %s finished in %.1f s with %d failure(s)", out_dir, time.perf_counter() - started,
                 len(failures))
@@ -302,7 +311,7 @@ def _run_study(spec, out_dir, *, executor: str, workers: int | None, address: st
     return out_dir
 
 
-def repair_damage(out_dir: Path, plan: StudyPlan) -> None:
+def repair_damage(out_dir: Path, plan: StudyPlan, cache: HashCache | None = None) -> None:
     """Make the repairs that ``vaesim study verify`` lists, before any stage runs (one warning per problem).
 
     Entries of the wrong kind and links go first (renamed aside, unlinked), then
@@ -311,13 +320,15 @@ def repair_damage(out_dir: Path, plan: StudyPlan) -> None:
     applied: damaged checkpoints (weights or JSON) and training logs retrain
     their run from the last good checkpoint, damaged outputs are discarded so
     their task runs again. The stages then recompute exactly what was removed.
+    ``cache``: digests of files unchanged since an earlier start are taken from it, not read again
+    (:mod:`vaesim.study.store.hashcache`).
     """
     shaped = set()
     for problem in shape_problems(out_dir, plan):
         _apply(out_dir, plan, problem, {})
         shaped.add(problem.path)
     retrain: dict[str, int] = {}
-    for problem in verify_study(out_dir, plan).problems:  # what stood in the wrong shape was named once above
+    for problem in verify_study(out_dir, plan, cache=cache).problems:  # the wrong shapes were named once above
         _apply(out_dir, plan, problem, retrain, quiet=lies_under(problem.path, shaped))
     for run_id, step in retrain.items():
         repair_run(out_dir, plan, run_id, step)
@@ -351,10 +362,11 @@ def _apply(out_dir: Path, plan: StudyPlan, problem, retrain: dict[str, int], *, 
         path.rename(target)
 
 
-def _run_stage(plan: StudyPlan, stage: str, out_dir: Path, runner, meter: StageProgress) -> list[TaskFailure]:
+def _run_stage(plan: StudyPlan, stage: str, out_dir: Path, runner, meter: StageProgress,
+               hashes: HashCache | None = None) -> list[TaskFailure]:
     tasks = plan.tasks[stage]
     if stage in ("probe", "compare", "disentangle", "store"):
-        _discard_corrupt_outputs(out_dir, tasks)
+        _discard_corrupt_outputs(out_dir, tasks, hashes)
     if stage == "store":
         _discard_stale_store(plan, out_dir)
     if stage == "train":
@@ -380,7 +392,7 @@ def _run_stage(plan: StudyPlan, stage: str, out_dir: Path, runner, meter: StageP
     return failures
 
 
-def _discard_corrupt_outputs(out_dir: Path, tasks: list[Task]) -> None:
+def _discard_corrupt_outputs(out_dir: Path, tasks: list[Task], cache: HashCache | None = None) -> None:
     """A task with an output that does not match its checksum loses all its outputs, so it runs again.
 
     Checked for the small outputs (probe files, results, store tables) on
@@ -388,7 +400,7 @@ def _discard_corrupt_outputs(out_dir: Path, tasks: list[Task]) -> None:
     checkpoints when an extract task does.
     """
     for task in tasks:
-        if corrupt_outputs(out_dir, task):
+        if corrupt_outputs(out_dir, task, cache):
             logger.warning("task %s: an output does not match its checksum; its outputs are discarded and "
                            "recomputed", task.task_id)
             for output in task.outputs:
@@ -499,10 +511,12 @@ class StudyStatus:
     corrupt: dict[str, int] = field(default_factory=dict)  # per stage: finished tasks with a corrupt output
     resume_command: str | None = None  # the command that last ran the study (provenance.json; never printed)
     failures_note: str | None = None  # why failures.json could not be read
+    problems: list[str] = field(default_factory=list)  # what verify finds outside any task's outputs
 
     @property
     def complete(self) -> bool:
-        return all(done == total for done, total in self.stages.values()) and not any(self.corrupt.values())
+        return (all(done == total for done, total in self.stages.values()) and not any(self.corrupt.values())
+                and not self.problems)
 
     @property
     def rerun_command(self) -> str:
@@ -524,6 +538,10 @@ class StudyStatus:
             bad = self.corrupt.get(stage, 0)
             lines.append(f"  {stage:8s} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} done, "
                          f"{total - done} pending" + (f" ({bad} corrupt: a rerun recomputes them)" if bad else ""))
+        for problem in self.problems[:10]:
+            lines.append(f"  problem: {printable(problem)}")
+        if len(self.problems) > 10:
+            lines.append(f"  ... {len(self.problems) - 10} more problem(s): `vaesim study verify` lists them all")
         if self.running:
             lines.append(f"  running: {printable(describe(self.running))}")
         else:
@@ -540,10 +558,6 @@ class StudyStatus:
         return "\n".join(lines)
 
 
-# Stages whose (small) outputs status hashes every time; summaries and checkpoints: `vaesim study verify`.
-VERIFIED_BY_STATUS = ("probe", "compare", "store")
-
-
 def study_status(out_dir) -> StudyStatus:
     """Done/pending tasks per stage of the study in ``out_dir`` (read from the files)."""
     out_dir = Path(out_dir)
@@ -552,20 +566,31 @@ def study_status(out_dir) -> StudyStatus:
         raise FileNotFoundError(f"{out_dir} is not a study directory (no {SPEC_FILE}); "
                                 f"start one with `vaesim study run SPEC --out {shlex.quote(str(out_dir))}`")
     plan = plan_study(load_spec(spec_file, import_plugins=False))  # inspection runs no plug-in code
+    info = read_running(out_dir)
+    running = info if info and runner_alive(info) else None
+    # what `study verify` would find, every output kind, through the hash cache (files unchanged since they
+    # were last verified are not read again; the cache is not written: status changes nothing)
+    problems = verify_study(out_dir, plan, cache=HashCache.load(out_dir)).problems
+    if running is not None:  # a working runner's temporary files are its writes under way, not leftovers
+        problems = [p for p in problems if p.fix[:1] != ("delete",)]
+    damaged = {p.fix[1] for p in problems if p.fix[:1] == ("redo",)}
+    damaged |= {f"train/{p.fix[1]}" for p in problems if p.fix[:1] in (("retrain",), ("sums",), ("config",))}
+    shapes = {p.path for p in problems if p.fix[:1] in (("aside",), ("unlink",))}  # wrong kind, unreadable
+    if shapes:  # the tasks whose outputs lie there are not trusted either
+        damaged |= {t.task_id for t in plan.all_tasks() if any(lies_under(o, shapes) for o in t.outputs)}
     stages, corrupt = {}, {}
     for stage in STAGES:
         tasks = plan.tasks[stage]
         done = [t for t in tasks if outputs_done(out_dir, t)]
-        if stage in VERIFIED_BY_STATUS:
-            bad = [t for t in done if corrupt_outputs(out_dir, t)]
-            corrupt[stage] = len(bad)
-            done = [t for t in done if t not in bad]
+        bad = [t for t in done if t.task_id in damaged]
+        corrupt[stage] = len(bad)
+        done = [t for t in done if t not in bad]
         stages[stage] = (len(done), len(tasks))
-    info = read_running(out_dir)
-    running = info if info and runner_alive(info) else None
+    other = [p for p in problems if p.fix[:1] not in (("redo",), ("retrain",), ("sums",), ("config",))]
     stale = info if info is not None and running is None else None
     failures, note = ([], None) if running is not None else read_failures(out_dir)
-    return StudyStatus(out_dir, stages, running, failures, stale, corrupt, last_command(out_dir), note)
+    return StudyStatus(out_dir, stages, running, failures, stale, corrupt, last_command(out_dir), note,
+                       [f"{p.path}: {p.what}" for p in other])
 
 
 def read_failures(out_dir: Path) -> tuple[list[dict], str | None]:

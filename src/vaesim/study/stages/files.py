@@ -43,15 +43,18 @@ def is_written(path: str | os.PathLike) -> bool:
     return file_exists(path) and file_exists(checksum_path(str(path)))
 
 
-def verified(path: str | os.PathLike) -> bool:
-    """True when ``path`` exists and matches its sidecar; logs a warning naming a bad file."""
+def verified(path: str | os.PathLike, cache=None) -> bool:
+    """True when ``path`` exists and matches its sidecar; logs a warning naming a bad file.
+
+    ``cache``: a :class:`vaesim.study.store.hashcache.HashCache` to take an unchanged file's digest from.
+    """
     path = Path(path)
     sidecar = Path(checksum_path(str(path)))
     if not file_exists(path) or not file_exists(sidecar):
         return False
     try:
         expected = sidecar.read_text().strip()
-        actual = sha256_file(path)
+        actual = cache.digest(path) if cache is not None else sha256_file(path)
     except OSError as error:  # unreadable by this user (a rerun sets it aside), or an I/O error
         logger.warning("cannot read %s or its sidecar (%s); it is not trusted and a rerun recomputes it",
                        path, error.strerror or error)

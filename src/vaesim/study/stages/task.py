@@ -55,10 +55,11 @@ def outputs_done(root: Path, task: Task) -> bool:
     return all(file_exists(root / output) for output in task.outputs)
 
 
-def corrupt_outputs(root: Path, task: Task) -> list[Path]:
-    """Outputs of ``task`` that exist with a sidecar but do not match it (hashes every checksummed output)."""
+def corrupt_outputs(root: Path, task: Task, cache=None) -> list[Path]:
+    """Outputs of ``task`` that exist with a sidecar but do not match it (hashes every checksummed output, or
+    takes an unchanged file's digest from ``cache``, a :class:`vaesim.study.store.hashcache.HashCache`)."""
     checked = [root / o for o in task.outputs if layout.checksum_path(o) in task.outputs]
-    return [path for path in checked if is_written(path) and not verified(path)]
+    return [path for path in checked if is_written(path) and not verified(path, cache)]
 
 
 STAGE_FUNCTIONS = {

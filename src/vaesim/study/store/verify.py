@@ -26,6 +26,7 @@ from vaesim.study.plan import RUNS_TABLE, StudyPlan, checksum_path, plan_study
 from vaesim.study.spec import load_spec
 from vaesim.study.stages.checkpoints import METRICS_KEY, checkpoint_file, config_file_damaged, read_sums
 from vaesim.study.stages.files import unreadable, verified
+from vaesim.study.store.hashcache import HashCache
 from vaesim.study.store.tables import imported_result_files
 from vaesim.utils import sha256_file
 from vaesim.utils.io import TMP_PREFIX
@@ -78,18 +79,22 @@ def printable(value) -> str:
     return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in text)
 
 
-def _matches(path: Path, expected: str) -> bool | None:
+def _matches(path: Path, expected: str, cache: HashCache | None = None) -> bool | None:
     """True/False for a file that matches/does not match ``expected``; None when it cannot be read now."""
     try:
-        return sha256_file(path) == expected
+        return (cache.digest(path) if cache is not None else sha256_file(path)) == expected
     except FileNotFoundError:
         return False
     except OSError:
         return None
 
 
-def verify_study(study_dir, plan: StudyPlan | None = None) -> VerifyReport:
-    """Check every file of the study in ``study_dir`` against its recorded checksum (reads only)."""
+def verify_study(study_dir, plan: StudyPlan | None = None, *, cache: HashCache | None = None) -> VerifyReport:
+    """Check every file of the study in ``study_dir`` against its recorded checksum (reads only).
+
+    ``cache``: a :class:`~vaesim.study.store.hashcache.HashCache` whose digests are trusted for files whose
+    stat is unchanged (``study verify --fast``, the runner's restart check); None reads every byte.
+    """
     root = Path(study_dir)
     spec_file = root / "spec.yaml"
     if not spec_file.is_file():
@@ -100,8 +105,8 @@ def verify_study(study_dir, plan: StudyPlan | None = None) -> VerifyReport:
     report.problems += shapes
     bad = {problem.path for problem in shapes}
     content = VerifyReport(root)
-    _verify_runs(root, plan, content, skip=bad)
-    _verify_sidecars(root, plan, content, skip=bad)
+    _verify_runs(root, plan, content, skip=bad, cache=cache)
+    _verify_sidecars(root, plan, content, skip=bad, cache=cache)
     report.checked = content.checked
     report.problems += [p for p in content.problems if not lies_under(p.path, bad)]
     leftovers = sorted(p for p in root.rglob(TMP_PREFIX + "*") if p.is_file() and not p.is_symlink()
@@ -114,8 +119,14 @@ def verify_study(study_dir, plan: StudyPlan | None = None) -> VerifyReport:
 
 def lies_under(path: str, bad: set[str]) -> bool:
     """True when ``path`` (relative to the study) is one of ``bad`` or lies below one of them."""
-    parts = Path(path).parts
-    return any(str(Path(*parts[:i])) in bad for i in range(1, len(parts) + 1))
+    if not bad:
+        return False
+    path = str(path)
+    while path:
+        if path in bad:
+            return True
+        path = path.rpartition("/")[0]
+    return False
 
 
 def expected_files(root: Path, plan: StudyPlan) -> set[str]:
@@ -136,11 +147,17 @@ def shape_problems(root: Path, plan: StudyPlan) -> list[Problem]:
     Checked top down: a folder that is wrong hides what lies under it.
     """
     files = expected_files(root, plan)
-    folders = {str(parent) for f in files for parent in Path(f).parents if str(parent) != "."}
+    folders = set()
+    for name in files:
+        while "/" in name:
+            name = name.rpartition("/")[0]
+            folders.add(name)
     problems: list[Problem] = []
-    for rel in sorted(files | folders, key=lambda r: (len(Path(r).parts), r)):
-        if lies_under(str(Path(rel).parent), {p.path for p in problems}):
+    bad: set[str] = set()
+    for rel in sorted(files | folders, key=lambda r: (r.count("/"), r)):
+        if lies_under(rel.rpartition("/")[0], bad):
             continue
+        bad = {p.path for p in problems}
         path = root / rel
         try:
             info = path.lstat()
@@ -176,7 +193,8 @@ def _retrain(run_id: str, step: int) -> tuple:
     return ("retrain", run_id, int(step))
 
 
-def _verify_runs(root: Path, plan: StudyPlan, report: VerifyReport, *, skip: set[str] = frozenset()) -> None:
+def _verify_runs(root: Path, plan: StudyPlan, report: VerifyReport, *, skip: set[str] = frozenset(),
+                 cache: HashCache | None = None) -> None:
     from vaesim.training.checkpoint_files import CorruptCheckpoint, checkpoint_paths, read_meta
 
     trains = {task.run_id: task for task in plan.tasks["train"]}
@@ -211,8 +229,9 @@ def _verify_runs(root: Path, plan: StudyPlan, report: VerifyReport, *, skip: set
             path = checkpoint_file(run_dir, step)
             json_path = checkpoint_paths(run_dir, step)[1]
             report.checked += 2
-            try:
-                saved = read_meta(run_dir, step).get("sha256")
+            try:  # the record's check (canonical JSON, its own digest) is remembered while the file is unchanged
+                saved = (read_meta(run_dir, step).get("sha256") if cache is None else
+                         cache.remember(json_path, lambda: read_meta(run_dir, step).get("sha256")))
             except CorruptCheckpoint as error:
                 report.problems.append(Problem(rel(json_path), error.reason,
                                                f"retrains run {run.run_id} from its last good checkpoint",
@@ -221,7 +240,7 @@ def _verify_runs(root: Path, plan: StudyPlan, report: VerifyReport, *, skip: set
             except OSError:
                 report.problems.append(Problem(rel(json_path), "cannot be read now", "deletes nothing"))
                 continue
-            actual = _digest(path)
+            actual = _digest(path, cache)
             if actual is None:
                 report.problems.append(Problem(rel(path), "cannot be read now", "deletes nothing"))
             elif actual == "" or (saved is not None and actual != saved):
@@ -237,7 +256,7 @@ def _verify_runs(root: Path, plan: StudyPlan, report: VerifyReport, *, skip: set
         log = run_dir / METRICS_KEY
         if METRICS_KEY in sums:
             report.checked += 1
-            ok = _matches(log, sums[METRICS_KEY])
+            ok = _matches(log, sums[METRICS_KEY], cache)
             if ok is None:
                 report.problems.append(Problem(rel(log), "cannot be read now", "deletes nothing"))
             elif not ok:
@@ -246,17 +265,18 @@ def _verify_runs(root: Path, plan: StudyPlan, report: VerifyReport, *, skip: set
                                                "by training)", _retrain(run.run_id, 0)))
 
 
-def _digest(path: Path) -> str | None:
+def _digest(path: Path, cache: HashCache | None = None) -> str | None:
     """SHA-256 of ``path``; ``""`` when it is missing, None when it cannot be read now."""
     try:
-        return sha256_file(path)
+        return cache.digest(path) if cache is not None else sha256_file(path)
     except FileNotFoundError:
         return ""
     except OSError:
         return None
 
 
-def _verify_sidecars(root: Path, plan: StudyPlan, report: VerifyReport, *, skip: set[str] = frozenset()) -> None:
+def _verify_sidecars(root: Path, plan: StudyPlan, report: VerifyReport, *, skip: set[str] = frozenset(),
+                     cache: HashCache | None = None) -> None:
     for task in plan.all_tasks():
         redo = ("redo", task.task_id)
         for output in task.outputs:
@@ -283,7 +303,7 @@ def _verify_sidecars(root: Path, plan: StudyPlan, report: VerifyReport, *, skip:
                 else:
                     report.problems.append(Problem(sidecar, f"cannot be read now ({error})", "deletes nothing"))
                 continue
-            ok = _matches(path, expected)
+            ok = _matches(path, expected, cache)
             if ok is None:
                 report.problems.append(Problem(output, "cannot be read now", "deletes nothing"))
             elif not ok:

@@ -80,19 +80,32 @@ def time_restart(study: Path, repeat: int) -> tuple[float, float, int]:
 
 
 def time_plans(seeds: list[int]) -> None:
+    """The quick preset with N seeds, with its seeds comparisons (model pairs grow as N^2) and without."""
     from vaesim.study import load_spec, plan_study
+    from vaesim.study.budget import check_plan_size
+    from vaesim.study.plan import model_pair_count
     from vaesim.study.spec import parse_spec
 
-    data = load_spec("quick").model_dump(mode="json")
-    for n in seeds:
-        data["seeds"] = list(range(n))
-        spec = parse_spec(data)
-        start = time.perf_counter()
-        plan = plan_study(spec)
-        seconds = time.perf_counter() - start
-        tasks = sum(len(tasks) for tasks in plan.tasks.values())
-        print(f"plan: {len(plan.runs):>7,} runs {tasks:>9,} tasks  {seconds:7.2f} s  "
-              f"{1e6 * seconds / tasks:6.1f} us per task")
+    for across_seeds in (False, True):
+        data = load_spec("quick").model_dump(mode="json")
+        data["comparisons"]["seeds"] = across_seeds
+        for n in seeds:
+            data["seeds"] = list(range(n))
+            spec = parse_spec(data)
+            start = time.perf_counter()
+            try:
+                check_plan_size(spec)
+            except ValueError as refused:
+                print(f"plan (seeds comparisons {across_seeds}): {4 * n:>7,} runs refused in "
+                      f"{time.perf_counter() - start:.2f} s: {str(refused)[:110]}...")
+                continue
+            plan = plan_study(spec)
+            seconds = time.perf_counter() - start
+            tasks = sum(len(tasks) for tasks in plan.tasks.values())
+            pairs = model_pair_count(spec)
+            print(f"plan (seeds comparisons {across_seeds}): {len(plan.runs):>7,} runs {tasks:>9,} tasks "
+                  f"{pairs:>11,} model pairs {seconds:7.2f} s  {1e6 * seconds / tasks:6.1f} us per task, "
+                  f"{1e6 * seconds / pairs:5.2f} us per pair")
 
 
 def main() -> None:

@@ -177,6 +177,9 @@ def _plan(args) -> int:
 
         spec = load_spec(args.spec, import_plugins=measuring)
         print(f"note: {error}", file=sys.stderr)
+    from vaesim.study.budget import check_plan_size
+
+    check_plan_size(spec)  # a grid too large to plan is refused in a line, not after minutes of planning
     plan = plan_study(spec)
     if args.no_calibrate:
         print(format_plan(plan, None, None))

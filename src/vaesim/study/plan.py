@@ -44,6 +44,24 @@ def stable_hash(obj: Any, length: int = 8) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def stable_hash_with_pairs(key: dict, pairs: list[tuple], length: int = 8) -> str:
+    """:func:`stable_hash` of ``{**key, "pairs": pairs}`` (the same digits) without encoding each pair through
+    :mod:`json`: ``pairs`` of ``(str, int, str, int)`` are joined as text, each run id quoted once. A seeds task
+    of 1,000 seeds has 499,500 pairs; this keeps planning linear with a small constant."""
+    marker = "\x00vaesim-pairs\x00"
+    text = json.dumps({**key, "pairs": marker}, sort_keys=True, separators=(",", ":"), default=str)
+    quoted: dict[str, str] = {}
+
+    def q(run_id: str) -> str:
+        if run_id not in quoted:
+            quoted[run_id] = json.dumps(run_id)
+        return quoted[run_id]
+
+    body = "[" + ",".join(f"[{q(a)},{int(s)},{q(b)},{int(t)}]" for a, s, b, t in pairs) + "]"
+    text = text.replace(json.dumps(marker), body, 1)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
 def format_value(value: float) -> str:
     """Readable parameter value for addresses: ``4.0 -> '4'``, ``0.5 -> '0.5'``."""
     return f"{value:g}"
@@ -444,6 +462,34 @@ def comparison_groups(spec: StudySpec, runs: list[RunPlan]) -> list[tuple[str, s
     return groups
 
 
+def model_pair_count(spec: StudySpec) -> int:
+    """How many model pairs :func:`comparison_groups` makes for ``spec``, counted from the grid's sizes alone
+    (no run or pair is built: a grid too large to plan is refused before planning)."""
+    from math import comb
+
+    comps = spec.comparisons
+    steps = len(spec.recorded_steps())
+    across = steps if comps.across_steps == "all" else min(steps, 2)
+    seeds, datasets = len(set(spec.seeds)), len(spec.datasets)
+    values = [len(objective.values) for objective in spec.objectives]
+    runs = datasets * sum(values) * seeds
+    total = 0
+    if comps.within_run != "none":
+        per_run = {"all": comb(steps + 1, 2), "final": steps, "self_and_final": 2 * steps - 1}[comps.within_run]
+        total += runs * per_run
+    if comps.seeds:
+        total += datasets * sum(values) * across * comb(seeds, 2)
+    if comps.params:
+        total += datasets * seeds * across * sum(comb(v, 2) for v in values)
+    if comps.objectives:
+        total += datasets * seeds * across * (comb(sum(values), 2) - sum(comb(v, 2) for v in values))
+    if comps.factors:
+        total += runs * steps
+    floor = len(noise_floor_steps(spec))
+    total += runs * floor
+    return total
+
+
 #: the comparisons that ``comparisons.layer_pairs: matching`` narrows (factors and noise floors are one layer
 #: against one other already)
 MATCHABLE = ("within_run", "seeds", "params", "objectives")
@@ -588,15 +634,17 @@ def plan_study(spec: StudySpec) -> StudyPlan:
     compare = []
     for comparison, label, pairs in comparison_groups(spec, runs):
         involved = sorted({p[0] for p in pairs} | {p[2] for p in pairs})
-        key = {"comparison": comparison, "pairs": pairs, "metrics": spec.metrics, "layers": layers, "probe": probe}
+        key = {"comparison": comparison, "metrics": spec.metrics, "layers": layers, "probe": probe}
         scope = spec.comparisons.layer_pairs if comparison in MATCHABLE else "all"
         if scope != "all":  # the default: task ids of studies planned before layer_pairs existed stay
             key["layer_pairs"] = scope
-        task_id = f"compare/{comparison}/{label}_{stable_hash(key)}"
+        task_id = f"compare/{comparison}/{label}_{stable_hash_with_pairs(key, pairs)}"
         dataset = by_id[pairs[0][0]].dataset
-        inputs = sorted({summary_path(p[0], p[1]) for p in pairs} | {summary_path(p[2], p[3]) for p in pairs})
+        a_sides = {(p[0], p[1]) for p in pairs}
         if comparison == "factors":
-            inputs = sorted({summary_path(p[0], p[1]) for p in pairs}) + [factors_summary_path(dataset)]
+            inputs = sorted(summary_path(run_id, step) for run_id, step in a_sides) + [factors_summary_path(dataset)]
+        else:
+            inputs = sorted(summary_path(run_id, step) for run_id, step in a_sides | {(p[2], p[3]) for p in pairs})
         if comparison == "noise_floor":
             inputs = inputs + [resampled_path(p[0], p[1]) for p in pairs]
         if cache:  # the summaries are recomputed from the checkpoints on the probe set
@@ -609,7 +657,7 @@ def plan_study(spec: StudySpec) -> StudyPlan:
                 inputs=tuple(inputs),
                 comparison=comparison,
                 dataset=dataset,
-                pairs=tuple((a, int(s), b, int(t)) for a, s, b, t in pairs),
+                pairs=tuple(pairs),  # (run, int step, run, int step): the steps are the spec's ints
                 runs=tuple(by_id[run_id] for run_id in involved),
                 layers=tuple(layers),
                 metrics=tuple(spec.metrics),

@@ -90,6 +90,28 @@ def test_an_unfinished_variant_is_named_and_not_used(with_probe_variant, tmp_pat
     assert found == [] and "not a variant record" in skipped[0]
 
 
+def test_a_damaged_variant_is_named_as_damaged_and_resumed_through_study_variant(with_probe_variant, tmp_path):
+    import shlex
+    import shutil
+
+    from vaesim.study import study_status
+
+    study, _ = with_probe_variant
+    copy = tmp_path / "study"
+    shutil.copytree(study, copy, symlinks=True)
+    variant = copy / "variants" / "probe-seed-1"
+    result = sorted(variant.glob("results/*.parquet"))[0]
+    result.write_bytes(result.read_bytes()[:-7] + b"damaged")  # fails its checksum
+    status = study_status(variant)
+    assert not status.complete
+    advice = f"vaesim study variant {shlex.quote(str(copy))} --probe-seed 1 --name probe-seed-1 --layer-pairs matching"
+    assert status.rerun_command == advice
+    assert advice in status.format()
+    found, skipped = study_variants(copy)
+    assert found == [] and len(skipped) == 1
+    assert "1 file problem(s)" in skipped[0] and "not finished" not in skipped[0] and advice in skipped[0], skipped
+
+
 def test_bad_variant_requests_are_refused_before_any_work(finished_tiny, tmp_path, tiny_spec):
     with pytest.raises(ValueError, match="a seed other than the study's own"):
         variant_spec(tiny_spec, "probe", probe_seed=tiny_spec.probe.seed)

@@ -526,6 +526,9 @@ class StudyStatus:
         resumed with ``vaesim demo``, anything else with ``vaesim study run``.
         """
         out = shlex.quote(str(self.study_dir))
+        variant = _variant_command(self.study_dir)
+        if variant is not None:  # a variant resumes through `study variant` on its parent (it links the runs)
+            return variant
         if (self.resume_command or "").split()[:2] == ["vaesim", "demo"]:
             return f"vaesim demo --out {out}"
         return f"vaesim study run {shlex.quote(str(self.study_dir / SPEC_FILE))} --out {out}"
@@ -556,6 +559,30 @@ class StudyStatus:
         if self.failures_note:
             lines.append(f"  {printable(self.failures_note)}")
         return "\n".join(lines)
+
+
+def _variant_command(study_dir: Path) -> str | None:
+    """``vaesim study variant PARENT ...`` that resumes the variant in ``study_dir`` (None: not a variant)."""
+    from vaesim.study.run.variants import VARIANT_FILE
+
+    study_dir = Path(study_dir)
+    try:
+        record = json.loads((study_dir / VARIANT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or study_dir.parent.name != layout.VARIANTS_DIR:
+        return None
+    parent = shlex.quote(str(study_dir.parent.parent))
+    name = shlex.quote(study_dir.name)
+    if record.get("kind") == "probe" and isinstance(record.get("probe_seed"), int):
+        how = f"--probe-seed {record['probe_seed']}"
+    elif record.get("kind") == "rerun":
+        how = "--rerun"
+    else:
+        return None
+    pairs = record.get("layer_pairs")
+    return f"vaesim study variant {parent} {how} --name {name}" + (f" --layer-pairs {pairs}" if pairs in
+                                                                     ("all", "matching") else "")
 
 
 def study_status(out_dir) -> StudyStatus:

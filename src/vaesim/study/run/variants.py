@@ -220,9 +220,16 @@ def study_variants(study_dir) -> tuple[list[Variant], list[str]]:
             skipped.append(f"{path.name}: not used ({error})")
             continue
         if not status.complete:
-            pending = sum(total - done for done, total in status.stages.values())
-            skipped.append(f"{path.name}: not used ({pending} task(s) not finished; rerun its `vaesim study "
-                           f"variant` command to finish it)")
+            damaged = sum(status.corrupt.values()) + len(status.problems)
+            pending = sum(total - done for done, total in status.stages.values()) - sum(status.corrupt.values())
+            why = []
+            if damaged:
+                why.append(f"{damaged} file problem(s): an output that fails its checksum or a damaged file; "
+                           "`vaesim study verify` on it lists them")
+            if pending:
+                why.append(f"{pending} task(s) not finished")
+            skipped.append(f"{path.name}: not used ({'; '.join(why)}; `{status.rerun_command}` "
+                           f"{'repairs' if damaged else 'finishes'} it)")
             continue
         found.append(Variant(path.name, path, record))
     return found, skipped

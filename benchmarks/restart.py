@@ -59,7 +59,7 @@ def synthetic_store(root: Path, runs: int, checkpoints: int) -> int:
 
 def time_restart(study: Path, repeat: int) -> tuple[float, float, int]:
     from vaesim.study import load_spec, plan_study
-    from vaesim.study.run.runner import repair_damage
+    from vaesim.study.store.repair import repair_damage
     from vaesim.study.store.hashcache import CACHE_FILE, HashCache
 
     plan = plan_study(load_spec(study / "spec.yaml"))

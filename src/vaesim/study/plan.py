@@ -323,6 +323,7 @@ def results_path(task_id: str) -> str:
 
 RUNS_TABLE = "runs.parquet"
 VARIANTS_DIR = "variants"  # DIR/variants/NAME/: the study measured another way (vaesim.study.run.variants)
+VARIANT_FILE = "variant.json"  # in a variant's directory: how it was made (vaesim.study.run.variants)
 TRAINING_METRICS_TABLE = "training_metrics.parquet"
 LATENTS_TABLE = "latents.parquet"
 

@@ -35,12 +35,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from vaesim.study.plan import VARIANTS_DIR
+from vaesim.study.plan import VARIANT_FILE, VARIANTS_DIR
 from vaesim.utils import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-VARIANT_FILE = "variant.json"
 KINDS = ("probe", "rerun")
 
 

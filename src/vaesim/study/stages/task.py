@@ -11,7 +11,7 @@ sidecar when loaded; a mismatch or a load failure is logged as a warning that
 names the file, the file is discarded and recomputed (extraction is
 deterministic), and never read. A checkpoint that fails to load makes the
 extract task report ``corrupt_checkpoint``; the runner then repairs the run
-(see :func:`vaesim.study.run.runner.repair_run`).
+(see :func:`vaesim.study.store.repair.repair_run`).
 """
 
 from __future__ import annotations

@@ -76,7 +76,8 @@ def _preempt(spec_path: Path, out: Path, executor: str, stage: str, timeout: flo
 
 @pytest.mark.parametrize("executor,stage", [
     ("pool", "train"), ("workers-1", "train"), pytest.param("ray", "train", marks=pytest.mark.ray),
-    ("pool", "extract"), ("workers-1", "compare"), pytest.param("ray", "compare", marks=pytest.mark.ray),
+    ("pool", "extract"), pytest.param("ray", "extract", marks=pytest.mark.ray),
+    ("pool", "compare"), ("workers-1", "compare"), pytest.param("ray", "compare", marks=pytest.mark.ray),
 ])
 def test_sigterm_to_the_runner_alone_stops_it_and_a_rerun_equals_an_uninterrupted_study(
         reference, tmp_path, executor, stage):

@@ -83,11 +83,11 @@ def _mix(synthetic, late_runs):
 
 def test_the_issue_grid_with_four_tied_runs_of_six_is_inconclusive_not_failed(synthetic):
     # 6 runs, 4 tie (a coarse checkpoint grid puts both sides "at T"), 2 settle encoder first: the best
-    # p the one-sided test can reach is 0.5 (the issue's observed p), so the verdict is "cannot tell"
+    # p the one-sided exact test can reach is 2^-2 = 0.25, so the verdict is "cannot tell"
     synthetic.params = (1.0, 2.0, 4.0)
     row = F.claim_encoder_first(_mix(synthetic, [synthetic.run_id(p, s) for p in (2.0, 4.0) for s in (0, 1)]))
     assert row["verdict"] == "inconclusive (ties/grid)"
-    assert row["n"] == 6 and "6 runs and 4 tie(s) = 0.5 (cannot pass 0.05)" in row["detail"]
+    assert row["n"] == 6 and "6 runs and 4 tie(s) = 0.25 (cannot pass 0.05)" in row["detail"]
     assert row["value"] == pytest.approx(2 * 0.75 / 6)
 
 

@@ -41,9 +41,36 @@ def test_paired_test_matches_scipy_and_counts_ties_against_the_claim():
     d = np.array([0.3, 0.1, 0.4, 0.2, 0.5, -0.05])
     assert paired_greater(d) == pytest.approx(stats.wilcoxon(d, alternative="greater", method="exact").pvalue)
     assert paired_greater(np.zeros(6)) == 1.0
-    # five positive differences reach p = 1/32 exactly; three tied runs beside them weaken the evidence
+    # five positive differences reach p = 1/32 exactly, with or without tied runs beside them (Pratt: a zero has
+    # no sign to flip); a tied run lowers a mixed set's evidence by raising the ranks it is compared with
     assert paired_greater(np.full(5, 0.2)) == pytest.approx(1 / 32)
-    assert paired_greater(np.array([0.2] * 5 + [0.0] * 3)) > 0.05
+    assert paired_greater(np.array([0.2] * 5 + [0.0] * 3)) == pytest.approx(1 / 32)
+    mixed = np.array([0.3, 0.1, 0.4, 0.2, -0.05])
+    assert paired_greater(np.r_[mixed, 0.0, 0.0]) >= paired_greater(mixed)
+
+
+def _pratt_by_enumeration(d: np.ndarray) -> float:
+    """Textbook exact Pratt test: every sign pattern of the non-zero differences, ranks of |d| with zeros ranked."""
+    import itertools
+
+    ranks = stats.rankdata(np.abs(d))
+    nonzero = np.flatnonzero(d != 0)
+    observed = ranks[nonzero][d[nonzero] > 0].sum()
+    sums = [sum(ranks[i] for i, s in zip(nonzero, signs) if s) for signs in
+            itertools.product([0, 1], repeat=len(nonzero))]
+    return float(np.mean(np.array(sums) >= observed - 1e-9))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_exact_pratt_p_value_is_the_enumerated_one(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 12))
+    d = np.round(rng.normal(0.2, 1.0, n), 1)  # rounding makes tied magnitudes
+    d[rng.random(n) < 0.25] = 0.0  # and tied runs
+    assert paired_greater(d) == pytest.approx(_pratt_by_enumeration(d), abs=1e-12)
+    if np.all(d == 0) or len(d) == 0:
+        return
+    assert paired_greater_floor(d) == pytest.approx(2.0 ** -np.count_nonzero(d), abs=1e-12)
 
 
 def test_clustered_spearman_rho_is_scipys_and_its_interval_resamples_runs():
@@ -65,9 +92,11 @@ def test_percentile_interval_ignores_nan():
 
 
 def test_the_paired_test_floor_matches_the_issue_for_six_runs():
-    # best one-sided p with 6 runs and 0..4 zero differences (exact Wilcoxon, Pratt): 1/64, 2/64, 5/64, 14/64, 32/64
+    # best one-sided p with 6 runs and 0..4 zero differences (exact Pratt test): 2^-(6 - zeros), as the docs say
     floors = [paired_greater_floor(np.r_[np.zeros(z), np.arange(1.0, 7 - z)]) for z in range(5)]
-    assert floors == pytest.approx([1 / 64, 2 / 64, 5 / 64, 14 / 64, 32 / 64])
+    assert floors == pytest.approx([1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4])
+    # 8 runs with 3 ties can decide: p = 1/32 < 0.05 is reachable
+    assert paired_greater_floor(np.r_[np.zeros(3), np.arange(1.0, 6)]) == pytest.approx(1 / 32)
     # the floor depends on magnitudes and ties only, never on the signs, and bounds the test from below
     d = np.array([0.0, 0.0, -0.3, 0.1, 0.2, -0.4])
     assert paired_greater_floor(d) == paired_greater_floor(-d) == paired_greater_floor(np.abs(d))

@@ -332,8 +332,14 @@ def test_compute_findings_table(synthetic):
     assert table["definition"].str.len().min() > 40
     text = F.format_findings(table)
     assert "claim 1" in text and "holds" in text
+    # no robustness checks ran on this table: a holds is not counted as support, and the sentence says so
+    assert ("It cannot judge (not enough data): claim 2 (objectives). Not checked for robustness, so not counted "
+            "as support or contradiction: claim 1 (holds), claim 2 (regularisation strengths) (holds), "
+            "claim 3 [beta_vae] (holds).") == F.support_summary(table)
+    checked = table.assign(robustness="unchanged by 2 checks: seed 0 left out, seed 1 left out")
     assert ("This study supports: claim 1, claim 2 (regularisation strengths), claim 3 [beta_vae]. It cannot judge "
-            "(not enough data): claim 2 (objectives).") == F.support_summary(table)
+            "(not enough data): claim 2 (objectives).") == F.support_summary(checked)
+    assert F.support_summary(checked.assign(robustness="not checked")) == F.support_summary(table)
 
 
 def test_missing_columns_are_named(default_results):
@@ -356,6 +362,7 @@ def test_support_summary_names_each_beyond_the_paper_finding_apart():
                     "beyond the paper: cross-seed encoder-trunk similarity predicts dci_disentanglement",
                     "claim 1: encoder layers settle before decoder layers"],
         "verdict": [F.OPPOSITE_HOLDS, F.HOLDS, "inconclusive (ties/grid)"],
+        "robustness": ["unchanged by 4 checks: seed 0 left out"] * 3,
     })
     assert F.support_summary(table) == (
         "This study supports: beyond the paper (encoder-trunk -> dci_disentanglement). The opposite holds for: "

@@ -276,7 +276,7 @@ def render_report(*, title: str, summary: str, findings: pd.DataFrame, figures, 
 <p>The claims of Bonheme &amp; Grzes, <em>How do Variational Autoencoders Learn? Insights from Representational
 Similarity</em> (arXiv 2205.08399), checked with the numbers of this study. Each verdict follows from the
 definition written under its name; a verdict that leaving one seed out or moving a threshold changes is marked
-fragile and is not counted as support.</p>
+fragile and is not counted as support, nor is one whose robustness was not checked.</p>
 <p id='support'><strong>{_text(support_summary(findings))}</strong></p>
 {findings_html(findings)}
 {sections_html}

@@ -108,19 +108,24 @@ def short_name(finding: str) -> str:
 def support_summary(findings: pd.DataFrame) -> str:
     """One sentence per verdict kind: which claims this study supports, contradicts, or cannot judge.
 
-    Only ``holds`` / ``opposite holds`` verdicts that are not fragile (a
-    ``robustness`` column, when present) count as support or contradiction;
-    a fragile one is named apart with what changed it.
+    Only ``holds`` / ``opposite holds`` verdicts whose robustness was
+    checked (the ``robustness`` column holds what the checks found) and that
+    are not fragile count as support or contradiction; a fragile one is
+    named apart with what changed it, and one that was never checked (no
+    ``robustness`` column, an empty label or ``not checked``) is named apart
+    as not checked.
     """
     words = findings["verdict"].map(verdict_word)
-    fragile = (findings["robustness"].map(is_fragile) if "robustness" in findings
-               else pd.Series(False, index=findings.index))
+    labels_of = (findings["robustness"].fillna("").astype(str) if "robustness" in findings
+                 else pd.Series("", index=findings.index))
+    fragile = labels_of.map(is_fragile)
+    unchecked = labels_of.str.strip().isin(["", "not checked"]) & ~fragile
     decided = words.isin([HOLDS, OPPOSITE_HOLDS])
     labels = {HOLDS: "This study supports", OPPOSITE_HOLDS: "The opposite holds for",
               INCONCLUSIVE: "It cannot tell (inconclusive)", NOT_ENOUGH_DATA: "It cannot judge (not enough data)"}
     parts = []
     for verdict, label in labels.items():
-        chosen = (words == verdict) & ~(decided & fragile)
+        chosen = (words == verdict) & ~(decided & (fragile | unchecked))
         names = [short_name(name) for name in findings.loc[chosen, "finding"]]
         if names:
             parts.append(f"{label}: {', '.join(names)}.")
@@ -128,6 +133,11 @@ def support_summary(findings: pd.DataFrame) -> str:
     if len(shaky):
         parts.append("Fragile, so neither support nor contradiction: "
                      + ", ".join(f"{short_name(row.finding)} ({row.verdict})" for row in shaky.itertuples())
+                     + ".")
+    blind = findings[decided & unchecked]
+    if len(blind):
+        parts.append("Not checked for robustness, so not counted as support or contradiction: "
+                     + ", ".join(f"{short_name(row.finding)} ({row.verdict})" for row in blind.itertuples())
                      + ".")
     return " ".join(parts)
 

@@ -18,6 +18,16 @@ command and vaesim's own worker processes, or in a notebook by calling
 
 import logging
 
+from vaesim._lazy import lazy_exports
+
 __version__ = "0.1.0"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+# Imported on first use, so `import vaesim` and the CLI's --help never pay for torch / pandas / matplotlib.
+_EXPORTS = {
+    "compare_models": "vaesim.similarity.models",
+    "plot_layer_heatmap": "vaesim.report.plots",
+    "plot_score_by_step": "vaesim.report.plots",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

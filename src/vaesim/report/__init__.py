@@ -20,6 +20,8 @@ _EXPORTS = {
     "OPPOSITE_HOLDS": "vaesim.report.findings",
     "compute_findings": "vaesim.report.findings",
     "format_findings": "vaesim.report.findings",
+    "plot_layer_heatmap": "vaesim.report.plots",
+    "plot_score_by_step": "vaesim.report.plots",
     "load_findings": "vaesim.report.report",
     "read_store": "vaesim.report.report",
     "write_report": "vaesim.report.report",
@@ -38,4 +40,5 @@ if TYPE_CHECKING:  # pragma: no cover
         compute_findings,
         format_findings,
     )
+    from vaesim.report.plots import plot_layer_heatmap, plot_score_by_step
     from vaesim.report.report import load_findings, read_store, write_report, write_reports

@@ -15,6 +15,7 @@ from vaesim.similarity.registry import Measure, get_measure, measure_names, regi
 from vaesim.similarity.cca import pwcca, svcca  # registers "svcca" and "pwcca"
 from vaesim.similarity.plugins import MeasureSummaries, plugin_summaries
 from vaesim.similarity.measures import linear_cka, procrustes_distance, procrustes_similarity
+from vaesim.similarity.models import compare_models  # imports torch only when called
 from vaesim.similarity.streaming import StreamingCKA
 from vaesim.similarity.summary import METRICS, LayerSummary, load_summaries, save_summaries, summarise
 
@@ -26,6 +27,7 @@ __all__ = [
     "MeasureSummaries",
     "StreamingCKA",
     "compare",
+    "compare_models",
     "get_measure",
     "measure_names",
     "plugin_summaries",

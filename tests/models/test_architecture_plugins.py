@@ -288,3 +288,14 @@ def test_an_installed_entry_point_names_the_architecture(tmp_path, monkeypatch):
         with pytest.raises(ValueError, match=r"training.architecture: unknown architecture 'resnet50'; allowed values: "
                                              r"conv, fc, a plug-in 'module:factory'"):
             load_spec(tmp_path / "spec.yaml", import_plugins=import_plugins)
+
+
+def test_plan_without_calibration_tries_the_plugin_and_counts_its_layers(tmp_path, capsys):
+    from vaesim.cli import main
+
+    (tmp_path / "plan_vae.py").write_text(GOOD)
+    assert main(["study", "plan", str(_spec(tmp_path, "plan_vae")), "--no-calibrate"]) == 0
+    assert "extract" in capsys.readouterr().out
+    (tmp_path / "plan_vae_bad.py").write_text(GOOD.replace("return self.mu(h), self.lv(h)", "return self.mu(h)"))
+    assert main(["study", "plan", str(_spec(tmp_path, "plan_vae_bad")), "--no-calibrate"]) == 2
+    assert "encode(x) returned one tensor" in capsys.readouterr().err

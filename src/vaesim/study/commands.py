@@ -42,7 +42,8 @@ def register(subparsers) -> None:
         "plan", help="what a study will do before it runs: tasks, disk and time per stage (measured calibration)")
     plan.add_argument("spec", help="study spec YAML file, or a preset name: evidence, paper, quick, training-length, zoo")
     plan.add_argument("--no-calibrate", action="store_true",
-                      help="only count the tasks (skip the few-second measurement that estimates disk and time)")
+                      help="only count the tasks (skip the few-second measurement that estimates disk and time; a "
+                           "plug-in architecture is still imported and tried: its layers make the tasks)")
     plan.set_defaults(func=_plan)
 
     show = study_commands.add_parser("show", help="print a preset's spec, to start your own: "
@@ -171,11 +172,13 @@ def _plan(args) -> int:
 
     measuring = not args.no_calibrate  # only the calibration runs the measures, plug-ins included
     try:
-        spec = load_checked_spec(args.spec, import_plugins=measuring, build_objectives=measuring)
+        # a plug-in architecture's layers are known only from its module: planning imports it (not its measures)
+        spec = load_checked_spec(args.spec, import_plugins=measuring, build_objectives=measuring,
+                                 import_architecture=True)
     except FileNotFoundError as error:  # missing data files: still plan, and say what to fetch
         from vaesim.study.spec import load_spec
 
-        spec = load_spec(args.spec, import_plugins=measuring)
+        spec = load_spec(args.spec, import_plugins=measuring, import_architecture=True)
         print(f"note: {error}", file=sys.stderr)
     from vaesim.study.budget import check_plan_size
 

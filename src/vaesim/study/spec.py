@@ -446,13 +446,18 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
-def load_spec(path_or_preset: str | os.PathLike | StudySpec, *, import_plugins: bool = True) -> StudySpec:
+def load_spec(path_or_preset: str | os.PathLike | StudySpec, *, import_plugins: bool = True,
+              import_architecture: bool | None = None) -> StudySpec:
     """Read a spec from a YAML file or a preset name (``evidence``, ``paper``, ``quick``, ``training-length``, ``zoo``).
 
     ``import_plugins=False`` reads it without importing its ``plugins:``
     modules (what every command that only inspects a study does: a study
     directory received from someone else runs no code when inspected); the
     metric names it does not know are then taken as the plug-ins' measures.
+    ``import_architecture`` (default: as ``import_plugins``): import and try a
+    plug-in architecture (``training.architecture: module:factory``); when
+    False its layers are read from the ``architecture.json`` a study
+    directory records beside its spec.
 
     Raises FileNotFoundError when neither a file nor a preset of that name
     exists, and ValueError (naming every bad field) when the spec is invalid.
@@ -485,7 +490,8 @@ def load_spec(path_or_preset: str | os.PathLike | StudySpec, *, import_plugins: 
     from vaesim.study.measures import searching, spec_search_dirs
 
     with searching(spec_search_dirs(path)):  # plug-in modules beside the spec file are found
-        spec = parse_spec(data, source=str(path), import_plugins=import_plugins)
+        spec = parse_spec(data, source=str(path), import_plugins=import_plugins,
+                          import_architecture=import_architecture)
     if spec.imported is not None and not Path(spec.imported).is_absolute():
         base = Path.cwd() if path.parent == PRESET_DIR else path.parent
         spec = spec.model_copy(update={"imported": str((base / spec.imported).resolve())})
@@ -510,7 +516,8 @@ def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
 
 
-def parse_spec(data: Any, *, source: str = "spec", import_plugins: bool = True) -> StudySpec:
+def parse_spec(data: Any, *, source: str = "spec", import_plugins: bool = True,
+               import_architecture: bool | None = None) -> StudySpec:
     """Validate a mapping (parsed YAML) into a :class:`StudySpec` (``import_plugins``: see :func:`load_spec`)."""
     if not isinstance(data, dict):
         raise ValueError(
@@ -523,7 +530,8 @@ def parse_spec(data: Any, *, source: str = "spec", import_plugins: bool = True) 
         # every problem at once: the field errors and the unknown names among what did parse
         names = "".join(f"\n  - {p}" for p in _raw_name_problems(data))
         raise ValueError(f"study spec {source} is invalid:\n" + _format_errors(error) + names) from None
-    problems = (_architecture_name_problems(spec) or _architecture_problems(spec, source, import_plugins)
+    architecture = import_plugins if import_architecture is None else import_architecture
+    problems = (_architecture_name_problems(spec) or _architecture_problems(spec, source, architecture)
                 or _semantic_problems(spec))
     if problems:
         raise ValueError(f"study spec {source} is invalid:\n" + "\n".join(f"  - {p}" for p in problems))

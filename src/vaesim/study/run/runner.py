@@ -114,13 +114,14 @@ def missing_data_problems(datasets, root) -> list[str]:
     return problems
 
 
-def load_checked_spec(spec, *, import_plugins: bool = True, build_objectives: bool = True) -> StudySpec:
+def load_checked_spec(spec, *, import_plugins: bool = True, build_objectives: bool = True,
+                      import_architecture: bool | None = None) -> StudySpec:
     """:func:`load_spec`, then :func:`check_inputs`; an invalid spec's error also lists its missing files.
 
     ``import_plugins=False, build_objectives=False``: the checks an inspecting command makes (no plug-in code,
     no torch)."""
     try:
-        spec = load_spec(spec, import_plugins=import_plugins)
+        spec = load_spec(spec, import_plugins=import_plugins, import_architecture=import_architecture)
     except ValueError as error:
         raw = _raw_spec(spec)
         root = raw.get("data_root", raw.get("dataset_root")) if raw else None

@@ -65,7 +65,7 @@ from pathlib import Path
 import numpy as np
 
 from vaesim.imports.checkpoint_table import RunRow, read_runs_table
-from vaesim.imports.runs import (ImportedRun, imported_run_done, read_run_record, remove_partial_runs,
+from vaesim.imports.runs import (ImportedRun, ImportSummary, imported_run_done, read_run_record, remove_partial_runs,
                                  write_imported_run)
 from vaesim.utils import atomic_write_json, sha256_file
 
@@ -382,14 +382,7 @@ def _imported_run(row: RunRow, settings: Settings, folder: Path, digest: str, st
 # ---- the import ----------------------------------------------------------------------------------------------
 
 
-@dataclass
-class CheckpointImportSummary:
-    """What ``vaesim import checkpoints`` did: run ids imported now, already there, and skipped folders."""
-
-    out_dir: Path
-    imported: list[str] = field(default_factory=list)
-    already: list[str] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)
+CheckpointImportSummary = ImportSummary  # runs imported now, already there, and skipped sources with why
 
 
 def _run_folders(src: Path) -> list[str]:

@@ -42,7 +42,8 @@ from zlib import error as zlib_error
 
 import numpy as np
 
-from vaesim.imports.runs import ImportedRun, imported_run_done, remove_partial_runs, write_imported_run
+from vaesim.imports.runs import (ImportedRun, ImportSummary, imported_run_done, remove_partial_runs,
+                                 write_imported_run)
 from vaesim.imports.tf_bundle import BundleError, TensorBundle
 from vaesim.utils import atomic_write_json, sha256_file
 
@@ -370,14 +371,7 @@ def _members(source: Path) -> dict:
 # ---- the import ----------------------------------------------------------------------------------------------
 
 
-@dataclass
-class DlibImportSummary:
-    """What ``vaesim import dlib`` did: runs imported now, already there, and skipped models with the reason."""
-
-    out_dir: Path
-    imported: list[str] = field(default_factory=list)
-    already: list[str] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)
+DlibImportSummary = ImportSummary  # runs imported now, already there, and skipped sources with why
 
 
 def _sources(src: Path) -> list[Path]:

@@ -33,7 +33,7 @@ import numpy as np
 from vaesim.training.checkpoint_files import CHECKPOINT_DIR, META_DIGEST, checkpoint_paths, meta_digest
 from vaesim.utils import atomic_write_json, atomic_write_text, sha256_file
 
-__all__ = ["ImportedRun", "PARTIAL_PREFIX", "RUN_RECORD", "imported_run_done", "read_run_record",
+__all__ = ["ImportSummary", "ImportedRun", "PARTIAL_PREFIX", "RUN_RECORD", "imported_run_done", "read_run_record",
            "remove_partial_runs", "write_imported_run"]
 
 RUN_RECORD = "run.json"
@@ -65,6 +65,16 @@ class ImportedRun:
     @property
     def param(self) -> float:
         return float(self.params[self.param_name])
+
+
+@dataclass
+class ImportSummary:
+    """What an importer did: run ids imported now, already there (same source), and skipped sources with why."""
+
+    out_dir: Path
+    imported: list[str] = field(default_factory=list)
+    already: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 def write_imported_run(runs_dir: str | Path, run: ImportedRun, checkpoints: dict[int, dict[str, np.ndarray]]) -> Path:

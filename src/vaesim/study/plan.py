@@ -469,7 +469,11 @@ def model_pair_count(spec: StudySpec) -> int:
     from math import comb
 
     comps = spec.comparisons
-    steps = len(spec.recorded_steps())
+    schedule = spec.training.checkpoints
+    if schedule.steps is None and schedule.count > 100_000:  # an upper bound: the list itself would not fit
+        steps = schedule.count + 1
+    else:
+        steps = len(spec.recorded_steps())
     across = steps if comps.across_steps == "all" else min(steps, 2)
     seeds, datasets = len(set(spec.seeds)), len(spec.datasets)
     values = [len(objective.values) for objective in spec.objectives]
@@ -486,8 +490,10 @@ def model_pair_count(spec: StudySpec) -> int:
         total += datasets * seeds * across * (comb(sum(values), 2) - sum(comb(v, 2) for v in values))
     if comps.factors:
         total += runs * steps
-    floor = len(noise_floor_steps(spec))
-    total += runs * floor
+    setting = comps.noise_floor
+    if (setting is not False and spec.probe.sample_noise == "independent"
+            and noise_layers(spec.layer_names(), spec.probe.decoder_input)):  # as noise_floor_steps, without steps
+        total += runs * ((steps - 1) if setting == "every" else 1)
     return total
 
 

@@ -26,9 +26,15 @@ ROOT = Path(__file__).parents[2]
 
 
 def _spec(folder: Path, architecture: str, **overrides) -> Path:
-    module = architecture.split(":")[0]
+    """A spec beside a copy of the plug-in, under a name of its own (``<module>_<folder>``): a module of the same
+    name imported by another test from elsewhere would otherwise be the one found."""
+    module, _, factory = architecture.partition(":")
     if (PLUGINS / f"{module}.py").is_file():
-        shutil.copy(PLUGINS / f"{module}.py", folder / f"{module}.py")
+        module_copy = f"{module}_{folder.name.replace('-', '_')}"
+        shutil.copy(PLUGINS / f"{module}.py", folder / f"{module_copy}.py")
+        architecture = f"{module_copy}:{factory}"
+        if "architecture" in overrides.get("training", {}):
+            overrides["training"] = {**overrides["training"], "architecture": architecture}
     spec = {
         "name": "own",
         "datasets": ["dsprites-procedural"],
@@ -54,7 +60,7 @@ def _reader(study: Path, code: str) -> subprocess.CompletedProcess:
         from pathlib import Path
         study = Path({str(study)!r})
         {textwrap.indent(textwrap.dedent(code), '        ').strip()}
-        assert not [m for m in sys.modules if m.endswith('_vae')], [m for m in sys.modules if m.endswith('_vae')]
+        assert not [m for m in sys.modules if '_vae' in m], [m for m in sys.modules if '_vae' in m]
     """)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd="/",
@@ -79,10 +85,10 @@ def test_an_mlp_plugin_study_records_its_own_layers_and_judges_claim_1(mlp_study
             "decoder.output", "input", "encoder.sample"} <= layers
     assert not {"encoder.conv1", "decoder.fc1"} & layers
     # the study's runs say what they are: the plug-in's name and its source's hash are part of the run id's input
-    config = yaml.safe_load((mlp_study / "spec.yaml").read_text())
-    assert config["training"]["architecture"] == "mlp_vae:make_vae"
+    architecture = yaml.safe_load((mlp_study / "spec.yaml").read_text())["training"]["architecture"]
+    assert architecture.startswith("mlp_vae_") and architecture.endswith(":make_vae")
     run = plan_study(load_spec(mlp_study / "spec.yaml", import_plugins=False)).runs[0]
-    assert run.config["architecture"] == "mlp_vae:make_vae" and len(run.config["architecture_sha256"]) == 64
+    assert run.config["architecture"] == architecture and len(run.config["architecture_sha256"]) == 64
     write_report(mlp_study)
     findings = pd.read_csv(mlp_study / "findings.csv")
     claim1 = findings[findings["finding"].str.startswith("claim 1")].iloc[0]
@@ -121,7 +127,7 @@ def test_a_bn_conv_plugin_runs_every_comparison_type_and_changed_code_makes_new_
     assert np.isfinite(results["score"]).mean() > 0.95
     assert {f"encoder.features.{i}" for i in range(5)} | {f"decoder.up.{i}" for i in range(3)} <= set(results["a_layer"])
     before = {run.run_id for run in plan_study(spec).runs}
-    source = tmp_path / "bn_conv_vae.py"
+    source = tmp_path / f"{spec.training.architecture.split(':')[0]}.py"
     source.write_text(source.read_text() + "\n# a changed line: other code, other runs\n")
     after = {run.run_id for run in plan_study(load_spec(spec_file)).runs}
     assert before.isdisjoint(after)

@@ -258,11 +258,11 @@ def test_an_interrupted_stage_keeps_its_time_in_provenance(tiny_copy, monkeypatc
         path.unlink()
     original = runner_module._run_stage
 
-    def stopped_in_compare(plan, stage, out_dir, runner, meter):
+    def stopped_in_compare(plan, stage, out_dir, runner, meter, hashes=None):
         if stage != "compare":
-            return original(plan, stage, out_dir, runner, meter)
+            return original(plan, stage, out_dir, runner, meter, hashes)
         plan.tasks["compare"] = [t for t in plan.tasks["compare"] if "within_run" in t.task_id]
-        original(plan, stage, out_dir, runner, meter)  # the 3 missing tables are recomputed
+        original(plan, stage, out_dir, runner, meter, hashes)  # the 3 missing tables are recomputed
         raise KeyboardInterrupt
 
     monkeypatch.setattr(runner_module, "_run_stage", stopped_in_compare)

@@ -92,13 +92,16 @@ def test_sigterm_to_the_runner_alone_stops_it_and_a_rerun_equals_an_uninterrupte
     if stage == "train":  # training saved where it was: the rerun resumes from there, not from a checkpoint
         saved = sorted(out.glob("runs/*/interrupted.json"))
         assert len(saved) == (2 if executor in ("pool", "ray") else 1), saved
-    assert not list(out.rglob(".tmp*")), "a half-written file was left"
+    # a pool worker stopped mid-write may leave its temporary file (never an output): the rerun deletes it
+    leftovers = list(out.rglob(".tmp*"))
+    assert executor == "pool" or not leftovers, leftovers
     resumed = subprocess.run([sys.executable, "-m", "vaesim", "study", "run", str(spec_path), "--out", str(out),
                               "--no-progress", "--workers", "1", "--threads", "1"],
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert study_status(out).complete
     assert not list(out.glob("runs/*/interrupted.json"))
+    assert not list(out.rglob(".tmp*")), "the rerun left a temporary file"
     pd.testing.assert_frame_equal(_table(out), _table(reference), check_exact=True)
     runs, expected = load_runs(out), load_runs(reference)
     pd.testing.assert_frame_equal(runs[["run_id", "loss"]], expected[["run_id", "loss"]], check_exact=True)

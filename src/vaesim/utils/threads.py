@@ -107,6 +107,11 @@ def worker_start(parent: int, watch: Callable[[int], None] | None = None) -> Non
 
     It lives in this light module so that unpickling it in a fresh spawned worker loads no thread pool.
     """
+    import signal
+
+    # the runner starts workers with SIGINT/SIGTERM blocked (a stop cannot cut a worker's start-up data in half);
+    # a worker takes them again at once: a stop forwarded to it reaches training's handler
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     prefer_passive_waiting()
     if watch is not None:
         watch(parent)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -116,8 +117,14 @@ class LocalExecutor:
                                    initargs=(os.getpid(), watch_parent))
         try:
             pending = {}
-            for task in tasks:
-                pending[pool.submit(run_task, study_dir, task, threads)] = task
+            # workers are spawned while tasks are submitted: a SIGTERM / SIGINT then waits until every worker has
+            # its start-up data (cut short, a half-started worker prints a traceback); workers unblock them
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            try:
+                for task in tasks:
+                    pending[pool.submit(run_task, study_dir, task, threads)] = task
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             self._collect(study_dir, pool, pending, attempts, outcome, on_done, threads)
         except KeyboardInterrupt:  # SIGTERM / SIGINT (vaesim.study.run.stopping): no new task; workers save
             try:

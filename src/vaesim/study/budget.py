@@ -159,27 +159,28 @@ def memory_needs(spec: StudySpec) -> list[tuple[str, int, str]]:
     return needs
 
 
-def check_plan_size(spec: StudySpec) -> None:
-    """Refuse, before planning, a grid whose plan alone needs more memory than is available now (one line)."""
+def _refuse_beyond_memory(needs, purpose: str, advice: str) -> None:
+    """ValueError (one line) for the first ``(field, bytes, what)`` of ``needs`` beyond the memory available now."""
     memory = available_memory()
     if memory is None:
         return
-    for field, need, what in plan_needs(spec):
+    for field, need, what in needs:
         if need > memory:
-            raise ValueError(f"study spec {field}: {what} needs about {_gib(need)} of memory to plan, but "
-                             f"{_gib(memory)} is available; make the grid smaller (fewer seeds, checkpoints or "
-                             f"comparisons: comparisons.across_steps final, comparisons.seeds false)")
+            raise ValueError(f"study spec {field}: {what} needs about {_gib(need)} of memory{purpose}, but "
+                             f"{_gib(memory)} is available; {advice}")
+
+
+def check_plan_size(spec: StudySpec) -> None:
+    """Refuse, before planning, a grid whose plan alone needs more memory than is available now (one line)."""
+    _refuse_beyond_memory(plan_needs(spec), " to plan", "make the grid smaller (fewer seeds, checkpoints or "
+                          "comparisons: comparisons.across_steps final, comparisons.seeds false)")
 
 
 def check_memory(spec: StudySpec) -> None:
     """Refuse, before any work, a spec with a size whose memory need exceeds what is available now."""
-    memory = available_memory()
-    if memory is None:
+    if available_memory() is None:
         return
-    for field, need, what in memory_needs(spec):
-        if need > memory:
-            raise ValueError(f"study spec {field}: {what} needs about {_gib(need)} of memory, but {_gib(memory)} "
-                             f"is available; lower it or run on a larger machine")
+    _refuse_beyond_memory(memory_needs(spec), "", "lower it or run on a larger machine")
 
 
 def check_budget(spec: StudySpec, out_dir: Path) -> None:

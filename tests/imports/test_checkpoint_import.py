@@ -410,7 +410,7 @@ GRID = {
     "name": "native",
     "datasets": [DATASET],
     "objectives": [{"name": "beta_vae", "values": [1, 4]}],
-    "seeds": [0, 1, 2],  # 6 runs: claim 1's paired test needs >= 5 with >= 3 learned checkpoints
+    "seeds": [0, 1, 2],  # 6 runs: claim 1's paired test needs >= 6 with >= 3 learned checkpoints
     "training": {"steps": 30, "batch_size": 16, "lr": 1e-3, "checkpoints": {"steps": [10, 20, 30]}, "log_every": 10},
     "probe": {"n": 48, "seed": 0, "sample_noise": "shared"},
     "metrics": ["cka"],

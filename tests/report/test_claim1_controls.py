@@ -1,6 +1,6 @@
 """Claim 1's controls on real networks (issue 19 item 2): each half's own learning, measured with its input fixed.
 
-Six "runs", each a path in weight space from an untrained VAE (W0) to a changed one (W1: every weight
+Eight "runs", each a path in weight space from an untrained VAE (W0) to a changed one (W1: every weight
 matrix plus a strong rank-one term (3x its norm, rescaled to the norm it had), which reshapes what every layer represents; two random
 initialisations alone would not, their layers' CKA is near 1): at checkpoint t the encoder's weights are
 W0 + a_enc(t) (W1 - W0) and the decoder's W0 + a_dec(t) (W1 - W0), so which half reaches its final
@@ -28,7 +28,7 @@ from vaesim.similarity import linear_cka
 from vaesim.utils.threads import thread_limit
 
 STEPS = (0, 10, 20, 40, 80)
-RUNS = 6
+RUNS = 8
 LAYERS = tuple(name for name in LAYER_NAMES if name != "input")
 
 
@@ -97,7 +97,7 @@ def row(run: int, step: int, layer: str, b_run: int, b_step: int, score: float, 
 
 
 def store(images, encoder_share, decoder_share, *, decoder_input: str = "final_mean"):
-    """The ``within_run``, ``noise_floor`` and step-0 ``seeds`` rows of the six runs, as a results table.
+    """The ``within_run``, ``noise_floor`` and step-0 ``seeds`` rows of the eight runs, as a results table.
 
     Small products on one thread (torch and BLAS), as a study task runs them: on a shared CPU a 2-thread
     BLAS call this small waits for a parked thread far longer than it computes.
@@ -138,7 +138,7 @@ def _store(images, encoder_share, decoder_share, decoder_input):
 def test_encoder_first_by_construction_holds(images):
     finding = claim_encoder_first(store(images, jump, linear))
     assert finding["verdict"] == HOLDS, finding
-    assert finding["value"] > 0 and finding["n"] >= 5  # a run whose decoder the construction left unchanged drops out
+    assert finding["value"] > 0 and finding["n"] >= 6  # a run whose decoder the construction left unchanged drops out
 
 
 def test_decoder_first_by_construction_is_the_opposite(images):

@@ -70,7 +70,7 @@ def test_equal_speeds_tie_every_run_and_cannot_decide(synthetic):
     row = F.claim_encoder_first(synthetic.results())
     assert row["verdict"] == "inconclusive (ties/grid)"
     assert row["value"] == pytest.approx(0.0)
-    assert "best achievable p with 8 runs and 8 tie(s) = 1 (cannot pass 0.05)" in row["detail"]
+    assert "best achievable p with 8 runs and 8 tie(s) = 1 (cannot pass 0.025)" in row["detail"]
 
 
 def _mix(synthetic, late_runs):
@@ -87,15 +87,22 @@ def test_the_issue_grid_with_four_tied_runs_of_six_is_inconclusive_not_failed(sy
     synthetic.params = (1.0, 2.0, 4.0)
     row = F.claim_encoder_first(_mix(synthetic, [synthetic.run_id(p, s) for p in (2.0, 4.0) for s in (0, 1)]))
     assert row["verdict"] == "inconclusive (ties/grid)"
-    assert row["n"] == 6 and "6 runs and 4 tie(s) = 0.25 (cannot pass 0.05)" in row["detail"]
-    assert row["value"] == pytest.approx(2 * 0.75 / 6)
+    assert row["n"] == 6 and "6 runs and 4 tie(s) = 0.25 (cannot pass 0.025)" in row["detail"]
+    d = np.r_[np.zeros(4), 0.75, 0.75]
+    walsh = [(d[i] + d[j]) / 2 for i in range(6) for j in range(i, 6)]
+    assert row["value"] == pytest.approx(np.median(walsh))  # Hodges-Lehmann: 0.375
+    assert f"mean d = {2 * 0.75 / 6:+.3f}" in row["detail"]
 
 
-def test_one_tied_run_of_six_still_decides(synthetic):
-    # the floor with 1 tie of 6 is 1/32 < 0.05: the same construction with fewer ties holds
-    synthetic.params = (1.0, 2.0, 4.0)
+def test_one_tied_run_of_eight_still_decides_but_of_six_cannot(synthetic):
+    # each direction is tested at 0.025 (two-sided 5%): one tie of 8 leaves a floor of 2^-7 = 0.0078, which
+    # passes; one tie of 6 leaves 2^-5 = 0.031, which cannot
     row = F.claim_encoder_first(_mix(synthetic, [synthetic.run_id(4.0, 0)]))
-    assert row["verdict"] == F.HOLDS and "6 runs and 1 tie(s) = 0.0312" in row["detail"]
+    assert row["verdict"] == F.HOLDS and "8 runs and 1 tie(s) = 0.00781" in row["detail"]
+    synthetic.params, synthetic.encoder_speed, synthetic.decoder_speed = (1.0, 2.0, 4.0), 0.3, 1.0
+    row = F.claim_encoder_first(_mix(synthetic, [synthetic.run_id(4.0, 0)]))
+    assert row["verdict"] == "inconclusive (ties/grid)" and "6 runs and 1 tie(s) = 0.0312 (cannot pass 0.025)" \
+        in row["detail"]
 
 
 def test_a_curve_that_crosses_and_falls_back_settles_late(synthetic):

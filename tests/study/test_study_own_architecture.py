@@ -92,8 +92,10 @@ def test_an_mlp_plugin_study_records_its_own_layers_and_judges_claim_1(mlp_study
     write_report(mlp_study)
     findings = pd.read_csv(mlp_study / "findings.csv")
     claim1 = findings[findings["finding"].str.startswith("claim 1")].iloc[0]
-    assert claim1["verdict"] != "not enough data", claim1.to_dict()  # judged from the roles' layers
-    assert claim1["n"] == 5
+    # judged from the roles' layers: every one of the 5 runs has changed layers of role encoder and decoder;
+    # five runs are one short of what the exact two-sided test needs (2^-5 > 0.025)
+    assert "5 of 5 run(s) have layers changed by training in both the encoder and the decoder; needs >= 6" in \
+        claim1["detail"], claim1.to_dict()
 
 
 def test_reading_a_plugin_study_runs_none_of_its_code(mlp_study):

@@ -11,10 +11,15 @@ each recomputed from the stored data alone:
   claim 3's converged checkpoints) by +/- :data:`SETTLE_SHIFT`; the passive
   threshold on Cov_x(E[z_u|x]) (claim 3) multiplied and divided by
   :data:`PASSIVE_FACTOR`;
-- **curves still moving left out** (claim 1, given the metric): the (run,
-  layer) curves claim 1 counts whose score(t ~ T/2, T) is below
-  :data:`vaesim.report.settling.TRAINED_ENOUGH` have no settle point that
-  longer training would keep; the verdict is recomputed without them;
+- **curves still moving at the end left out** (claim 1, given the metric):
+  the (run, layer) curves claim 1 counts that had not settled by the last
+  checkpoint before T (score(t_last, T) below the settle threshold: the
+  layer still moved by more than the threshold allows in the last stretch of
+  training) have the settle point T only because training stopped (a
+  right-censored point that longer training would move); the verdict is
+  recomputed without them. A curve that settled late (say at 0.6 T) and
+  then stayed flat is settled, and stays: leaving out late settlers would
+  erase the late side of a true effect (issue 32);
 - **variants**: the same study measured another way, passed as extra
   (results, latents) tables: a second probe set (extract and compare only)
   or a rerun in another environment, each stored under ``DIR/variants/``
@@ -39,7 +44,7 @@ from collections.abc import Callable, Mapping
 import pandas as pd
 
 from vaesim.report.findings import PASSIVE_VARIANCE, Thresholds, compute_findings
-from vaesim.report.settling import TRAINED_ENOUGH, convergence_table, counted_curves
+from vaesim.report.settling import convergence_table, counted_curves, settle_threshold
 from vaesim.report.tables import run_info
 from vaesim.report.verdicts import FRAGILE, NOT_ENOUGH_DATA, short_name, verdict_word
 
@@ -81,16 +86,19 @@ def without_seed(results: pd.DataFrame, latents: pd.DataFrame | None,
 
 
 def without_moving_curves(results: pd.DataFrame, metric: str, *,
-                          target: float = TRAINED_ENOUGH) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    """The store without the curves claim 1 counts that were still moving after half the run, and those curves.
+                          threshold: float | None = None) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """The store without the curves claim 1 counts that were still moving at the end of training, and those curves.
 
-    A curve is a (run, layer) of ``metric``'s within-run rows of the layer at t against itself at T; it is still
-    moving when its score at the learned checkpoint nearest T/2 is below ``target``
-    (:func:`vaesim.report.settling.training_length_table` counts the same curves). Its within-run same-layer
-    rows (every metric) are dropped; nothing else is.
+    A curve is a (run, layer) of ``metric``'s within-run rows of the layer at t against itself at T; it is
+    still moving at the end when its score at the last learned checkpoint before T is below ``threshold``
+    (None: the metric's settle threshold from the store, :func:`vaesim.report.settling.settle_threshold`), so
+    its settle point is T only because training stopped. Its within-run same-layer rows (every metric) are
+    dropped; nothing else is.
     """
-    curves = counted_curves(convergence_table(results, metric=metric)).dropna(subset=["half_score"])
-    moving = curves[curves["half_score"] < target]
+    if threshold is None:
+        threshold, _ = settle_threshold(results, metric=metric)
+    curves = counted_curves(convergence_table(results, metric=metric, threshold=threshold))
+    moving = curves[curves["moving_at_end"].astype(bool)]
     keys = sorted(set(zip(moving["run"], moving["layer"])))
     if not keys:
         return results, []
@@ -119,8 +127,8 @@ def robustness_table(results: pd.DataFrame, latents: pd.DataFrame | None, findin
     the same study measured another way (second probe set, thread-count
     rerun), recomputed with the thresholds as defined. ``metric``: the
     metric of ``findings``; given, claim 1 is also recomputed without its
-    curves still moving after T/2 (:func:`without_moving_curves`), when it has
-    any. A finding missing from a recomputation counts as ``not enough data``
+    curves still moving at the end of training (:func:`without_moving_curves`),
+    when it has any. A finding missing from a recomputation counts as ``not enough data``
     there.
     """
     checks: list[tuple[str, pd.DataFrame, pd.DataFrame | None, Thresholds, tuple[str, ...] | None]] = []
@@ -133,7 +141,7 @@ def robustness_table(results: pd.DataFrame, latents: pd.DataFrame | None, findin
     if metric is not None and len(results):
         settled, moving = without_moving_curves(results, metric)
         if moving:
-            checks.append((f"{len(moving)} curve(s) still moving after T/2 left out", settled, latents, Thresholds(),
+            checks.append((f"{len(moving)} curve(s) still moving at the end left out", settled, latents, Thresholds(),
                            CONVERGED_CLAIMS))
     for name, (variant_results, variant_latents) in (variants or {}).items():
         checks.append((name, variant_results, variant_latents, Thresholds(), None))

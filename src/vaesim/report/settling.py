@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from vaesim.report import layers as L
-from vaesim.report.statistics import bootstrap_groups, paired_greater, paired_greater_floor
+from vaesim.report.statistics import paired_greater, paired_greater_floor, signed_rank_interval
 from vaesim.report.tables import (
     INITIAL_STEP,
     both_orientations,
@@ -34,7 +34,6 @@ from vaesim.report.verdicts import (
     CEILING,
     HOLDS,
     NOT_ENOUGH_DATA,
-    NOT_SIGNIFICANT,
     NULL_INSIDE,
     OPPOSITE_HOLDS,
     TIES_OR_GRID,
@@ -49,8 +48,9 @@ logger = logging.getLogger(__name__)
 SETTLE_PROGRESS = 0.9  # "settled" = this fraction of the way from the metric's unrelated level to 1
 CONVERGENCE_THRESHOLD = 0.9  # the settle threshold when the store has no untrained cross-seed rows
 MIN_CHECKPOINTS = 3  # learned checkpoints a run needs (final included, step 0 excluded)
-MIN_RUNS_FOR_PAIRED_TEST = 5  # a one-sided signed-rank test cannot reach p < 0.05 with fewer
-SIGNIFICANCE = 0.05
+MIN_RUNS_FOR_PAIRED_TEST = 6  # the exact signed-rank test cannot reach p < 0.025 one-sided with fewer (2^-5)
+SIGNIFICANCE = 0.05  # two-sided: each direction is tested at SIGNIFICANCE / 2, so false decisions <= 5% in all
+ONE_SIDED = SIGNIFICANCE / 2
 
 
 def settle_threshold(results: pd.DataFrame, *, metric: str = "cka") -> tuple[float, str]:
@@ -107,7 +107,15 @@ def convergence_table(
       and a lower floor), ``noise_floor_steps``: how many were measured; and
       ``noise_limited`` = noise_floor_min < ``threshold``: sampling noise
       alone can keep the layer's curve below the threshold, so its settle
-      point says nothing about learning.
+      point says nothing about learning;
+    - ``half_step`` / ``half_score``: the learned checkpoint before T nearest
+      T/2 and the score there (NaN/-1 without one);
+    - ``last_step`` / ``last_score``: the last learned checkpoint before T and
+      the score there; ``moving_at_end`` = ``last_score < threshold``: the
+      layer still changed by more than the threshold allows between its last
+      two checkpoints, so its settle point is T only because training
+      stopped (right-censored). A curve that settled at 0.6 T and stayed flat
+      is not moving at the end, however late 0.6 T is.
     """
     check_results(results)
     if threshold is None:
@@ -135,6 +143,7 @@ def convergence_table(
         first = group.iloc[0]
         before = learned[learned.index < final]
         half = int(before.index[np.argmin(np.abs(before.index.to_numpy() - final / 2))]) if len(before) else -1
+        last = int(before.index[-1]) if len(before) else -1
         measured = [floors[(run, layer, int(step))] for step in learned.index if (run, layer, int(step)) in floors]
         out.append(dict(
             run=run, objective=first["a_objective"], param=first["a_param"], seed=first["a_seed"], layer=layer,
@@ -145,12 +154,15 @@ def convergence_table(
             noise_floor=floors.get((run, layer, final), math.nan),
             noise_floor_min=min(measured) if measured else math.nan, noise_floor_steps=len(measured),
             half_step=half, half_score=float(curve.loc[half]) if half >= 0 else math.nan,
+            last_step=last, last_score=float(curve.loc[last]) if last >= 0 else math.nan,
         ))
     columns = ["run", "objective", "param", "seed", "layer", "group", "final_step", "initial_score", "changed",
                "settled_step", "settled_fraction", "progress_auc", "n_checkpoints", "noise_floor", "noise_floor_min",
-               "noise_floor_steps", "noise_limited", "half_step", "half_score"]
-    table = pd.DataFrame(out, columns=[c for c in columns if c != "noise_limited"])
+               "noise_floor_steps", "noise_limited", "half_step", "half_score", "last_step", "last_score",
+               "moving_at_end"]
+    table = pd.DataFrame(out, columns=[c for c in columns if c not in ("noise_limited", "moving_at_end")])
     table["noise_limited"] = table["noise_floor_min"] < threshold
+    table["moving_at_end"] = table["last_score"] < threshold
     return table[columns]
 
 
@@ -340,14 +352,18 @@ def claim_encoder_first(results: pd.DataFrame, *, metric: str = "cka", threshold
         f"never counts) from which {metric.upper()}(layer at t, same layer at the final step T) stays >= "
         f"{threshold:.3f} at every later checkpoint, as a fraction t/T. Layers with {metric.upper()}(initial, final) "
         f">= {threshold:.3f} were not changed by training and are left out. Per run: mean settle point of the changed "
-        f"encoder.* and of the changed decoder.* layers; d = decoder - encoder. Holds if d > 0 in a one-sided "
-        f"Wilcoxon signed-rank test over runs (p < {SIGNIFICANCE}; tied runs ranked as zeros, Pratt) and the 95% "
-        f"bootstrap CI of the mean d is above 0; opposite holds if the same holds for -d; inconclusive (ties/grid) "
-        f"when the best p the test can reach with this many runs and ties is >= {SIGNIFICANCE} (needs >= "
-        f"{MIN_RUNS_FOR_PAIRED_TEST} runs with >= {MIN_CHECKPOINTS} learned "
+        f"encoder.* and of the changed decoder.* layers; d = decoder - encoder. Holds if the exact 95% interval "
+        f"of the shift of d (every shift the exact one-sided Wilcoxon signed-rank test over runs, Pratt's "
+        f"treatment of ties, rejects in neither direction at {ONE_SIDED}) lies above 0, i.e. d > 0 at p < "
+        f"{ONE_SIDED} one-sided; opposite holds if it lies below 0; so false decisions are <= "
+        f"{SIGNIFICANCE:.0%} in all when the runs' d are symmetric about 0 (encoder and decoder exchangeable), and "
+        f"the interval covers the centre of symmetry with >= 95% probability for any symmetric distribution and "
+        f"any number of runs. Inconclusive (ties/grid) when the best p the test can reach with this many runs "
+        f"and ties is >= {ONE_SIDED} (needs >= {MIN_RUNS_FOR_PAIRED_TEST} runs with >= {MIN_CHECKPOINTS} learned "
         f"checkpoints, a recorded initial state and changed layers on both sides). Curves whose noise floor (the "
         f"layer recorded twice with two eps, at every checkpoint the store measured it) is below the threshold are "
-        f"left out. Threshold for {metric.upper()}: {threshold_text}. Value = mean d."
+        f"left out. Threshold for {metric.upper()}: {threshold_text}. Value = the Hodges-Lehmann shift of d "
+        f"(median of the Walsh averages), the centre of that interval."
     )
     name = "claim 1: encoder layers settle before decoder layers"
     table = convergence_table(results, metric=metric, threshold=threshold) if trajectories is None else trajectories
@@ -387,15 +403,16 @@ def claim_encoder_first(results: pd.DataFrame, *, metric: str = "cka", threshold
     p_value = paired_greater(differences)
     p_opposite = paired_greater(-differences)
     p_floor = paired_greater_floor(differences)
-    estimate, low, high = bootstrap_groups([differences], np.mean)
-    verdict = _paired_verdict(p_value, p_opposite, p_floor, low, high)
+    estimate, low, high = signed_rank_interval(differences, 1.0 - SIGNIFICANCE)
+    verdict = _paired_verdict(p_floor, low, high)
     ties = int((differences == 0).sum())
     auc = changed.groupby("group")["progress_auc"].mean()
     detail = (
         f"settle point: encoder median {both['encoder'].median():.2f}, decoder median {both['decoder'].median():.2f} "
-        f"of training; mean d = {estimate:+.3f} ({ci_text(low, high)}), Wilcoxon one-sided p = {p_value:.3g} "
-        f"(opposite direction {p_opposite:.3g}); best achievable p with {len(differences)} runs and {ties} tie(s) "
-        f"= {p_floor:.3g}{' (cannot pass ' + str(SIGNIFICANCE) + ')' if p_floor >= SIGNIFICANCE else ''}; "
+        f"of training; shift of d = {estimate:+.3f} ({ci_text(low, high)}, exact), mean d = "
+        f"{float(np.mean(differences)):+.3f}; Wilcoxon one-sided p = {p_value:.3g} (opposite direction "
+        f"{p_opposite:.3g}; each side tested at {ONE_SIDED}); best achievable p with {len(differences)} runs and "
+        f"{ties} tie(s) = {p_floor:.3g}{' (cannot pass ' + str(ONE_SIDED) + ')' if p_floor >= ONE_SIDED else ''}; "
         f"encoder first in {int((differences > 0).sum())}/{len(differences)} runs, tied in {ties}. Learned "
         f"checkpoints per run: {_grid_text(table)}. Progress AUC (1 = settled at once): encoder "
         f"{auc.get('encoder', math.nan):.3f}, decoder {auc.get('decoder', math.nan):.3f}. {unchanged_text}"
@@ -403,20 +420,18 @@ def claim_encoder_first(results: pd.DataFrame, *, metric: str = "cka", threshold
     return finding_row(name, estimate, verdict, definition, detail, (low, high), len(differences))
 
 
-def _paired_verdict(p_value: float, p_opposite: float, p_floor: float, low: float, high: float) -> str:
-    """Verdict of a one-sided paired test with its bootstrap interval of the mean difference.
+def _paired_verdict(p_floor: float, low: float, high: float) -> str:
+    """Verdict of the two-sided exact signed-rank decision from its interval (:func:`signed_rank_interval`).
 
     ``inconclusive (ties/grid)`` when the best achievable p (:func:`paired_greater_floor`)
-    cannot pass: the verdict is then set by the number of runs and ties, not the data.
+    cannot pass :data:`ONE_SIDED`: the verdict is then set by the number of runs and ties, not the data.
     """
-    if p_floor >= SIGNIFICANCE:
+    if p_floor >= ONE_SIDED:
         return inconclusive(TIES_OR_GRID)
-    if p_value < SIGNIFICANCE and above_zero(low):
+    if above_zero(low):
         return HOLDS
-    if p_opposite < SIGNIFICANCE and above_zero(-high):
+    if above_zero(-high):
         return OPPOSITE_HOLDS
-    if above_zero(low) or above_zero(-high):
-        return inconclusive(NOT_SIGNIFICANT)
     return inconclusive(NULL_INSIDE)
 
 

@@ -154,6 +154,57 @@ def paired_greater_floor(differences: np.ndarray) -> float:
     return paired_greater(np.abs(np.asarray(differences, dtype=np.float64)))
 
 
+def walsh_averages(differences: np.ndarray) -> np.ndarray:
+    """Sorted Walsh averages (d_i + d_j) / 2, i <= j, of ``differences`` (n,): n (n + 1) / 2 values."""
+    d = np.asarray(differences, dtype=np.float64)
+    i, j = np.triu_indices(d.size)
+    return np.sort((d[i] + d[j]) / 2.0)
+
+
+def signed_rank_interval(differences: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """Hodges-Lehmann shift of ``differences`` (n,) and its exact interval from the signed-rank test.
+
+    The interval is every shift theta that the exact one-sided Pratt
+    signed-rank test (:func:`paired_greater`) rejects in neither direction
+    at level (1 - ``confidence``) / 2: theta is in it when both
+    ``paired_greater(d - theta)`` and ``paired_greater(theta - d)`` are
+    >= (1 - confidence) / 2. So it covers the centre of symmetry with
+    probability >= ``confidence`` whenever the differences are symmetric
+    about it (exactly, by test inversion, for any symmetric distribution and
+    any n), and it lies above 0 only if the test rejects "no shift" at
+    (1 - confidence) / 2 one-sided. The test statistic changes only at Walsh
+    averages, so the set is found by testing each Walsh average and one
+    point inside each gap between them; its ends are Walsh averages. When
+    even the most extreme data cannot reach the level (n too small for the
+    confidence: 2^-n >= (1 - confidence) / 2), the interval is unbounded
+    (-inf, inf). Returns (Hodges-Lehmann estimate = median Walsh average,
+    low, high).
+    """
+    d = np.asarray(differences, dtype=np.float64)
+    if d.size == 0:
+        return math.nan, math.nan, math.nan
+    walsh = walsh_averages(d)
+    estimate = float(np.median(walsh))
+    level = (1.0 - confidence) / 2.0
+    points = np.unique(walsh)
+    gaps = (points[:-1] + points[1:]) / 2.0
+    outside = [points[0] - 1.0 - abs(points[0]), points[-1] + 1.0 + abs(points[-1])]
+    # candidate shifts in order: left of every Walsh average, each one and each gap, right of every one
+    candidates = np.empty(2 * points.size + 1)
+    candidates[0], candidates[-1] = outside
+    candidates[1:-1:2] = points
+    candidates[2:-1:2] = gaps
+    kept = [k for k, theta in enumerate(candidates)
+            if paired_greater(d - theta) >= level and paired_greater(theta - d) >= level]
+    if not kept:  # cannot happen for a nondegenerate sample (the median shift is never rejected)
+        return estimate, math.nan, math.nan
+    first, last = kept[0], kept[-1]
+    low = -math.inf if first == 0 else float(candidates[first] if first % 2 == 1 else candidates[first - 1])
+    high = math.inf if last == len(candidates) - 1 else float(
+        candidates[last] if last % 2 == 1 else candidates[last + 1])
+    return estimate, low, high
+
+
 def average_ranks(values: np.ndarray) -> np.ndarray:
     """1-based ranks of ``values`` (n,), ties sharing their average rank (``scipy.stats.rankdata``'s default)."""
     _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)

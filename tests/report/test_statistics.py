@@ -17,6 +17,7 @@ from vaesim.report.statistics import (
     walsh_averages,
     percentile_interval,
     seed_bootstrap,
+    seed_jackknife,
 )
 
 
@@ -183,3 +184,28 @@ def test_signed_rank_interval_covers_the_centre_of_symmetric_data():
             _, low, high = signed_rank_interval(draw() + 0.4)
             covered += low <= 0.4 <= high
         assert covered / 600 >= 0.92, (n, covered / 600)
+
+
+def test_seed_jackknife_within_seeds_is_the_t_interval_of_per_seed_means():
+    # pairs within one seed (two per seed): the statistic is the mean of per-seed means, and the jackknife t
+    # interval is the textbook one, mean +/- t_{S-1} sd / sqrt(S) of those means
+    rng = np.random.default_rng(5)
+    seeds = np.repeat(np.arange(5), 2)
+    values = rng.normal(0.1, 0.05, (10, 1))
+    estimate, low, high, count = seed_jackknife([(seeds, seeds, values)], lambda m: m[0])
+    per_seed = values[:, 0].reshape(5, 2).mean(axis=1)
+    half = stats.t.ppf(0.975, 4) * per_seed.std(ddof=1) / np.sqrt(5)
+    assert count == 5 and estimate == pytest.approx(per_seed.mean())
+    assert (low, high) == pytest.approx((per_seed.mean() - half, per_seed.mean() + half))
+
+
+def test_seed_jackknife_across_seeds_drops_every_pair_of_the_left_out_seed():
+    # every pair of 4 seeds, one value each: leave-one-out means over the 3 pairs without that seed
+    a, b = np.array([0, 0, 0, 1, 1, 2]), np.array([1, 2, 3, 2, 3, 3])
+    values = np.array([[0.1], [0.2], [0.4], [0.3], [0.5], [0.9]])
+    estimate, low, high, count = seed_jackknife([(a, b, values)], lambda m: m[0])
+    loo = np.array([values[(a != s) & (b != s), 0].mean() for s in range(4)])
+    se = np.sqrt(3 / 4 * ((loo - loo.mean()) ** 2).sum())
+    assert count == 4 and estimate == pytest.approx(values.mean())
+    assert (low, high) == pytest.approx((values.mean() - stats.t.ppf(0.975, 3) * se,
+                                         values.mean() + stats.t.ppf(0.975, 3) * se))

@@ -66,7 +66,7 @@ from vaesim.report.settling import (  # noqa: F401 (claim 1, re-exported)
     noise_floors,
     settle_threshold,
 )
-from vaesim.report.statistics import seed_bootstrap
+from vaesim.report.statistics import seed_jackknife
 from vaesim.report.tables import INITIAL_STEP, check_results, same_layer_rows  # noqa: F401
 from vaesim.report.verdicts import (  # noqa: F401 (the verdict words, re-exported)
     BOUNDS,
@@ -79,6 +79,7 @@ from vaesim.report.verdicts import (  # noqa: F401 (the verdict words, re-export
     NOT_SIGNIFICANT,
     NULL_INSIDE,
     OPPOSITE_HOLDS,
+    SPLIT,
     TIES_OR_GRID,
     VERDICT_WORDS,
     ci_text,
@@ -188,21 +189,44 @@ def _seed_pair_table(rows: pd.DataFrame, layers: list[str], *, by: str) -> tuple
     return pair_seeds[:, 0], pair_seeds[:, 1], frame.to_numpy(dtype=np.float64)
 
 
+def _moved_together(rows: pd.DataFrame, initial: pd.Series) -> pd.DataFrame:
+    """Same-seed pair rows with score = A(a_T, b_T) - (C(a) + C(b)) / 2, C(run) = the layer's similarity between
+    the run's initial and final state (``initial``: indexed by (run, layer))."""
+    keys_a = pd.MultiIndex.from_arrays([rows["a_run"], rows["a_layer"]])
+    keys_b = pd.MultiIndex.from_arrays([rows["b_run"], rows["b_layer"]])
+    c_a = initial.reindex(keys_a).to_numpy(dtype=np.float64)
+    c_b = initial.reindex(keys_b).to_numpy(dtype=np.float64)
+    return rows.assign(score=rows["score"].to_numpy(dtype=np.float64) - (c_a + c_b) / 2.0)
+
+
 def claim_encoder_agreement(results: pd.DataFrame, *, comparison: str = "params", metric: str = "cka",
                             threshold: float | None = None, trajectories: pd.DataFrame | None = None) -> dict:
-    """Claim 2: the encoder trunk agrees across models, read against like-for-like baselines.
+    """Claim 2: the encoder trunk agrees across models, each contrast against a baseline of the same seed structure.
 
-    Three contrasts on the changed trunk layers (k of them) and the heads,
-    each with a 95% CI from resampling seeds (:func:`seed_bootstrap`):
+    Runs that share a seed share their initial weights, so a pair of them
+    agrees before any learning; pairs of different seeds do not. Every
+    contrast therefore compares pairs with pairs of the same kind (issue 32),
+    on the trunk layers training changed (k of them) and the heads:
 
-    - beyond untrained: agreement across ``comparison`` - agreement of
-      untrained networks of different seeds (every seed pair at step 0);
-    - like for like: agreement across ``comparison`` - agreement of trained
-      networks of different seeds at the same setting (``seeds`` rows at the
-      final step);
-    - heads less: (trunk - heads) across ``comparison`` - (trunk - heads) of
-      untrained networks of different seeds: the architecture alone makes the
-      trunk agree more than the heads, so only a larger gap is learned.
+    - beyond shared init (pairs within one seed, across ``comparison``):
+      A(a_T, b_T) - (C(a) + C(b)) / 2, where C(run) = the layer's similarity
+      between the run's initial and final state: the two runs agree more with
+      each other than each agrees with the state they started from, so they
+      moved together (independent drift from a shared start makes them agree
+      less than that);
+    - beyond untrained (pairs across seeds): agreement across ``comparison``
+      of different seeds when the store has such pairs, else trained networks
+      of different seeds at the same settings (``seeds`` rows, final step),
+      minus untrained networks of different seeds (``seeds`` rows, step 0);
+    - heads less: the trunk's beyond-shared-init minus the heads' (within one
+      seed); without same-seed pairs, (trunk - heads) across ``comparison``
+      minus (trunk - heads) of untrained networks of different seeds.
+
+    Each contrast has a 95% leave-one-seed-out jackknife t interval
+    (:func:`seed_jackknife`). The claim holds only if every contrast holds
+    and its opposite only if every contrast is opposite (an
+    intersection-union rule: under any null that makes one contrast 0, a
+    false decision needs that contrast's interval to miss, <= 2.5% each way).
     """
     across = {"params": "regularisation strengths", "objectives": "objectives", "seeds": "seeds"}[comparison]
     if threshold is None:
@@ -210,15 +234,17 @@ def claim_encoder_agreement(results: pd.DataFrame, *, comparison: str = "params"
     definition = (
         f"Trunk = the encoder layers before the mean/variance heads (encoder.conv*/encoder.fc in the conv VAE, "
         f"a plug-in architecture's layers of role encoder) that training changed ({metric.upper()}(initial, final) < "
-        f"{threshold:.3f}, the metric's settle threshold, in the median run; runs sharing a seed share their "
-        f"initial weights, so a layer that did not move agrees trivially), heads = encoder.mean/logvar/variance. A = {metric.upper()} between the same layer of two "
-        f"models trained with different {across} (comparison '{comparison}', final step). Baselines: U = untrained "
-        f"networks of different seeds (every seed pair, step 0); T = trained networks of different seeds at the "
-        f"same settings (final step). Value = trunk (A - U). Holds if the 95% CIs of trunk (A - U) and of "
-        f"[(trunk - heads) of A] - [(trunk - heads) of U] are above 0 and the CI of trunk (A - T) is not below 0; "
-        f"opposite holds if any of the three CIs is below 0; CIs resample seeds (pairs sharing a seed are not "
-        f"independent); needs >= {MIN_SEEDS_FOR_BASELINE} seeds with step-0 cross-seed rows and >= "
-        f"{MIN_PAIRS_FOR_AGREEMENT} model pairs."
+        f"{threshold:.3f}, the metric's settle threshold, in the median run), heads = encoder.mean/logvar/variance. "
+        f"A = {metric.upper()} between the same layer of two models trained with different {across} (comparison "
+        f"'{comparison}', final step); C = a run's layer at step 0 against its final state; U = untrained networks "
+        f"of different seeds (step 0); T = trained networks of different seeds at the same settings (final step). "
+        f"Runs sharing a seed share their initial weights, so each contrast compares like with like: beyond shared "
+        f"init = A - mean C of the pair's two runs, over pairs within one seed (the runs moved together, not just "
+        f"started together); beyond untrained = A (pairs of different seeds; T when the store has none) - U; heads "
+        f"less = (trunk - heads) of beyond shared init (of A - U without same-seed pairs). Holds if the 95% "
+        f"leave-one-seed-out jackknife t interval of every contrast is above 0; opposite holds if every one is below "
+        f"0; otherwise inconclusive. Value = beyond shared init (beyond untrained without same-seed pairs). Needs >= "
+        f"{MIN_SEEDS_FOR_BASELINE} seeds with step-0 cross-seed rows and >= {MIN_PAIRS_FOR_AGREEMENT} model pairs."
     )
     name = f"claim 2: encoder trunk agrees across {across} beyond the untrained baseline, mean/variance layers less"
     final_rows = same_layer_rows(results, comparison, metric, "final")
@@ -255,16 +281,21 @@ def claim_encoder_agreement(results: pd.DataFrame, *, comparison: str = "params"
                     f"seed(s): its spread over seeds is unknown, and a single pair is not an exact baseline (28 "
                     f"untrained pairs of one architecture spread by SD 0.015 in CKA); needs >= "
                     f"{MIN_SEEDS_FOR_BASELINE} seeds with step-0 'seeds' rows", n=n_pairs)
-    involved = set(final_rows["a_objective"]) | set(final_rows["b_objective"])
-    trained_rows = same_layer_rows(results, "seeds", metric, "final")
-    trained_rows = trained_rows[trained_rows["a_objective"].isin(involved)]
-    if trained_rows.empty:
+    same_seed = final_rows[final_rows["a_seed"] == final_rows["b_seed"]]
+    cross_seed = final_rows[final_rows["a_seed"] != final_rows["b_seed"]]
+    if cross_seed.empty:
+        involved = set(final_rows["a_objective"]) | set(final_rows["b_objective"])
+        cross_seed = same_layer_rows(results, "seeds", metric, "final")
+        cross_seed = cross_seed[cross_seed["a_objective"].isin(involved)]
+        cross_label = "T (trained, different seeds, same settings)"
+    else:
+        cross_label = f"A of different seeds across {across}"
+    if cross_seed.empty:
         return finding_row(name, math.nan, NOT_ENOUGH_DATA, definition,
-                    "no trained cross-seed agreement at the same settings ('seeds' rows at the final step): "
-                    "the like-for-like baseline is missing", n=n_pairs)
-    across_pairs = _seed_pair_table(final_rows, layers, by="run")
-    trained = _seed_pair_table(trained_rows, layers, by="run")
-    groups = [across_pairs, untrained, trained]
+                    f"no trained pairs of different seeds (neither '{comparison}' pairs across seeds nor 'seeds' rows "
+                    f"at the final step): the cross-seed contrast has no trained side", n=n_pairs)
+    start = trajectories.set_index(["run", "layer"])["initial_score"]
+    start = start[~start.index.duplicated()]
 
     def trunk_mean(means: np.ndarray) -> float:
         return float(np.nanmean(means[:k]))
@@ -272,40 +303,53 @@ def claim_encoder_agreement(results: pd.DataFrame, *, comparison: str = "params"
     def gap(means: np.ndarray) -> float:
         return trunk_mean(means) - float(np.nanmean(means[k:]))
 
-    contrasts = {
-        "beyond untrained": lambda a, u, t: trunk_mean(a) - trunk_mean(u),
-        "like for like": lambda a, u, t: trunk_mean(a) - trunk_mean(t),
-        "heads less": lambda a, u, t: gap(a) - gap(u),
-    }
-    estimates = {label: seed_bootstrap(groups, fn) for label, fn in contrasts.items()}
-    verdicts = {label: interval_verdict(low, high) for label, (_, low, high, _) in estimates.items()}
-    opposite = [label for label, v in verdicts.items() if v == OPPOSITE_HOLDS]
-    if opposite:
-        verdict = OPPOSITE_HOLDS
-    elif verdicts["beyond untrained"] == HOLDS and verdicts["heads less"] == HOLDS:
-        verdict = HOLDS
+    cross = _seed_pair_table(cross_seed, layers, by="run")
+    contrasts: dict[str, tuple[list, object]] = {}
+    if len(same_seed):
+        together = _seed_pair_table(_moved_together(same_seed, start), layers, by="run")
+        contrasts["beyond shared init"] = ([together], lambda m: trunk_mean(m))
+        contrasts["beyond untrained"] = ([cross, untrained], lambda a, u: trunk_mean(a) - trunk_mean(u))
+        contrasts["heads less"] = ([together], lambda m: gap(m))
     else:
-        verdict = inconclusive(NULL_INSIDE)
-    a_means, u_means, t_means = (np.nanmean(g[2], axis=0) for g in groups)
-    per_layer = ", ".join(f"{layer} A {a_means[i]:.3f} / T {t_means[i]:.3f} / U {u_means[i]:.3f}"
-                          for i, layer in enumerate(changed))
+        contrasts["beyond untrained"] = ([cross, untrained], lambda a, u: trunk_mean(a) - trunk_mean(u))
+        contrasts["heads less"] = ([cross, untrained], lambda a, u: gap(a) - gap(u))
+    estimates = {label: seed_jackknife(groups, fn) for label, (groups, fn) in contrasts.items()}
+    verdicts = {label: interval_verdict(low, high) for label, (_, low, high, _) in estimates.items()}
+    words = set(verdicts.values())
+    if words == {HOLDS}:
+        verdict = HOLDS
+    elif words == {OPPOSITE_HOLDS}:
+        verdict = OPPOSITE_HOLDS
+    else:
+        verdict = inconclusive(NULL_INSIDE if any(v not in (HOLDS, OPPOSITE_HOLDS) for v in verdicts.values())
+                               else SPLIT)
+    per_layer_groups = [_seed_pair_table(same_seed, layers, by="run") if len(same_seed) else None, cross, untrained]
+    a_means, t_means, u_means = (np.nanmean(g[2], axis=0) if g is not None and len(g[2]) else np.full(len(layers), np.nan)
+                                 for g in per_layer_groups)
+    c_means = np.array([float(start.xs(layer, level="layer").mean()) if layer in start.index.get_level_values("layer")
+                        else math.nan for layer in layers])
+    per_layer = ", ".join(f"{layer} A {a_means[i]:.3f} / C {c_means[i]:.3f} / {'T' if cross_label.startswith('T') else 'A_x'} "
+                          f"{t_means[i]:.3f} / U {u_means[i]:.3f}" for i, layer in enumerate(changed))
     contrast_text = "; ".join(f"{label} {e:+.3f} ({ci_text(low, high)}: {verdicts[label]})"
                               for label, (e, low, high, _) in estimates.items())
-    n_draws = min(e[3] for e in estimates.values())
+    n_seeds = min(e[3] for e in estimates.values())
+    opposite = [label for label, v in verdicts.items() if v == OPPOSITE_HOLDS]
     shared = same_layer_rows(results, comparison, metric, "initial")
     shared_trunk = shared[shared["a_layer"].isin(trunk)]["score"]
     shared_text = (f" At step 0 the same '{comparison}' pairs already score {shared_trunk.mean():.3f} on the trunk "
                    f"(shared initial weights)." if len(shared_trunk) else "")
     detail = (
-        f"{contrast_text}. Per trunk layer (A across {across}, T trained cross-seed, U untrained cross-seed): "
-        f"{per_layer}; heads A {np.nanmean(a_means[k:]):.3f} / U {np.nanmean(u_means[k:]):.3f}. "
-        f"{len(across_pairs[2])} model pair(s), {len(trained[2])} trained and {len(untrained[2])} untrained seed "
-        f"pair(s) over {len(untrained_seeds)} seeds; {n_draws} valid seed-resampled draws."
+        f"{contrast_text}. Per trunk layer (A across {across} within one seed, C initial-to-final, cross-seed side: "
+        f"{cross_label}, U untrained cross-seed): {per_layer}; heads A {np.nanmean(a_means[k:]):.3f} / C "
+        f"{np.nanmean(c_means[k:]):.3f} / U {np.nanmean(u_means[k:]):.3f}. {len(same_seed.groupby(['a_run', 'b_run']))} "
+        f"same-seed and {len(cross[2])} cross-seed trained pair(s), {len(untrained[2])} untrained seed pair(s) over "
+        f"{len(untrained_seeds)} seeds; jackknife over {n_seeds} seeds."
         + (f" Opposite for: {', '.join(opposite)}." if opposite else "")
         + (f" Not changed by training (left out): {', '.join(not_changed)}." if not_changed else "")
         + shared_text
     )
-    estimate, low, high, _ = estimates["beyond untrained"]
+    primary = "beyond shared init" if "beyond shared init" in estimates else "beyond untrained"
+    estimate, low, high, _ = estimates[primary]
     return finding_row(name, estimate, verdict, definition, detail, (low, high), len(untrained_seeds))
 
 

@@ -10,7 +10,8 @@ A verdict is one of four words and nothing else:
   and ties, printed beside it, cannot pass), ``ceiling`` (the layers that
   would decide sit at the metric's ceiling or under the noise floor) or
   ``expectation bounds`` (a residual whose sign depends on what the store
-  does not record);
+  does not record) or ``contrasts disagree`` (a claim made of several
+  contrasts, each decided, not all the same way);
 - ``not enough data``: the store lacks what the test needs (runs, seeds,
   checkpoints, a baseline).
 
@@ -41,6 +42,7 @@ NOT_SIGNIFICANT = "test not significant"
 TIES_OR_GRID = "ties/grid"
 CEILING = "ceiling"
 BOUNDS = "expectation bounds"
+SPLIT = "contrasts disagree"  # each contrast decided, not all the same way (claim 2)
 FINDING_COLUMNS = ("finding", "value", "verdict", "definition", "detail", "ci_low", "ci_high", "n")
 
 

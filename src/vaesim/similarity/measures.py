@@ -217,13 +217,20 @@ def procrustes_factor(xc: np.ndarray) -> np.ndarray:
     ``||Xc^T Yc||_* = ||F_x^T F_y||_*`` for any such factors (both equal the
     nuclear norm of ``S_x U_x^T U_y S_y`` from thin SVDs). For ``p <= n`` the
     centred features are the factor; otherwise ``R^T`` from the QR
-    decomposition ``Xc^T = Q R`` (backward stable: small singular values keep
-    their absolute accuracy ``eps ||Xc||``).
+    decomposition ``Xc^T = Q R`` by tall-skinny QR
+    (:func:`vaesim.similarity.tsqr.qr_r`: fixed row blocks of ``Xc^T`` on
+    the allowed cores, the same bits for any thread count; backward stable:
+    ``R^T R`` is within ``(2 gamma + gamma^2) ||xc_i|| ||xc_j||`` of ``Xc Xc^T``
+    entry by entry, and small singular values keep their absolute accuracy
+    ``gamma ||Xc||_F``, ``gamma`` as stated in that module).
     """
     n, p = xc.shape
     if p <= n:
         return xc
-    r = np.linalg.qr(xc.T, mode="r")  # (n, n) upper triangular
+    # scipy.linalg loads only when a wide factor is needed
+    from vaesim.similarity.tsqr import qr_r
+
+    r = qr_r(xc)  # (n, n) upper triangular
     return np.ascontiguousarray(r.T)
 
 

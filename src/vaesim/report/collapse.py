@@ -309,7 +309,7 @@ def _definition(metric: str, threshold_text: str, passive_threshold: float) -> s
         f"on the probe set (Burda et al. 2016). Counted checkpoints: converged ones (at or after the settle point "
         f"of every encoder layer training changed, settle threshold {threshold_text}; always the final step). "
         f"Spearman's rho between residual and passive dimensions over the counted checkpoints of every run of the "
-        f"objective, 95% CI from resampling whole runs. Holds if the CI is below 0 (the statistic falls with "
+        f"objective, 95% leave-one-run-out jackknife t interval on Fisher's z scale (runs are the independent units). Holds if the CI is below 0 (the statistic falls with "
         f"collapse beyond arithmetic), opposite holds if above 0, inconclusive if it contains 0"
         + ("; for CKA without the mean code's off-diagonal covariances (latents column "
            f"'{COVARIANCE_COLUMN}') the expectation is bounded (uncorrelated to fully correlated dimensions) and "
@@ -365,7 +365,7 @@ def _objective_row(part: pd.DataFrame, objective: str, metric: str, definition: 
     agreement = float(np.corrcoef(counted["score"], counted["expected"])[0, 1]) \
         if counted["expected"].nunique() > 1 and counted["score"].nunique() > 1 else math.nan
     detail = (
-        f"rho(residual, passive) = {rho:+.3f} ({ci_text(low, high)}, runs resampled), {n_runs} runs, "
+        f"rho(residual, passive) = {rho:+.3f} ({ci_text(low, high)}, jackknife over runs), {n_runs} runs, "
         f"{len(counted)} converged checkpoints ({left_out} earlier learned checkpoint(s) left out). "
         f"The raw statistic, as the paper reads it: rho({metric.upper()}, passive) = {raw:+.3f} "
         f"({ci_text(raw_low, raw_high)}); observed vs noise-only expectation r = {agreement:.3f}, mean |residual| "

@@ -213,6 +213,33 @@ def metric_comparison(findings_by_metric: Mapping[str, pd.DataFrame]) -> pd.Data
     return pd.DataFrame(rows)
 
 
+#: known reasons a verdict can differ between CKA and Procrustes, by claim (short name prefix): the report names
+#: them beside a disagreement, so a reader does not take one metric's blindness for a contradiction
+BLIND_SPOTS = {
+    "claim 3": (
+        "Procrustes similarity of the mean code and the sample sees the sampling noise only through its total "
+        "variance (||S||_F) and its cross-covariance with the mean, not through how it is spread over "
+        "directions; CKA divides by ||S^T S||_F, which grows when the same noise variance is concentrated in "
+        "fewer directions. So noise correlated across latent dimensions lowers CKA(mean, sample) and leaves "
+        "Procrustes nearly where it was (10-dimensional code, noise correlation 0.6: CKA 0.790 -> 0.708, "
+        "Procrustes 0.820 -> 0.820; tests/report/test_robustness.py): a departure of that kind is a CKA verdict "
+        "that Procrustes cannot confirm or contradict (issue 32 item 7)."
+    ),
+}
+
+
+def blind_spot_text(comparison: pd.DataFrame) -> str:
+    """The :data:`BLIND_SPOTS` of the findings whose verdict word differs between CKA and Procrustes (empty if none)."""
+    if comparison.empty or "agree" not in comparison:
+        return ""
+    metrics = {column[: -len(" verdict")] for column in comparison.columns if column.endswith(" verdict")}
+    if not {"cka", "procrustes"} <= metrics:
+        return ""
+    differ = comparison.loc[comparison["agree"] != "yes", "finding"].astype(str)
+    named = [claim for claim in BLIND_SPOTS if differ.str.startswith(claim).any()]
+    return " ".join(f"Known blind spot ({claim}): {BLIND_SPOTS[claim]}" for claim in named)
+
+
 def disagreement_text(comparison: pd.DataFrame) -> str:
     """One sentence naming the findings whose verdict word differs between metrics (empty when none)."""
     if comparison.empty or "agree" not in comparison:
@@ -221,5 +248,7 @@ def disagreement_text(comparison: pd.DataFrame) -> str:
     metrics = [column[: -len(" verdict")].upper() for column in comparison.columns if column.endswith(" verdict")]
     if differ.empty:
         return f"{' and '.join(metrics)} give the same verdict word for every finding."
-    return ("The metrics disagree on: " + "; ".join(f"{row.finding} ({row.agree[4:]})" for row in differ.itertuples())
+    text = ("The metrics disagree on: " + "; ".join(f"{row.finding} ({row.agree[4:]})" for row in differ.itertuples())
             + ". A finding that only one metric supports is a property of that metric as much as of the models.")
+    blind = blind_spot_text(comparison)
+    return f"{text} {blind}" if blind else text

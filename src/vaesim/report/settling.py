@@ -402,9 +402,7 @@ def claim_encoder_first(results: pd.DataFrame, *, metric: str = "cka", threshold
     differences = (both["decoder"] - both["encoder"]).to_numpy()
     p_value = paired_greater(differences)
     p_opposite = paired_greater(-differences)
-    p_floor = paired_greater_floor(differences)
-    estimate, low, high = signed_rank_interval(differences, 1.0 - SIGNIFICANCE)
-    verdict = _paired_verdict(p_floor, low, high)
+    verdict, estimate, low, high, p_floor = paired_decision(differences)
     ties = int((differences == 0).sum())
     auc = changed.groupby("group")["progress_auc"].mean()
     detail = (
@@ -418,6 +416,19 @@ def claim_encoder_first(results: pd.DataFrame, *, metric: str = "cka", threshold
         f"{auc.get('encoder', math.nan):.3f}, decoder {auc.get('decoder', math.nan):.3f}. {unchanged_text}"
     )
     return finding_row(name, estimate, verdict, definition, detail, (low, high), len(differences))
+
+
+def paired_decision(differences: np.ndarray) -> tuple[str, float, float, float, float]:
+    """Claim 1's decision on the per-run differences d (n,): (verdict, shift, low, high, best achievable p).
+
+    The exact signed-rank interval (:func:`signed_rank_interval`, 95%) decides
+    (:func:`_paired_verdict`); ``benchmarks/calibration.py`` measures its error rates and power with this
+    function.
+    """
+    differences = np.asarray(differences, dtype=np.float64)
+    p_floor = paired_greater_floor(differences)
+    estimate, low, high = signed_rank_interval(differences, 1.0 - SIGNIFICANCE)
+    return _paired_verdict(p_floor, low, high), estimate, low, high, p_floor
 
 
 def _paired_verdict(p_floor: float, low: float, high: float) -> str:

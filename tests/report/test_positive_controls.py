@@ -3,7 +3,7 @@
 The evidence preset has 5 seeds x 5 settings (25 runs; beta-VAE at 4 strengths = 20 runs of one objective,
 4 strengths per seed). Each control draws seeded noise around a known effect and runs the report's own path:
 ``compute_findings`` and every robustness check (each seed left out, thresholds moved, curves still moving at
-the end). The matching negative cases (nulls, the boundary nulls of claim 2's rule) are in test_findings.py,
+the end). Claim 3's robustness adds the passive threshold moved. The matching negative cases (nulls, the boundary nulls of claim 2's rule) are in test_findings.py,
 test_claim1_controls.py and test_claim2_controls.py; benchmarks/calibration.py measures the rates.
 """
 
@@ -78,3 +78,32 @@ def test_claim_2_holds_robustly_for_contrasts_of_three_pair_sds():
     null = base.results()
     null.loc[noisy, "score"] = null.loc[noisy, "score"] + jitter
     assert F.claim_encoder_agreement(null)["verdict"] != F.HOLDS
+
+
+def test_claim_3_holds_robustly_when_the_statistic_falls_a_point_per_passive_dimension_beyond_arithmetic():
+    # Effect: CKA(mean, sample) = its noise-only expectation - 0.01 per passive dimension, + N(0, 0.01) per
+    # checkpoint and a per-run offset N(0, 0.01); beta-VAE at the preset's 4 strengths x 5 seeds (20 runs).
+    rng = np.random.default_rng(11)
+    synthetic = Synthetic(params=EVIDENCE_PARAMS[:4], seeds=EVIDENCE_SEEDS, covariance=True,
+                          procrustes=lambda cka: float(np.sqrt(abs(cka))))  # CKA itself is what claim 3 reads here
+    synthetic.mean_sample = lambda p, f, k: synthetic.expected_mean_sample(k) - 0.01 * k
+    results, latents = synthetic.results(), synthetic.latents()
+
+    def noisy(results):
+        results = results.copy()
+        rows = F.mean_sample_rows(results, "cka").index
+        offsets = {run: rng.normal(0, 0.01) for run in results.loc[rows, "a_run"].unique()}
+        results.loc[rows, "score"] += rng.normal(0, 0.01, len(rows)) + results.loc[rows, "a_run"].map(offsets)
+        return results
+
+    positive = noisy(results)
+    (row,) = F.claims_posterior_collapse(positive, latents)
+    assert row["verdict"] == F.HOLDS and row["n"] == 20, row["detail"]
+    findings = F.compute_findings(positive, latents=latents, only=("claim 3",))
+    table = R.robustness_table(positive, latents, findings, recompute=R.default_recompute("cka"), metric="cka")
+    label = R.robustness_labels(findings, table).iloc[0]
+    assert label.startswith("unchanged by"), label
+    # the matching null: the same noise around the expectation itself decides nothing
+    synthetic.mean_sample = lambda p, f, k: synthetic.expected_mean_sample(k)
+    (null,) = F.claims_posterior_collapse(noisy(synthetic.results()), latents)
+    assert null["verdict"] not in (F.HOLDS, F.OPPOSITE_HOLDS), null["detail"]

@@ -109,11 +109,18 @@ class _Convolution(torch.autograd.Function):
         return (*grads, None, None, None, None, None, None)
 
 
+def _autocast_on(x: torch.Tensor) -> bool:
+    """Mixed precision is on for ``x``'s device: torch's own modules run (autocast casts their inputs and weights;
+    the faster forms here compute in one dtype and would mix bfloat16 activations with float32 weights)."""
+    return torch.is_autocast_enabled(x.device.type)
+
+
 def _bias_apart_applies(module: nn.Module, x: torch.Tensor) -> bool:
     """CPU, a bias, and an input that needs its gradient: for the first convolution (images in, no input
-    gradient) torch's fused backward measured faster (5.3 vs 7.3 ms), so it keeps it."""
+    gradient) torch's fused backward measured faster (5.3 vs 7.3 ms), so it keeps it. Not under autocast."""
     return (x.device.type == "cpu" and x.dim() == 4 and module.bias is not None and module.padding_mode == "zeros"
-            and isinstance(module.padding, tuple) and torch.is_grad_enabled() and x.requires_grad)
+            and isinstance(module.padding, tuple) and torch.is_grad_enabled() and x.requires_grad
+            and not _autocast_on(x))
 
 
 class Conv2d(nn.Conv2d):
@@ -166,7 +173,7 @@ class OverlapAddConvTranspose2d(ConvTranspose2d):
             x.device.type == "cpu" and x.dim() == 4 and x.dtype in (torch.float32, torch.float64)
             and self.out_channels == 1 and self.kernel_size == (4, 4) and self.stride == (2, 2)
             and self.padding == (1, 1) and self.dilation == (1, 1) and self.output_padding == (0, 0)
-            and self.groups == 1 and self.padding_mode == "zeros"
+            and self.groups == 1 and self.padding_mode == "zeros" and not _autocast_on(x)
         )
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:

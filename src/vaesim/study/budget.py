@@ -183,12 +183,29 @@ def check_memory(spec: StudySpec) -> None:
     _refuse_beyond_memory(memory_needs(spec), "", "lower it or run on a larger machine")
 
 
+def check_training_precision(spec: StudySpec) -> None:
+    """``training.precision: bf16-mixed`` needs bfloat16 on the device the runs train on (one line, before any
+    file); imported runs are not trained here."""
+    if spec.training.precision == "32" or spec.imported is not None:
+        return
+    import torch
+
+    from vaesim.training.loop import bf16_supported
+
+    device = "cuda" if spec.device.startswith("cuda") or (spec.device == "auto" and torch.cuda.is_available()) \
+        else "cpu"
+    if not bf16_supported(torch.device(device)):
+        raise ValueError(f"study spec training.precision: 'bf16-mixed' asked for, but this machine's {device.upper()} "
+                         f"has no bfloat16 support (torch reports none); use precision: '32'")
+
+
 def check_budget(spec: StudySpec, out_dir: Path) -> None:
     """Refuse a spec whose sizes cannot work here (see the module docstring); no file is written."""
     from vaesim.data.registry import get_spec
     from vaesim.study.plan import plan_runs
 
     check_device(spec.device)
+    check_training_precision(spec)
     n = spec.probe.n
     for dataset in spec.datasets:
         facts = get_spec(dataset)

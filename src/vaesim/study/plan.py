@@ -340,6 +340,8 @@ def plan_runs(spec: StudySpec) -> list[RunPlan]:
     """Every (dataset, objective, value, seed) of the grid, in a stable order."""
     training = spec.training.model_dump(mode="json")
     training.pop("checkpoints")
+    if training.get("precision") == "32":  # the default is left out: run ids as before the option existed
+        training.pop("precision")
     training["sample_noise"] = spec.probe.sample_noise  # the training monitor follows the probe's noise rule
     if spec.imported is not None:  # adopted, not trained: only what the imported run must match is its config
         training = {"source": "imported", "steps": spec.training.steps, "architecture": spec.training.architecture,

@@ -138,6 +138,9 @@ class TrainingSpec(_Strict):
     monitor_every: Int = Field(default=0, ge=0)
     init: Literal["glorot", "pytorch"] = "glorot"
     validation_split: float = Field(default=0.0, ge=0.0, lt=1.0)
+    #: "32" or "bf16-mixed" (Lightning's names): the forward pass in bfloat16 under torch.autocast; part of the
+    #: run id when not "32"; refused at training where the CPU or GPU has no bfloat16 support
+    precision: Literal["32", "bf16-mixed"] = "32"
 
     @field_validator("adam_betas")
     @classmethod

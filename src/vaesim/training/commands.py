@@ -87,6 +87,10 @@ def register(subparsers) -> None:
     parser.add_argument("--init", choices=["glorot", "pytorch"], default="glorot",
                         help="weight initialisation: glorot (the references' Glorot-uniform, zero biases) or "
                              "pytorch (torch's default)")
+    parser.add_argument("--precision", choices=["32", "bf16-mixed"], default="32",
+                        help="32 (float32, default) or bf16-mixed: the forward pass in bfloat16 under torch.autocast "
+                             "(about 1.4-1.6x faster per step on a CPU with AVX512-BF16; refused where bfloat16 is "
+                             "missing); part of the run's config")
     parser.add_argument("--validation-split", type=float, default=0.0, metavar="FRACTION",
                         help="fraction of the dataset held out of training; its ELBO terms are logged as val_* "
                              "(0: no split; the paper holds out 0.1)")
@@ -192,6 +196,7 @@ def run_train(args) -> int:
         monitor_every=args.monitor_every,
         init=args.init,
         validation_split=args.validation_split,
+        precision=args.precision,
     )
     already_done = (Path(args.out) / DONE_FILE).is_file()
     from vaesim.training.checkpoint import list_checkpoints

@@ -11,6 +11,9 @@ import numpy as np
 from vaesim.models.names import ARCHITECTURES, INITIALISATIONS, RECONSTRUCTIONS, check_objective_params  # torch-free
 
 SAMPLE_NOISE = ("independent", "shared")
+#: training precision, in PyTorch Lightning's names: "32" (float32, the default) or "bf16-mixed" (the forward
+#: pass under torch.autocast in bfloat16, weights, optimiser state, losses and gradients' accumulation in float32)
+PRECISIONS = ("32", "bf16-mixed")
 SCHEDULE_HELP = (
     "a checkpoint schedule is 'every:N' (every N steps), 'log:N' (N log-spaced steps, dense early), "
     "'even:N' (N evenly spaced steps from 0 to the end, both included), explicit steps '0,100,1000' "
@@ -36,6 +39,11 @@ class TrainConfig:
     the seed). ``validation_split``: fraction of the dataset held out of
     training (fixed across runs); the held-out ELBO terms are logged as
     ``val_reconstruction``, ``val_kl``, ``val_elbo`` (0 = no split).
+    ``precision``: ``"32"`` or ``"bf16-mixed"`` (:data:`PRECISIONS`; the
+    forward pass in bfloat16 under ``torch.autocast``, on a CPU or GPU with
+    bfloat16 support, else training refuses). Part of the run's identity: a
+    ``"32"`` run's config omits it, so its bytes and ids are as before the
+    option existed.
     """
 
     dataset: str = "dsprites-procedural"
@@ -59,6 +67,7 @@ class TrainConfig:
     init: str = "glorot"
     sample_noise: str = "independent"
     validation_split: float = 0.0
+    precision: str = "32"
 
     def __post_init__(self) -> None:
         self.adam_betas = (float(self.adam_betas[0]), float(self.adam_betas[1]))
@@ -91,12 +100,16 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.sample_noise={self.sample_noise!r} is unknown; expected one of {list(SAMPLE_NOISE)}")
         if isinstance(self.validation_split, bool) or not 0.0 <= float(self.validation_split) < 1.0:
             raise ValueError(f"TrainConfig.validation_split must be a fraction in [0, 1), got {self.validation_split!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"TrainConfig.precision={self.precision!r} is unknown; expected one of {list(PRECISIONS)}")
         check_objective_params(self.objective, self.params)
         checkpoint_steps(self.checkpoints, self.steps)
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
         out["adam_betas"] = list(self.adam_betas)
+        if out["precision"] == "32":  # the default leaves configs (and the run ids and noise keys from them) as before
+            del out["precision"]
         return out
 
     @classmethod

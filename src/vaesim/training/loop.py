@@ -308,6 +308,23 @@ class _Forward:
         return ""
 
 
+def bf16_supported(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively: CUDA's own check, on the CPU oneDNN's (AVX512-BF16 /
+    AMX, or AVX-512 where oneDNN emulates it)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse ``precision="bf16-mixed"`` on a device without bfloat16 support, in one line naming both."""
+    if precision == "bf16-mixed" and not bf16_supported(device):
+        raise ValueError(f"training.precision='bf16-mixed': this {device.type.upper()} has no bfloat16 support "
+                         f"(torch reports none); train with precision '32' or on a machine that has it")
+
+
 def _resolve_device(device) -> torch.device:
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -513,6 +530,7 @@ def train(
         dataset = load_dataset(config)
     check_image_source(dataset)
     device = _resolve_device(device)
+    check_precision(config.precision, device)
     schedule = checkpoint_steps(config.checkpoints, config.steps)
     logged_steps = set(schedule)
 
@@ -567,6 +585,7 @@ def train(
     interval_start = start
     last_row: dict = {}
     model.train()
+    mixed = config.precision == "bf16-mixed"
     stop = _StopRequest()
     try:
         stop.__enter__()
@@ -577,8 +596,12 @@ def train(
             images = torch.from_numpy(dataset.images(indices)).to(device, non_blocking=True)
             images = images.contiguous(memory_format=layout)
 
-            # Forward: shared reconstruction + KL, then the objective's regulariser
-            out = forward(images)
+            # Forward (bfloat16 under autocast for precision "bf16-mixed"): shared reconstruction + KL, then the
+            # objective's regulariser, in float32 either way
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed):
+                out = forward(images)
+            if mixed:
+                out = type(out)(*(t.float() for t in out))
             reconstruction = reconstruction_loss(images, out.logits, config.reconstruction).mean()
             kl_dim = kl_per_dimension(out.mean, out.logvar)  # (D,)
             kl = kl_dim.sum()

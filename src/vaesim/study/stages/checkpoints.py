@@ -51,6 +51,7 @@ def train_config(task: TrainTask):
         init=config.get("init", "glorot"),
         sample_noise=config.get("sample_noise", "independent"),
         validation_split=config.get("validation_split", 0.0),
+        precision=config.get("precision", "32"),
     )
 
 

@@ -1,6 +1,7 @@
 """Error rates and power of the verdicts of claims 1-3, by simulation (issue 32).
 
-    python benchmarks/calibration.py [--reps 1000] [--claims 1 2 3] [--seed 0]
+    python benchmarks/calibration.py [--reps 1000] [--claims 1 2 3] [--seed 0] [--runs 6 8 ...] [--seeds 3 5 8]
+                                     [--groups 5 6 ...]
 
 Every number comes from the code the report runs, fed with data whose truth is known:
 
@@ -200,11 +201,18 @@ def claim3(reps: int, rng: np.random.Generator) -> None:
 
 
 def main() -> None:
+    global SIZES_RUNS, SIZES_SEEDS, SIZES_GROUPS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=1000, help="simulated datasets per cell")
     parser.add_argument("--claims", nargs="+", type=int, default=[1, 2, 3], choices=[1, 2, 3])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--runs", nargs="+", type=int, help=f"claim 1 sizes (default {SIZES_RUNS})")
+    parser.add_argument("--seeds", nargs="+", type=int, help=f"claim 2 sizes (default {SIZES_SEEDS})")
+    parser.add_argument("--groups", nargs="+", type=int, help=f"claim 3 sizes (default {SIZES_GROUPS})")
     args = parser.parse_args()
+    SIZES_RUNS = tuple(args.runs or SIZES_RUNS)
+    SIZES_SEEDS = tuple(args.seeds or SIZES_SEEDS)
+    SIZES_GROUPS = tuple(args.groups or SIZES_GROUPS)
     from vaesim.utils.threads import thread_limit
 
     rng = np.random.default_rng(args.seed)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
 from synthetic_store import Synthetic
 
 from vaesim.report import findings as F

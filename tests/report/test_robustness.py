@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from vaesim.report import findings as F
 from vaesim.report import robustness as R

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from scipy import stats
-
-import itertools
 
 from vaesim.report.statistics import (
     bootstrap_groups,
     clustered_spearman,
     paired_greater,
     paired_greater_floor,
-    signed_rank_interval,
-    walsh_averages,
     percentile_interval,
     seed_bootstrap,
     seed_jackknife,
+    signed_rank_interval,
+    walsh_averages,
 )
 
 

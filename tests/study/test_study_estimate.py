@@ -7,7 +7,15 @@ import yaml
 
 from vaesim.cli import main
 from vaesim.study.estimate import (
-    RUN_LOG_BYTES_PER_STEP, Calibration, estimate, format_plan, linear, procrustes_pair_seconds, spread, summary_bytes, summary_seconds,
+    RUN_LOG_BYTES_PER_STEP,
+    Calibration,
+    estimate,
+    format_plan,
+    linear,
+    procrustes_pair_seconds,
+    spread,
+    summary_bytes,
+    summary_seconds,
 )
 from vaesim.study.plan import plan_study
 
@@ -110,3 +118,37 @@ def test_the_plan_says_at_what_load_it_calibrated_and_what_an_idle_machine_gives
 
         total = sum(e.seconds for e in estimates)
         assert f"on an idle machine about {human_seconds(total * busy)}" in text
+
+
+def test_task_memory_holds_every_compared_checkpoints_summaries_and_the_plan_prints_it(tiny_spec, tiny_dict, tmp_path,
+                                                                                    capsys):
+    from vaesim.data.registry import get_spec
+    from vaesim.study.budget import layer_widths
+    from vaesim.study.estimate import COMPARE_WORKING_FACTOR, PROCESS_BYTES, task_memory
+
+    plan = plan_study(tiny_spec)
+    widths = layer_widths(tiny_spec, get_spec(tiny_spec.datasets[0]).num_channels)
+    memory = {stage: need for stage, need, _ in task_memory(plan, widths)}
+    n, procrustes = tiny_spec.probe.n, "procrustes" in tiny_spec.metrics
+    per_model = sum(summary_bytes(n, widths[name], procrustes) for name in tiny_spec.layer_names() if name in widths)
+    involved = max(len({(p[0], p[1]) for p in task.pairs} | {(p[2], p[3]) for p in task.pairs})
+                   for task in plan.tasks["compare"])
+    extra = n * sum(widths.values()) * 4 if tiny_spec.summaries == "cache" else 0
+    assert memory["compare"] == PROCESS_BYTES + int(involved * per_model * (1 + COMPARE_WORKING_FACTOR)) + extra
+    assert memory["extract"] > PROCESS_BYTES + 2 * n * sum(widths.values()) * 4 and memory["train"] > PROCESS_BYTES
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_dict))
+    assert main(["study", "plan", str(path)]) == 0
+    assert "peak memory of one task: train " in capsys.readouterr().out
+
+
+def test_a_compare_task_beyond_the_memory_available_is_refused_before_any_work(tiny_spec, tmp_path, monkeypatch):
+    from vaesim.study import budget, run_study
+
+    monkeypatch.setattr(budget, "available_memory", lambda: 2 * 10**9)  # enough for the spec checks, not for this
+    monkeypatch.setattr("vaesim.study.estimate.COMPARE_WORKING_FACTOR", 1e4)  # a compare task of terabytes
+    with pytest.raises(ValueError, match=r"study spec: a compare task needs about .* of memory \(the summaries of "
+                                         r"\d+ checkpoints at once") as error:
+        run_study(tiny_spec, tmp_path / "study", progress=False, threads=1)
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "study" / "runs").exists()  # no work done

@@ -13,7 +13,13 @@ from vae_blob_images import blob_images
 
 from vaesim.models import build_vae
 from vaesim.models.layers import with_torch_layers
-from vaesim.training import ImageArray, TrainConfig, list_checkpoints, read_metrics, train
+from vaesim.training import (
+    ImageArray,
+    TrainConfig,
+    list_checkpoints,
+    read_metrics,
+    train,
+)
 from vaesim.training import loop as training_loop
 
 needs_bf16 = pytest.mark.skipif(not training_loop.bf16_supported(torch.device("cpu")),

@@ -21,7 +21,11 @@ import numpy as np
 import pandas as pd
 
 from vaesim.report import layers as L
-from vaesim.report.statistics import paired_greater, paired_greater_floor, signed_rank_interval
+from vaesim.report.statistics import (
+    paired_greater,
+    paired_greater_floor,
+    signed_rank_interval,
+)
 from vaesim.report.tables import (
     INITIAL_STEP,
     both_orientations,
@@ -204,7 +208,7 @@ def training_length_table(trajectories: pd.DataFrame, *, target: float = TRAINED
 def training_length_text(table: pd.DataFrame, *, metric: str = "cka", target: float = TRAINED_ENOUGH) -> str:
     """One sentence: were the counted layers converged by T/2 (score(T/2, T) >= ``target``)?"""
     if table.empty:
-        return f"Training length: no counted curve with a checkpoint between the first and the last."
+        return "Training length: no counted curve with a checkpoint between the first and the last."
     curves, below = int(table["curves"].sum()), int(table["below"].sum())
     name = metric.upper()
     if below == 0:
@@ -294,8 +298,8 @@ def training_length_needed_text(table: pd.DataFrame, *, metric: str = "cka", tar
     longest = int(table["T"].max())
     never = [layer for layer in L.order_layers(enough.index) if not np.isfinite(enough[layer])]
     settled = enough.dropna()
-    text = (f"Candidate training lengths (every learned checkpoint T with one near T/2, read from every checkpoint "
-            f"pair): ")
+    text = ("Candidate training lengths (every learned checkpoint T with one near T/2, read from every checkpoint "
+            "pair): ")
     if not never:
         return text + (f"every counted layer has {name}(T/2, T) >= {target:g} in every run from T = "
                        f"{int(settled.max())} on (longest candidate {longest}).")

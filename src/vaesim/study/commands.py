@@ -94,7 +94,11 @@ def register(subparsers) -> None:
     variant.add_argument("--no-progress", action="store_true", help="no progress bars")
     variant.set_defaults(func=_variant)
 
-    from vaesim.study.store.sql import QUERY_MEMORY_LIMIT, QUERY_TEMP_LIMIT, QUERY_TIMEOUT_S
+    from vaesim.study.store.sql import (
+        QUERY_MEMORY_LIMIT,
+        QUERY_TEMP_LIMIT,
+        QUERY_TIMEOUT_S,
+    )
 
     query = subparsers.add_parser(
         "query", help="run SQL (DuckDB) over the stored scores of one or more studies; views results, runs, "
@@ -190,9 +194,15 @@ def _plan(args) -> int:
     from vaesim.study.budget import check_memory
 
     check_memory(spec)  # before calibration trains a step of this size
-    print(f"calibrating on this machine (a few training steps, one extraction, one comparison)...", file=sys.stderr)
+    print("calibrating on this machine (a few training steps, one extraction, one comparison)...", file=sys.stderr)
     calibration = calibrate(plan)
-    print(format_plan(plan, estimate(plan, calibration), calibration))
+    from vaesim.data.registry import get_spec
+    from vaesim.study.budget import available_memory, layer_widths
+    from vaesim.study.estimate import task_memory
+
+    widths = layer_widths(spec, get_spec(spec.datasets[0]).num_channels)
+    print(format_plan(plan, estimate(plan, calibration, widths), calibration, task_memory(plan, widths),
+                      available_memory()))
     return 0
 
 
@@ -244,9 +254,8 @@ def _status(args) -> int:
 
 
 def _verify(args) -> int:
-    from vaesim.study.store.verify import verify_study
-
     from vaesim.study.store.hashcache import HashCache
+    from vaesim.study.store.verify import verify_study
 
     cache = HashCache.load(args.dir) if args.fast else None
     report = _imported_store(args.dir) or verify_study(args.dir, cache=cache)

@@ -31,7 +31,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vaesim.study.plan import STAGES, CompareTask, DisentangleTask, StudyPlan, UDRTask, noise_layers, task_layer_pairs
+from vaesim.study.plan import (
+    STAGES,
+    CompareTask,
+    DisentangleTask,
+    StudyPlan,
+    UDRTask,
+    noise_layers,
+    task_layer_pairs,
+)
 
 RESULT_ROW_BYTES = 40  # compressed Parquet bytes per similarity row (measured on the quick preset: ~35)
 #: a compare task's own cost beside its arithmetic: reading and verifying its inputs, writing its table
@@ -155,10 +163,8 @@ def _adopt_estimate(plan: StudyPlan, c: Calibration) -> "StageEstimate":
 def calibrate(plan: StudyPlan, *, train_steps: int = 5) -> Calibration:
     """Measure the rates with ``plan``'s first run config (about half a minute on a CPU)."""
     import numpy as np
-    import torch
 
     from vaesim.activations import extract_activations
-    from vaesim.data import get_dataset
     from vaesim.data.registry import get_spec
     from vaesim.models import build_vae
     from vaesim.study.stages.checkpoints import train_config
@@ -229,14 +235,19 @@ def _calibrate_disentangle(spec, model, channels: int):
     """Seconds of one metrics evaluation at two protocol fractions and of one UDR (2 runs) at two sizes."""
     if spec.disentanglement is None:
         return (0.0, 1.0), (0.0, 0.0), (0, 1), (0.0, 0.0)
+    import warnings
+
     import numpy as np
     import torch
 
     from vaesim.data import get_dataset
-    from vaesim.metrics import METRIC_NAMES, Protocol, evaluate_disentanglement, model_factor_codes
+    from vaesim.metrics import (
+        METRIC_NAMES,
+        Protocol,
+        evaluate_disentanglement,
+        model_factor_codes,
+    )
     from vaesim.metrics.udr import LatentCodes, udr
-
-    import warnings
 
     dataset = get_dataset(_stand_in(channels))
     metrics = tuple(spec.disentanglement.metrics or METRIC_NAMES)
@@ -395,6 +406,57 @@ def estimate(plan: StudyPlan, calibration: Calibration, widths: dict[str, int] |
     ]
 
 
+#: the compare engine's working copies beside the loaded summaries (measured by benchmarks/task_memory.py)
+COMPARE_WORKING_FACTOR = 1.0
+PROCESS_BYTES = 400_000_000  # a task process's own resident memory: Python, numpy, torch, the model (measured 361 MB)
+
+
+def task_memory(plan: StudyPlan, widths: dict[str, int]) -> list[tuple[str, int, str]]:
+    """``(stage, bytes, what)``: the largest resident memory one task of each computing stage needs.
+
+    - extract: one checkpoint's activations on the probe set (float32, every recorded layer at once, held by
+      torch and as the recorder's arrays: twice; again when the sampled layers are recorded with a second
+      eps), the float64 centred copy of the widest layer being summarised, and the summaries;
+    - compare: the summaries of every checkpoint the largest task compares, all held at once (the engine
+      scores every model pair of the task in one call), plus, with ``summaries: cache``, the activations of
+      the checkpoint being recorded again;
+    - train: one training step (:func:`vaesim.study.budget.memory_needs`'s figure).
+
+    Each adds :data:`PROCESS_BYTES` for the process itself. Summary sizes are exact
+    (:func:`summary_bytes`); ``widths``: features per layer.
+    """
+    spec = plan.spec
+    n = spec.probe.n
+    procrustes = "procrustes" in spec.metrics
+    layers = [name for name in spec.layer_names() if name in widths]
+    per_model = sum(summary_bytes(n, widths[name], procrustes) for name in layers)
+    activations = n * sum(widths[name] for name in layers) * 4
+    out = []
+    from vaesim.study.budget import memory_needs
+
+    step = max((need for field, need, _ in memory_needs(spec) if field.startswith("training.batch_size")), default=0)
+    if plan.tasks.get("train") and spec.imported is None:
+        out.append(("train", PROCESS_BYTES + step, f"one training step at batch {spec.training.batch_size}"))
+    if plan.tasks.get("extract"):
+        resample = any(task.resample for task in plan.tasks["extract"])
+        widest = 8 * n * max(widths[name] for name in layers)
+        out.append(("extract", PROCESS_BYTES + 2 * activations * (2 if resample else 1) + widest + per_model,
+                    f"one checkpoint's {len(layers)} layers on {n} images and their summaries"))
+    largest, involved = None, 0
+    for task in plan.tasks.get("compare", []):
+        models = {(p[0], p[1]) for p in task.pairs} | (
+            set() if task.comparison == "factors" else {(p[2], p[3]) for p in task.pairs})
+        if len(models) > involved:
+            largest, involved = task, len(models)
+    if largest is not None:
+        need = PROCESS_BYTES + int(involved * per_model * (1 + COMPARE_WORKING_FACTOR))
+        if largest.cache_summaries:
+            need += activations
+        out.append(("compare", need, f"the summaries of {involved} checkpoints at once ({human_bytes(per_model)} "
+                                     f"each: {largest.task_id.split('/')[1]} task)"))
+    return out
+
+
 def _compare_rows(task: CompareTask, n_metrics: int) -> tuple[int, int]:
     rows = sum(n_metrics * len(task_layer_pairs(task, pair)) for pair in task.pairs)
     return rows, len(task.pairs)
@@ -445,8 +507,9 @@ def human_seconds(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
-def format_plan(plan: StudyPlan, estimates: list[StageEstimate] | None, calibration: Calibration | None) -> str:
-    """The table ``vaesim study plan`` prints."""
+def format_plan(plan: StudyPlan, estimates: list[StageEstimate] | None, calibration: Calibration | None,
+                memory: list[tuple[str, int, str]] | None = None, available: int | None = None) -> str:
+    """The table ``vaesim study plan`` prints; ``memory``: :func:`task_memory`'s peaks, ``available``: bytes free."""
     lines = [f"study '{plan.spec.name}': {len(plan.runs)} runs, {len(plan.all_tasks())} tasks"]
     if estimates is None:
         lines.append(f"  {'stage':11s} {'tasks':>7s}")
@@ -459,6 +522,14 @@ def format_plan(plan: StudyPlan, estimates: list[StageEstimate] | None, calibrat
     lines.append(f"  {'total':11s} {sum(e.tasks for e in estimates):>7d} "
                  f"{human_bytes(sum(e.bytes for e in estimates)):>10s} "
                  f"{human_seconds(sum(e.seconds for e in estimates)):>10s}")
+    if memory:
+        lines.append("peak memory of one task: " + "; ".join(f"{stage} {human_bytes(need)} ({what})"
+                                                           for stage, need, what in memory)
+                     + (f"; available now {human_bytes(available)}" if available else ""))
+        beyond = [stage for stage, need, _ in memory if available and need > available]
+        if beyond:
+            lines.append(f"  the largest {' and '.join(beyond)} task(s) will not fit in this machine's memory: "
+                         "`study run` refuses them here (local executor)")
     lines.append(
         f"calibration ({calibration.seconds:.0f} s on this machine, {calibration.cores} usable cores, device "
         f"'{plan.spec.device}', one thread per task): "

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vaesim.study import plan as layout
-from vaesim.study.budget import check_budget, writable_directory
+from vaesim.study.budget import check_budget, check_task_memory, writable_directory
 from vaesim.models.plugin_table import architecture_table, is_plugin, write_table
 from vaesim.study.measures import architecture_modules, record_plugin_dirs
 from vaesim.study.run.stopping import STOP_GRACE_S, StopOnSignal, StopRequested
@@ -272,6 +272,8 @@ def _run_study(spec, out_dir, *, executor: str, workers: int | None, address: st
     with StudyLock(out_dir, executor):
         remove_leftovers(out_dir)
         plan = plan_study(spec)
+        if executor == "local":
+            check_task_memory(plan, out_dir)  # a task that cannot fit is refused now, not killed hours in
         set_aside_wrong_kinds(out_dir, [SPEC_FILE, FAILURES_FILE] + [o for ts in plan.tasks.values() for t in ts
                                                                      for o in t.outputs])
         prepare_directory(spec, out_dir, force=force)

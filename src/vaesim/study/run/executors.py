@@ -29,7 +29,7 @@ from multiprocessing import get_context
 from typing import Callable
 
 from vaesim.study.plan import Task
-from vaesim.study.run.stopping import grace_time, reclaim_signals, second_signal, stop_children
+from vaesim.study.run.stopping import grace_time, reclaim_signals, second_signal, signals_deferred, stop_children
 from vaesim.study.spec import TaskResources
 from vaesim.study.stages.devices import resolve_device
 from vaesim.study.stages.task import run_task
@@ -118,13 +118,16 @@ class LocalExecutor:
         try:
             pending = {}
             # workers are spawned while tasks are submitted: a SIGTERM / SIGINT then waits until every worker has
-            # its start-up data (cut short, a half-started worker prints a traceback); workers unblock them
-            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-            try:
-                for task in tasks:
-                    pending[pool.submit(run_task, study_dir, task, threads)] = task
-            finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            # its start-up data (cut short, a half-started worker prints a traceback). Deferred, because the
+            # handler runs in the main thread whichever thread the kernel gave the signal to; blocked too, so
+            # that the workers start with them blocked until their own handlers are in place (worker_start)
+            with signals_deferred():
+                blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+                try:
+                    for task in tasks:
+                        pending[pool.submit(run_task, study_dir, task, threads)] = task
+                finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             self._collect(study_dir, pool, pending, attempts, outcome, on_done, threads)
         except KeyboardInterrupt:  # SIGTERM / SIGINT (vaesim.study.run.stopping): no new task; workers save
             try:
@@ -151,7 +154,8 @@ class LocalExecutor:
                     logger.info("task %s: traceback of attempt %d:", task.task_id, attempts[task.task_id],
                                 exc_info=error)  # shown with -v
                     if attempts[task.task_id] <= self.max_retries and not _pool_broken(error):
-                        pending[pool.submit(run_task, study_dir, task, threads)] = task
+                        with signals_deferred():  # a resubmission may spawn a worker too
+                            pending[pool.submit(run_task, study_dir, task, threads)] = task
                     else:
                         failure = TaskFailure(task.task_id, _error_text(error))
                         outcome.failures.append(failure)

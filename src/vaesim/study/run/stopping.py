@@ -32,6 +32,7 @@ import os
 import signal
 import threading
 import time
+from contextlib import contextmanager
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class StopOnSignal:
         self.signum: int | None = None
         self.again = threading.Event()  # a second signal while stopping: stop waiting
         self._previous: dict = {}
+        self._defer = 0  # depth of signals_deferred() sections
+        self._deferred: int | None = None  # a signal that came during one, raised when the last ends
 
     def __enter__(self) -> "StopOnSignal":
         global _ACTIVE
@@ -82,6 +85,9 @@ class StopOnSignal:
         self.signum = signum
         logger.warning("%s received: stopping (running work saves or is abandoned within %g s); rerun the same "
                        "command to resume", signal.Signals(signum).name, self.grace)
+        if self._defer:
+            self._deferred = signum
+            return
         raise StopRequested(signum)
 
     def __exit__(self, *exc) -> None:
@@ -92,6 +98,29 @@ class StopOnSignal:
 
 
 _ACTIVE: StopOnSignal | None = None
+
+
+@contextmanager
+def signals_deferred():
+    """A section that a SIGTERM / SIGINT must not cut: the stop is raised when it ends, not inside it.
+
+    For spawning pool workers: a stop raised while a worker's start-up data is being written leaves a
+    half-started worker that prints a traceback (``EOFError: Ran out of input``). Blocking the signals in the
+    main thread is not enough: the kernel may deliver a process-directed signal to another thread, and
+    Python then runs the handler in the main thread anyway, at its next bytecode.
+    """
+    active = _ACTIVE
+    if active is None:
+        yield
+        return
+    active._defer += 1
+    try:
+        yield
+    finally:
+        active._defer -= 1
+        if active._defer == 0 and active._deferred is not None:
+            signum, active._deferred = active._deferred, None
+            raise StopRequested(signum)
 
 
 def reclaim_signals() -> None:

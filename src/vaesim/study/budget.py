@@ -199,29 +199,6 @@ def check_training_precision(spec: StudySpec) -> None:
                          f"has no bfloat16 support (torch reports none); use precision: '32'")
 
 
-def check_task_memory(plan, out_dir: Path) -> None:
-    """Refuse, before any work, a plan whose largest compare task needs more memory than is available now, unless
-    the compare stage is finished (one line naming the figure and what holds it); local executor only (a
-    cluster's nodes have their own memory). The figure is :func:`vaesim.study.estimate.task_memory`'s: a
-    compare task holds the summaries of every checkpoint it compares at once."""
-    memory = available_memory()
-    if memory is None:
-        return
-    from vaesim.data.registry import get_spec
-    from vaesim.study.estimate import task_memory
-
-    widths = layer_widths(plan.spec, get_spec(plan.spec.datasets[0]).num_channels)
-    for stage, need, what in task_memory(plan, widths):
-        if stage != "compare" or need <= memory:  # training and extraction: check_memory / check_budget, from the spec
-            continue
-        if all((out_dir / output).exists() for task in plan.tasks[stage] for output in task.outputs):
-            continue  # the stage is finished: nothing of that size will run
-        advice = ("fewer checkpoints or models per comparison (comparisons.across_steps final, "
-                  "comparisons.objectives false), a smaller probe.n, or a larger machine")
-        raise ValueError(f"study spec: a {stage} task needs about {_gib(need)} of memory ({what}), but {_gib(memory)} "
-                         f"is available; {advice}")
-
-
 def check_budget(spec: StudySpec, out_dir: Path) -> None:
     """Refuse a spec whose sizes cannot work here (see the module docstring); no file is written."""
     from vaesim.data.registry import get_spec

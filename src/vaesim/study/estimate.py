@@ -457,6 +457,29 @@ def task_memory(plan: StudyPlan, widths: dict[str, int]) -> list[tuple[str, int,
     return out
 
 
+def check_task_memory(plan: StudyPlan, out_dir: Path) -> None:
+    """Refuse, before any work, a plan whose largest compare task needs more memory than is available now, unless
+    the compare stage is finished (one line naming the figure and what holds it); local executor only (a
+    cluster's nodes have their own memory). The figure is :func:`vaesim.study.estimate.task_memory`'s: a
+    compare task holds the summaries of every checkpoint it compares at once."""
+    from vaesim.data.registry import get_spec
+    from vaesim.study import budget
+
+    memory = budget.available_memory()
+    if memory is None:
+        return
+    widths = budget.layer_widths(plan.spec, get_spec(plan.spec.datasets[0]).num_channels)
+    for stage, need, what in task_memory(plan, widths):
+        if stage != "compare" or need <= memory:  # training and extraction: check_memory / check_budget, from the spec
+            continue
+        if all((out_dir / output).exists() for task in plan.tasks[stage] for output in task.outputs):
+            continue  # the stage is finished: nothing of that size will run
+        advice = ("fewer checkpoints or models per comparison (comparisons.across_steps final, "
+                  "comparisons.objectives false), a smaller probe.n, or a larger machine")
+        raise ValueError(f"study spec: a {stage} task needs about {human_bytes(need)} of memory ({what}), but "
+                         f"{human_bytes(memory)} is available; {advice}")
+
+
 def _compare_rows(task: CompareTask, n_metrics: int) -> tuple[int, int]:
     rows = sum(n_metrics * len(task_layer_pairs(task, pair)) for pair in task.pairs)
     return rows, len(task.pairs)

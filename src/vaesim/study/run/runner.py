@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vaesim.study import plan as layout
-from vaesim.study.budget import check_budget, check_task_memory, writable_directory
+from vaesim.study.budget import check_budget, writable_directory
+from vaesim.study.estimate import check_task_memory
 from vaesim.models.plugin_table import architecture_table, is_plugin, write_table
 from vaesim.study.measures import architecture_modules, record_plugin_dirs
 from vaesim.study.run.stopping import STOP_GRACE_S, StopOnSignal, StopRequested

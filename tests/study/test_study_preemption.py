@@ -92,9 +92,12 @@ def test_sigterm_to_the_runner_alone_stops_it_and_a_rerun_equals_an_uninterrupte
     if stage == "train":  # training saved where it was: the rerun resumes from there, not from a checkpoint
         saved = sorted(out.glob("runs/*/interrupted.json"))
         assert len(saved) == (2 if executor in ("pool", "ray") else 1), saved
-    # a pool worker stopped mid-write may leave its temporary file (never an output): the rerun deletes it
+    # a worker process stopped mid-write (a pool worker; a Ray worker whose cancel or the runner's
+    # ray.shutdown lands while it writes, seen once in CI) may leave its temporary file, never an output:
+    # the rerun deletes it.
+    # The single-process runner removes its own (atomic_path's cleanup runs in the interrupted writer).
     leftovers = list(out.rglob(".tmp*"))
-    assert executor == "pool" or not leftovers, leftovers
+    assert executor in ("pool", "ray") or not leftovers, leftovers
     resumed = subprocess.run([sys.executable, "-m", "vaesim", "study", "run", str(spec_path), "--out", str(out),
                               "--no-progress", "--workers", "1", "--threads", "1"],
                              capture_output=True, text=True, timeout=300)

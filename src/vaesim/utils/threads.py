@@ -261,6 +261,8 @@ def thread_limit(threads: int | None) -> Iterator[None]:
     import torch
     from threadpoolctl import threadpool_limits
 
+    import scipy.linalg  # noqa: F401 - scipy's own BLAS loaded now, so that the limit below reaches it too
+
     threads = max(1, int(threads))
     previous, previous_limit = torch.get_num_threads(), _limit
     torch.set_num_threads(TASK_TORCH_THREADS)
@@ -314,16 +316,46 @@ def parallel_map(fn: Callable[[Any], Any], items: Sequence[Any], threads: int | 
             done.append((nxt[0], fn(nxt[1])))
 
     out: list = [None] * len(items)
-    for future in [pool.submit(work) for _ in range(threads)]:
-        for index, value in future.result():
-            out[index] = value
+    # One BLAS thread per call, set here in the calling thread: OpenBLAS takes a new thread count only from the
+    # thread that set up its thread server (a worker thread's openblas_set_num_threads is ignored: measured with
+    # scipy-openblas 0.3.x), and a call that finds the server busy runs with another blocking (R factors a few
+    # ulps apart from run to run when two LAPACK calls overlapped).
+    with single_threaded_blas():
+        for future in [pool.submit(work) for _ in range(threads)]:
+            for index, value in future.result():
+                out[index] = value
     return out
+
+
+_BLAS_LOCK = threading.Lock()
+_blas_users = 0
+_blas_limits: Any = None
 
 
 @contextlib.contextmanager
 def single_threaded_blas() -> Iterator[None]:
-    """BLAS/LAPACK behind numpy on one thread inside the block (see :func:`parallel_map`)."""
+    """BLAS/LAPACK behind numpy and scipy on one thread inside the block (see :func:`parallel_map`).
+
+    The BLAS thread count is one process-wide setting, and OpenBLAS takes it
+    only from the thread that set up its thread server (the main thread):
+    :func:`parallel_map` enters this block in the calling thread around its
+    parallel region, and blocks entered at the same time from several threads
+    share one setting (the first to enter sets it, the last to leave restores
+    it; a plain ``threadpool_limits`` per block would restore the old count
+    while another block still runs its LAPACK calls).
+    """
+    global _blas_users, _blas_limits
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _BLAS_LOCK:
+        if _blas_users == 0:
+            _blas_limits = threadpool_limits(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
         yield
+    finally:
+        with _BLAS_LOCK:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limits.restore_original_limits()
+                _blas_limits = None

@@ -31,15 +31,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from vaesim.study.measures import plugin_metrics
 from vaesim.study.plan import (
     STAGES,
     CompareTask,
     DisentangleTask,
+    ExtractTask,
     StudyPlan,
     UDRTask,
     noise_layers,
     task_layer_pairs,
 )
+from vaesim.study.summary_cache import cache_selection, read_checkpoints, selected_checkpoints, with_cache
 
 RESULT_ROW_BYTES = 40  # compressed Parquet bytes per similarity row (measured on the quick preset: ~35)
 #: a compare task's own cost beside its arithmetic: reading and verifying its inputs, writing its table
@@ -312,6 +315,34 @@ def procrustes_pair_seconds(n: int, pa: int, pb: int, c: Calibration) -> float:
     return (2 * n * ra * rb + 2 * small * small * large) / c.gemm64_rate + c.eig_seconds_per_cube * small**3
 
 
+def plan_cache(plan: StudyPlan, widths: dict[str, dict[str, int]] | None = None) -> tuple[StudyPlan, int]:
+    """``plan`` with its summary-cache selection (spec ``summaries: planned``: :mod:`vaesim.study.summary_cache`;
+    unchanged otherwise) and the cache's peak bytes (the selected checkpoints' entries, all on disk once
+    extraction is done). ``widths``: ``{dataset: {layer: features}}`` (default: measured from the network)."""
+    spec = plan.spec
+    if spec.summaries != "planned":
+        return plan, 0
+    if widths is None:
+        from vaesim.data.registry import get_spec
+        from vaesim.study.budget import layer_widths
+
+        widths = {dataset: layer_widths(spec, get_spec(dataset).num_channels) for dataset in spec.datasets}
+    n, procrustes = spec.probe.n, "procrustes" in spec.metrics
+
+    def entry_bytes(task: ExtractTask) -> int:
+        width = widths[task.dataset]
+        layers = [name for name in task.layers if name in width]
+        if task.resample:
+            layers += [name for name in noise_layers(task.layers, task.decoder_input) if name in width]
+        size = sum(summary_bytes(n, width[name], procrustes) for name in layers)
+        if plugin_metrics(task.metrics):  # a pair-only plug-in measure keeps the float64 activations
+            size += sum(n * width[name] * 8 for name in task.layers if name in width)
+        return size
+
+    selected, peak = cache_selection(plan, entry_bytes, spec.summaries_cap_gb * 1e9)
+    return with_cache(plan, selected), peak
+
+
 def estimate(plan: StudyPlan, calibration: Calibration, widths: dict[str, int] | None = None) -> list[StageEstimate]:
     """Tasks, disk bytes and wall seconds per stage of ``plan`` on the calibrated machine.
 
@@ -329,13 +360,19 @@ def estimate(plan: StudyPlan, calibration: Calibration, widths: dict[str, int] |
     cka = bool({"cka", "cka_debiased"} & set(spec.metrics))
     layers = [name for name in spec.layer_names() if name in widths]
     cores = max(1, c.cores)
+    if spec.summaries == "planned":
+        if not selected_checkpoints(plan):
+            plan, _peak = plan_cache(plan, {dataset: widths for dataset in spec.datasets})
+        cached = selected_checkpoints(plan)
+    else:
+        cached = frozenset()
     runs = plan.tasks["train"]
     steps = sum(task.run.config["steps"] for task in runs)
     checkpoints = sum(len(task.run.steps) for task in runs)
     train_seconds = steps * c.seconds_per_step / min(max(1, len(runs)), cores)
 
     per_layer = {name: summary_seconds(n, widths[name], procrustes, c) for name in layers}
-    extract_bytes = extract_seconds = 0.0
+    extract_bytes = extract_seconds = cache_bytes = 0.0
     for task in plan.tasks["extract"]:
         units = [per_layer[name] for name in task.layers if name in per_layer]
         images = n
@@ -345,15 +382,16 @@ def estimate(plan: StudyPlan, calibration: Calibration, widths: dict[str, int] |
             units += [per_layer[name] for name in noise_layers(task.layers, task.decoder_input) if name in per_layer]
             images *= 2
         extract_seconds += EXTRACT_TASK_SECONDS
-        if task.cache_summaries:  # no summary stored: extraction records the latents (and kept activations)
+        if not task.writes_summaries:  # no summary stored: extraction records the latents (and kept activations)
             extract_seconds += n * c.forward_seconds_per_image
         else:
             written = sum(summary_bytes(n, widths[name], procrustes) for name in task.layers if name in widths)
             extract_seconds += images * c.forward_seconds_per_image + spread(units, cores) + written / READ_AND_HASH_RATE
-            extract_bytes += written
             if task.resample:
-                extract_bytes += sum(summary_bytes(n, widths[name], procrustes)
-                                     for name in noise_layers(task.layers, task.decoder_input) if name in widths)
+                written += sum(summary_bytes(n, widths[name], procrustes)
+                               for name in noise_layers(task.layers, task.decoder_input) if name in widths)
+            extract_bytes += written
+            cache_bytes += written if task.cache_file else 0
         extract_bytes += LATENTS_FILE_BYTES + sum(n * widths[name] * 4 for name in task.keep_activations
                                                   if name in widths)
 
@@ -361,12 +399,12 @@ def estimate(plan: StudyPlan, calibration: Calibration, widths: dict[str, int] |
     rows = 0
     pairs_total = 0
     for task in plan.tasks["compare"]:
-        compare_seconds += _compare_task_seconds(task, widths, n, cka, procrustes, c, cores)
-        if task.cache_summaries:  # each involved checkpoint recorded and summarised again, in memory
-            involved = {(p[0], p[1]) for p in task.pairs} | (
-                set() if task.comparison == "factors" else {(p[2], p[3]) for p in task.pairs})
+        involved = read_checkpoints(task)
+        compare_seconds += _compare_task_seconds(task, widths, n, cka, procrustes, c, cores,
+                                                 read=len(involved & cached) if task.cache_summaries else None)
+        if task.cache_summaries:  # each involved checkpoint not in the planned cache recorded and summarised again
             units = [per_layer[name] for name in task.layers if name in per_layer]
-            compare_seconds += len(involved) * (n * c.forward_seconds_per_image + spread(units, cores))
+            compare_seconds += len(involved - cached) * (n * c.forward_seconds_per_image + spread(units, cores))
         task_rows, task_pairs = _compare_rows(task, len(spec.metrics))
         rows += task_rows
         pairs_total += task_pairs
@@ -394,7 +432,8 @@ def estimate(plan: StudyPlan, calibration: Calibration, widths: dict[str, int] |
                       f"{len(runs)} runs x {steps // max(len(runs), 1):,} steps, {min(len(runs), cores)} at once; "
                       f"{checkpoints} checkpoints of {c.checkpoint_bytes / 1e6:.1f} MB (weights + Adam state)"),
         StageEstimate("extract", len(plan.tasks["extract"]), int(extract_bytes), extract_seconds,
-                      f"{len(plan.tasks['extract'])} checkpoints x {len(layers)} layers on {n} probe images"),
+                      f"{len(plan.tasks['extract'])} checkpoints x {len(layers)} layers on {n} probe images"
+                      + (_cache_text(plan, cached, cache_bytes) if spec.summaries == "planned" else "")),
         StageEstimate("compare", len(plan.tasks["compare"]), rows * RESULT_ROW_BYTES, compare_seconds,
                       f"{pairs_total:,} model pairs, {rows:,} similarity rows"),
         StageEstimate("disentangle", len(disentangle_tasks), disentangle_bytes, disentangle_seconds,
@@ -480,14 +519,30 @@ def check_task_memory(plan: StudyPlan, out_dir: Path) -> None:
                          f"{human_bytes(memory)} is available; {advice}")
 
 
+def _cache_text(plan: StudyPlan, cached: frozenset, peak: float) -> str:
+    """The planned summary cache in the extract stage's line: what it holds at its peak, what is recomputed."""
+    users = [c for task in plan.tasks["compare"] for c in read_checkpoints(task)]
+    read = set(users)
+    text = (f"; summary cache: {len(cached)} of {len(read)} compared checkpoints, peak {human_bytes(peak)} "
+            f"(cap {human_bytes(plan.spec.summaries_cap_gb * 1e9)}), each entry removed after its last comparison")
+    if len(cached) < len(read):
+        again = sum(1 for c in users if c not in cached)
+        text += (f"; the other {len(read) - len(cached)} are summarised by each compare task that reads them "
+                 f"({again:,} times in all: raise summaries_cap_gb to compute each once)")
+    return text
+
+
 def _compare_rows(task: CompareTask, n_metrics: int) -> tuple[int, int]:
     rows = sum(n_metrics * len(task_layer_pairs(task, pair)) for pair in task.pairs)
     return rows, len(task.pairs)
 
 
 def _compare_task_seconds(task: CompareTask, widths: dict[str, int], n: int, cka: bool, procrustes: bool,
-                          c: Calibration, cores: int) -> float:
-    """Wall seconds of one compare task: CKA products of packed Grams, Procrustes layer pairs."""
+                          c: Calibration, cores: int, read: int | None = None) -> float:
+    """Wall seconds of one compare task: CKA products of packed Grams, Procrustes layer pairs.
+
+    ``read``: how many checkpoints' summary files the task reads (default: all it compares, none with
+    ``summaries: cache``; a planned cache's entries)."""
     layers = [name for name in task.layers if name in widths]
     factors = task.comparison == "factors"
     models = {(p[0], p[1]) for p in task.pairs} | (set() if factors else {(p[2], p[3]) for p in task.pairs})
@@ -499,9 +554,11 @@ def _compare_task_seconds(task: CompareTask, widths: dict[str, int], n: int, cka
         if procrustes:
             procrustes_units += [procrustes_pair_seconds(n, widths[la], widths.get(lb, 8), c) for la, lb in pairs]
     seconds = COMPARE_TASK_SECONDS + layer_pairs * c.pair_overhead_seconds * (int(cka) + int(procrustes))
-    if not task.cache_summaries:  # each checkpoint's summary file read and checked against its SHA-256
+    if read is None:
+        read = 0 if task.cache_summaries else len(models)
+    if read:  # each checkpoint's summary file read and checked against its SHA-256
         per_model = sum(summary_bytes(n, widths[name], procrustes) for name in layers)
-        seconds += len(models) * per_model / READ_AND_HASH_RATE
+        seconds += read * per_model / READ_AND_HASH_RATE
     if cka:  # packed-Gram inner products (n^2 flops per layer pair) + Grams of narrow layers formed per call
         summaries = len(models) * len(layers)
         narrow = sum(n * n * widths[name] for name in layers if widths[name] <= n / 2) * len(models)

@@ -159,9 +159,15 @@ class ExtractTask(Task):
     device: str = "cpu"
     sample_noise: str = "independent"  # eps of the sampled layer: per (run, step) or shared by all models
     resample: bool = False  # also record the noise-driven layers with a second eps (the run's noise floor)
-    cache_summaries: bool = False  # spec summaries: cache: no summary file; compare tasks recompute them
+    cache_summaries: bool = False  # spec summaries: cache or planned: no summary file among the outputs
+    cache_file: bool = False  # spec summaries: planned, a checkpoint within the cap: summaries written as a cache entry
     decoder_input: str = "sample"  # probe.decoder_input: the model's own sample, or the final checkpoint's mean code
     final_step: int = -1  # the run's final step (whose mean code drives the decoder with decoder_input final_mean)
+
+    @property
+    def writes_summaries(self) -> bool:
+        """Whether this task writes the checkpoint's summary files (as outputs, or as planned cache entries)."""
+        return not self.cache_summaries or self.cache_file
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -186,7 +192,8 @@ class CompareTask(Task):
     device: str = "cpu"
     sample_noise: str = "independent"
     resample_steps: tuple[int, ...] = ()  # the checkpoints whose extraction also records a second eps
-    cache_summaries: bool = False  # spec summaries: cache: the summaries are recomputed here, never read from disk
+    cache_summaries: bool = False  # spec summaries: cache or planned: no summary file is an input
+    read_cache: bool = False  # spec summaries: planned: a checkpoint's cache entry is read when present and intact
     decoder_input: str = "sample"
     final_step: int = -1
     layer_pairs: str = "all"  # comparisons.layer_pairs: every layer pair, or the matching ones (matching_layer_pairs)
@@ -601,7 +608,7 @@ def plan_study(spec: StudySpec) -> StudyPlan:
     if probe["decoder_input"] == "sample":  # the default: task ids of studies planned before it existed stay
         del probe["decoder_input"]
     decoder = {"decoder_input": spec.probe.decoder_input, "final_step": steps[-1]}
-    cache = spec.summaries == "cache"
+    cache = spec.summaries in ("cache", "planned")  # planned: the cache entries are not outputs (summary_cache)
     plan = StudyPlan(spec=spec, runs=runs)
     by_id = {run.run_id: run for run in runs}
 
@@ -677,6 +684,7 @@ def plan_study(spec: StudySpec) -> StudyPlan:
                 sample_noise=spec.probe.sample_noise,
                 resample_steps=resample_steps,
                 cache_summaries=cache,
+                read_cache=spec.summaries == "planned",
                 **decoder,
                 layer_pairs=scope,
             )
@@ -744,7 +752,7 @@ def disentangle_tasks(spec: StudySpec, runs: list[RunPlan]) -> list[Task]:
 # -- spec differences -----------------------------------------------------
 
 # Fields that change no output: who runs it and how, not what is computed.
-NEUTRAL_FIELDS = ("name", "description", "data_root", "device", "resources", "tensorboard")
+NEUTRAL_FIELDS = ("name", "description", "data_root", "device", "resources", "tensorboard", "summaries_cap_gb")
 
 
 def output_fields(spec: StudySpec) -> dict[str, Any]:

@@ -287,9 +287,13 @@ class StudySpec(_Strict):
     keep_activations: bool | list[str] = False
     #: ``keep``: each checkpoint's layer summaries are stored (summaries/; reused by every comparison and by
     #: resumes); ``cache``: they are never stored, each compare task recomputes the summaries of its checkpoints
-    #: from the checkpoints (same numbers, bit for bit; extraction is ~1% of a Procrustes study's compute and
-    #: the paper's summaries would take 9-10 TB)
-    summaries: Literal["keep", "cache"] = "keep"
+    #: from the checkpoints (same numbers, bit for bit; the paper's summaries would take 9-10 TB);
+    #: ``planned``: computed once by extraction and kept on disk only while a compare task still needs them
+    #: (removed after the last one), up to ``summaries_cap_gb`` (the checkpoints beyond the cap are recomputed
+    #: by each compare task, as ``cache``); same numbers, bit for bit (vaesim.study.summary_cache)
+    summaries: Literal["keep", "cache", "planned"] = "keep"
+    #: disk cap of the ``planned`` summary cache, in GB (1e9 bytes)
+    summaries_cap_gb: float = Field(default=50.0, gt=0)
     disentanglement: DisentanglementSpec | None = None
     device: str = "auto"
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)

@@ -11,6 +11,7 @@ as :class:`StudyFailed` at the end.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shlex
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from vaesim.study import plan as layout
 from vaesim.study.budget import check_budget, writable_directory
-from vaesim.study.estimate import check_task_memory
+from vaesim.study.estimate import check_task_memory, plan_cache
 from vaesim.models.plugin_table import architecture_table, is_plugin, write_table
 from vaesim.study.measures import architecture_modules, record_plugin_dirs
 from vaesim.study.run.stopping import STOP_GRACE_S, StopOnSignal, StopRequested
@@ -40,6 +41,7 @@ from vaesim.study.store.repair import (discard_corrupt_outputs, discard_damaged_
                                        repair_damage, repair_run)
 from vaesim.study.store.provenance import ProvenanceRecorder, last_command
 from vaesim.study.store.verify import lies_under, printable, verify_study
+from vaesim.study.summary_cache import CacheReleaser, cache_files, entry_intact
 from vaesim.utils import atomic_write_json, atomic_write_text
 from vaesim.utils.io import TMP_PREFIX
 
@@ -272,7 +274,7 @@ def _run_study(spec, out_dir, *, executor: str, workers: int | None, address: st
     # The lock comes first: a runner that is refused has changed nothing (not even spec.yaml).
     with StudyLock(out_dir, executor):
         remove_leftovers(out_dir)
-        plan = plan_study(spec)
+        plan, _cache_peak = plan_cache(plan_study(spec))  # summaries: planned: which checkpoints are cached
         if executor == "local":
             check_task_memory(plan, out_dir)  # a task that cannot fit is refused now, not killed hours in
         set_aside_wrong_kinds(out_dir, [SPEC_FILE, FAILURES_FILE] + [o for ts in plan.tasks.values() for t in ts
@@ -324,7 +326,23 @@ def _run_stage(plan: StudyPlan, stage: str, out_dir: Path, runner, meter: StageP
         discard_stale_store(plan, out_dir)
     if stage == "train":
         discard_damaged_sums(plan, out_dir)
-    pending = [t for t in tasks if not outputs_done(out_dir, t)]
+    releaser = None
+    if plan.spec.summaries == "planned" and stage in ("extract", "compare"):
+        releaser = CacheReleaser(out_dir, plan, [t.task_id for t in plan.tasks["compare"]
+                                                 if not outputs_done(out_dir, t)])
+    if releaser is not None and stage == "extract":  # a cache entry still read but gone (removed, damaged): again
+        rebuild = [t for t in tasks if outputs_done(out_dir, t) and t.cache_file
+                   and releaser.needed((t.run_id, t.step)) and not entry_intact(out_dir, t)]
+        for task in rebuild:  # discard what is left of the entry
+            for name in cache_files(task):
+                discard(out_dir / name)
+        # the entry's files count as this run's outputs of the task, so that run_task does not skip it
+        again = {t.task_id: dataclasses.replace(t, outputs=t.outputs + tuple(cache_files(t))) for t in rebuild}
+        pending = [again.get(t.task_id, t) for t in tasks if not outputs_done(out_dir, t) or t.task_id in again]
+    else:
+        pending = [t for t in tasks if not outputs_done(out_dir, t)]
+    if releaser is not None and stage == "compare":
+        releaser.release_unneeded()  # entries whose readers all finished in an earlier run
     ready = [t for t in pending if all((out_dir / i).is_file() for i in t.inputs)]
     blocked = [TaskFailure(t.task_id, "not run: an upstream task failed (its inputs are missing)")
                for t in pending if t not in ready]
@@ -334,8 +352,16 @@ def _run_stage(plan: StudyPlan, stage: str, out_dir: Path, runner, meter: StageP
         meter.advance(failure)
     resources = getattr(plan.spec.resources, stage, TaskResources())  # probe, store: one CPU
     started = time.perf_counter()
-    outcome: StageOutcome = runner.run(str(out_dir), ready, resources, meter.advance)
+    on_done = meter.advance
+    if releaser is not None and stage == "compare":
+        def on_done(item) -> None:  # a finished task releases the cache entries it was the last reader of
+            meter.advance(item)
+            if not isinstance(item, TaskFailure):
+                releaser.finished(item["task_id"])
+    outcome: StageOutcome = runner.run(str(out_dir), ready, resources, on_done)
     meter.stop()
+    if releaser is not None and stage == "compare" and releaser.freed:
+        logger.info("summary cache: %.1f MB released after the last comparison that read them", releaser.freed / 1e6)
     logger.info("stage %s: ran %d task(s) in %.1f s, %d failed, %d not run", stage, len(ready),
                 time.perf_counter() - started, len(outcome.failures), len(blocked))
     failures = blocked + outcome.failures

@@ -31,17 +31,24 @@ def load_checked_summaries(root: Path, run_id: str, step: int, task: CompareTask
     """Summaries of one checkpoint (its second-eps recording when ``resampled``), verified; recomputed if corrupt.
 
     With spec ``summaries: cache`` they are computed from the checkpoint in memory and never stored (for a
-    ``noise_floor`` task only its noise-driven layers, the only ones it compares).
+    ``noise_floor`` task only its noise-driven layers, the only ones it compares). With ``summaries: planned``
+    the checkpoint's cache entry is read when it is there and matches its checksum (written by extraction,
+    removed after the last compare task that reads it: :mod:`vaesim.study.summary_cache`), else they are
+    computed in memory as with ``cache``: the same numbers either way.
     """
     from vaesim.similarity import load_summaries
 
+    path = root / (layout.resampled_path if resampled else layout.summary_path)(run_id, step)
+    metrics = builtin_metrics(task.metrics) if resampled else task.metrics  # the noise floor uses built-ins only
     if task.cache_summaries:
+        if task.read_cache and is_written(path) and verified(path):
+            try:
+                return with_plugin_summaries(path, load_summaries(path), metrics)
+            except Exception as error:  # noqa: BLE001 - a damaged cache entry is recomputed, never trusted
+                logger.warning("summary cache entry %s failed to load (%s); computing the summaries", path, error)
         only = (tuple(layout.noise_layers(task.layers, task.decoder_input))
                 if task.comparison == "noise_floor" else None)
         return checkpoint_summaries(root, task.extract_task(run_id, step), resampled=resampled, only=only)
-
-    path = root / (layout.resampled_path if resampled else layout.summary_path)(run_id, step)
-    metrics = builtin_metrics(task.metrics) if resampled else task.metrics  # the noise floor uses built-ins only
     if is_written(path) and verified(path):
         try:
             return with_plugin_summaries(path, load_summaries(path), metrics)

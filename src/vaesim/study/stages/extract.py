@@ -62,7 +62,7 @@ def extract_stage(root: Path, task: ExtractTask) -> str | None:
     )
     latents = latent_statistics(activations["encoder.mean"], activations["encoder.logvar"])
     write_table(root / layout.latents_path(run_id, step), latents.assign(run_id=run_id, step=step), checksum=True)
-    if task.resample and not task.cache_summaries:
+    if task.resample and task.writes_summaries:
         resampled_layers = tuple(layout.noise_layers(task.layers, task.decoder_input))
         again = extract_activations(
             model, probe_images(probe), layers=resampled_layers,
@@ -81,7 +81,7 @@ def extract_stage(root: Path, task: ExtractTask) -> str | None:
         write_checksum(path)
     device = array_device(task.device)
     meter.update(1)  # recording counts as the first unit
-    if task.cache_summaries:  # spec summaries: cache: the compare tasks recompute them (checkpoint_summaries)
+    if not task.writes_summaries:  # spec summaries: cache: the compare tasks recompute them (checkpoint_summaries)
         meter.close()
         return None
     summaries = summarise_layers(activations, task.layers, builtin_metrics(task.metrics), device, meter)

@@ -46,6 +46,12 @@ def test_summary_work_and_bytes_follow_the_storage_routes():
     # a layer pair: cross block 2 n r_a r_b, smaller Gram 2 s^2 k, eigvalsh s^3 seconds
     assert procrustes_pair_seconds(n, 400, 30, c) == pytest.approx((2 * n * 100 * 30 + 2 * 30 * 30 * 100) / 1e10
                                                                    + 1e-9 * 30**3)
+    # a block that is not tall (2 s > l) takes the SVD in the engine: s^2 l at the SVD rate, no Gram
+    assert procrustes_pair_seconds(n, 400, 60, c) == pytest.approx(2 * n * 100 * 60 / 1e10 + 4e-9 * 60**2 * 100)
+    svd_rate = Calibration(seconds_per_step=0.5, checkpoint_bytes=1000, cores=2, seconds=1.0,
+                           svd_seconds_per_cube=3e-9, **RATES)
+    assert procrustes_pair_seconds(n, 400, 60, svd_rate) == pytest.approx(2 * n * 100 * 60 / 1e10
+                                                                          + 3e-9 * 60**2 * 100)
     assert spread([4.0, 1.0, 1.0], 2) == 4.0 and spread([1.0] * 4, 2) == 2.0
 
 

@@ -83,6 +83,9 @@ class Calibration:
     pair_overhead_seconds: float = 0.0  # per layer pair and metric: the engine's bookkeeping, rows, the table
     busy: float = 1.0  # CPU time / wall time while training one thread: < 1 when other work shares the cores
     load: float = float("nan")  # the 1-minute load average when the calibration started (os.getloadavg)
+    #: seconds of singular values (``np.linalg.svd``, no vectors) per ``s^2 l`` of an ``l x s`` block, ``s <= l``
+    #: (0: not measured; priced as ``eigvalsh``'s rate x 4)
+    svd_seconds_per_cube: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -135,9 +138,11 @@ def measure_kernels() -> dict[str, float]:
         gemm64 = 2 * 512 * 512 * 2048 / _timed(lambda: x64 @ x64.T.copy())
         qr64 = (2 * 2048 * 256**2 - 2 / 3 * 256**3) / _timed(lambda: np.linalg.qr(tall, mode="r"))
         eig = _timed(lambda: np.linalg.eigvalsh(square)) / 384**3
+        block = rng.standard_normal((384, 256))  # a cross block of two non-tall layers (the SVD route)
+        svd = _timed(lambda: np.linalg.svd(block, compute_uv=False)) / (256**2 * 384)
     centre = _timed(lambda: (x64 - x64.mean(0)) * 1.0) / x64.size
     return {"gram32_rate": gram32, "gemm64_rate": gemm64, "qr64_rate": qr64, "eig_seconds_per_cube": eig,
-            "centre_seconds_per_value": centre}
+            "centre_seconds_per_value": centre, "svd_seconds_per_cube": svd}
 
 
 def _load_average() -> float:
@@ -309,10 +314,16 @@ def spread(unit_seconds: list[float], cores: int) -> float:
 
 
 def procrustes_pair_seconds(n: int, pa: int, pb: int, c: Calibration) -> float:
-    """One layer pair's Procrustes: cross block F_a^T F_b, its smaller Gram and ``eigvalsh``."""
+    """One layer pair's Procrustes by the route the engine takes (:func:`vaesim.similarity.nuclear.nuclear_norm`):
+    the cross block ``F_a^T F_b`` ``(r_a, r_b)``, then for a tall block (``2 small <= large``) its smaller Gram
+    and ``eigvalsh``, else its singular values (``svd``, ``s^2 l`` work)."""
     ra, rb = min(n, pa), min(n, pb)
     small, large = min(ra, rb), max(ra, rb)
-    return (2 * n * ra * rb + 2 * small * small * large) / c.gemm64_rate + c.eig_seconds_per_cube * small**3
+    cross = 2 * n * ra * rb / c.gemm64_rate
+    if 2 * small <= large:
+        return cross + 2 * small * small * large / c.gemm64_rate + c.eig_seconds_per_cube * small**3
+    per_cube = c.svd_seconds_per_cube or 4 * c.eig_seconds_per_cube
+    return cross + per_cube * small * small * large
 
 
 def plan_cache(plan: StudyPlan, widths: dict[str, dict[str, int]] | None = None) -> tuple[StudyPlan, int]:

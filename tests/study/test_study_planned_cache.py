@@ -13,6 +13,7 @@ import copy
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from study_tiny import TINY
@@ -145,3 +146,23 @@ def test_a_resumed_study_rebuilds_an_entry_an_unfinished_comparison_needs_and_re
     assert _results(out) == _results(keep_study)
     assert _entries(out) == []
     assert all(not (out / name).exists() for c in read_checkpoints(task) for name in cache_files(extract[c]))
+
+
+def test_summaries_computed_in_a_compare_task_and_spilled_to_disk_give_the_same_results_and_leave_nothing(
+        keep_study, tmp_path, monkeypatch):
+    # every recomputed summary spilled to a temporary file of its task and memory-mapped back (issue 33,
+    # item 3: the paper's tasks would hold 20 checkpoints' 5.2 GB summaries in memory)
+    monkeypatch.setattr(compare_module, "SPILL_MIN_BYTES", 0)
+    spilled = []
+    original = compare_module.Spill.mapped
+
+    def mapped(self, summaries):
+        out = original(self, summaries)
+        spilled.append(all(isinstance(s.row_norms, np.memmap) for s in out.values()))
+        return out
+
+    monkeypatch.setattr(compare_module.Spill, "mapped", mapped)
+    out = run_study(parse_spec(_small("cache")), tmp_path / "spilled", progress=False)
+    assert spilled and all(spilled)
+    assert _results(out) == _results(keep_study)
+    assert not list(out.rglob(".tmp-*"))  # each task deleted its spill files

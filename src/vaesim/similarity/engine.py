@@ -42,6 +42,14 @@ log = logging.getLogger(__name__)
 #: block whose stated bound is larger takes the SVD (see vaesim.similarity.nuclear)
 PROCRUSTES_TOLERANCE = 1e-6
 
+#: bytes of unpacked Procrustes factors (``(n, n)`` from a packed QR factor) kept between model pairs; a
+#: factor evicted is unpacked again when a later pair needs it (the same numbers), so a task's memory does not
+#: grow with the number of checkpoints it compares
+FACTOR_CACHE_BYTES = 2 * 2**30
+
+#: bytes of one row block of every packed Gram that :func:`compare` holds at a time (its ``block_bytes``)
+DEFAULT_BLOCK_BYTES = 256 << 20
+
 
 def _summaries(models: Mapping, involved: Sequence, metrics: tuple[str, ...], device: Any) -> dict:
     """{(model, layer): LayerSummary} for every involved model, each made once."""
@@ -261,12 +269,22 @@ def _procrustes_scores(chosen, summaries, index, pairs, device, tick: Callable[[
         return
     from vaesim.utils.threads import parallel_map, single_threaded_blas
 
-    factors: dict[int, np.ndarray] = {}
+    from collections import OrderedDict
+
+    factors: OrderedDict[int, np.ndarray] = OrderedDict()  # made for the model pair at hand, the rest a bounded cache
+    unpacked: dict[int, int] = {}  # bytes of the factors made here (a features factor is the summary's own array)
 
     def factor(k: int) -> np.ndarray:
         if k not in factors:
-            factors[k] = np.ascontiguousarray(summaries[k].factor())
+            made = np.ascontiguousarray(summaries[k].factor())
+            factors[k] = made
+            if not np.shares_memory(made, summaries[k].features if summaries[k].features is not None else made[:0]):
+                unpacked[k] = made.nbytes
+        factors.move_to_end(k)
         return factors[k]
+
+    def made_bytes() -> int:
+        return sum(unpacked.get(k, 0) for k in factors)
 
     def score(pair: tuple[int, int]) -> tuple[float, str]:
         i, j = pair
@@ -285,6 +303,8 @@ def _procrustes_scores(chosen, summaries, index, pairs, device, tick: Callable[[
         with single_threaded_blas():
             done = dict(zip(live, parallel_map(score, live)))
         methods += [method for _value, method in done.values()]
+        while factors and made_bytes() > FACTOR_CACHE_BYTES:  # the least recently used first
+            factors.popitem(last=False)
         for i, j in requested:
             zero = [summaries[k].name for k in dict.fromkeys((i, j)) if summaries[k].zero_variance]
             if zero:
@@ -306,12 +326,22 @@ def _checked_procrustes(value: float, a: LayerSummary, b: LayerSummary) -> tuple
 
 def _procrustes_scores_device(chosen, summaries, index, pairs, device, tick: Callable[[], None] = lambda: None):
     """Yield (i, j, score, note) for Procrustes on a torch ``device``, one cross-product per model pair."""
-    factors: dict[int, np.ndarray] = {}
+    from collections import OrderedDict
+
+    factors: OrderedDict[int, np.ndarray] = OrderedDict()  # made for the model pair at hand, the rest a bounded cache
+    unpacked: dict[int, int] = {}  # bytes of the factors made here (a features factor is the summary's own array)
 
     def factor(k: int) -> np.ndarray:
         if k not in factors:
-            factors[k] = np.ascontiguousarray(summaries[k].factor())
+            made = np.ascontiguousarray(summaries[k].factor())
+            factors[k] = made
+            if not np.shares_memory(made, summaries[k].features if summaries[k].features is not None else made[:0]):
+                unpacked[k] = made.nbytes
+        factors.move_to_end(k)
         return factors[k]
+
+    def made_bytes() -> int:
+        return sum(unpacked.get(k, 0) for k in factors)
 
     for a, b in pairs:
         layer_pairs = chosen[(a, b)]
@@ -336,6 +366,8 @@ def _procrustes_scores_device(chosen, summaries, index, pairs, device, tick: Cal
             nuclear = _nuclear(cross[r0:r1, c0:c1], device)
             value = nuclear / math.sqrt(summaries[i].total_variance * summaries[j].total_variance)
             yield (i, j, *_checked_procrustes(value, summaries[i], summaries[j]))
+        while factors and made_bytes() > FACTOR_CACHE_BYTES:  # the least recently used first
+            factors.popitem(last=False)
         tick()
 
 
@@ -370,7 +402,7 @@ def compare(
     model_pairs: Iterable[tuple[Any, Any]] | None = None,
     layer_pairs: Mapping[tuple[Any, Any], Iterable[tuple[Any, Any]]] | None = None,
     device: Any = None,
-    block_bytes: int = 256 << 20,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
     progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
     """Similarity of every layer pair of the requested model pairs.

@@ -504,30 +504,91 @@ def save_summaries(path: str | os.PathLike, summaries: Mapping[str, LayerSummary
     return path
 
 
-def load_summaries(path: str | os.PathLike) -> dict[str, LayerSummary]:
-    """Read summaries written by :func:`save_summaries` (``{layer: LayerSummary}``, in order)."""
+def load_summaries(path: str | os.PathLike, *, mmap: bool = False) -> dict[str, LayerSummary]:
+    """Read summaries written by :func:`save_summaries` (``{layer: LayerSummary}``, in order).
+
+    ``mmap``: the arrays are read-only memory maps of the file (its members are stored uncompressed), so a
+    comparison that streams through them holds only the pages it is reading: file-backed memory the kernel
+    can drop, not the process's own. Members that cannot be mapped are read as usual. The values are the
+    same either way, bit for bit.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"load_summaries: no summary file at {path}; write one with save_summaries(path, summaries)")
     with np.load(path, allow_pickle=False) as archive:
-        if "__meta__" not in archive.files:
-            raise ValueError(f"load_summaries: {path} is not a vaesim summary file (no __meta__ entry)")
-        meta = json.loads(str(archive["__meta__"]))
-        if meta.get("format") != FORMAT_NAME or meta.get("version") != FORMAT_VERSION:
-            raise ValueError(
-                f"load_summaries: {path} has format {meta.get('format')!r} version {meta.get('version')!r}, "
-                f"expected {FORMAT_NAME!r} version {FORMAT_VERSION}; recompute the summaries"
-            )
-        out: dict[str, LayerSummary] = {}
-        for index, layer in enumerate(meta["layers"]):
-            fields = {f: archive[f"l{index}.{f}"] if f"l{index}.{f}" in archive.files else None
-                      for f in ("features", "gram", "r")}
-            summary = LayerSummary(
-                name=layer["name"], n=int(layer["n"]), num_features=int(layer["num_features"]),
-                row_norms=archive[f"l{index}.row_norms"], total_variance=float(layer["total_variance"]), **fields,
-            )
-            _check_loaded(summary, path)
-            out[layer["key"]] = summary
+        mapped = _mapped_members(path) if mmap else {}
+
+        class _Archive:  # the archive's members, memory-mapped where they can be
+            files = archive.files
+
+            def __getitem__(self, key):
+                return mapped[key] if key in mapped else archive[key]
+
+        out = _read_summaries(_Archive(), path)
+    return out
+
+
+def _mapped_members(path: Path) -> dict[str, np.ndarray]:
+    """``{member: read-only memmap}`` of the ``.npy`` members of the ``.npz`` at ``path`` stored uncompressed.
+
+    A stored zip member's bytes are the ``.npy`` file itself, at the offset its local header gives: the
+    array starts after the ``.npy`` header. Object arrays, compressed members and headers that do not parse
+    are left out (read normally)."""
+    import zipfile
+
+    from numpy.lib import format as npy_format
+
+    out: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(path) as zipped, open(path, "rb") as handle:
+        for info in zipped.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
+                continue
+            handle.seek(info.header_offset)
+            local = handle.read(30)
+            if len(local) != 30 or local[:4] != b"PK\x03\x04":
+                continue
+            name_length, extra_length = int.from_bytes(local[26:28], "little"), int.from_bytes(local[28:30], "little")
+            start = info.header_offset + 30 + name_length + extra_length
+            handle.seek(start)
+            try:
+                version = npy_format.read_magic(handle)
+                read_header = {(1, 0): npy_format.read_array_header_1_0,
+                               (2, 0): npy_format.read_array_header_2_0}.get(version)
+                if read_header is None:
+                    continue
+                shape, fortran, dtype = read_header(handle)
+            except (ValueError, OSError):
+                continue
+            if dtype.hasobject or int(np.prod(shape)) == 0:
+                continue
+            offset = handle.tell()
+            if offset + int(np.prod(shape)) * dtype.itemsize > start + info.file_size:
+                continue  # the header promises more than the member holds: read it normally (and fail there)
+            out[info.filename[:-4]] = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
+                                                order="F" if fortran else "C")
+    return out
+
+
+def _read_summaries(archive, path: Path) -> dict[str, LayerSummary]:
+    """``{layer: LayerSummary}`` from an opened summary archive (``archive[member]``, ``archive.files``)."""
+    if "__meta__" not in archive.files:
+        raise ValueError(f"load_summaries: {path} is not a vaesim summary file (no __meta__ entry)")
+    meta = json.loads(str(archive["__meta__"]))
+    if meta.get("format") != FORMAT_NAME or meta.get("version") != FORMAT_VERSION:
+        raise ValueError(
+            f"load_summaries: {path} has format {meta.get('format')!r} version {meta.get('version')!r}, "
+            f"expected {FORMAT_NAME!r} version {FORMAT_VERSION}; recompute the summaries"
+        )
+    out: dict[str, LayerSummary] = {}
+    for index, layer in enumerate(meta["layers"]):
+        fields = {f: archive[f"l{index}.{f}"] if f"l{index}.{f}" in archive.files else None
+                  for f in ("features", "gram", "r")}
+        summary = LayerSummary(
+            name=layer["name"], n=int(layer["n"]), num_features=int(layer["num_features"]),
+            row_norms=archive[f"l{index}.row_norms"], total_variance=float(layer["total_variance"]), **fields,
+        )
+        _check_loaded(summary, path)
+        out[layer["key"]] = summary
     return out
 
 

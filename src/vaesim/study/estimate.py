@@ -456,8 +456,9 @@ def estimate(plan: StudyPlan, calibration: Calibration, widths: dict[str, int] |
     ]
 
 
-#: the compare engine's working copies beside the loaded summaries (measured by benchmarks/task_memory.py)
+#: the compare engine's working copies beside summaries held in memory (measured by benchmarks/task_memory.py)
 COMPARE_WORKING_FACTOR = 1.0
+
 PROCESS_BYTES = 400_000_000  # a task process's own resident memory: Python, numpy, torch, the model (measured 361 MB)
 
 
@@ -499,12 +500,39 @@ def task_memory(plan: StudyPlan, widths: dict[str, int]) -> list[tuple[str, int,
         if len(models) > involved:
             largest, involved = task, len(models)
     if largest is not None:
-        need = PROCESS_BYTES + int(involved * per_model * (1 + COMPARE_WORKING_FACTOR))
-        if largest.cache_summaries:
-            need += activations
-        out.append(("compare", need, f"the summaries of {involved} checkpoints at once ({human_bytes(per_model)} "
-                                     f"each: {largest.task_id.split('/')[1]} task)"))
+        from vaesim.similarity.engine import DEFAULT_BLOCK_BYTES, FACTOR_CACHE_BYTES
+        from vaesim.study.stages.compare import SPILL_MIN_BYTES
+
+        kind = largest.task_id.split("/")[1]
+        computed = largest.cache_summaries and not (largest.read_cache and selected_checkpoints(plan))
+        if per_model >= SPILL_MIN_BYTES or not computed:
+            # memory-mapped summaries (files, or spilled): one Gram row block of every summary, the Procrustes
+            # factors unpacked for the model pair at hand plus the bounded cache, a cross block and its
+            # factorisation per core; with summaries computed here, one checkpoint being recorded and summarised
+            wide = [name for name in layers if widths[name] > n]
+            factors = 2 * len(wide) * n * n * 8 if procrustes else 0
+            cached = min(FACTOR_CACHE_BYTES, involved * len(wide) * n * n * 8) if procrustes else 0
+            row_block = max(DEFAULT_BLOCK_BYTES, 8 * involved * len(layers) * n)
+            blocks = 3 * n * n * 8 * max(1, _cores()) if procrustes else 0
+            need = PROCESS_BYTES + row_block + factors + cached + blocks
+            what = (f"{involved} checkpoints' summaries memory-mapped ({human_bytes(per_model)} each, {kind} task): "
+                    f"Gram row blocks, Procrustes factors of one model pair and a {human_bytes(FACTOR_CACHE_BYTES)} "
+                    "cache, a cross block per core")
+            if largest.cache_summaries:  # some or all are computed here: one checkpoint at a time, then spilled
+                widest = 8 * n * max(widths[name] for name in layers)
+                need += activations + widest + per_model
+                what += "; one checkpoint recorded and summarised at a time, then spilled to disk"
+        else:
+            need = PROCESS_BYTES + int(involved * per_model * (1 + COMPARE_WORKING_FACTOR)) + activations
+            what = f"the summaries of {involved} checkpoints at once ({human_bytes(per_model)} each: {kind} task)"
+        out.append(("compare", need, what))
     return out
+
+
+def _cores() -> int:
+    from vaesim.utils.threads import available_cpus
+
+    return available_cpus()
 
 
 def check_task_memory(plan: StudyPlan, out_dir: Path) -> None:

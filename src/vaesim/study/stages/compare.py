@@ -26,8 +26,50 @@ def model_key(run_id: str, step: int) -> str:
     return f"{run_id}@{step}"
 
 
+#: a checkpoint's summaries computed in memory (``summaries: cache``, a checkpoint beyond a planned cache's cap)
+#: larger than this are written to a temporary file of the task and memory-mapped back, so that a task's own
+#: memory does not grow with the number of checkpoints it compares (the paper's: 20 x 5.2 GB)
+SPILL_MIN_BYTES = 64 * 2**20
+
+
+class Spill:
+    """Temporary summary files of one compare task (``summaries/.tmp-spill-*``), deleted when the task ends (a
+    killed task's are deleted by the next ``vaesim study run``, as every ``.tmp-*`` file)."""
+
+    def __init__(self, root: Path):
+        self.root, self.paths = root, []
+
+    def __enter__(self) -> Spill:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for path in self.paths:
+            path.unlink(missing_ok=True)
+
+    def mapped(self, summaries: dict) -> dict:
+        """``summaries`` written out and memory-mapped back when they are large (same values; built-ins only)."""
+        import os
+        import tempfile
+
+        from vaesim.similarity import LayerSummary, load_summaries, save_summaries
+        from vaesim.utils.io import TMP_PREFIX
+
+        if not all(isinstance(s, LayerSummary) for s in summaries.values()):
+            return summaries  # plug-in measures' summaries stay in memory
+        if sum(s.nbytes for s in summaries.values()) < SPILL_MIN_BYTES:
+            return summaries
+        folder = self.root / "summaries"
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=TMP_PREFIX + "spill-", suffix=".npz", dir=folder)
+        os.close(fd)
+        path = Path(name)
+        self.paths.append(path)
+        save_summaries(path, summaries)
+        return load_summaries(path, mmap=True)
+
+
 def load_checked_summaries(root: Path, run_id: str, step: int, task: CompareTask, *,
-                           resampled: bool = False) -> dict:
+                           resampled: bool = False, spill: Spill | None = None) -> dict:
     """Summaries of one checkpoint (its second-eps recording when ``resampled``), verified; recomputed if corrupt.
 
     With spec ``summaries: cache`` they are computed from the checkpoint in memory and never stored (for a
@@ -43,15 +85,16 @@ def load_checked_summaries(root: Path, run_id: str, step: int, task: CompareTask
     if task.cache_summaries:
         if task.read_cache and is_written(path) and verified(path):
             try:
-                return with_plugin_summaries(path, load_summaries(path), metrics)
+                return with_plugin_summaries(path, load_summaries(path, mmap=True), metrics)
             except Exception as error:  # noqa: BLE001 - a damaged cache entry is recomputed, never trusted
                 logger.warning("summary cache entry %s failed to load (%s); computing the summaries", path, error)
         only = (tuple(layout.noise_layers(task.layers, task.decoder_input))
                 if task.comparison == "noise_floor" else None)
-        return checkpoint_summaries(root, task.extract_task(run_id, step), resampled=resampled, only=only)
+        made = checkpoint_summaries(root, task.extract_task(run_id, step), resampled=resampled, only=only)
+        return made if spill is None else spill.mapped(made)
     if is_written(path) and verified(path):
         try:
-            return with_plugin_summaries(path, load_summaries(path), metrics)
+            return with_plugin_summaries(path, load_summaries(path, mmap=True), metrics)
         except Exception as error:
             logger.warning("summary file %s failed to load (%s); recomputing it", path, error)
     else:
@@ -61,7 +104,7 @@ def load_checked_summaries(root: Path, run_id: str, step: int, task: CompareTask
     if status == "corrupt_checkpoint":
         raise RuntimeError(f"cannot recompute {path}: checkpoint step {step} of run {run_id} is corrupt; "
                            "rerun `vaesim study run` to repair the run")
-    return with_plugin_summaries(path, load_summaries(path), metrics)
+    return with_plugin_summaries(path, load_summaries(path, mmap=True), metrics)
 
 
 def load_factors_summary(root: Path, dataset: str) -> dict:
@@ -78,10 +121,17 @@ def load_factors_summary(root: Path, dataset: str) -> dict:
 def compare_stage(root: Path, task: CompareTask) -> None:
     """Compare one group of model pairs with one call to ``vaesim.similarity.compare``.
 
-    Each involved checkpoint's summaries are loaded once. Writes
+    Each involved checkpoint's summaries are loaded once, memory-mapped from their files (summaries computed
+    here and larger than :data:`SPILL_MIN_BYTES` from a temporary file of the task): the engine streams
+    through them, so the task's own memory does not grow with the number of checkpoints. Writes
     ``results/<task>.parquet`` with the columns of
     :data:`vaesim.study.schema.RESULT_SCHEMA` (plus its sidecar).
     """
+    with Spill(root) as spill:
+        _compare(root, task, spill)
+
+
+def _compare(root: Path, task: CompareTask, spill: Spill) -> None:
     from vaesim.similarity import compare
 
     comparison, dataset = task.comparison, task.dataset
@@ -97,7 +147,7 @@ def compare_stage(root: Path, task: CompareTask) -> None:
         for run_id, step in sides:
             key = model_key(run_id, step)
             if key not in models:
-                models[key] = load_checked_summaries(root, run_id, step, task)
+                models[key] = load_checked_summaries(root, run_id, step, task, spill=spill)
                 meter.update(len(models))
     if comparison == "factors":
         models[FACTORS_LAYER] = with_plugin_summaries(root / layout.factors_summary_path(dataset),
@@ -107,7 +157,7 @@ def compare_stage(root: Path, task: CompareTask) -> None:
         # the noise-driven layers of one checkpoint, recorded with two eps: only the same layer is compared
         model_pairs = []
         for a, s, _b, _t in pairs:
-            again = load_checked_summaries(root, a, s, task, resampled=True)
+            again = load_checked_summaries(root, a, s, task, resampled=True, spill=spill)
             first = models[model_key(a, s)]
             models[model_key(a, s)] = {name: getattr(first[name], "builtin", first[name]) for name in again}
             models[model_key(a, s) + RESAMPLED_SUFFIX] = again

@@ -139,8 +139,25 @@ def test_task_memory_holds_every_compared_checkpoints_summaries_and_the_plan_pri
     per_model = sum(summary_bytes(n, widths[name], procrustes) for name in tiny_spec.layer_names() if name in widths)
     involved = max(len({(p[0], p[1]) for p in task.pairs} | {(p[2], p[3]) for p in task.pairs})
                    for task in plan.tasks["compare"])
-    extra = n * sum(widths.values()) * 4 if tiny_spec.summaries == "cache" else 0
-    assert memory["compare"] == PROCESS_BYTES + int(involved * per_model * (1 + COMPARE_WORKING_FACTOR)) + extra
+    # summaries computed in the task and small (summaries: cache, below the spill size): all held at once
+    cached = plan_study(tiny_spec.model_copy(update={"summaries": "cache"}))
+    held = {stage: need for stage, need, _ in task_memory(cached, widths)}
+    activations = n * sum(widths[name] for name in tiny_spec.layer_names() if name in widths) * 4
+    assert held["compare"] == PROCESS_BYTES + int(involved * per_model * (1 + COMPARE_WORKING_FACTOR)) + activations
+    # summaries read from files are memory-mapped: the task's own memory does not grow with its checkpoints
+    # (beyond the factors of one model pair, only the engine's bounded factor cache grows)
+    from vaesim.similarity.engine import FACTOR_CACHE_BYTES
+
+    more = tiny_spec.model_copy(update={"seeds": [0, 1, 2, 3, 4, 5]})
+    mapped_more = {s: need for s, need, _ in task_memory(plan_study(more), widths)}["compare"]
+    held_more = {s: need for s, need, _ in task_memory(plan_study(more.model_copy(update={"summaries": "cache"})),
+                                                       widths)}["compare"]
+    more_involved = max(len({(p[0], p[1]) for p in task.pairs} | {(p[2], p[3]) for p in task.pairs})
+                        for task in plan_study(more).tasks["compare"])
+    assert more_involved > involved
+    assert held_more - held["compare"] == pytest.approx((more_involved - involved) * per_model
+                                                        * (1 + COMPARE_WORKING_FACTOR), abs=2)
+    assert 0 <= mapped_more - memory["compare"] <= FACTOR_CACHE_BYTES
     assert memory["extract"] > PROCESS_BYTES + 2 * n * sum(widths.values()) * 4 and memory["train"] > PROCESS_BYTES
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(tiny_dict))
@@ -153,8 +170,22 @@ def test_a_compare_task_beyond_the_memory_available_is_refused_before_any_work(t
 
     monkeypatch.setattr(budget, "available_memory", lambda: 2 * 10**9)  # enough for the spec checks, not for this
     monkeypatch.setattr("vaesim.study.estimate.COMPARE_WORKING_FACTOR", 1e4)  # a compare task of terabytes
+    cached = tiny_spec.model_copy(update={"summaries": "cache"})  # small summaries computed in the task: held
     with pytest.raises(ValueError, match=r"study spec: a compare task needs about .* of memory \(the summaries of "
                                          r"\d+ checkpoints at once") as error:
-        run_study(tiny_spec, tmp_path / "study", progress=False, threads=1)
+        run_study(cached, tmp_path / "study", progress=False, threads=1)
     assert "\n" not in str(error.value)
     assert not (tmp_path / "study" / "runs").exists()  # no work done
+
+
+def test_an_extract_task_beyond_the_memory_available_is_refused_before_any_work(tiny_spec, tmp_path, monkeypatch):
+    from vaesim.study import budget, run_study
+
+    monkeypatch.setattr(budget, "available_memory", lambda: 2 * 10**9)
+    monkeypatch.setattr("vaesim.study.estimate.PROCESS_BYTES", 3 * 10**9)  # every task beyond it
+    with pytest.raises(ValueError, match=r"study spec: an extract task needs about .* of memory \(one checkpoint's "
+                                         r"\d+ layers on \d+ images and their summaries\), but .* is available; "
+                                         r"a smaller probe.n") as error:
+        run_study(tiny_spec, tmp_path / "study", progress=False, threads=1)
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "study" / "runs").exists()

@@ -536,10 +536,11 @@ def _cores() -> int:
 
 
 def check_task_memory(plan: StudyPlan, out_dir: Path) -> None:
-    """Refuse, before any work, a plan whose largest compare task needs more memory than is available now, unless
-    the compare stage is finished (one line naming the figure and what holds it); local executor only (a
-    cluster's nodes have their own memory). The figure is :func:`vaesim.study.estimate.task_memory`'s: a
-    compare task holds the summaries of every checkpoint it compares at once."""
+    """Refuse, before any work, a plan whose largest extract or compare task needs more memory than is available
+    now, unless that stage is finished (one line naming the figure and what holds it); local executor only (a
+    cluster's nodes have their own memory). The figures are :func:`vaesim.study.estimate.task_memory`'s
+    (measured against real tasks by benchmarks/task_memory.py; a training step is checked from the spec by
+    :func:`vaesim.study.budget.check_memory`)."""
     from vaesim.data.registry import get_spec
     from vaesim.study import budget
 
@@ -548,13 +549,15 @@ def check_task_memory(plan: StudyPlan, out_dir: Path) -> None:
         return
     widths = budget.layer_widths(plan.spec, get_spec(plan.spec.datasets[0]).num_channels)
     for stage, need, what in task_memory(plan, widths):
-        if stage != "compare" or need <= memory:  # training and extraction: check_memory / check_budget, from the spec
+        if stage not in ("extract", "compare") or need <= memory:  # training: check_memory, from the spec
             continue
         if all((out_dir / output).exists() for task in plan.tasks[stage] for output in task.outputs):
             continue  # the stage is finished: nothing of that size will run
-        advice = ("fewer checkpoints or models per comparison (comparisons.across_steps final, "
+        advice = ("a smaller probe.n, or a larger machine" if stage == "extract" else
+                  "fewer checkpoints or models per comparison (comparisons.across_steps final, "
                   "comparisons.objectives false), a smaller probe.n, or a larger machine")
-        raise ValueError(f"study spec: a {stage} task needs about {human_bytes(need)} of memory ({what}), but "
+        article = "an" if stage[0] in "aeiou" else "a"
+        raise ValueError(f"study spec: {article} {stage} task needs about {human_bytes(need)} of memory ({what}), but "
                          f"{human_bytes(memory)} is available; {advice}")
 
 

@@ -466,8 +466,9 @@ def task_memory(plan: StudyPlan, widths: dict[str, int]) -> list[tuple[str, int,
     """``(stage, bytes, what)``: the largest resident memory one task of each computing stage needs.
 
     - extract: one checkpoint's activations on the probe set (float32, every recorded layer at once, held by
-      torch and as the recorder's arrays: twice; again when the sampled layers are recorded with a second
-      eps), the float64 centred copy of the widest layer being summarised, and the summaries;
+      torch and as the recorder's arrays: twice; a noise floor's second recording of the sampled layers comes
+      after the first is released), the float64 centred copy of the widest layer being summarised, and the
+      summaries;
     - compare: the summaries of every checkpoint the largest task compares, all held at once (the engine
       scores every model pair of the task in one call), plus, with ``summaries: cache``, the activations of
       the checkpoint being recorded again;
@@ -488,10 +489,9 @@ def task_memory(plan: StudyPlan, widths: dict[str, int]) -> list[tuple[str, int,
     step = max((need for field, need, _ in memory_needs(spec) if field.startswith("training.batch_size")), default=0)
     if plan.tasks.get("train") and spec.imported is None:
         out.append(("train", PROCESS_BYTES + step, f"one training step at batch {spec.training.batch_size}"))
-    if plan.tasks.get("extract"):
-        resample = any(task.resample for task in plan.tasks["extract"])
+    if plan.tasks.get("extract"):  # a noise floor's second recording comes after the first is released
         widest = 8 * n * max(widths[name] for name in layers)
-        out.append(("extract", PROCESS_BYTES + 2 * activations * (2 if resample else 1) + widest + per_model,
+        out.append(("extract", PROCESS_BYTES + 2 * activations + widest + per_model,
                     f"one checkpoint's {len(layers)} layers on {n} images and their summaries"))
     largest, involved = None, 0
     for task in plan.tasks.get("compare", []):
@@ -514,14 +514,16 @@ def task_memory(plan: StudyPlan, widths: dict[str, int]) -> list[tuple[str, int,
             cached = min(FACTOR_CACHE_BYTES, involved * len(wide) * n * n * 8) if procrustes else 0
             row_block = max(DEFAULT_BLOCK_BYTES, 8 * involved * len(layers) * n)
             blocks = 3 * n * n * 8 * max(1, _cores()) if procrustes else 0
-            need = PROCESS_BYTES + row_block + factors + cached + blocks
+            scoring = row_block + factors + cached + blocks
             what = (f"{involved} checkpoints' summaries memory-mapped ({human_bytes(per_model)} each, {kind} task): "
                     f"Gram row blocks, Procrustes factors of one model pair and a {human_bytes(FACTOR_CACHE_BYTES)} "
                     "cache, a cross block per core")
-            if largest.cache_summaries:  # some or all are computed here: one checkpoint at a time, then spilled
+            loading = 0
+            if largest.cache_summaries:  # some or all are computed here first: one checkpoint at a time, spilled
                 widest = 8 * n * max(widths[name] for name in layers)
-                need += activations + widest + per_model
-                what += "; one checkpoint recorded and summarised at a time, then spilled to disk"
+                loading = 2 * activations + widest + per_model  # as an extraction, before any scoring
+                what += "; before that, one checkpoint recorded and summarised at a time, then spilled to disk"
+            need = PROCESS_BYTES + max(scoring, loading)
         else:
             need = PROCESS_BYTES + int(involved * per_model * (1 + COMPARE_WORKING_FACTOR)) + activations
             what = f"the summaries of {involved} checkpoints at once ({human_bytes(per_model)} each: {kind} task)"

@@ -62,17 +62,6 @@ def extract_stage(root: Path, task: ExtractTask) -> str | None:
     )
     latents = latent_statistics(activations["encoder.mean"], activations["encoder.logvar"])
     write_table(root / layout.latents_path(run_id, step), latents.assign(run_id=run_id, step=step), checksum=True)
-    if task.resample and task.writes_summaries:
-        resampled_layers = tuple(layout.noise_layers(task.layers, task.decoder_input))
-        again = extract_activations(
-            model, probe_images(probe), layers=resampled_layers,
-            seed=noise_seed(task.probe_seed, run_id + RESAMPLED_SUFFIX, step), device=resolve_device(task.device),
-            decoder_code=code,
-        )
-        path = root / layout.resampled_path(run_id, step)
-        save_summaries(path, summarise_layers(again, resampled_layers, builtin_metrics(task.metrics),
-                                              array_device(task.device)))
-        write_checksum(path)
     kept = task.keep_activations
     if kept:
         path = root / layout.activations_path(run_id, step)
@@ -89,6 +78,17 @@ def extract_stage(root: Path, task: ExtractTask) -> str | None:
     write_plugin_summaries(path, {name: activations[name] for name in task.layers}, task.metrics)
     save_summaries(path, summaries)
     write_checksum(path)
+    del activations, summaries  # the noise floor's second recording is not held beside the first
+    if task.resample:
+        resampled_layers = tuple(layout.noise_layers(task.layers, task.decoder_input))
+        again = extract_activations(
+            model, probe_images(probe), layers=resampled_layers,
+            seed=noise_seed(task.probe_seed, run_id + RESAMPLED_SUFFIX, step), device=resolve_device(task.device),
+            decoder_code=code,
+        )
+        path = root / layout.resampled_path(run_id, step)
+        save_summaries(path, summarise_layers(again, resampled_layers, builtin_metrics(task.metrics), device))
+        write_checksum(path)
     meter.close()
     return None
 

@@ -71,3 +71,22 @@ def test_a_failed_attempt_is_one_line_and_its_traceback_needs_verbose(monkeypatc
     with caplog.at_level(logging.INFO, logger="vaesim"):  # -v
         LocalExecutor(max_retries=0).run("dir", [_Task()], TaskResources(), lambda item: None)
     assert any("Traceback" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("summaries, cap_gb, refused", [
+    ("keep", 50.0, True),  # every checkpoint's summaries stored: ~9 TB at the paper's n = 10,000
+    ("cache", 50.0, False),  # none stored (the disk check counted them all and refused the paper preset)
+    ("planned", 50.0, False),  # at most the cap
+    ("planned", 200.0, True),  # a cap beyond the free disk
+])
+def test_the_disk_check_counts_the_summaries_each_setting_stores(monkeypatch, tmp_path, summaries, cap_gb, refused):
+    from vaesim.study.spec import load_spec
+
+    spec = load_spec("paper").model_copy(update={"summaries": summaries, "summaries_cap_gb": cap_gb})
+    monkeypatch.setattr(budget, "available_memory", lambda: 64 * 2**30)
+    monkeypatch.setattr(budget, "free_disk", lambda _path: 100 * 10**9)  # 100 GB free
+    if refused:
+        with pytest.raises(ValueError, match=r"the study needs about .* of disk for its probe sets and summaries"):
+            budget.check_budget(spec, tmp_path / "study")
+    else:
+        budget.check_budget(spec, tmp_path / "study")

@@ -219,7 +219,7 @@ def check_budget(spec: StudySpec, out_dir: Path) -> None:
     check_memory(spec)  # before anything is built at the spec's sizes (the model below, the plan, training)
     checkpoints = len(spec.checkpoint_steps())
     runs_per_dataset = len(plan_runs(spec)) // len(spec.datasets)
-    memory_need = disk_need = 0
+    memory_need = disk_need = summaries = 0
     for dataset in spec.datasets:
         facts = get_spec(dataset)
         widths = layer_widths(spec, facts.num_channels)
@@ -229,12 +229,13 @@ def check_budget(spec: StudySpec, out_dir: Path) -> None:
         kept = set(spec.kept_layers())
         summary = sum(min(n * (n + 1) // 2, n * p) * 8 for p in widths.values())
         kept_bytes = sum(n * p * 4 for name, p in widths.items() if name in kept)
-        summaries = runs_per_dataset * checkpoints * summary
-        if spec.summaries == "cache":  # recomputed by the compare tasks, never stored
-            summaries = 0
-        elif spec.summaries == "planned":  # a cache of at most summaries_cap_gb (vaesim.study.summary_cache)
-            summaries = min(summaries, spec.summaries_cap_gb * 1e9)
-        disk_need += probe_bytes + summaries + runs_per_dataset * checkpoints * kept_bytes
+        summaries += runs_per_dataset * checkpoints * summary
+        disk_need += probe_bytes + runs_per_dataset * checkpoints * kept_bytes
+    if spec.summaries == "cache":  # recomputed by the compare tasks, never stored
+        summaries = 0
+    elif spec.summaries == "planned":  # a cache of at most summaries_cap_gb for the study (vaesim.study.summary_cache)
+        summaries = min(summaries, spec.summaries_cap_gb * 1e9)
+    disk_need += summaries
     memory = available_memory()
     if memory is not None and memory_need > memory:
         raise ValueError(

@@ -135,26 +135,35 @@ def test_extraction_hooks_see_the_conv_output_before_the_relu_in_eval_mode():
 
 
 def test_one_training_step_of_the_model_matches_torch_modules():
-    """The whole network, training mode: loss and every parameter gradient within float32 rounding of the
-    same network built from torch's stock layers (1e-5 of each gradient's scale)."""
+    """The whole network, training mode: loss and every parameter gradient of vaesim's layers as close to the
+    float64 gradient of the same network in torch's stock layers as torch's own float32 layers are (within
+    2x their error), or within 1e-5 of each gradient's scale. torch's float32 error depends on the CPU's
+    kernels: the output bias gradient (a sum of 131,072 terms) was 1.4e-4 off with torch's AVX2 kernels while
+    vaesim's was 1e-7 off."""
     torch.manual_seed(4)
     fast = build_vae().to(memory_format=torch.channels_last)
     stock = with_torch_layers(build_vae())
     stock.load_state_dict(fast.state_dict())
+    exact = with_torch_layers(build_vae()).double()
+    exact.load_state_dict(fast.state_dict())
     images = (torch.rand(32, 1, 64, 64) > 0.8).float()
     noise = torch.randn(32, 10)
     losses = []
-    for model in (fast, stock):
+    for model, dtype in ((fast, torch.float32), (stock, torch.float32), (exact, torch.float64)):
         model.train()
-        out = model(images.contiguous(memory_format=torch.channels_last), noise)
-        loss = F.binary_cross_entropy_with_logits(out.logits, images, reduction="sum") / 32
+        target = images.to(dtype)
+        out = model(target.contiguous(memory_format=torch.channels_last), noise.to(dtype))
+        loss = F.binary_cross_entropy_with_logits(out.logits, target, reduction="sum") / 32
         loss.backward()
         losses.append(float(loss.detach()))
-    assert losses[0] == pytest.approx(losses[1], rel=1e-6)
-    stock_grads = dict(stock.named_parameters())
+    assert losses[0] == pytest.approx(losses[2], rel=1e-6) and losses[1] == pytest.approx(losses[2], rel=1e-6)
+    stock_grads, exact_grads = dict(stock.named_parameters()), dict(exact.named_parameters())
     for name, param in fast.named_parameters():
-        expected = stock_grads[name].grad
-        assert float((param.grad - expected).abs().max()) <= 1e-5 * float(expected.abs().max()) + 1e-12, name
+        reference = exact_grads[name].grad
+        scale = float(reference.abs().max())
+        torch_error = float((stock_grads[name].grad.double() - reference).abs().max())
+        error = float((param.grad.double() - reference).abs().max())
+        assert error <= max(2 * torch_error, 1e-5 * scale) + 1e-12, (name, error, torch_error, scale)
 
 
 def test_with_torch_layers_is_the_same_network_in_torch_modules():

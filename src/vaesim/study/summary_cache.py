@@ -118,6 +118,7 @@ class CacheReleaser:
         self._left: dict[Checkpoint, set[str]] = {
             checkpoint: {task_id for task_id in users if task_id in pending}
             for checkpoint, users in checkpoint_users(plan).items()}
+        self._reads = {task.task_id: read_checkpoints(task) for task in plan.tasks["compare"]}
         self.freed = 0
 
     def needed(self, checkpoint: Checkpoint) -> bool:
@@ -126,8 +127,9 @@ class CacheReleaser:
 
     def finished(self, task_id: str) -> None:
         """A compare task's results are written: release the entries it was the last reader of."""
-        for checkpoint, left in self._left.items():
-            if task_id in left:
+        for checkpoint in self._reads.get(task_id, ()):
+            left = self._left.get(checkpoint)
+            if left is not None and task_id in left:
                 left.discard(task_id)
                 if not left:
                     self.release(checkpoint)
